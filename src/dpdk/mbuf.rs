@@ -1,0 +1,236 @@
+//! Owned packet buffers and the fixed-size burst arrays the lcores move them in.
+//!
+//! An [`Mbuf`] owns one reference to a DPDK mbuf and frees it on drop; a [`Burst`]
+//! is what `rx_burst` fills; a [`TxBuffer`] collects mbufs for one (port, queue)
+//! and hands them to `tx_burst`. `Option<Mbuf>` has the layout of a raw mbuf
+//! pointer, so the arrays are passed to DPDK as they are, with no copying.
+use std::ptr::NonNull;
+
+/// Packets per RX burst (as l3fwd's MAX_PKT_BURST).
+pub const BURST_SIZE: usize = 32;
+/// Packets a TX buffer holds before it is flushed.
+const TX_BUFFER_SIZE: usize = 2 * BURST_SIZE;
+
+/// One owned reference to a single-segment or chained DPDK mbuf.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
+
+// SAFETY: an mbuf reference may move between lcores; DPDK's refcounts are atomic.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    pub(super) fn from_raw(raw: NonNull<dpdk_sys::rte_mbuf>) -> Self {
+        Mbuf(raw)
+    }
+
+    fn raw(&self) -> &dpdk_sys::rte_mbuf {
+        // SAFETY: we hold a reference, so the mbuf is alive and initialised.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The packet's first segment as bytes (the whole frame for single-segment mbufs).
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// The first segment, writable. Only sound while this is the only reference to
+    /// the data, which holds unless [`Mbuf::share`] was called: then use [`Mbuf::is_shared`].
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if self.is_shared() {
+            return None;
+        }
+        let m = self.raw();
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        // SAFETY: as in data(); refcnt is 1 so no other holder reads these bytes.
+        Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
+    }
+
+    /// Total packet length over all segments.
+    pub fn pkt_len(&self) -> u32 {
+        self.raw().pkt_len
+    }
+
+    /// True if the frame continues in further segments.
+    pub fn is_chained(&self) -> bool {
+        self.raw().nb_segs > 1
+    }
+
+    /// True if another reference to this mbuf exists.
+    pub fn is_shared(&self) -> bool {
+        self.raw().refcnt != 1
+    }
+
+    /// A second reference to the same buffer (refcount + 1), for flooding a frame to
+    /// several ports. Neither reference may then write the data.
+    pub fn share(&self) -> Mbuf {
+        // SAFETY: we hold a reference, so the mbuf is alive; the update is atomic.
+        unsafe { dpdk_sys::rte_mbuf_refcnt_update(self.0.as_ptr(), 1) };
+        Mbuf(self.0)
+    }
+
+    /// Appends `bytes` to the packet (used to build frames in tests and benchmarks).
+    /// Returns false if the buffer has no room.
+    pub fn append(&mut self, bytes: &[u8]) -> bool {
+        // SAFETY: rte_pktmbuf_append returns NULL or a pointer to `len` fresh bytes
+        // inside this mbuf's buffer.
+        let dst = unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), bytes.len() as u16) };
+        if dst.is_null() || bytes.len() > u16::MAX as usize {
+            return false;
+        }
+        // SAFETY: dst points to bytes.len() writable bytes (see above).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
+        true
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference; freeing drops exactly it.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.0.as_ptr()) };
+    }
+}
+
+/// Up to [`BURST_SIZE`] received mbufs.
+pub struct Burst {
+    slots: [Option<Mbuf>; BURST_SIZE],
+    len: usize,
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            slots: std::array::from_fn(|_| None),
+            len: 0,
+        }
+    }
+}
+
+impl Burst {
+    /// Number of packets received into this burst.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Takes packet `i` out of the burst (None if taken already or out of range).
+    #[inline(always)]
+    pub fn take(&mut self, i: usize) -> Option<Mbuf> {
+        self.slots.get_mut(i).and_then(Option::take)
+    }
+
+    /// Packet `i`, still in the burst.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> Option<&Mbuf> {
+        self.slots.get(i).and_then(Option::as_ref)
+    }
+
+    /// Packet `i`, still in the burst, mutable.
+    #[inline(always)]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Mbuf> {
+        self.slots.get_mut(i).and_then(Option::as_mut)
+    }
+
+    /// Frees whatever is left and empties the burst.
+    pub fn clear(&mut self) {
+        self.slots[..self.len].iter_mut().for_each(|s| drop(s.take()));
+        self.len = 0;
+    }
+
+    /// Raw slot array for rx_burst; the burst must be empty.
+    pub(super) fn fill_ptr(&mut self) -> *mut *mut dpdk_sys::rte_mbuf {
+        debug_assert!(self.slots.iter().all(Option::is_none));
+        self.slots.as_mut_ptr() as *mut *mut dpdk_sys::rte_mbuf
+    }
+
+    pub(super) fn set_len(&mut self, len: usize) {
+        self.len = len.min(BURST_SIZE);
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Mbufs waiting to be sent on one (port, queue).
+pub struct TxBuffer {
+    slots: [Option<Mbuf>; TX_BUFFER_SIZE],
+    len: usize,
+}
+
+impl Default for TxBuffer {
+    fn default() -> Self {
+        TxBuffer {
+            slots: std::array::from_fn(|_| None),
+            len: 0,
+        }
+    }
+}
+
+impl TxBuffer {
+    /// Number of packets waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when a full burst is waiting and should be flushed now.
+    #[inline(always)]
+    pub fn has_full_burst(&self) -> bool {
+        self.len >= BURST_SIZE
+    }
+
+    /// Queues `m`. Returns it back if the buffer is full (flush first).
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        match self.slots.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(m);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(m),
+        }
+    }
+
+    /// Sends what is queued on (`port`, `queue`); frees what the port refused.
+    /// Returns (sent, dropped).
+    pub fn flush(&mut self, port: &super::Port, queue: u16) -> (u32, u32) {
+        if self.len == 0 {
+            return (0, 0);
+        }
+        let sent = port.tx_burst_raw(
+            queue,
+            self.slots.as_mut_ptr() as *mut *mut dpdk_sys::rte_mbuf,
+            self.len as u16,
+        ) as usize;
+        // The PMD owns the first `sent` mbufs now: forget our references to them.
+        self.slots[..sent].iter_mut().for_each(|s| std::mem::forget(s.take()));
+        let dropped = self.len - sent;
+        self.slots[sent..self.len].iter_mut().for_each(|s| drop(s.take()));
+        self.len = 0;
+        (sent as u32, dropped as u32)
+    }
+}
+
+impl Drop for TxBuffer {
+    fn drop(&mut self) {
+        self.slots.iter_mut().for_each(|s| drop(s.take()));
+    }
+}

@@ -1,0 +1,12 @@
+//! vrfwd: the Dom0 data plane of migratable virtual routers.
+//!
+//! - [`dpdk`]: safe wrappers over DPDK, the only `unsafe` code.
+//! - [`net`]: checked views of Ethernet, ARP and IPv4 headers, checksums.
+//! - [`lpm`]: per-VR route tables readable without locks.
+//! - [`config`]: the operator's TOML configuration, validated.
+//! - [`dataplane`]: the shared state lcores read (VRs, segments, neighbours, MAC tables).
+//! - [`lcore`]: the per-lcore forwarding loop: classify, fast path, slow path, switching.
+//! - [`stats`]: per-lcore counters, summed on read.
+//! - [`control`]: the operator socket (`vrfwd stats`).
+pub mod dpdk;
+pub mod lpm;
