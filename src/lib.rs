@@ -8,5 +8,7 @@
 //! - [`lcore`]: the per-lcore forwarding loop: classify, fast path, slow path, switching.
 //! - [`stats`]: per-lcore counters, summed on read.
 //! - [`control`]: the operator socket (`vrfwd stats`).
+pub mod config;
 pub mod dpdk;
 pub mod lpm;
+pub mod net;

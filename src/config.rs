@@ -1,0 +1,391 @@
+//! The operator's TOML configuration: parsed with serde, then validated into
+//! [`Config`] so that a bad file fails at start with the key and the problem named.
+//! Owns no runtime state; `crate::dataplane` builds the running model from it.
+use crate::net::MacAddr;
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// A value is well-formed but wrong.
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// CPU cores to run forwarding lcores on, one lcore each; the first is EAL's main lcore.
+    pub cores: Vec<u16>,
+    /// Extra EAL arguments (e.g. `--no-huge`, `--in-memory`, `--file-prefix=x`).
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    /// The operator socket `vrfwd stats` talks to.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub idle: IdleConfig,
+    #[serde(default)]
+    pub timers: Timers,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<PortConfig>,
+    #[serde(rename = "segment", default)]
+    pub segments: Vec<SegmentConfig>,
+    #[serde(rename = "vr", default)]
+    pub vrs: Vec<VrConfig>,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/vrfwd.sock")
+}
+
+/// Packet-buffer pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    pub mbufs: u32,
+    pub cache: u32,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            mbufs: 16383,
+            cache: 256,
+        }
+    }
+}
+
+/// Idle back-off: after `spin_polls` empty polls in a row an lcore sleeps, doubling
+/// the sleep up to `max_sleep_us`, so an idle instance does not hold a core.
+/// `max_sleep_us = 0` polls without ever sleeping (dedicated cores).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdleConfig {
+    pub spin_polls: u32,
+    pub max_sleep_us: u32,
+}
+
+impl Default for IdleConfig {
+    fn default() -> Self {
+        IdleConfig {
+            spin_polls: 256,
+            max_sleep_us: 200,
+        }
+    }
+}
+
+/// Timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timers {
+    /// TX buffers are sent at the latest this long after the first packet entered them.
+    pub tx_drain_us: u32,
+    /// A learned neighbour not confirmed by ARP for this long is unresolved again.
+    pub neighbor_timeout_s: u32,
+    /// A learned MAC not seen for this long is flooded again.
+    pub mac_ageing_s: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            tx_drain_us: 100,
+            neighbor_timeout_s: 300,
+            mac_ageing_s: 300,
+        }
+    }
+}
+
+/// A DPDK port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`.
+    pub device: String,
+}
+
+impl PortConfig {
+    /// The DPDK device name (before the first comma), which names the ethdev.
+    pub fn device_name(&self) -> &str {
+        self.device.split(',').next().unwrap_or_default()
+    }
+}
+
+/// An L2 domain: one uplink port and the vif ports of the VR interfaces in it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    pub name: String,
+    pub uplink: String,
+}
+
+/// Which first level a VR's table uses: by its size unless set.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TableSize {
+    #[default]
+    Auto,
+    Compact,
+    Wide,
+}
+
+/// A virtual router.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrConfig {
+    pub id: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub table: TableSize,
+    #[serde(rename = "interface", default)]
+    pub interfaces: Vec<InterfaceConfig>,
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(rename = "neighbor", default)]
+    pub neighbors: Vec<NeighborConfig>,
+}
+
+/// A VR interface: the guest's NIC on one segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub mac: MacAddr,
+    /// The VR's address and prefix on this interface, e.g. `10.0.1.1/24`.
+    pub address: Ipv4Net,
+    pub segment: String,
+    /// The port that reaches the guest's NIC (its vif or tap).
+    pub vif: String,
+}
+
+/// A static route (until the guest's agent feeds routes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: Ipv4Net,
+    pub via: Ipv4Addr,
+}
+
+/// A static neighbour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub address: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// Most VRs, interfaces per VR and ports one instance handles.
+pub const MAX_VRS: usize = 1024;
+pub const MAX_INTERFACES: usize = 64;
+pub const MAX_PORTS: usize = 1024;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The interface of `vr` whose subnet holds `addr`.
+    pub fn interface_for(vr: &VrConfig, addr: Ipv4Addr) -> Option<usize> {
+        vr.interfaces
+            .iter()
+            .position(|i| i.address.trunc().contains(&addr))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cores.is_empty() {
+            return Err(invalid("cores", "at least one core is needed"));
+        }
+        if self.cores.iter().collect::<HashSet<_>>().len() != self.cores.len() {
+            return Err(invalid("cores", "a core is listed twice"));
+        }
+        if self.mempool.mbufs < 1024 {
+            return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
+        }
+        if self.ports.len() > MAX_PORTS {
+            return Err(invalid("port", format!("more than {MAX_PORTS} ports")));
+        }
+        if self.vrs.len() > MAX_VRS {
+            return Err(invalid("vr", format!("more than {MAX_VRS} VRs")));
+        }
+        let mut port_names = HashSet::new();
+        let mut devices = HashSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if !port_names.insert(p.name.as_str()) {
+                return Err(invalid(format!("port[{i}].name"), format!("{:?} is used twice", p.name)));
+            }
+            if p.device_name().is_empty() || !devices.insert(p.device_name()) {
+                return Err(invalid(
+                    format!("port[{i}].device"),
+                    format!("{:?} is empty or its device name is used twice", p.device),
+                ));
+            }
+        }
+        // Every port has exactly one role: a segment's uplink or an interface's vif.
+        let mut port_role: HashMap<String, String> = HashMap::new();
+        let mut claim = |port: &str, key: String| -> Result<(), ConfigError> {
+            if !port_names.contains(port) {
+                return Err(invalid(key, format!("no [[port]] is named {port:?}")));
+            }
+            if let Some(prev) = port_role.insert(port.to_owned(), key.clone()) {
+                return Err(invalid(key, format!("port {port:?} is already used by {prev}")));
+            }
+            Ok(())
+        };
+        let mut segment_names = HashSet::new();
+        for (i, s) in self.segments.iter().enumerate() {
+            if !segment_names.insert(s.name.as_str()) {
+                return Err(invalid(format!("segment[{i}].name"), format!("{:?} is used twice", s.name)));
+            }
+            claim(&s.uplink, format!("segment[{i}].uplink"))?;
+        }
+        let mut vr_ids = HashSet::new();
+        let mut macs = HashSet::new();
+        for (v, vr) in self.vrs.iter().enumerate() {
+            let key = |rest: &str| format!("vr[{v}]{rest}");
+            if vr.id == 0 || !vr_ids.insert(vr.id) {
+                return Err(invalid(key(".id"), format!("{} is zero or used twice", vr.id)));
+            }
+            if vr.interfaces.is_empty() || vr.interfaces.len() > MAX_INTERFACES {
+                return Err(invalid(key(".interface"), format!("a VR needs 1 to {MAX_INTERFACES} interfaces")));
+            }
+            let mut if_names = HashSet::new();
+            for (n, ifc) in vr.interfaces.iter().enumerate() {
+                let k = |f: &str| key(&format!(".interface[{n}].{f}"));
+                if !if_names.insert(ifc.name.as_str()) {
+                    return Err(invalid(k("name"), format!("{:?} is used twice in this VR", ifc.name)));
+                }
+                if ifc.mac.is_multicast() || ifc.mac.is_zero() {
+                    return Err(invalid(k("mac"), format!("{} is not a unicast station address", ifc.mac)));
+                }
+                if !macs.insert(ifc.mac) {
+                    return Err(invalid(k("mac"), format!("{} belongs to another interface too", ifc.mac)));
+                }
+                if ifc.address.prefix_len() > 30 || ifc.address.addr() == ifc.address.network() || ifc.address.addr() == ifc.address.broadcast() {
+                    return Err(invalid(k("address"), format!("{} is not a host address on a /30 or wider subnet", ifc.address)));
+                }
+                if !segment_names.contains(ifc.segment.as_str()) {
+                    return Err(invalid(k("segment"), format!("no [[segment]] is named {:?}", ifc.segment)));
+                }
+                claim(&ifc.vif, k("vif"))?;
+            }
+            for (n, r) in vr.routes.iter().enumerate() {
+                if r.prefix.trunc() != r.prefix {
+                    return Err(invalid(key(&format!(".route[{n}].prefix")), format!("{} has host bits set (did you mean {}?)", r.prefix, r.prefix.trunc())));
+                }
+                if Config::interface_for(vr, r.via).is_none() {
+                    return Err(invalid(key(&format!(".route[{n}].via")), format!("{} is not on any interface's subnet", r.via)));
+                }
+            }
+            for (n, nb) in vr.neighbors.iter().enumerate() {
+                if Config::interface_for(vr, nb.address).is_none() {
+                    return Err(invalid(key(&format!(".neighbor[{n}].address")), format!("{} is not on any interface's subnet", nb.address)));
+                }
+                if nb.mac.is_multicast() || nb.mac.is_zero() {
+                    return Err(invalid(key(&format!(".neighbor[{n}].mac")), format!("{} is not a unicast station address", nb.mac)));
+                }
+            }
+        }
+        if let Some(p) = self.ports.iter().find(|p| !port_role.contains_key(&p.name)) {
+            return Err(invalid("port", format!("port {:?} is neither a segment uplink nor a vif", p.name)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"
+        cores = [0]
+        eal_args = ["--no-huge", "--in-memory"]
+        [[port]]
+        name = "up0"
+        device = "net_af_packet0,iface=up0"
+        [[port]]
+        name = "vif1"
+        device = "net_af_packet1,iface=vif1"
+        [[segment]]
+        name = "lan0"
+        uplink = "up0"
+        [[vr]]
+        id = 1
+        [[vr.interface]]
+        name = "eth0"
+        mac = "02:00:00:00:01:01"
+        address = "10.0.1.1/24"
+        segment = "lan0"
+        vif = "vif1"
+        [[vr.route]]
+        prefix = "10.9.0.0/16"
+        via = "10.0.1.2"
+    "#;
+
+    fn err_of(edit: impl Fn(String) -> String) -> String {
+        Config::parse(&edit(EXAMPLE.to_owned())).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn example_is_valid() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.vrs[0].interfaces[0].mac.to_string(), "02:00:00:00:01:01");
+        assert_eq!(c.idle.spin_polls, 256);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+            (Box::new(|s| s.replace("cores = [0]", "cores = []")), "cores"),
+            (Box::new(|s| s.replace("02:00:00:00:01:01", "01:00:00:00:01:01")), "vr[0].interface[0].mac"),
+            (Box::new(|s| s.replace("10.9.0.0/16", "10.9.0.1/16")), "vr[0].route[0].prefix: 10.9.0.1/16 has host bits set"),
+            (Box::new(|s| s.replace("via = \"10.0.1.2\"", "via = \"10.5.1.2\"")), "vr[0].route[0].via"),
+            (Box::new(|s| s.replace("vif = \"vif1\"", "vif = \"up0\"")), "vr[0].interface[0].vif: port \"up0\" is already used by segment[0].uplink"),
+            (Box::new(|s| s.replace("segment = \"lan0\"", "segment = \"lan9\"")), "vr[0].interface[0].segment"),
+            (Box::new(|s| s.replace("10.0.1.1/24", "10.0.1.0/24")), "vr[0].interface[0].address"),
+            (Box::new(|s| s.replace("id = 1", "id = 0")), "vr[0].id"),
+            (Box::new(|s| s.replace("[[vr]]", "[[vr]]\nbogus = 1")), "unknown field `bogus`"),
+        ];
+        for (edit, want) in cases {
+            let e = err_of(edit);
+            assert!(e.contains(want), "{e:?} should contain {want:?}");
+        }
+    }
+}
