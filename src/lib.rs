@@ -8,7 +8,13 @@
 //! - [`lcore`]: the per-lcore forwarding loop: classify, fast path, slow path, switching.
 //! - [`stats`]: per-lcore counters, summed on read.
 //! - [`control`]: the operator socket (`vrfwd stats`).
+//! - [`appliance`]: start-up and shutdown of the whole appliance.
+pub mod appliance;
 pub mod config;
+pub mod control;
+pub mod dataplane;
 pub mod dpdk;
+pub mod lcore;
 pub mod lpm;
 pub mod net;
+pub mod stats;

@@ -14,7 +14,7 @@ pub struct Port {
 }
 
 /// Counters kept by the PMD itself.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct PortStats {
     pub rx_packets: u64,
     pub tx_packets: u64,

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Builds (or removes) the one-machine test topology used by the demo and the
+# integration tests:
+#
+#   ${P}s (sender, 10.0.1.2/24)  --veth--  ${P}u0 ┐
+#                                                  │ vrfwd (af_packet ports, root ns)
+#   ${P}r (receiver, 10.0.2.2/24) --veth-- ${P}u1 ┤   VR 1: eth0 10.0.1.1/24 on lan0, eth1 10.0.2.1/24 on lan1
+#                                                  │   VR 2: same prefixes, overlapping, on lan2/lan3
+#   ${P}g (guest of VR 1: g0, g1; ip_forward=1) ── ${P}v0, ${P}v1 (vifs)
+#   ${P}t (sender of VR 2) / ${P}q (receiver of VR 2) / ${P}h (guest of VR 2)
+#
+# usage: topology.sh up PREFIX CONFIG_OUT | down PREFIX
+set -euo pipefail
+cmd=$1 P=$2
+
+ns() { ip netns exec "$1" "${@:2}"; }
+
+# veth NS NSIF HOSTIF ADDR/LEN [MAC]: one end in NS, the other in the root ns.
+veth() {
+  local n=$1 nsif=$2 hostif=$3 addr=$4 mac=${5:-}
+  ip link add "$hostif" type veth peer name "$nsif" netns "$n"
+  ip link set "$hostif" up
+  ethtool -K "$hostif" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  if [ -n "$mac" ]; then ns "$n" ip link set "$nsif" address "$mac"; fi
+  ns "$n" ethtool -K "$nsif" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  ns "$n" ip link set "$nsif" up
+  ns "$n" ip addr add "$addr" dev "$nsif"
+}
+
+up() {
+  local out=$1
+  for n in s r g t q h; do ip netns add "$P$n"; ns "$P$n" ip link set lo up; done
+  # VR 1
+  veth "${P}s" eth0 "${P}u0" 10.0.1.2/24 02:00:00:00:aa:02
+  veth "${P}r" eth0 "${P}u1" 10.0.2.2/24 02:00:00:00:bb:02
+  veth "${P}g" g0 "${P}v0" 10.0.1.1/24 02:00:00:00:01:01
+  veth "${P}g" g1 "${P}v1" 10.0.2.1/24 02:00:00:00:02:01
+  ns "${P}s" ip route add default via 10.0.1.1
+  ns "${P}r" ip route add default via 10.0.2.1
+  ns "${P}g" sysctl -qw net.ipv4.ip_forward=1
+  ns "${P}g" ip route add 10.9.0.0/16 via 10.0.2.2
+  # VR 2: overlapping addresses, its own segments and guest
+  veth "${P}t" eth0 "${P}u2" 10.0.1.2/24 02:00:00:00:cc:02
+  veth "${P}q" eth0 "${P}u3" 10.0.2.2/24 02:00:00:00:dd:02
+  veth "${P}h" g0 "${P}v2" 10.0.1.1/24 02:00:00:01:01:01
+  veth "${P}h" g1 "${P}v3" 10.0.2.1/24 02:00:00:01:02:01
+  ns "${P}t" ip route add default via 10.0.1.1
+  ns "${P}q" ip route add default via 10.0.2.1
+  ns "${P}h" sysctl -qw net.ipv4.ip_forward=1
+  # No ICMP rate limit in the guests: tests count every error they send.
+  for g in g h; do ns "$P$g" sysctl -qw net.ipv4.icmp_ratelimit=0; done
+  cat > "$out" <<TOML
+cores = [${VRFWD_CORE:-0}]
+eal_args = ["--no-huge", "--no-shconf", "--no-pci", "--file-prefix=vrfwd-$P", "--log-level=lib.eal:warning"]
+socket = "/run/vrfwd-$P.sock"
+
+[mempool]
+mbufs = 8191
+
+[idle]
+spin_polls = 512
+max_sleep_us = 200
+
+$(for i in 0 1 2 3; do printf '[[port]]\nname = "u%s"\ndevice = "net_af_packet%s%s,iface=%su%s"\n\n' $i "$P" $i "$P" $i; done)
+$(for i in 0 1 2 3; do printf '[[port]]\nname = "v%s"\ndevice = "net_af_packet%sv%s,iface=%sv%s"\n\n' $i "$P" $i "$P" $i; done)
+$(for i in 0 1 2 3; do printf '[[segment]]\nname = "lan%s"\nuplink = "u%s"\n\n' $i $i; done)
+[[vr]]
+id = 1
+name = "red"
+[[vr.interface]]
+name = "eth0"
+mac = "02:00:00:00:01:01"
+address = "10.0.1.1/24"
+segment = "lan0"
+vif = "v0"
+[[vr.interface]]
+name = "eth1"
+mac = "02:00:00:00:02:01"
+address = "10.0.2.1/24"
+segment = "lan1"
+vif = "v1"
+[[vr.route]]
+prefix = "10.9.0.0/16"
+via = "10.0.2.2"
+
+[[vr]]
+id = 2
+name = "blue"
+[[vr.interface]]
+name = "eth0"
+mac = "02:00:00:01:01:01"
+address = "10.0.1.1/24"
+segment = "lan2"
+vif = "v2"
+[[vr.interface]]
+name = "eth1"
+mac = "02:00:00:01:02:01"
+address = "10.0.2.1/24"
+segment = "lan3"
+vif = "v3"
+TOML
+}
+
+down() {
+  for n in s r g t q h; do ip netns del "$P$n" 2>/dev/null || true; done
+  for l in u0 u1 u2 u3 v0 v1 v2 v3; do ip link del "$P$l" 2>/dev/null || true; done
+  rm -f "/run/vrfwd-$P.sock"
+}
+
+case $cmd in
+  up) down; up "$3" ;;
+  down) down ;;
+  *) echo "usage: $0 up PREFIX CONFIG_OUT | down PREFIX" >&2; exit 2 ;;
+esac

@@ -1,0 +1,103 @@
+//! Start-up and shutdown of the appliance: EAL, mempool, ports, the shared
+//! dataplane model, one worker per lcore, the operator socket; on quit, the lcores
+//! stop, buffered packets are sent, and ports and EAL are released in order.
+use crate::config::Config;
+use crate::control::{self, ControlError};
+use crate::dataplane::{BuildError, Clock, Dataplane};
+use crate::dpdk::{self, DpdkError, Eal, Mempool, Port};
+use crate::lcore::Worker;
+use crate::stats::{LcoreCounters, Snapshot};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Packet data room per mbuf (DPDK's RTE_MBUF_DEFAULT_BUF_SIZE).
+const MBUF_DATA_ROOM: u16 = 2048 + 128;
+
+/// Why the appliance could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplianceError {
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+    #[error("port {port}: {source}")]
+    Port { port: String, source: DpdkError },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("EAL has {have} lcores but the config lists {want} cores")]
+    Lcores { have: u32, want: usize },
+}
+
+/// The EAL command line for `config`: lcores on the configured cores, one `--vdev`
+/// per port, then the operator's extra arguments.
+pub fn eal_args(config: &Config) -> Vec<String> {
+    let cores: Vec<String> = config.cores.iter().map(u16::to_string).collect();
+    let mut args = vec!["-l".to_owned(), cores.join(",")];
+    for p in &config.ports {
+        args.push("--vdev".to_owned());
+        args.push(p.device.clone());
+    }
+    args.extend(config.eal_args.iter().cloned());
+    args
+}
+
+/// Runs the appliance until `quit` is set (SIGINT/SIGTERM). Returns the final
+/// counters.
+pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceError> {
+    let eal = Eal::init(&eal_args(config))?;
+    let lcores = eal.lcore_count() as usize;
+    if lcores != config.cores.len() {
+        return Err(ApplianceError::Lcores { have: lcores as u32, want: config.cores.len() });
+    }
+    let snapshot = run_on(&eal, config, lcores, quit);
+    drop(eal);
+    snapshot
+}
+
+fn run_on(eal: &Eal, config: &Config, lcores: usize, quit: &AtomicBool) -> Result<Snapshot, ApplianceError> {
+    let pool = Mempool::new("vrfwd_mbufs", config.mempool.mbufs, config.mempool.cache, MBUF_DATA_ROOM)?;
+    let ports = config
+        .ports
+        .iter()
+        .map(|p| {
+            Port::start(p.device_name(), 1, lcores as u16, &pool)
+                .map_err(|source| ApplianceError::Port { port: p.name.clone(), source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (dp, tables) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()))?;
+    let routes: Vec<usize> = tables.iter().map(|t| t.rib().len()).collect();
+    let counters: Vec<LcoreCounters> = (0..lcores)
+        .map(|_| LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len()))
+        .collect();
+    let listener = control::bind(&config.socket)?;
+    let snapshot = || {
+        Snapshot::collect(
+            &counters,
+            &dp,
+            &|p| ports[p].stats().ok(),
+            &|v| routes[v],
+            dp.clock.seconds(dpdk::tsc()),
+        )
+    };
+    tracing::info!(lcores, ports = ports.len(), vrs = dp.vrs.len(), "forwarding");
+    let stop = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            control::serve(&listener, &stop, &|cmd| match cmd {
+                "stats" => snapshot().render(),
+                "stats-json" => serde_json::to_string(&snapshot()).unwrap_or_else(|e| format!("error: {e}")),
+                other => format!("error: unknown command {other:?} (try stats, stats-json)"),
+            })
+        });
+        let result = eal.run_on_all_lcores(&|index| {
+            Worker::new(index, lcores, &dp, &ports, &counters[index], &config.idle, &config.timers).run(quit)
+        });
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    let _ = std::fs::remove_file(&config.socket);
+    result?;
+    let last = snapshot();
+    drop(ports);
+    drop(pool);
+    Ok(last)
+}

@@ -1,0 +1,121 @@
+//! The operator socket: a Unix stream socket on which the running appliance answers
+//! one-line commands (`stats`, `stats-json`) with counters summed at that moment.
+//! The route-protocol sessions of the guests join this module with the control
+//! plane; nothing here touches the fast path beyond reading counters.
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the accept loop checks for shutdown.
+const POLL: Duration = Duration::from_millis(100);
+
+/// An operator-socket failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another vrfwd answers on this socket.
+    #[error("{0} is in use by a running vrfwd")]
+    InUse(String),
+    /// The socket could not be created or used.
+    #[error("operator socket {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The daemon answered with something that is not a reply.
+    #[error("bad reply from vrfwd: {0}")]
+    BadReply(String),
+}
+
+/// Binds the socket, replacing a stale file left by a dead instance.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse(path.display().to_string()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    Ok(listener)
+}
+
+/// Answers commands until `quit` is set. `answer` maps a command to its reply.
+pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &dyn Fn(&str) -> String) {
+    while !quit.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = reply(stream, answer) {
+                    tracing::debug!("operator connection: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+            Err(e) => {
+                tracing::warn!("operator socket accept: {e}");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+fn reply(stream: UnixStream, answer: &dyn Fn(&str) -> String) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let mut out = answer(line.trim());
+    out.push('\n');
+    (&stream).write_all(out.as_bytes())
+}
+
+/// Sends `command` to the appliance at `path` and returns its reply.
+pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
+    let io = |source| ControlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut stream = UnixStream::connect(path).map_err(io)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
+    stream.write_all(format!("{command}\n").as_bytes()).map_err(io)?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut out).map_err(io)?;
+    if let Some(err) = out.strip_prefix("error: ") {
+        return Err(ControlError::BadReply(err.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_reply_and_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("vrfwd-ctl-{}", std::process::id()));
+        let path = dir.join("s.sock");
+        let quit = AtomicBool::new(false);
+        let listener = bind(&path).unwrap();
+        assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
+        std::thread::scope(|s| {
+            s.spawn(|| serve(&listener, &quit, &|c| match c {
+                "ping" => "pong".into(),
+                other => format!("error: unknown command {other:?}"),
+            }));
+            assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
+            assert!(matches!(request(&path, "x"), Err(ControlError::BadReply(_))));
+            quit.store(true, Ordering::Relaxed);
+        });
+        drop(listener);
+        // The file is stale now: a new instance takes it over.
+        assert!(bind(&path).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

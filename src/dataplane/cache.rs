@@ -1,0 +1,217 @@
+//! A fixed-capacity, lock-free hash map from u64 keys to u64 values with a
+//! last-seen time per entry: the neighbour caches and MAC tables that lcores
+//! learn into while other lcores read them.
+//!
+//! Slots are three atomics (key, value, seen). A reader loads the key, the value and
+//! the key again (a one-slot seqlock), so it never pairs one key with another key's
+//! value. Learning a new key takes an empty slot or one whose entry has aged out:
+//! the writer marks the slot busy, writes value and time, then publishes the key.
+//! Entries never move; lookups probe at most [`PROBES`] slots; nothing allocates
+//! after construction, so learning is safe on the per-packet path.
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// Slots probed per key.
+pub const PROBES: usize = 8;
+const EMPTY: u64 = 0;
+const BUSY: u64 = u64::MAX;
+/// `seen` of an entry that never ages (configured statically).
+pub const STATIC: u32 = u32::MAX;
+
+#[derive(Default)]
+struct Slot {
+    key: AtomicU64,
+    value: AtomicU64,
+    seen: AtomicU32,
+}
+
+/// The map. Keys 0 and `u64::MAX` are reserved.
+pub struct AgeingCache {
+    slots: Box<[Slot]>,
+    mask: usize,
+    max_age: u32,
+}
+
+/// What [`AgeingCache::learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// The key was known with this value; its time was refreshed.
+    Refreshed,
+    /// A new key, or a known key with a new value.
+    Updated,
+    /// No free slot among the probed ones: nothing stored.
+    Full,
+}
+
+impl AgeingCache {
+    /// A map with at least `capacity` slots (rounded up to a power of two) whose
+    /// learned entries expire `max_age` seconds after they were last seen.
+    pub fn new(capacity: usize, max_age: u32) -> AgeingCache {
+        let n = capacity.max(PROBES).next_power_of_two();
+        AgeingCache {
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            mask: n - 1,
+            max_age,
+        }
+    }
+
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        // Fibonacci hashing: spreads consecutive IPs and MACs.
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.mask
+    }
+
+    #[inline(always)]
+    fn probe(&self, key: u64) -> impl Iterator<Item = &Slot> {
+        let home = self.home(key);
+        (0..PROBES).map(move |i| &self.slots[(home + i) & self.mask])
+    }
+
+    fn alive(&self, seen: u32, now: u32) -> bool {
+        seen == STATIC || now.saturating_sub(seen) <= self.max_age
+    }
+
+    /// The value of `key` if present and not aged out at time `now` (seconds).
+    #[inline(always)]
+    pub fn get(&self, key: u64, now: u32) -> Option<u64> {
+        for slot in self.probe(key) {
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                let value = slot.value.load(Ordering::Relaxed);
+                let seen = slot.seen.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if slot.key.load(Ordering::Relaxed) != key {
+                    return None;
+                }
+                return self.alive(seen, now).then_some(value);
+            }
+            if k == EMPTY {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Records `key → value` as seen at `now` (`STATIC` for an entry that never ages).
+    pub fn learn(&self, key: u64, value: u64, now: u32) -> Learned {
+        debug_assert!(key != EMPTY && key != BUSY);
+        let mut reusable = None;
+        for slot in self.probe(key) {
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                let seen = slot.seen.load(Ordering::Relaxed);
+                if slot.value.load(Ordering::Relaxed) == value && self.alive(seen, now) {
+                    // Refresh at most once a second: one store, no cache-line churn.
+                    if seen != now && seen != STATIC {
+                        slot.seen.store(now, Ordering::Relaxed);
+                    }
+                    return Learned::Refreshed;
+                }
+                if seen == STATIC && now != STATIC {
+                    return Learned::Refreshed; // configured entries win over snooping
+                }
+                return self.rewrite(slot, key, key, value, now);
+            }
+            if k == EMPTY {
+                reusable.get_or_insert((slot, EMPTY));
+                break;
+            }
+            if k != BUSY && reusable.is_none() && !self.alive(slot.seen.load(Ordering::Relaxed), now) {
+                reusable = Some((slot, k));
+            }
+        }
+        match reusable {
+            Some((slot, old)) => self.rewrite(slot, old, key, value, now),
+            None => Learned::Full,
+        }
+    }
+
+    /// Takes `slot` from `old` to `key → value` without a reader ever pairing a key
+    /// with the wrong value.
+    fn rewrite(&self, slot: &Slot, old: u64, key: u64, value: u64, now: u32) -> Learned {
+        if slot
+            .key
+            .compare_exchange(old, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Learned::Full; // another lcore is writing this slot; the next frame retries
+        }
+        slot.value.store(value, Ordering::Relaxed);
+        slot.seen.store(now, Ordering::Relaxed);
+        slot.key.store(key, Ordering::Release);
+        Learned::Updated
+    }
+
+    /// Every live entry at `now`: (key, value, seconds since seen or None if static).
+    pub fn entries(&self, now: u32) -> Vec<(u64, u64, Option<u32>)> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let k = s.key.load(Ordering::Acquire);
+                let seen = s.seen.load(Ordering::Relaxed);
+                (k != EMPTY && k != BUSY && self.alive(seen, now)).then(|| {
+                    let age = (seen != STATIC).then(|| now.saturating_sub(seen));
+                    (k, s.value.load(Ordering::Relaxed), age)
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_refreshes_and_ages() {
+        let c = AgeingCache::new(64, 300);
+        assert_eq!(c.get(7, 0), None);
+        assert_eq!(c.learn(7, 70, 10), Learned::Updated);
+        assert_eq!(c.learn(7, 70, 11), Learned::Refreshed);
+        assert_eq!(c.get(7, 311), Some(70), "seen at 11, alive for 300 s");
+        assert_eq!(c.get(7, 312), None, "aged out");
+        assert_eq!(c.learn(7, 71, 400), Learned::Updated, "relearned after ageing");
+        assert_eq!(c.get(7, 400), Some(71));
+        assert_eq!(c.learn(7, 72, 401), Learned::Updated, "moved (new MAC)");
+        assert_eq!(c.get(7, 401), Some(72));
+    }
+
+    #[test]
+    fn static_entries_never_age_and_win() {
+        let c = AgeingCache::new(64, 1);
+        c.learn(9, 90, STATIC);
+        assert_eq!(c.get(9, u32::MAX - 1), Some(90));
+        assert_eq!(c.learn(9, 91, 5), Learned::Refreshed);
+        assert_eq!(c.get(9, 5), Some(90));
+    }
+
+    #[test]
+    fn full_neighbourhood_then_reuse_of_aged_slots() {
+        let c = AgeingCache::new(8, 10);
+        for k in 1..=8u64 {
+            assert_eq!(c.learn(k, k, 0), Learned::Updated);
+        }
+        assert_eq!(c.learn(100, 1, 5), Learned::Full);
+        assert_eq!(c.learn(100, 1, 20), Learned::Updated, "an aged slot is reused");
+        assert_eq!(c.get(100, 20), Some(1));
+        assert_eq!(c.entries(20).len(), 1);
+    }
+
+    #[test]
+    fn concurrent_learners_never_mix_keys_and_values() {
+        let c = AgeingCache::new(256, 1);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let c = &c;
+                s.spawn(move || {
+                    for round in 0..20_000u32 {
+                        let key = 1 + (u64::from(round) * 7 + t) % 300;
+                        c.learn(key, key * 1000, round / 100);
+                        if let Some(v) = c.get(key ^ 1 | 1, round / 100) {
+                            assert_eq!(v, (key ^ 1 | 1) * 1000);
+                        }
+                    }
+                });
+            }
+        });
+    }
+}

@@ -1,0 +1,279 @@
+//! The running model every lcore reads: ports and their roles, segments (L2
+//! domains with MAC tables), and VRs (interfaces, route table, next hops,
+//! neighbours). Built once from the validated config; afterwards only atomics in
+//! it change (tables, neighbour and MAC learning), so lcores share it by `&`.
+mod cache;
+mod nexthop;
+
+pub use cache::{AgeingCache, Learned, STATIC};
+pub use nexthop::{NextHop, NextHops};
+
+use crate::config::{Config, TableSize, VrConfig};
+use crate::lpm::{Fib, Stride, Table, TableError};
+use crate::net::arp::{Arp, OP_REPLY};
+use crate::net::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// A VR with fewer static routes than this starts on the compact table.
+const COMPACT_TABLE_MAX_ROUTES: usize = 4096;
+const COMPACT_MAX_GROUPS: u32 = 4096;
+const WIDE_MAX_GROUPS: u32 = 65536;
+/// Neighbour-cache and MAC-table slots.
+const NEIGHBOR_SLOTS: usize = 4096;
+const MAC_SLOTS: usize = 8192;
+/// Next-hop slots per VR.
+const NEXT_HOP_SLOTS: usize = 4096;
+
+/// What a port is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRole {
+    /// A segment's physical (or outer) port.
+    Uplink { segment: usize },
+    /// The port to a VR interface's guest NIC.
+    Vif {
+        segment: usize,
+        vr: usize,
+        iface: usize,
+    },
+}
+
+impl PortRole {
+    pub fn segment(self) -> usize {
+        match self {
+            PortRole::Uplink { segment } | PortRole::Vif { segment, .. } => segment,
+        }
+    }
+}
+
+/// A VR interface as the fast path needs it.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub segment: usize,
+    pub vif: usize,
+}
+
+impl Interface {
+    fn on_subnet(&self, ip: Ipv4Addr) -> bool {
+        let mask = crate::lpm::mask(self.prefix_len);
+        u32::from(ip) & mask == u32::from(self.address) & mask
+    }
+}
+
+/// One virtual router.
+pub struct Vr {
+    pub id: u32,
+    pub name: String,
+    pub interfaces: Vec<Interface>,
+    pub fib: Arc<Fib>,
+    pub next_hops: NextHops,
+    pub neighbors: AgeingCache,
+}
+
+/// The neighbour-cache key of `ip` on interface `iface` (never 0).
+#[inline(always)]
+pub fn neighbor_key(iface: usize, ip: u32) -> u64 {
+    ((iface as u64 + 1) << 32) | u64::from(ip)
+}
+
+/// A VR interface MAC on a segment, for the per-frame "is this for a VR" test.
+#[derive(Debug, Clone, Copy)]
+pub struct VrMac {
+    pub mac: u64,
+    pub vr: usize,
+    pub iface: usize,
+}
+
+/// An L2 domain.
+pub struct Segment {
+    pub name: String,
+    pub uplink: usize,
+    /// All ports: the uplink and every vif.
+    pub ports: Vec<usize>,
+    pub vr_macs: Vec<VrMac>,
+    /// Learned station MAC → port index.
+    pub macs: AgeingCache,
+}
+
+impl Segment {
+    /// The VR interface that owns `mac`, if any.
+    #[inline(always)]
+    pub fn vr_for_mac(&self, mac: MacAddr) -> Option<VrMac> {
+        let m = mac.to_u64();
+        self.vr_macs.iter().copied().find(|v| v.mac == m)
+    }
+}
+
+/// Seconds since start, from the TSC (no syscall).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: u64,
+    hz: u64,
+}
+
+impl Clock {
+    pub fn new(start: u64, hz: u64) -> Clock {
+        Clock { start, hz: hz.max(1) }
+    }
+
+    #[inline(always)]
+    pub fn seconds(&self, tsc: u64) -> u32 {
+        (tsc.saturating_sub(self.start) / self.hz) as u32
+    }
+
+    pub fn hz(&self) -> u64 {
+        self.hz
+    }
+}
+
+/// Everything the lcores share.
+pub struct Dataplane {
+    pub port_names: Vec<String>,
+    pub ports: Vec<PortRole>,
+    pub segments: Vec<Segment>,
+    pub vrs: Vec<Vr>,
+    pub clock: Clock,
+}
+
+/// A route table could not be built from the config.
+#[derive(Debug, thiserror::Error)]
+#[error("vr {vr}: {source}")]
+pub struct BuildError {
+    vr: u32,
+    source: TableError,
+}
+
+impl Dataplane {
+    /// Builds the model from a validated config. Returns it with each VR's table
+    /// writer (index = VR index), which the route writer owns from then on.
+    pub fn build(config: &Config, clock: Clock) -> Result<(Dataplane, Vec<Table>), BuildError> {
+        let port_index = |name: &str| config.ports.iter().position(|p| p.name == name).expect("validated");
+        let segment_index = |name: &str| config.segments.iter().position(|s| s.name == name).expect("validated");
+        let mut ports = vec![None; config.ports.len()];
+        let mut segments: Vec<Segment> = config
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(s, sc)| {
+                let uplink = port_index(&sc.uplink);
+                ports[uplink] = Some(PortRole::Uplink { segment: s });
+                Segment {
+                    name: sc.name.clone(),
+                    uplink,
+                    ports: vec![uplink],
+                    vr_macs: Vec::new(),
+                    macs: AgeingCache::new(MAC_SLOTS, config.timers.mac_ageing_s),
+                }
+            })
+            .collect();
+        let mut vrs = Vec::with_capacity(config.vrs.len());
+        let mut tables = Vec::with_capacity(config.vrs.len());
+        for (v, vc) in config.vrs.iter().enumerate() {
+            let interfaces: Vec<Interface> = vc
+                .interfaces
+                .iter()
+                .enumerate()
+                .map(|(i, ic)| {
+                    let segment = segment_index(&ic.segment);
+                    let vif = port_index(&ic.vif);
+                    ports[vif] = Some(PortRole::Vif { segment, vr: v, iface: i });
+                    segments[segment].ports.push(vif);
+                    segments[segment].vr_macs.push(VrMac { mac: ic.mac.to_u64(), vr: v, iface: i });
+                    Interface {
+                        name: ic.name.clone(),
+                        mac: ic.mac,
+                        address: ic.address.addr(),
+                        prefix_len: ic.address.prefix_len(),
+                        segment,
+                        vif,
+                    }
+                })
+                .collect();
+            let (vr, table) = build_vr(vc, interfaces, config.timers.neighbor_timeout_s)
+                .map_err(|source| BuildError { vr: vc.id, source })?;
+            vrs.push(vr);
+            tables.push(table);
+        }
+        let dp = Dataplane {
+            port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
+            ports: ports.into_iter().map(|r| r.expect("validated: every port has a role")).collect(),
+            segments,
+            vrs,
+            clock,
+        };
+        Ok((dp, tables))
+    }
+
+    /// Learns neighbours from an ARP packet seen on `segment`, arriving on `ingress`:
+    /// the sender is a neighbour of every VR interface on that segment whose subnet
+    /// holds it; an ARP reply sent by a guest names the neighbour it answers.
+    pub fn snoop_arp(&self, segment: usize, ingress: PortRole, arp: &Arp, now: u32) {
+        for vm in &self.segments[segment].vr_macs {
+            let vr = &self.vrs[vm.vr];
+            let ifc = &vr.interfaces[vm.iface];
+            let learn = |ip: Ipv4Addr, mac: MacAddr| {
+                if ifc.on_subnet(ip) && ip != ifc.address && mac != ifc.mac && !mac.is_multicast() && !mac.is_zero() {
+                    vr.neighbors.learn(neighbor_key(vm.iface, ip.into()), mac.to_u64(), now);
+                }
+            };
+            learn(arp.sender_ip, arp.sender_mac);
+            let from_this_guest = ingress == PortRole::Vif { segment, vr: vm.vr, iface: vm.iface };
+            if from_this_guest && arp.op == OP_REPLY {
+                learn(arp.target_ip, arp.target_mac);
+            }
+        }
+    }
+}
+
+/// Builds one VR: its interfaces' connected and local routes, its static routes
+/// and neighbours.
+fn build_vr(vc: &VrConfig, interfaces: Vec<Interface>, neighbor_timeout: u32) -> Result<(Vr, Table), TableError> {
+    let compact = match vc.table {
+        TableSize::Compact => true,
+        TableSize::Wide => false,
+        TableSize::Auto => vc.routes.len() < COMPACT_TABLE_MAX_ROUTES,
+    };
+    let mut table = if compact {
+        Table::new(Stride::Compact16, COMPACT_MAX_GROUPS)
+    } else {
+        Table::new(Stride::Wide24, WIDE_MAX_GROUPS)
+    };
+    let next_hops = NextHops::new(NEXT_HOP_SLOTS, interfaces.len());
+    let local = next_hops.index_of(NextHop::Local).expect("reserved");
+    // Addresses the guest must see itself: multicast and limited broadcast.
+    table.add(0xe000_0000, 4, local)?;
+    table.add(u32::MAX, 32, local)?;
+    for (i, ifc) in interfaces.iter().enumerate() {
+        let addr = u32::from(ifc.address);
+        let mask = crate::lpm::mask(ifc.prefix_len);
+        let attached = next_hops.index_of(NextHop::Attached { iface: i }).expect("reserved");
+        table.add(addr & mask, ifc.prefix_len, attached)?;
+        table.add(addr, 32, local)?;
+        table.add(addr | !mask, 32, local)?;
+    }
+    for r in &vc.routes {
+        let iface = Config::interface_for(vc, r.via).expect("validated");
+        let nh = next_hops
+            .insert(NextHop::Gateway { iface, via: r.via.into() })
+            .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
+        table.add(u32::from(r.prefix.network()), r.prefix.prefix_len(), nh)?;
+    }
+    let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
+    for n in &vc.neighbors {
+        let iface = Config::interface_for(vc, n.address).expect("validated");
+        neighbors.learn(neighbor_key(iface, n.address.into()), n.mac.to_u64(), STATIC);
+    }
+    let vr = Vr {
+        id: vc.id,
+        name: vc.name.clone().unwrap_or_else(|| format!("vr{}", vc.id)),
+        interfaces,
+        fib: Arc::clone(table.fib()),
+        next_hops,
+        neighbors,
+    };
+    Ok((vr, table))
+}

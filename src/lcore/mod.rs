@@ -1,0 +1,299 @@
+//! The per-lcore forwarding loop (after DPDK's l3fwd): poll the RX queues this lcore
+//! owns, classify each frame, forward IPv4 for VRs on the fast path with one
+//! software-pipelined table lookup pass per burst, hand everything else to the
+//! guest, switch the rest inside its segment, and send in bursts from per-port TX
+//! buffers drained on a TSC deadline. Idle lcores back off so that several
+//! instances can share a core.
+//!
+//! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
+use crate::config::{IdleConfig, Timers};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac};
+use crate::dpdk::{self, Burst, Mbuf, Port, TxBuffer, BURST_SIZE};
+use crate::net::{arp, ether, ipv4, MacAddr};
+use crate::stats::{DropReason, LcoreCounters, PuntReason};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One lcore's state: owned by it, cache-aligned, never shared.
+#[repr(align(64))]
+pub struct Worker<'a> {
+    /// This lcore's TX queue on every port.
+    queue: u16,
+    dp: &'a Dataplane,
+    ports: &'a [Port],
+    /// Ports whose RX queue 0 this lcore polls.
+    rx_ports: Vec<usize>,
+    tx: Vec<TxBuffer>,
+    counters: &'a LcoreCounters,
+    idle: IdleConfig,
+    drain_ticks: u64,
+    /// Fast-path candidates of the current burst.
+    pending: [Pending; BURST_SIZE],
+}
+
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    slot: u8,
+    vr: u16,
+    iface: u8,
+    dst: u32,
+}
+
+impl<'a> Worker<'a> {
+    /// Worker `index` of `count`: it polls every port p with p % count == index and
+    /// transmits on TX queue `index` of every port.
+    pub fn new(
+        index: usize,
+        count: usize,
+        dp: &'a Dataplane,
+        ports: &'a [Port],
+        counters: &'a LcoreCounters,
+        idle: &IdleConfig,
+        timers: &Timers,
+    ) -> Self {
+        Worker {
+            queue: index as u16,
+            dp,
+            ports,
+            rx_ports: (0..ports.len()).filter(|p| p % count == index).collect(),
+            tx: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
+            counters,
+            idle: idle.clone(),
+            drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(timers.tx_drain_us),
+            pending: [Pending::default(); BURST_SIZE],
+        }
+    }
+
+    /// Runs until `quit` is set; then sends what is buffered.
+    pub fn run(&mut self, quit: &AtomicBool) {
+        let mut burst = Burst::default();
+        let mut empty_polls = 0u32;
+        let mut sleep_us = 1u32;
+        let mut last_drain = dpdk::tsc();
+        while !quit.load(Ordering::Relaxed) {
+            let now_tsc = dpdk::tsc();
+            let now = self.dp.clock.seconds(now_tsc);
+            let mut received = 0;
+            for i in 0..self.rx_ports.len() {
+                let p = self.rx_ports[i];
+                let n = self.ports[p].rx_burst(0, &mut burst);
+                if n > 0 {
+                    received += n;
+                    self.counters.ports[p].rx.add(n as u64);
+                    self.process_burst(p, &mut burst, now);
+                    burst.clear();
+                }
+            }
+            self.counters.polls.inc();
+            if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
+                self.flush_all();
+                last_drain = now_tsc;
+            }
+            if received > 0 {
+                self.counters.busy_polls.inc();
+                empty_polls = 0;
+                sleep_us = 1;
+            } else {
+                empty_polls = empty_polls.saturating_add(1);
+                if self.idle.max_sleep_us > 0 && empty_polls > self.idle.spin_polls {
+                    self.flush_all();
+                    self.counters.sleeps.inc();
+                    std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
+                    sleep_us = (sleep_us * 2).min(self.idle.max_sleep_us);
+                } else {
+                    dpdk::cpu_relax();
+                }
+            }
+        }
+        self.flush_all();
+    }
+
+    fn flush_all(&mut self) {
+        for p in 0..self.tx.len() {
+            self.flush(p);
+        }
+    }
+
+    fn flush(&mut self, port: usize) {
+        let (sent, dropped) = self.tx[port].flush(&self.ports[port], self.queue);
+        let c = &self.counters.ports[port];
+        c.tx.add(u64::from(sent));
+        c.tx_dropped.add(u64::from(dropped));
+    }
+
+    /// Queues `m` for `port`, sending a burst when one is full.
+    #[inline(always)]
+    fn send(&mut self, port: usize, m: Mbuf) {
+        if let Err(m) = self.tx[port].push(m) {
+            self.flush(port);
+            // The buffer is empty now; a second refusal cannot happen.
+            let _ = self.tx[port].push(m);
+        }
+        if self.tx[port].has_full_burst() {
+            self.flush(port);
+        }
+    }
+
+    /// Classifies a burst from `ingress`: slow-path, switched and dropped frames are
+    /// dealt with at once; fast-path candidates are collected, their table entries
+    /// prefetched, then resolved in a second pass.
+    fn process_burst(&mut self, ingress: usize, burst: &mut Burst, now: u32) {
+        let role = self.dp.ports[ingress];
+        let segment = role.segment();
+        let mut pending = 0;
+        for i in 0..burst.len() {
+            let Some(m) = burst.get(i) else { continue };
+            match self.classify(ingress, role, segment, m, now) {
+                Class::FastPath { vm, dst } => {
+                    self.dp.vrs[vm.vr].fib.prefetch(dst);
+                    self.pending[pending] = Pending {
+                        slot: i as u8,
+                        vr: vm.vr as u16,
+                        iface: vm.iface as u8,
+                        dst,
+                    };
+                    pending += 1;
+                }
+                Class::Punt { vm, reason } => {
+                    let m = burst.take(i).expect("present");
+                    self.punt(vm.vr, vm.iface, reason, m);
+                }
+                Class::Unicast(port) => {
+                    self.counters.segments[segment].unicast.inc();
+                    let m = burst.take(i).expect("present");
+                    self.send(port, m);
+                }
+                Class::Flood => {
+                    self.counters.segments[segment].flooded.inc();
+                    let m = burst.take(i).expect("present");
+                    self.flood(segment, ingress, m);
+                }
+                Class::Drop(reason) => {
+                    self.counters.segments[segment].dropped[reason as usize].inc();
+                    drop(burst.take(i));
+                }
+            }
+        }
+        for k in 0..pending {
+            let p = self.pending[k];
+            let m = burst.take(p.slot as usize).expect("pending slot");
+            self.forward(p, m, now);
+        }
+    }
+
+    /// Decides what to do with one frame (reads only; learns MACs and neighbours).
+    #[inline(always)]
+    fn classify(&self, ingress: usize, role: PortRole, segment: usize, m: &Mbuf, now: u32) -> Class {
+        let frame = m.data();
+        let Some(eth) = ether::parse(frame) else {
+            return Class::Drop(DropReason::Runt);
+        };
+        let seg = &self.dp.segments[segment];
+        if !eth.src.is_multicast() && !eth.src.is_zero() {
+            self.learn_mac(segment, eth.src, ingress, now);
+        }
+        if eth.ethertype == ether::ETHERTYPE_ARP {
+            if let Some(a) = arp::parse(&frame[ether::HEADER_LEN..]) {
+                self.dp.snoop_arp(segment, role, &a, now);
+            }
+        }
+        if eth.dst.is_multicast() {
+            return Class::Flood;
+        }
+        if let Some(vm) = seg.vr_for_mac(eth.dst) {
+            if ingress == self.dp.vrs[vm.vr].interfaces[vm.iface].vif {
+                return Class::Drop(DropReason::Loop);
+            }
+            self.counters.vrs[vm.vr].rx.inc();
+            if eth.ethertype != ether::ETHERTYPE_IPV4 {
+                let reason = if eth.ethertype == ether::ETHERTYPE_ARP { PuntReason::Arp } else { PuntReason::NotIpv4 };
+                return Class::Punt { vm, reason };
+            }
+            return match ipv4::check(frame) {
+                Ok(f) if !m.is_chained() => Class::FastPath { vm, dst: f.dst },
+                Ok(_) => Class::Punt { vm, reason: PuntReason::Length },
+                Err(unfit) => Class::Punt { vm, reason: punt_reason(unfit) },
+            };
+        }
+        match seg.macs.get(eth.dst.to_u64(), now) {
+            Some(port) if port as usize == ingress => Class::Drop(DropReason::Filtered),
+            Some(port) => Class::Unicast(port as usize),
+            None => Class::Flood,
+        }
+    }
+
+    fn learn_mac(&self, segment: usize, mac: MacAddr, port: usize, now: u32) {
+        let seg = &self.dp.segments[segment];
+        if seg.macs.learn(mac.to_u64(), port as u64, now) == crate::dataplane::Learned::Full {
+            self.counters.segments[segment].learn_full.inc();
+        }
+    }
+
+    /// Resolves a fast-path candidate; forwards it or punts it.
+    #[inline(always)]
+    fn forward(&mut self, p: Pending, mut m: Mbuf, now: u32) {
+        let (v, arrived_on) = (p.vr as usize, p.iface as usize);
+        let vr = &self.dp.vrs[v];
+        let Some(nh) = vr.fib.lookup(p.dst) else {
+            return self.punt(v, arrived_on, PuntReason::NoRoute, m);
+        };
+        let (iface, neighbor) = match vr.next_hops.get(nh) {
+            Some(NextHop::Attached { iface }) => (iface, p.dst),
+            Some(NextHop::Gateway { iface, via }) => (iface, via),
+            Some(NextHop::Local) | None => return self.punt(v, arrived_on, PuntReason::ToRouter, m),
+        };
+        let Some(mac) = vr.neighbors.get(neighbor_key(iface, neighbor), now) else {
+            return self.punt(v, arrived_on, PuntReason::Unresolved, m);
+        };
+        let egress = &vr.interfaces[iface];
+        let Some(frame) = m.data_mut() else {
+            return self.punt(v, arrived_on, PuntReason::Length, m);
+        };
+        ether::set_addresses(frame, MacAddr::from_u64(mac), egress.mac);
+        ipv4::decrement_ttl(frame);
+        self.counters.vrs[v].forwarded.inc();
+        let uplink = self.dp.segments[egress.segment].uplink;
+        self.send(uplink, m);
+    }
+
+    fn punt(&mut self, vr: usize, iface: usize, reason: PuntReason, m: Mbuf) {
+        self.counters.vrs[vr].punted[reason as usize].inc();
+        let vif = self.dp.vrs[vr].interfaces[iface].vif;
+        self.send(vif, m);
+    }
+
+    fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf) {
+        let dp = self.dp;
+        let mut targets = dp.segments[segment].ports.iter().copied().filter(|&p| p != ingress).peekable();
+        while let Some(port) = targets.next() {
+            if targets.peek().is_some() {
+                let copy = m.share();
+                self.send(port, copy);
+            } else {
+                self.send(port, m);
+                return;
+            }
+        }
+        // No other port in the segment: `m` is dropped (freed) here.
+    }
+}
+
+/// The classification of one frame.
+enum Class {
+    FastPath { vm: VrMac, dst: u32 },
+    Punt { vm: VrMac, reason: PuntReason },
+    Unicast(usize),
+    Flood,
+    Drop(DropReason),
+}
+
+fn punt_reason(u: ipv4::Unfit) -> PuntReason {
+    match u {
+        ipv4::Unfit::Truncated => PuntReason::Truncated,
+        ipv4::Unfit::Version => PuntReason::Version,
+        ipv4::Unfit::Options => PuntReason::Options,
+        ipv4::Unfit::Length => PuntReason::Length,
+        ipv4::Unfit::Checksum => PuntReason::Checksum,
+        ipv4::Unfit::TtlExpired => PuntReason::TtlExpired,
+    }
+}

@@ -1,0 +1,290 @@
+//! Counters: one cache-aligned block per lcore, written only by that lcore (plain
+//! load + store of relaxed atomics: no locked instruction, no shared cache line),
+//! summed when read into a [`Snapshot`].
+use crate::dpdk::PortStats;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter with a single writer.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`; only the owning lcore calls this.
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! reasons {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+            pub const COUNT: usize = Self::ALL.len();
+            pub fn label(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a frame addressed to a VR went to its guest instead of the fast path.
+    PuntReason {
+        Arp = "arp",
+        NotIpv4 = "not_ipv4",
+        Truncated = "truncated",
+        Version = "ip_version",
+        Options = "ip_options",
+        Length = "ip_length",
+        Checksum = "ip_checksum",
+        TtlExpired = "ttl_expired",
+        ToRouter = "to_router",
+        NoRoute = "no_route",
+        Unresolved = "unresolved",
+    }
+}
+
+reasons! {
+    /// Why a frame was dropped.
+    DropReason {
+        /// Shorter than an Ethernet header.
+        Runt = "runt",
+        /// A guest sent a frame to its own MAC.
+        Loop = "loop",
+        /// Unicast whose learned port is the one it came in on.
+        Filtered = "filtered",
+    }
+}
+
+#[derive(Default)]
+#[repr(align(64))]
+pub struct PortCounters {
+    pub rx: Counter,
+    pub tx: Counter,
+    pub tx_dropped: Counter,
+}
+
+#[repr(align(64))]
+pub struct VrCounters {
+    pub rx: Counter,
+    pub forwarded: Counter,
+    pub punted: [Counter; PuntReason::COUNT],
+}
+
+impl Default for VrCounters {
+    fn default() -> Self {
+        VrCounters {
+            rx: Counter::default(),
+            forwarded: Counter::default(),
+            punted: std::array::from_fn(|_| Counter::default()),
+        }
+    }
+}
+
+#[repr(align(64))]
+pub struct SegmentCounters {
+    pub unicast: Counter,
+    pub flooded: Counter,
+    pub learn_full: Counter,
+    pub dropped: [Counter; DropReason::COUNT],
+}
+
+impl Default for SegmentCounters {
+    fn default() -> Self {
+        SegmentCounters {
+            unicast: Counter::default(),
+            flooded: Counter::default(),
+            learn_full: Counter::default(),
+            dropped: std::array::from_fn(|_| Counter::default()),
+        }
+    }
+}
+
+/// All counters of one lcore.
+#[repr(align(64))]
+pub struct LcoreCounters {
+    pub polls: Counter,
+    pub busy_polls: Counter,
+    pub sleeps: Counter,
+    pub ports: Box<[PortCounters]>,
+    pub vrs: Box<[VrCounters]>,
+    pub segments: Box<[SegmentCounters]>,
+}
+
+impl LcoreCounters {
+    pub fn new(ports: usize, vrs: usize, segments: usize) -> Self {
+        LcoreCounters {
+            polls: Counter::default(),
+            busy_polls: Counter::default(),
+            sleeps: Counter::default(),
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            vrs: (0..vrs).map(|_| VrCounters::default()).collect(),
+            segments: (0..segments).map(|_| SegmentCounters::default()).collect(),
+        }
+    }
+}
+
+/// Counters summed over lcores, as `vrfwd stats` shows them.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub lcores: Vec<LcoreSnapshot>,
+    pub ports: Vec<PortSnapshot>,
+    pub vrs: Vec<VrSnapshot>,
+    pub segments: Vec<SegmentSnapshot>,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct LcoreSnapshot {
+    pub polls: u64,
+    pub busy_polls: u64,
+    pub sleeps: u64,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct PortSnapshot {
+    pub name: String,
+    pub rx: u64,
+    pub tx: u64,
+    pub tx_dropped: u64,
+    /// What the PMD itself counted (missed, errors).
+    pub pmd: Option<PortStats>,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct VrSnapshot {
+    pub id: u32,
+    pub name: String,
+    pub rx: u64,
+    pub forwarded: u64,
+    pub punted: BTreeMap<String, u64>,
+    pub routes: usize,
+    pub neighbors: usize,
+}
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+pub struct SegmentSnapshot {
+    pub name: String,
+    pub unicast: u64,
+    pub flooded: u64,
+    pub learn_full: u64,
+    pub macs: usize,
+    pub dropped: BTreeMap<String, u64>,
+}
+
+fn sum<'a>(it: impl Iterator<Item = &'a Counter>) -> u64 {
+    it.map(Counter::get).sum()
+}
+
+fn by_reason<R: Copy>(all: &[R], label: impl Fn(R) -> &'static str, count: impl Fn(usize) -> u64) -> BTreeMap<String, u64> {
+    all.iter()
+        .enumerate()
+        .map(|(i, &r)| (label(r).to_owned(), count(i)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+impl Snapshot {
+    /// Sums the lcores' counters. `ports`/`vrs`/`segments` give names and table
+    /// sizes (index-aligned with the counter arrays).
+    pub fn collect(
+        lcores: &[LcoreCounters],
+        dp: &crate::dataplane::Dataplane,
+        pmd: &dyn Fn(usize) -> Option<PortStats>,
+        routes: &dyn Fn(usize) -> usize,
+        now: u32,
+    ) -> Snapshot {
+        Snapshot {
+            lcores: lcores
+                .iter()
+                .map(|l| LcoreSnapshot {
+                    polls: l.polls.get(),
+                    busy_polls: l.busy_polls.get(),
+                    sleeps: l.sleeps.get(),
+                })
+                .collect(),
+            ports: dp
+                .port_names
+                .iter()
+                .enumerate()
+                .map(|(p, name)| PortSnapshot {
+                    name: name.clone(),
+                    rx: sum(lcores.iter().map(|l| &l.ports[p].rx)),
+                    tx: sum(lcores.iter().map(|l| &l.ports[p].tx)),
+                    tx_dropped: sum(lcores.iter().map(|l| &l.ports[p].tx_dropped)),
+                    pmd: pmd(p),
+                })
+                .collect(),
+            vrs: dp
+                .vrs
+                .iter()
+                .enumerate()
+                .map(|(v, vr)| VrSnapshot {
+                    id: vr.id,
+                    name: vr.name.clone(),
+                    rx: sum(lcores.iter().map(|l| &l.vrs[v].rx)),
+                    forwarded: sum(lcores.iter().map(|l| &l.vrs[v].forwarded)),
+                    punted: by_reason(PuntReason::ALL, PuntReason::label, |i| {
+                        sum(lcores.iter().map(|l| &l.vrs[v].punted[i]))
+                    }),
+                    routes: routes(v),
+                    neighbors: vr.neighbors.entries(now).len(),
+                })
+                .collect(),
+            segments: dp
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(s, seg)| SegmentSnapshot {
+                    name: seg.name.clone(),
+                    unicast: sum(lcores.iter().map(|l| &l.segments[s].unicast)),
+                    flooded: sum(lcores.iter().map(|l| &l.segments[s].flooded)),
+                    learn_full: sum(lcores.iter().map(|l| &l.segments[s].learn_full)),
+                    macs: seg.macs.entries(now).len(),
+                    dropped: by_reason(DropReason::ALL, DropReason::label, |i| {
+                        sum(lcores.iter().map(|l| &l.segments[s].dropped[i]))
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    /// Human-readable table.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(o, "{:<16} {:>12} {:>12} {:>10} {:>10}", "port", "rx", "tx", "tx_drop", "rx_missed");
+        for p in &self.ports {
+            let missed = p.pmd.map_or(0, |s| s.rx_missed);
+            let _ = writeln!(o, "{:<16} {:>12} {:>12} {:>10} {:>10}", p.name, p.rx, p.tx, p.tx_dropped, missed);
+        }
+        let _ = writeln!(o, "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  punted", "vr", "name", "rx", "forwarded", "routes", "neigh");
+        for v in &self.vrs {
+            let punted: Vec<String> = v.punted.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = writeln!(o, "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  {}", v.id, v.name, v.rx, v.forwarded, v.routes, v.neighbors, punted.join(" "));
+        }
+        let _ = writeln!(o, "\n{:<12} {:>12} {:>12} {:>6}  dropped", "segment", "unicast", "flooded", "macs");
+        for s in &self.segments {
+            let dropped: Vec<String> = s.dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = writeln!(o, "{:<12} {:>12} {:>12} {:>6}  {}", s.name, s.unicast, s.flooded, s.macs, dropped.join(" "));
+        }
+        for (i, l) in self.lcores.iter().enumerate() {
+            let _ = writeln!(o, "\nlcore {i}: polls={} busy={} sleeps={}", l.polls, l.busy_polls, l.sleeps);
+        }
+        o
+    }
+}
