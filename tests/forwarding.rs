@@ -1,0 +1,227 @@
+//! End-to-end forwarding through a real vrfwd process on af_packet ports, between
+//! network namespaces (scripts/topology.sh): bytes checked on the wire with scapy,
+//! the guest namespace's kernel acting as the VR's slow path. Needs root.
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use vrfwd::stats::Snapshot;
+
+const VR1_ETH0: &str = "02:00:00:00:01:01";
+const VR1_ETH1: &str = "02:00:00:00:02:01";
+const VR2_ETH0: &str = "02:00:00:01:01:01";
+const RECEIVER_MAC: &str = "02:00:00:00:bb:02";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespaces, links and vrfwd process of one test; all removed on drop, also
+/// when the test fails.
+struct Topology {
+    prefix: String,
+    config: PathBuf,
+    vrfwd: Option<Child>,
+}
+
+impl Topology {
+    fn up(prefix: &str) -> Topology {
+        let config = std::env::temp_dir().join(format!("vrfwd-{prefix}.toml"));
+        let topo = Topology { prefix: prefix.into(), config: config.clone(), vrfwd: None };
+        sh(Command::new("bash").arg(root().join("scripts/topology.sh")).args(["up", prefix]).arg(&config));
+        topo
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start vrfwd");
+        self.vrfwd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.try_stats().is_none() {
+            assert!(Instant::now() < deadline, "vrfwd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn socket(&self) -> String {
+        format!("/run/vrfwd-{}.sock", self.prefix)
+    }
+
+    fn try_stats(&self) -> Option<Snapshot> {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["stats", "--json", "-s", &self.socket()])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn stats(&self) -> Snapshot {
+        self.try_stats().expect("stats from the running vrfwd")
+    }
+
+    fn ns(&self, n: &str) -> String {
+        format!("{}{}", self.prefix, n)
+    }
+
+    fn exec(&self, n: &str, args: &[&str]) -> String {
+        sh(Command::new("ip").args(["netns", "exec", &self.ns(n)]).args(args))
+    }
+
+    /// Starts capturing IPv4 on `iface` in namespace `n` for `secs` seconds.
+    fn sniff(&self, n: &str, iface: &str, secs: u32, bpf: &str) -> Sniffer {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(n), "/usr/bin/python3"])
+            .arg(root().join("tests/helpers/pkt.py"))
+            .args(["sniff", iface, &secs.to_string(), bpf])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sniffer");
+        let mut child = child;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        lines.read_line(&mut line).expect("sniffer output");
+        assert_eq!(line.trim(), "READY", "sniffer did not start");
+        Sniffer(Some(child), lines)
+    }
+
+    fn send(&self, n: &str, iface: &str, dst_mac: &str, dst_ip: &str, count: u32, ttl: u8) {
+        let pkt = root().join("tests/helpers/pkt.py");
+        let count = count.to_string();
+        let ttl = ttl.to_string();
+        self.exec(n, &["/usr/bin/python3", pkt.to_str().unwrap(), "send", iface, dst_mac, dst_ip, &count, &ttl]);
+    }
+
+    fn vr(&self, id: u32) -> vrfwd::stats::VrSnapshot {
+        self.stats().vrs.into_iter().find(|v| v.id == id).expect("vr")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.vrfwd.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("bash").arg(root().join("scripts/topology.sh")).args(["down", &self.prefix]).status();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A running capture: the process and its output after the READY line.
+struct Sniffer(Option<Child>, BufReader<ChildStdout>);
+
+impl Sniffer {
+    fn packets(mut self) -> Vec<Value> {
+        let mut out = String::new();
+        self.1.read_to_string(&mut out).expect("sniffer output");
+        let _ = self.0.take().map(|mut c| c.wait());
+        out.lines().map(|l| serde_json::from_str(l).expect("sniffer json")).collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn punted(v: &vrfwd::stats::VrSnapshot, reason: &str) -> u64 {
+    v.punted.get(reason).copied().unwrap_or(0)
+}
+
+#[test]
+fn forwards_punts_switches_and_isolates() {
+    let mut t = Topology::up("vf");
+    t.start();
+
+    // Warm up: the guest answers ARP (switched through the segment) and forwards the
+    // first packets itself while vrfwd snoops the neighbours it resolves.
+    t.exec("s", &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"]);
+    let before = t.stats();
+    assert!(before.segments[0].unicast > 0, "ARP replies were switched as unicast");
+    assert!(t.vr(1).neighbors >= 2, "neighbours learned by snooping ARP");
+
+    // Fast path, on bytes: TTL - 1, valid checksum, egress MACs; the guest sees none.
+    let at_receiver = t.sniff("r", "eth0", 4, "udp");
+    let at_guest = t.sniff("g", "g0", 4, "udp");
+    let forwarded_before = t.vr(1).forwarded;
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 50, 64);
+    let got = at_receiver.packets();
+    let guest = at_guest.packets();
+    assert_eq!(got.len(), 50, "all 50 forwarded: {got:?}");
+    for p in &got {
+        assert_eq!(p["ttl"], 63);
+        assert_eq!(p["checksum_ok"], true);
+        assert_eq!(p["src_mac"], VR1_ETH1);
+        assert_eq!(p["dst_mac"], RECEIVER_MAC);
+    }
+    assert!(guest.is_empty(), "forwarded packets must not pass the guest: {guest:?}");
+    // (plus the receiver's ICMP port-unreachable answers, forwarded back)
+    assert!(t.vr(1).forwarded - forwarded_before >= 50);
+
+    // Static route through a gateway (10.9/16 via the receiver).
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.send("s", "eth0", VR1_ETH0, "10.9.1.1", 5, 64);
+    let got = at_receiver.packets();
+    assert_eq!(got.len(), 5);
+    assert!(got.iter().all(|p| p["dst"] == "10.9.1.1" && p["ttl"] == 63));
+
+    // TTL 1: punted, and the guest's kernel sends the ICMP time-exceeded.
+    let at_sender = t.sniff("s", "eth0", 3, "icmp");
+    let ttl_before = punted(&t.vr(1), "ttl_expired");
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3, 1);
+    let icmp = at_sender.packets();
+    assert_eq!(punted(&t.vr(1), "ttl_expired") - ttl_before, 3);
+    assert_eq!(icmp.iter().filter(|p| p["icmp_type"] == 11 && p["src"] == "10.0.1.1").count(), 3, "{icmp:?}");
+
+    // No route in the VR's table: the guest answers with a net unreachable.
+    let at_sender = t.sniff("s", "eth0", 3, "icmp");
+    let nr_before = punted(&t.vr(1), "no_route");
+    t.send("s", "eth0", VR1_ETH0, "10.77.0.1", 2, 64);
+    let icmp = at_sender.packets();
+    assert_eq!(punted(&t.vr(1), "no_route") - nr_before, 2);
+    assert!(icmp.iter().any(|p| p["icmp_type"] == 3), "{icmp:?}");
+
+    // Unresolved next hop: punted; the guest ARPs for it.
+    let un_before = punted(&t.vr(1), "unresolved");
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.77", 2, 64);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(punted(&t.vr(1), "unresolved") - un_before, 2);
+
+    // Packets to the router itself reach the guest (ping answered by its kernel).
+    let tr_before = punted(&t.vr(1), "to_router");
+    t.exec("s", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.1"]);
+    assert!(punted(&t.vr(1), "to_router") - tr_before >= 2);
+
+    // Two VRs with the same prefixes stay apart: VR 2's traffic reaches VR 2's
+    // receiver and never VR 1's.
+    t.exec("t", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"]);
+    let at_q = t.sniff("q", "eth0", 3, "udp");
+    let at_r = t.sniff("r", "eth0", 3, "udp");
+    t.send("t", "eth0", VR2_ETH0, "10.0.2.2", 20, 64);
+    let (q, r) = (at_q.packets(), at_r.packets());
+    assert_eq!(q.len(), 20, "VR 2 forwards to its own receiver");
+    assert!(r.is_empty(), "nothing of VR 2 leaks into VR 1: {r:?}");
+    assert!(t.vr(2).forwarded >= 20);
+
+    // Clean shutdown on SIGINT (checked by Drop), nothing left behind.
+}
