@@ -17,7 +17,12 @@ fn main() {
     let raw_cflags: Vec<String> = std::process::Command::new("pkg-config")
         .args(["--cflags", "libdpdk"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let wrap_path = out.join("static_fns");
@@ -53,7 +58,10 @@ fn main() {
         .expect("cannot write bindings.rs");
 
     let mut build = cc::Build::new();
-    build.file(wrap_path.with_extension("c")).include(".").warnings(false);
+    build
+        .file(wrap_path.with_extension("c"))
+        .include(".")
+        .warnings(false);
     for flag in &raw_cflags {
         build.flag(flag);
     }

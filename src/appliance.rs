@@ -46,21 +46,38 @@ pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceErro
     let eal = Eal::init(&eal_args(config))?;
     let lcores = eal.lcore_count() as usize;
     if lcores != config.cores.len() {
-        return Err(ApplianceError::Lcores { have: lcores as u32, want: config.cores.len() });
+        return Err(ApplianceError::Lcores {
+            have: lcores as u32,
+            want: config.cores.len(),
+        });
     }
     let snapshot = run_on(&eal, config, lcores, quit);
     drop(eal);
     snapshot
 }
 
-fn run_on(eal: &Eal, config: &Config, lcores: usize, quit: &AtomicBool) -> Result<Snapshot, ApplianceError> {
-    let pool = Mempool::new("vrfwd_mbufs", config.mempool.mbufs, config.mempool.cache, MBUF_DATA_ROOM)?;
+fn run_on(
+    eal: &Eal,
+    config: &Config,
+    lcores: usize,
+    quit: &AtomicBool,
+) -> Result<Snapshot, ApplianceError> {
+    let pool = Mempool::new(
+        "vrfwd_mbufs",
+        config.mempool.mbufs,
+        config.mempool.cache,
+        MBUF_DATA_ROOM,
+    )?;
     let ports = config
         .ports
         .iter()
         .map(|p| {
-            Port::start(p.device_name(), 1, lcores as u16, &pool)
-                .map_err(|source| ApplianceError::Port { port: p.name.clone(), source })
+            Port::start(p.device_name(), 1, lcores as u16, &pool).map_err(|source| {
+                ApplianceError::Port {
+                    port: p.name.clone(),
+                    source,
+                }
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (dp, tables) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()))?;
@@ -78,18 +95,34 @@ fn run_on(eal: &Eal, config: &Config, lcores: usize, quit: &AtomicBool) -> Resul
             dp.clock.seconds(dpdk::tsc()),
         )
     };
-    tracing::info!(lcores, ports = ports.len(), vrs = dp.vrs.len(), "forwarding");
+    tracing::info!(
+        lcores,
+        ports = ports.len(),
+        vrs = dp.vrs.len(),
+        "forwarding"
+    );
     let stop = AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         s.spawn(|| {
             control::serve(&listener, &stop, &|cmd| match cmd {
                 "stats" => snapshot().render(),
-                "stats-json" => serde_json::to_string(&snapshot()).unwrap_or_else(|e| format!("error: {e}")),
+                "stats-json" => {
+                    serde_json::to_string(&snapshot()).unwrap_or_else(|e| format!("error: {e}"))
+                }
                 other => format!("error: unknown command {other:?} (try stats, stats-json)"),
             })
         });
         let result = eal.run_on_all_lcores(&|index| {
-            Worker::new(index, lcores, &dp, &ports, &counters[index], &config.idle, &config.timers).run(quit)
+            Worker::new(
+                index,
+                lcores,
+                &dp,
+                &ports,
+                &counters[index],
+                &config.idle,
+                &config.timers,
+            )
+            .run(quit)
         });
         stop.store(true, Ordering::Relaxed);
         result

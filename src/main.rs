@@ -8,7 +8,10 @@ use std::sync::Arc;
 use vrfwd::config::Config;
 
 #[derive(Parser)]
-#[command(version, about = "Kernel-bypass Dom0 data plane for migratable virtual routers")]
+#[command(
+    version,
+    about = "Kernel-bypass Dom0 data plane for migratable virtual routers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,17 +48,20 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run { config } => {
-            let cfg = Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let cfg =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
             let quit = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, Arc::clone(&quit)).context("installing signal handlers")?;
+                signal_hook::flag::register(sig, Arc::clone(&quit))
+                    .context("installing signal handlers")?;
             }
             let last = vrfwd::appliance::run(&cfg, &quit).context("vrfwd")?;
             tracing::info!("stopped");
             print!("{}", last.render());
         }
         Command::Check { config } => {
-            let cfg = Config::load(&config).with_context(|| format!("config {}", config.display()))?;
+            let cfg =
+                Config::load(&config).with_context(|| format!("config {}", config.display()))?;
             println!("{}: ok", config.display());
             println!("EAL: {}", vrfwd::appliance::eal_args(&cfg).join(" "));
         }

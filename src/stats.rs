@@ -14,7 +14,10 @@ impl Counter {
     /// Adds `n`; only the owning lcore calls this.
     #[inline(always)]
     pub fn add(&self, n: u64) {
-        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     #[inline(always)]
@@ -190,7 +193,11 @@ fn sum<'a>(it: impl Iterator<Item = &'a Counter>) -> u64 {
     it.map(Counter::get).sum()
 }
 
-fn by_reason<R: Copy>(all: &[R], label: impl Fn(R) -> &'static str, count: impl Fn(usize) -> u64) -> BTreeMap<String, u64> {
+fn by_reason<R: Copy>(
+    all: &[R],
+    label: impl Fn(R) -> &'static str,
+    count: impl Fn(usize) -> u64,
+) -> BTreeMap<String, u64> {
     all.iter()
         .enumerate()
         .map(|(i, &r)| (label(r).to_owned(), count(i)))
@@ -267,23 +274,61 @@ impl Snapshot {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
-        let _ = writeln!(o, "{:<16} {:>12} {:>12} {:>10} {:>10}", "port", "rx", "tx", "tx_drop", "rx_missed");
+        let _ = writeln!(
+            o,
+            "{:<16} {:>12} {:>12} {:>10} {:>10}",
+            "port", "rx", "tx", "tx_drop", "rx_missed"
+        );
         for p in &self.ports {
             let missed = p.pmd.map_or(0, |s| s.rx_missed);
-            let _ = writeln!(o, "{:<16} {:>12} {:>12} {:>10} {:>10}", p.name, p.rx, p.tx, p.tx_dropped, missed);
+            let _ = writeln!(
+                o,
+                "{:<16} {:>12} {:>12} {:>10} {:>10}",
+                p.name, p.rx, p.tx, p.tx_dropped, missed
+            );
         }
-        let _ = writeln!(o, "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  punted", "vr", "name", "rx", "forwarded", "routes", "neigh");
+        let _ = writeln!(
+            o,
+            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  punted",
+            "vr", "name", "rx", "forwarded", "routes", "neigh"
+        );
         for v in &self.vrs {
             let punted: Vec<String> = v.punted.iter().map(|(k, n)| format!("{k}={n}")).collect();
-            let _ = writeln!(o, "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  {}", v.id, v.name, v.rx, v.forwarded, v.routes, v.neighbors, punted.join(" "));
+            let _ = writeln!(
+                o,
+                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  {}",
+                v.id,
+                v.name,
+                v.rx,
+                v.forwarded,
+                v.routes,
+                v.neighbors,
+                punted.join(" ")
+            );
         }
-        let _ = writeln!(o, "\n{:<12} {:>12} {:>12} {:>6}  dropped", "segment", "unicast", "flooded", "macs");
+        let _ = writeln!(
+            o,
+            "\n{:<12} {:>12} {:>12} {:>6}  dropped",
+            "segment", "unicast", "flooded", "macs"
+        );
         for s in &self.segments {
             let dropped: Vec<String> = s.dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
-            let _ = writeln!(o, "{:<12} {:>12} {:>12} {:>6}  {}", s.name, s.unicast, s.flooded, s.macs, dropped.join(" "));
+            let _ = writeln!(
+                o,
+                "{:<12} {:>12} {:>12} {:>6}  {}",
+                s.name,
+                s.unicast,
+                s.flooded,
+                s.macs,
+                dropped.join(" ")
+            );
         }
         for (i, l) in self.lcores.iter().enumerate() {
-            let _ = writeln!(o, "\nlcore {i}: polls={} busy={} sleeps={}", l.polls, l.busy_polls, l.sleeps);
+            let _ = writeln!(
+                o,
+                "\nlcore {i}: polls={} busy={} sleeps={}",
+                l.polls, l.busy_polls, l.sleeps
+            );
         }
         o
     }

@@ -19,7 +19,11 @@ fn root() -> PathBuf {
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -34,8 +38,15 @@ struct Topology {
 impl Topology {
     fn up(prefix: &str) -> Topology {
         let config = std::env::temp_dir().join(format!("vrfwd-{prefix}.toml"));
-        let topo = Topology { prefix: prefix.into(), config: config.clone(), vrfwd: None };
-        sh(Command::new("bash").arg(root().join("scripts/topology.sh")).args(["up", prefix]).arg(&config));
+        let topo = Topology {
+            prefix: prefix.into(),
+            config: config.clone(),
+            vrfwd: None,
+        };
+        sh(Command::new("bash")
+            .arg(root().join("scripts/topology.sh"))
+            .args(["up", prefix])
+            .arg(&config));
         topo
     }
 
@@ -75,7 +86,9 @@ impl Topology {
     }
 
     fn exec(&self, n: &str, args: &[&str]) -> String {
-        sh(Command::new("ip").args(["netns", "exec", &self.ns(n)]).args(args))
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args))
     }
 
     /// Starts capturing IPv4 on `iface` in namespace `n` for `secs` seconds.
@@ -99,18 +112,36 @@ impl Topology {
         let pkt = root().join("tests/helpers/pkt.py");
         let count = count.to_string();
         let ttl = ttl.to_string();
-        self.exec(n, &["/usr/bin/python3", pkt.to_str().unwrap(), "send", iface, dst_mac, dst_ip, &count, &ttl]);
+        self.exec(
+            n,
+            &[
+                "/usr/bin/python3",
+                pkt.to_str().unwrap(),
+                "send",
+                iface,
+                dst_mac,
+                dst_ip,
+                &count,
+                &ttl,
+            ],
+        );
     }
 
     fn vr(&self, id: u32) -> vrfwd::stats::VrSnapshot {
-        self.stats().vrs.into_iter().find(|v| v.id == id).expect("vr")
+        self.stats()
+            .vrs
+            .into_iter()
+            .find(|v| v.id == id)
+            .expect("vr")
     }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
         if let Some(mut child) = self.vrfwd.take() {
-            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -118,7 +149,10 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("bash").arg(root().join("scripts/topology.sh")).args(["down", &self.prefix]).status();
+        let _ = Command::new("bash")
+            .arg(root().join("scripts/topology.sh"))
+            .args(["down", &self.prefix])
+            .status();
         let _ = std::fs::remove_file(&self.config);
     }
 }
@@ -131,7 +165,9 @@ impl Sniffer {
         let mut out = String::new();
         self.1.read_to_string(&mut out).expect("sniffer output");
         let _ = self.0.take().map(|mut c| c.wait());
-        out.lines().map(|l| serde_json::from_str(l).expect("sniffer json")).collect()
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("sniffer json"))
+            .collect()
     }
 }
 
@@ -155,9 +191,15 @@ fn forwards_punts_switches_and_isolates() {
 
     // Warm up: the guest answers ARP (switched through the segment) and forwards the
     // first packets itself while vrfwd snoops the neighbours it resolves.
-    t.exec("s", &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"]);
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
     let before = t.stats();
-    assert!(before.segments[0].unicast > 0, "ARP replies were switched as unicast");
+    assert!(
+        before.segments[0].unicast > 0,
+        "ARP replies were switched as unicast"
+    );
     assert!(t.vr(1).neighbors >= 2, "neighbours learned by snooping ARP");
 
     // Fast path, on bytes: TTL - 1, valid checksum, egress MACs; the guest sees none.
@@ -174,7 +216,10 @@ fn forwards_punts_switches_and_isolates() {
         assert_eq!(p["src_mac"], VR1_ETH1);
         assert_eq!(p["dst_mac"], RECEIVER_MAC);
     }
-    assert!(guest.is_empty(), "forwarded packets must not pass the guest: {guest:?}");
+    assert!(
+        guest.is_empty(),
+        "forwarded packets must not pass the guest: {guest:?}"
+    );
     // (plus the receiver's ICMP port-unreachable answers, forwarded back)
     assert!(t.vr(1).forwarded - forwarded_before >= 50);
 
@@ -191,7 +236,13 @@ fn forwards_punts_switches_and_isolates() {
     t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3, 1);
     let icmp = at_sender.packets();
     assert_eq!(punted(&t.vr(1), "ttl_expired") - ttl_before, 3);
-    assert_eq!(icmp.iter().filter(|p| p["icmp_type"] == 11 && p["src"] == "10.0.1.1").count(), 3, "{icmp:?}");
+    assert_eq!(
+        icmp.iter()
+            .filter(|p| p["icmp_type"] == 11 && p["src"] == "10.0.1.1")
+            .count(),
+        3,
+        "{icmp:?}"
+    );
 
     // No route in the VR's table: the guest answers with a net unreachable.
     let at_sender = t.sniff("s", "eth0", 3, "icmp");
@@ -209,12 +260,18 @@ fn forwards_punts_switches_and_isolates() {
 
     // Packets to the router itself reach the guest (ping answered by its kernel).
     let tr_before = punted(&t.vr(1), "to_router");
-    t.exec("s", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.1"]);
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.1"],
+    );
     assert!(punted(&t.vr(1), "to_router") - tr_before >= 2);
 
     // Two VRs with the same prefixes stay apart: VR 2's traffic reaches VR 2's
     // receiver and never VR 1's.
-    t.exec("t", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"]);
+    t.exec(
+        "t",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
     let at_q = t.sniff("q", "eth0", 3, "udp");
     let at_r = t.sniff("r", "eth0", 3, "udp");
     t.send("t", "eth0", VR2_ETH0, "10.0.2.2", 20, 64);

@@ -83,8 +83,12 @@ pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
         source,
     };
     let mut stream = UnixStream::connect(path).map_err(io)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(io)?;
-    stream.write_all(format!("{command}\n").as_bytes()).map_err(io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .map_err(io)?;
     let mut out = String::new();
     std::io::Read::read_to_string(&mut stream, &mut out).map_err(io)?;
     if let Some(err) = out.strip_prefix("error: ") {
@@ -105,12 +109,17 @@ mod tests {
         let listener = bind(&path).unwrap();
         assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
         std::thread::scope(|s| {
-            s.spawn(|| serve(&listener, &quit, &|c| match c {
-                "ping" => "pong".into(),
-                other => format!("error: unknown command {other:?}"),
-            }));
+            s.spawn(|| {
+                serve(&listener, &quit, &|c| match c {
+                    "ping" => "pong".into(),
+                    other => format!("error: unknown command {other:?}"),
+                })
+            });
             assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
-            assert!(matches!(request(&path, "x"), Err(ControlError::BadReply(_))));
+            assert!(matches!(
+                request(&path, "x"),
+                Err(ControlError::BadReply(_))
+            ));
             quit.store(true, Ordering::Relaxed);
         });
         drop(listener);

@@ -115,7 +115,10 @@ impl AgeingCache {
                 reusable.get_or_insert((slot, EMPTY));
                 break;
             }
-            if k != BUSY && reusable.is_none() && !self.alive(slot.seen.load(Ordering::Relaxed), now) {
+            if k != BUSY
+                && reusable.is_none()
+                && !self.alive(slot.seen.load(Ordering::Relaxed), now)
+            {
                 reusable = Some((slot, k));
             }
         }
@@ -169,7 +172,11 @@ mod tests {
         assert_eq!(c.learn(7, 70, 11), Learned::Refreshed);
         assert_eq!(c.get(7, 311), Some(70), "seen at 11, alive for 300 s");
         assert_eq!(c.get(7, 312), None, "aged out");
-        assert_eq!(c.learn(7, 71, 400), Learned::Updated, "relearned after ageing");
+        assert_eq!(
+            c.learn(7, 71, 400),
+            Learned::Updated,
+            "relearned after ageing"
+        );
         assert_eq!(c.get(7, 400), Some(71));
         assert_eq!(c.learn(7, 72, 401), Learned::Updated, "moved (new MAC)");
         assert_eq!(c.get(7, 401), Some(72));
@@ -191,7 +198,11 @@ mod tests {
             assert_eq!(c.learn(k, k, 0), Learned::Updated);
         }
         assert_eq!(c.learn(100, 1, 5), Learned::Full);
-        assert_eq!(c.learn(100, 1, 20), Learned::Updated, "an aged slot is reused");
+        assert_eq!(
+            c.learn(100, 1, 20),
+            Learned::Updated,
+            "an aged slot is reused"
+        );
         assert_eq!(c.get(100, 20), Some(1));
         assert_eq!(c.entries(20).len(), 1);
     }

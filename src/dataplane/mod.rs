@@ -117,7 +117,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(start: u64, hz: u64) -> Clock {
-        Clock { start, hz: hz.max(1) }
+        Clock {
+            start,
+            hz: hz.max(1),
+        }
     }
 
     #[inline(always)]
@@ -151,8 +154,20 @@ impl Dataplane {
     /// Builds the model from a validated config. Returns it with each VR's table
     /// writer (index = VR index), which the route writer owns from then on.
     pub fn build(config: &Config, clock: Clock) -> Result<(Dataplane, Vec<Table>), BuildError> {
-        let port_index = |name: &str| config.ports.iter().position(|p| p.name == name).expect("validated");
-        let segment_index = |name: &str| config.segments.iter().position(|s| s.name == name).expect("validated");
+        let port_index = |name: &str| {
+            config
+                .ports
+                .iter()
+                .position(|p| p.name == name)
+                .expect("validated")
+        };
+        let segment_index = |name: &str| {
+            config
+                .segments
+                .iter()
+                .position(|s| s.name == name)
+                .expect("validated")
+        };
         let mut ports = vec![None; config.ports.len()];
         let mut segments: Vec<Segment> = config
             .segments
@@ -180,9 +195,17 @@ impl Dataplane {
                 .map(|(i, ic)| {
                     let segment = segment_index(&ic.segment);
                     let vif = port_index(&ic.vif);
-                    ports[vif] = Some(PortRole::Vif { segment, vr: v, iface: i });
+                    ports[vif] = Some(PortRole::Vif {
+                        segment,
+                        vr: v,
+                        iface: i,
+                    });
                     segments[segment].ports.push(vif);
-                    segments[segment].vr_macs.push(VrMac { mac: ic.mac.to_u64(), vr: v, iface: i });
+                    segments[segment].vr_macs.push(VrMac {
+                        mac: ic.mac.to_u64(),
+                        vr: v,
+                        iface: i,
+                    });
                     Interface {
                         name: ic.name.clone(),
                         mac: ic.mac,
@@ -200,7 +223,10 @@ impl Dataplane {
         }
         let dp = Dataplane {
             port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
-            ports: ports.into_iter().map(|r| r.expect("validated: every port has a role")).collect(),
+            ports: ports
+                .into_iter()
+                .map(|r| r.expect("validated: every port has a role"))
+                .collect(),
             segments,
             vrs,
             clock,
@@ -216,12 +242,23 @@ impl Dataplane {
             let vr = &self.vrs[vm.vr];
             let ifc = &vr.interfaces[vm.iface];
             let learn = |ip: Ipv4Addr, mac: MacAddr| {
-                if ifc.on_subnet(ip) && ip != ifc.address && mac != ifc.mac && !mac.is_multicast() && !mac.is_zero() {
-                    vr.neighbors.learn(neighbor_key(vm.iface, ip.into()), mac.to_u64(), now);
+                if ifc.on_subnet(ip)
+                    && ip != ifc.address
+                    && mac != ifc.mac
+                    && !mac.is_multicast()
+                    && !mac.is_zero()
+                {
+                    vr.neighbors
+                        .learn(neighbor_key(vm.iface, ip.into()), mac.to_u64(), now);
                 }
             };
             learn(arp.sender_ip, arp.sender_mac);
-            let from_this_guest = ingress == PortRole::Vif { segment, vr: vm.vr, iface: vm.iface };
+            let from_this_guest = ingress
+                == PortRole::Vif {
+                    segment,
+                    vr: vm.vr,
+                    iface: vm.iface,
+                };
             if from_this_guest && arp.op == OP_REPLY {
                 learn(arp.target_ip, arp.target_mac);
             }
@@ -231,7 +268,11 @@ impl Dataplane {
 
 /// Builds one VR: its interfaces' connected and local routes, its static routes
 /// and neighbours.
-fn build_vr(vc: &VrConfig, interfaces: Vec<Interface>, neighbor_timeout: u32) -> Result<(Vr, Table), TableError> {
+fn build_vr(
+    vc: &VrConfig,
+    interfaces: Vec<Interface>,
+    neighbor_timeout: u32,
+) -> Result<(Vr, Table), TableError> {
     let compact = match vc.table {
         TableSize::Compact => true,
         TableSize::Wide => false,
@@ -250,7 +291,9 @@ fn build_vr(vc: &VrConfig, interfaces: Vec<Interface>, neighbor_timeout: u32) ->
     for (i, ifc) in interfaces.iter().enumerate() {
         let addr = u32::from(ifc.address);
         let mask = crate::lpm::mask(ifc.prefix_len);
-        let attached = next_hops.index_of(NextHop::Attached { iface: i }).expect("reserved");
+        let attached = next_hops
+            .index_of(NextHop::Attached { iface: i })
+            .expect("reserved");
         table.add(addr & mask, ifc.prefix_len, attached)?;
         table.add(addr, 32, local)?;
         table.add(addr | !mask, 32, local)?;
@@ -258,14 +301,21 @@ fn build_vr(vc: &VrConfig, interfaces: Vec<Interface>, neighbor_timeout: u32) ->
     for r in &vc.routes {
         let iface = Config::interface_for(vc, r.via).expect("validated");
         let nh = next_hops
-            .insert(NextHop::Gateway { iface, via: r.via.into() })
+            .insert(NextHop::Gateway {
+                iface,
+                via: r.via.into(),
+            })
             .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
         table.add(u32::from(r.prefix.network()), r.prefix.prefix_len(), nh)?;
     }
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
         let iface = Config::interface_for(vc, n.address).expect("validated");
-        neighbors.learn(neighbor_key(iface, n.address.into()), n.mac.to_u64(), STATIC);
+        neighbors.learn(
+            neighbor_key(iface, n.address.into()),
+            n.mac.to_u64(),
+            STATIC,
+        );
     }
     let vr = Vr {
         id: vc.id,

@@ -23,7 +23,9 @@ const KIND_GATEWAY: u64 = 3;
 fn encode(nh: NextHop) -> u64 {
     match nh {
         NextHop::Local => KIND_LOCAL << KIND_SHIFT,
-        NextHop::Attached { iface } => (KIND_ATTACHED << KIND_SHIFT) | ((iface as u64 & 0xff) << 32),
+        NextHop::Attached { iface } => {
+            (KIND_ATTACHED << KIND_SHIFT) | ((iface as u64 & 0xff) << 32)
+        }
         NextHop::Gateway { iface, via } => {
             (KIND_GATEWAY << KIND_SHIFT) | ((iface as u64 & 0xff) << 32) | u64::from(via)
         }
@@ -35,7 +37,10 @@ fn decode(v: u64) -> Option<NextHop> {
     match v >> KIND_SHIFT {
         KIND_LOCAL => Some(NextHop::Local),
         KIND_ATTACHED => Some(NextHop::Attached { iface }),
-        KIND_GATEWAY => Some(NextHop::Gateway { iface, via: v as u32 }),
+        KIND_GATEWAY => Some(NextHop::Gateway {
+            iface,
+            via: v as u32,
+        }),
         _ => None,
     }
 }
@@ -50,7 +55,9 @@ impl NextHops {
     /// `interfaces` interfaces in place.
     pub fn new(capacity: usize, interfaces: usize) -> NextHops {
         let nh = NextHops {
-            slots: (0..capacity.max(interfaces + 1)).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..capacity.max(interfaces + 1))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         };
         nh.slots[0].store(encode(NextHop::Local), Ordering::Relaxed);
         for iface in 0..interfaces {
@@ -79,7 +86,10 @@ impl NextHops {
         if let Some(i) = self.index_of(nh) {
             return Some(i);
         }
-        let free = self.slots.iter().position(|s| s.load(Ordering::Relaxed) == 0)?;
+        let free = self
+            .slots
+            .iter()
+            .position(|s| s.load(Ordering::Relaxed) == 0)?;
         self.slots[free].store(encode(nh), Ordering::Release);
         Some(free as u32)
     }
@@ -94,7 +104,10 @@ mod tests {
         let n = NextHops::new(8, 2);
         assert_eq!(n.get(0), Some(NextHop::Local));
         assert_eq!(n.get(2), Some(NextHop::Attached { iface: 1 }));
-        let g = NextHop::Gateway { iface: 1, via: 0x0a000002 };
+        let g = NextHop::Gateway {
+            iface: 1,
+            via: 0x0a000002,
+        };
         let i = n.insert(g).unwrap();
         assert_eq!(i, 3);
         assert_eq!(n.insert(g), Some(3));

@@ -23,12 +23,8 @@ impl Eal {
             .collect::<Result<_, _>>()?;
         // rte_eal_init may permute argv; it keeps pointers into it, so leak the array
         // (it lives as long as the process, as DPDK expects).
-        let argv: &mut [*mut c_char] = Vec::leak(
-            owned
-                .into_iter()
-                .map(|c| c.into_raw())
-                .collect::<Vec<_>>(),
-        );
+        let argv: &mut [*mut c_char] =
+            Vec::leak(owned.into_iter().map(|c| c.into_raw()).collect::<Vec<_>>());
         // SAFETY: argv holds argc valid NUL-terminated strings that are never freed.
         let ret = unsafe { dpdk_sys::rte_eal_init(argv.len() as c_int, argv.as_mut_ptr()) };
         if ret < 0 {

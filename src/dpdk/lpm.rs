@@ -48,7 +48,11 @@ impl RteLpm {
         };
         const HIT: u32 = dpdk_sys::RTE_LPM_LOOKUP_SUCCESS;
         for v in &mut out[..n] {
-            *v = if *v & HIT != 0 { *v & 0x00ff_ffff } else { u32::MAX };
+            *v = if *v & HIT != 0 {
+                *v & 0x00ff_ffff
+            } else {
+                u32::MAX
+            };
         }
     }
 }

@@ -49,7 +49,11 @@ impl Mbuf {
             return None;
         }
         let m = self.raw();
-        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        let (addr, off, len) = (
+            m.buf_addr as *mut u8,
+            m.data_off as usize,
+            m.data_len as usize,
+        );
         // SAFETY: as in data(); refcnt is 1 so no other holder reads these bytes.
         Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
     }
@@ -144,7 +148,9 @@ impl Burst {
 
     /// Frees whatever is left and empties the burst.
     pub fn clear(&mut self) {
-        self.slots[..self.len].iter_mut().for_each(|s| drop(s.take()));
+        self.slots[..self.len]
+            .iter_mut()
+            .for_each(|s| drop(s.take()));
         self.len = 0;
     }
 
@@ -221,9 +227,13 @@ impl TxBuffer {
             self.len as u16,
         ) as usize;
         // The PMD owns the first `sent` mbufs now: forget our references to them.
-        self.slots[..sent].iter_mut().for_each(|s| std::mem::forget(s.take()));
+        self.slots[..sent]
+            .iter_mut()
+            .for_each(|s| std::mem::forget(s.take()));
         let dropped = self.len - sent;
-        self.slots[sent..self.len].iter_mut().for_each(|s| drop(s.take()));
+        self.slots[sent..self.len]
+            .iter_mut()
+            .for_each(|s| drop(s.take()));
         self.len = 0;
         (sent as u32, dropped as u32)
     }

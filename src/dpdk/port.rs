@@ -76,7 +76,9 @@ impl Port {
             })?;
         }
         // SAFETY: every queue is set up.
-        check("rte_eth_dev_start", unsafe { dpdk_sys::rte_eth_dev_start(id) })?;
+        check("rte_eth_dev_start", unsafe {
+            dpdk_sys::rte_eth_dev_start(id)
+        })?;
         // SAFETY: started port. Not every virtual PMD supports promiscuous mode
         // (af_packet does; ring and pcap report ENOTSUP), so the result is ignored.
         let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
@@ -99,12 +101,7 @@ impl Port {
         // SAFETY: the port is started; the burst's slots are BURST_SIZE pointers
         // that rx_burst fills with owned mbufs (Option<Mbuf> is pointer-sized).
         let n = unsafe {
-            dpdk_sys::rte_eth_rx_burst(
-                self.id,
-                queue,
-                burst.fill_ptr(),
-                super::BURST_SIZE as u16,
-            )
+            dpdk_sys::rte_eth_rx_burst(self.id, queue, burst.fill_ptr(), super::BURST_SIZE as u16)
         } as usize;
         burst.set_len(n);
         n

@@ -183,7 +183,14 @@ impl<'a> Worker<'a> {
 
     /// Decides what to do with one frame (reads only; learns MACs and neighbours).
     #[inline(always)]
-    fn classify(&self, ingress: usize, role: PortRole, segment: usize, m: &Mbuf, now: u32) -> Class {
+    fn classify(
+        &self,
+        ingress: usize,
+        role: PortRole,
+        segment: usize,
+        m: &Mbuf,
+        now: u32,
+    ) -> Class {
         let frame = m.data();
         let Some(eth) = ether::parse(frame) else {
             return Class::Drop(DropReason::Runt);
@@ -206,13 +213,23 @@ impl<'a> Worker<'a> {
             }
             self.counters.vrs[vm.vr].rx.inc();
             if eth.ethertype != ether::ETHERTYPE_IPV4 {
-                let reason = if eth.ethertype == ether::ETHERTYPE_ARP { PuntReason::Arp } else { PuntReason::NotIpv4 };
+                let reason = if eth.ethertype == ether::ETHERTYPE_ARP {
+                    PuntReason::Arp
+                } else {
+                    PuntReason::NotIpv4
+                };
                 return Class::Punt { vm, reason };
             }
             return match ipv4::check(frame) {
                 Ok(f) if !m.is_chained() => Class::FastPath { vm, dst: f.dst },
-                Ok(_) => Class::Punt { vm, reason: PuntReason::Length },
-                Err(unfit) => Class::Punt { vm, reason: punt_reason(unfit) },
+                Ok(_) => Class::Punt {
+                    vm,
+                    reason: PuntReason::Length,
+                },
+                Err(unfit) => Class::Punt {
+                    vm,
+                    reason: punt_reason(unfit),
+                },
             };
         }
         match seg.macs.get(eth.dst.to_u64(), now) {
@@ -240,7 +257,9 @@ impl<'a> Worker<'a> {
         let (iface, neighbor) = match vr.next_hops.get(nh) {
             Some(NextHop::Attached { iface }) => (iface, p.dst),
             Some(NextHop::Gateway { iface, via }) => (iface, via),
-            Some(NextHop::Local) | None => return self.punt(v, arrived_on, PuntReason::ToRouter, m),
+            Some(NextHop::Local) | None => {
+                return self.punt(v, arrived_on, PuntReason::ToRouter, m)
+            }
         };
         let Some(mac) = vr.neighbors.get(neighbor_key(iface, neighbor), now) else {
             return self.punt(v, arrived_on, PuntReason::Unresolved, m);
@@ -264,7 +283,12 @@ impl<'a> Worker<'a> {
 
     fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf) {
         let dp = self.dp;
-        let mut targets = dp.segments[segment].ports.iter().copied().filter(|&p| p != ingress).peekable();
+        let mut targets = dp.segments[segment]
+            .ports
+            .iter()
+            .copied()
+            .filter(|&p| p != ingress)
+            .peekable();
         while let Some(port) = targets.next() {
             if targets.peek().is_some() {
                 let copy = m.share();

@@ -92,7 +92,9 @@ impl Fib {
         while entry & GROUP != 0 {
             consumed += 8;
             let slot = ((addr >> (32 - consumed)) & 0xff) as usize;
-            entry = self.group_slot(entry & INDEX_MASK, slot).load(Ordering::Acquire);
+            entry = self
+                .group_slot(entry & INDEX_MASK, slot)
+                .load(Ordering::Acquire);
         }
         (entry & VALID != 0).then_some(entry & INDEX_MASK)
     }

@@ -92,13 +92,22 @@ impl Table {
             return Ok(());
         }
         // Reserve the groups this add may need first, so a full table fails whole.
-        let levels_below = u32::from(len).saturating_sub(self.fib.stride().bits()).div_ceil(8);
+        let levels_below = u32::from(len)
+            .saturating_sub(self.fib.stride().bits())
+            .div_ceil(8);
         if self.groups_available() < levels_below {
             return Err(TableError::Full(self.fib.max_groups()));
         }
         self.rib.insert(net, len, next_hop);
         let fib = Arc::clone(&self.fib);
-        self.write(fib.first_level(), 0, fib.stride().bits(), net, len, &Write::Add(leaf(len, next_hop)));
+        self.write(
+            fib.first_level(),
+            0,
+            fib.stride().bits(),
+            net,
+            len,
+            &Write::Add(leaf(len, next_hop)),
+        );
         Ok(())
     }
 
@@ -109,10 +118,7 @@ impl Table {
         let Some(old) = self.rib.remove(net, len) else {
             return Ok(None);
         };
-        let replacement = self
-            .rib
-            .covering(net, len)
-            .map_or(0, |(l, nh)| leaf(l, nh));
+        let replacement = self.rib.covering(net, len).map_or(0, |(l, nh)| leaf(l, nh));
         let fib = Arc::clone(&self.fib);
         self.write(
             fib.first_level(),
@@ -182,7 +188,9 @@ impl Table {
             let group = self.alloc_group();
             let fib = Arc::clone(&self.fib);
             let entries = fib.group(group);
-            entries.iter().for_each(|e| e.store(current, Ordering::Relaxed));
+            entries
+                .iter()
+                .for_each(|e| e.store(current, Ordering::Relaxed));
             self.write(entries, hi, hi + 8, net, len, op);
             slot.store(group_ptr(group), Ordering::Release);
         }
@@ -268,7 +276,10 @@ mod tests {
     }
 
     fn both_strides() -> [Table; 2] {
-        [Table::new(Stride::Compact16, 1024), Table::new(Stride::Wide24, 1024)]
+        [
+            Table::new(Stride::Compact16, 1024),
+            Table::new(Stride::Wide24, 1024),
+        ]
     }
 
     #[test]
@@ -298,9 +309,15 @@ mod tests {
     #[test]
     fn rejects_bad_prefixes_without_change() {
         let mut t = Table::new(Stride::Compact16, 4);
-        assert_eq!(t.add(ip("10.0.0.1"), 24, 1), Err(TableError::HostBits(ip("10.0.0.1").into(), 24)));
+        assert_eq!(
+            t.add(ip("10.0.0.1"), 24, 1),
+            Err(TableError::HostBits(ip("10.0.0.1").into(), 24))
+        );
         assert_eq!(t.add(0, 33, 1), Err(TableError::BadLength(33)));
-        assert_eq!(t.add(0, 0, MAX_NEXT_HOP + 1), Err(TableError::NextHopRange(MAX_NEXT_HOP + 1)));
+        assert_eq!(
+            t.add(0, 0, MAX_NEXT_HOP + 1),
+            Err(TableError::NextHopRange(MAX_NEXT_HOP + 1))
+        );
         assert!(t.rib().is_empty());
         assert_eq!(t.fib().lookup(0), None);
     }
@@ -316,7 +333,10 @@ mod tests {
         assert_eq!(t.rib().get(ip("11.0.0.0"), 24), None);
         t.delete((10 << 24) | (1 << 8), 24).unwrap();
         assert_eq!(t.retired(), 1);
-        assert!(t.add(ip("11.0.0.0"), 24, 99).is_err(), "retired group is not reused before reclaim");
+        assert!(
+            t.add(ip("11.0.0.0"), 24, 99).is_err(),
+            "retired group is not reused before reclaim"
+        );
         t.reclaim();
         t.add(ip("11.0.0.0"), 24, 99).unwrap();
         assert_eq!(t.fib().lookup(ip("11.0.0.7")), Some(99));

@@ -148,14 +148,24 @@ mod tests {
         assert_eq!(MacAddr::from_u64(m.to_u64()), m);
         assert!(!m.is_multicast());
         assert!(MacAddr::BROADCAST.is_multicast());
-        for bad in ["", "02:aa:bb:cc:dd", "02:aa:bb:cc:dd:0f:11", "zz:aa:bb:cc:dd:0f", "2:aa:bb:cc:dd:0f"] {
+        for bad in [
+            "",
+            "02:aa:bb:cc:dd",
+            "02:aa:bb:cc:dd:0f:11",
+            "zz:aa:bb:cc:dd:0f",
+            "2:aa:bb:cc:dd:0f",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn parse_needs_a_whole_header() {
-        let h = header(MacAddr::BROADCAST, MacAddr([2, 0, 0, 0, 0, 1]), ETHERTYPE_ARP);
+        let h = header(
+            MacAddr::BROADCAST,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            ETHERTYPE_ARP,
+        );
         for len in 0..HEADER_LEN {
             assert!(parse(&h[..len]).is_none());
         }

@@ -152,7 +152,11 @@ mod tests {
         let f = frame(valid(), 8);
         assert_eq!(
             check(&f),
-            Ok(Fields { src: 0x0a000001, dst: 0x0a010203, ttl: 64 })
+            Ok(Fields {
+                src: 0x0a000001,
+                dst: 0x0a010203,
+                ttl: 64
+            })
         );
     }
 

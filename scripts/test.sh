@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then formatting, lints, unit tests
+# and integration tests (namespaces, af_packet and ring ports; needs root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+# Integration tests start DPDK processes and namespaces: one test binary at a time.
+cargo test --all-targets -- --test-threads=1
