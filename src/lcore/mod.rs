@@ -11,6 +11,7 @@ use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac};
 use crate::dpdk::{self, Burst, Mbuf, Port, TxBuffer, BURST_SIZE};
 use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct Worker<'a> {
     drain_ticks: u64,
     /// Fast-path candidates of the current burst.
     pending: [Pending; BURST_SIZE],
+    /// The (MAC, port, second) learned last: bursts mostly come from one station,
+    /// so repeated learning is skipped without probing the table.
+    last_learned: Cell<(u64, usize, u32)>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -61,6 +65,7 @@ impl<'a> Worker<'a> {
             idle: idle.clone(),
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
+            last_learned: Cell::new((0, usize::MAX, 0)),
         }
     }
 
@@ -239,7 +244,13 @@ impl<'a> Worker<'a> {
         }
     }
 
+    #[inline(always)]
     fn learn_mac(&self, segment: usize, mac: MacAddr, port: usize, now: u32) {
+        let key = (mac.to_u64(), port, now);
+        if self.last_learned.get() == key {
+            return;
+        }
+        self.last_learned.set(key);
         let seg = &self.dp.segments[segment];
         if seg.macs.learn(mac.to_u64(), port as u64, now) == crate::dataplane::Learned::Full {
             self.counters.segments[segment].learn_full.inc();

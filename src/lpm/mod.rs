@@ -19,7 +19,11 @@
 //! `rte_lpm`), the RIB finds the covering route on delete in ≤ 32 hash probes, so
 //! add and delete cost O(entries covered), not O(rules). New groups are filled
 //! before they are linked; unlinked groups wait for [`Table::reclaim`], which the
-//! writer calls after an RCU grace period. Measured figures: `bench/tables`.
+//! writer calls after an RCU grace period. In `bench/fastpath` (one lcore, pcap
+//! replay, 10k prefixes) the whole vrfwd fast path built on it ran at 22.3 Mpps
+//! against l3fwd's 29.7 Mpps with `rte_lpm` (2026-11-25, this 2-vCPU machine);
+//! table-only figures (1M-prefix install time, lookups/s vs `rte_lpm` bulk) are
+//! still to be measured by the control-plane issue's `bench/routes`.
 mod fib;
 mod rib;
 
