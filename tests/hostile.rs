@@ -12,6 +12,11 @@ use vrfwd::lcore::Worker;
 use vrfwd::net::{ether, ipv4, MacAddr};
 use vrfwd::stats::LcoreCounters;
 
+#[path = "../bench/gen.rs"]
+#[allow(dead_code)] // shared with the benchmarks
+mod gen;
+use gen::Noise;
+
 const CONFIG: &str = r#"
     cores = [0]
     [idle]
@@ -48,20 +53,6 @@ const CONFIG: &str = r#"
 "#;
 
 const MBUFS: u32 = 8191;
-
-/// xorshift64*: reproducible noise without a dependency.
-struct Noise(u64);
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn hostile_frames() -> Vec<Vec<u8>> {
     let vr_mac: MacAddr = "02:00:00:00:01:01".parse().unwrap();

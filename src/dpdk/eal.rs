@@ -95,15 +95,3 @@ pub fn tsc_hz() -> u64 {
 pub fn cpu_relax() {
     std::hint::spin_loop();
 }
-
-/// Asks the CPU to bring `value` into cache (DPDK's rte_prefetch0).
-#[inline(always)]
-pub fn prefetch<T>(value: &T) {
-    // SAFETY: prefetch never faults and has no side effect beyond the cache; the
-    // pointer comes from a live reference anyway.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            value as *const T as *const i8,
-        )
-    };
-}

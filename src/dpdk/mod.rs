@@ -1,6 +1,6 @@
 //! The only module of vrfwd that contains `unsafe`: small safe wrappers over the raw
 //! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, and `rte_lpm` as a
-//! benchmark baseline). Everything above this module is safe Rust.
+//! benchmark baseline), and the huge-page-backed arrays the route tables live in. Everything above this module is safe Rust.
 //!
 //! Rules kept here: every `unsafe` block says why it is sound (`// SAFETY:`); the
 //! FFI boundary is crossed once per burst on the fast path; DPDK's negative return
@@ -9,12 +9,14 @@
 mod eal;
 mod lpm;
 mod mbuf;
+mod memory;
 mod mempool;
 mod port;
 
-pub use eal::{cpu_relax, prefetch, tsc, tsc_hz, Eal};
+pub use eal::{cpu_relax, tsc, tsc_hz, Eal};
 pub use lpm::RteLpm;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
+pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
 pub use port::{Port, PortStats};
 

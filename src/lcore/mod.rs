@@ -9,9 +9,9 @@
 use crate::config::{IdleConfig, Timers};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac};
 use crate::dpdk::{self, Burst, Mbuf, Port, TxBuffer, BURST_SIZE};
+use crate::lpm::FirstEntry;
 use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -30,9 +30,6 @@ pub struct Worker<'a> {
     drain_ticks: u64,
     /// Fast-path candidates of the current burst.
     pending: [Pending; BURST_SIZE],
-    /// The (MAC, port, second) learned last: bursts mostly come from one station,
-    /// so repeated learning is skipped without probing the table.
-    last_learned: Cell<(u64, usize, u32)>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -41,6 +38,7 @@ struct Pending {
     vr: u16,
     iface: u8,
     dst: u32,
+    first: FirstEntry,
 }
 
 impl<'a> Worker<'a> {
@@ -65,7 +63,6 @@ impl<'a> Worker<'a> {
             idle: idle.clone(),
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
-            last_learned: Cell::new((0, usize::MAX, 0)),
         }
     }
 
@@ -140,22 +137,24 @@ impl<'a> Worker<'a> {
     }
 
     /// Classifies a burst from `ingress`: slow-path, switched and dropped frames are
-    /// dealt with at once; fast-path candidates are collected, their table entries
-    /// prefetched, then resolved in a second pass.
+    /// dealt with at once; fast-path candidates are collected, their first-level
+    /// table entries loaded in one tight pass, then resolved.
     fn process_burst(&mut self, ingress: usize, burst: &mut Burst, now: u32) {
         let role = self.dp.ports[ingress];
         let segment = role.segment();
         let mut pending = 0;
+        // A burst mostly comes from one station: learn each source MAC once per burst.
+        let mut learned = MacAddr::default();
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            match self.classify(ingress, role, segment, m, now) {
+            match self.classify(ingress, role, segment, m, now, &mut learned) {
                 Class::FastPath { vm, dst } => {
-                    self.dp.vrs[vm.vr].fib.prefetch(dst);
                     self.pending[pending] = Pending {
                         slot: i as u8,
                         vr: vm.vr as u16,
                         iface: vm.iface as u8,
                         dst,
+                        first: FirstEntry::default(),
                     };
                     pending += 1;
                 }
@@ -179,14 +178,21 @@ impl<'a> Worker<'a> {
                 }
             }
         }
+        // The first-level loads of the whole burst, back to back, so that their cache
+        // misses overlap; then each candidate is resolved.
+        for p in &mut self.pending[..pending] {
+            p.first = self.dp.vrs[p.vr as usize].fib.start_lookup(p.dst);
+        }
+        let mut resolved = ResolvedNeighbor::default();
         for k in 0..pending {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
-            self.forward(p, m, now);
+            self.forward(p, m, now, &mut resolved);
         }
     }
 
     /// Decides what to do with one frame (reads only; learns MACs and neighbours).
+    /// `learned` is the source MAC learned last in this burst.
     #[inline(always)]
     fn classify(
         &self,
@@ -195,14 +201,16 @@ impl<'a> Worker<'a> {
         segment: usize,
         m: &Mbuf,
         now: u32,
+        learned: &mut MacAddr,
     ) -> Class {
         let frame = m.data();
         let Some(eth) = ether::parse(frame) else {
             return Class::Drop(DropReason::Runt);
         };
         let seg = &self.dp.segments[segment];
-        if !eth.src.is_multicast() && !eth.src.is_zero() {
+        if eth.src != *learned && !eth.src.is_multicast() && !eth.src.is_zero() {
             self.learn_mac(segment, eth.src, ingress, now);
+            *learned = eth.src;
         }
         if eth.ethertype == ether::ETHERTYPE_ARP {
             if let Some(a) = arp::parse(&frame[ether::HEADER_LEN..]) {
@@ -244,25 +252,20 @@ impl<'a> Worker<'a> {
         }
     }
 
-    #[inline(always)]
     fn learn_mac(&self, segment: usize, mac: MacAddr, port: usize, now: u32) {
-        let key = (mac.to_u64(), port, now);
-        if self.last_learned.get() == key {
-            return;
-        }
-        self.last_learned.set(key);
         let seg = &self.dp.segments[segment];
         if seg.macs.learn(mac.to_u64(), port as u64, now) == crate::dataplane::Learned::Full {
             self.counters.segments[segment].learn_full.inc();
         }
     }
 
-    /// Resolves a fast-path candidate; forwards it or punts it.
+    /// Resolves a fast-path candidate; forwards it or punts it. `resolved` carries
+    /// the last neighbour looked up in this burst (most of a burst shares one).
     #[inline(always)]
-    fn forward(&mut self, p: Pending, mut m: Mbuf, now: u32) {
+    fn forward(&mut self, p: Pending, mut m: Mbuf, now: u32, resolved: &mut ResolvedNeighbor) {
         let (v, arrived_on) = (p.vr as usize, p.iface as usize);
         let vr = &self.dp.vrs[v];
-        let Some(nh) = vr.fib.lookup(p.dst) else {
+        let Some(nh) = vr.fib.finish_lookup(p.dst, p.first) else {
             return self.punt(v, arrived_on, PuntReason::NoRoute, m);
         };
         let (iface, neighbor) = match vr.next_hops.get(nh) {
@@ -272,8 +275,15 @@ impl<'a> Worker<'a> {
                 return self.punt(v, arrived_on, PuntReason::ToRouter, m)
             }
         };
-        let Some(mac) = vr.neighbors.get(neighbor_key(iface, neighbor), now) else {
-            return self.punt(v, arrived_on, PuntReason::Unresolved, m);
+        let key = neighbor_key(iface, neighbor);
+        let mac = if resolved.vr == v && resolved.key == key {
+            resolved.mac
+        } else {
+            let Some(mac) = vr.neighbors.get(key, now) else {
+                return self.punt(v, arrived_on, PuntReason::Unresolved, m);
+            };
+            *resolved = ResolvedNeighbor { vr: v, key, mac };
+            mac
         };
         let egress = &vr.interfaces[iface];
         let Some(frame) = m.data_mut() else {
@@ -311,6 +321,14 @@ impl<'a> Worker<'a> {
         }
         // No other port in the segment: `m` is dropped (freed) here.
     }
+}
+
+/// A neighbour resolved earlier in the same burst (key 0: none).
+#[derive(Default)]
+struct ResolvedNeighbor {
+    vr: usize,
+    key: u64,
+    mac: u64,
 }
 
 /// The classification of one frame.

@@ -10,9 +10,8 @@
 //! unlinked is not reused until the owner of the table says a grace period has
 //! passed (see `super::Table::reclaim`), so a reader that still walks it gets the
 //! answer from before the change, never someone else's entries.
+use crate::dpdk::{AtomicArray, Backing};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
-use zerocopy::FromZeros;
 
 pub(super) const VALID: u32 = 1 << 31;
 pub(super) const GROUP: u32 = 1 << 30;
@@ -22,8 +21,6 @@ pub(super) const INDEX_MASK: u32 = (1 << 24) - 1;
 
 /// Entries per group (8 address bits).
 pub(super) const GROUP_ENTRIES: usize = 256;
-/// Groups per lazily allocated chunk (64 KiB).
-const GROUPS_PER_CHUNK: usize = 64;
 
 /// The stride of the first level: how many address bits one load resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,21 +52,34 @@ pub(super) fn depth(entry: u32) -> u8 {
     ((entry & DEPTH_MASK) >> DEPTH_SHIFT) as u8
 }
 
+/// A first-level entry read by [`Fib::start_lookup`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FirstEntry(u32);
+
 /// The shared, lock-free lookup table.
 pub struct Fib {
     stride: Stride,
-    first: Box<[AtomicU32]>,
-    chunks: Box<[OnceLock<Box<[AtomicU32]>>]>,
+    first: AtomicArray,
+    /// Every group, `max_groups × 256` entries in one lazily committed mapping:
+    /// a group's pages cost memory only once the writer fills it.
+    groups: AtomicArray,
 }
+
+const WIDE_FIRST: usize = 1 << 24;
+const COMPACT_FIRST: usize = 1 << 16;
 
 impl Fib {
     pub(super) fn new(stride: Stride, max_groups: u32) -> Fib {
-        let chunks = (max_groups as usize).div_ceil(GROUPS_PER_CHUNK);
+        // Huge pages for the 64 MiB level and for the groups of large tables only:
+        // a small VR must not grow in 2 MiB steps.
+        let backing = match stride {
+            Stride::Wide24 => Backing::HugePages,
+            Stride::Compact16 => Backing::Pages,
+        };
         Fib {
             stride,
-            first: <[AtomicU32]>::new_box_zeroed_with_elems(1 << stride.bits())
-                .expect("first level allocation"),
-            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            first: AtomicArray::zeroed(1 << stride.bits(), Backing::HugePages),
+            groups: AtomicArray::zeroed(max_groups.max(1) as usize * GROUP_ENTRIES, backing),
         }
     }
 
@@ -80,60 +90,63 @@ impl Fib {
 
     /// Most groups this table can hold.
     pub(super) fn max_groups(&self) -> u32 {
-        (self.chunks.len() * GROUPS_PER_CHUNK) as u32
+        (self.groups.len() / GROUP_ENTRIES) as u32
     }
 
     /// Longest-prefix match: the next-hop index, or None.
     #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
-        let first_bits = self.stride.bits();
-        let mut entry = self.first[(addr >> (32 - first_bits)) as usize].load(Ordering::Acquire);
-        let mut consumed = first_bits;
+        self.finish_lookup(addr, self.start_lookup(addr))
+    }
+
+    /// The first step of a lookup: the first-level entry of `addr`. Split from
+    /// [`Fib::finish_lookup`] so that an lcore can issue the loads of a whole burst
+    /// before it needs any result (as l3fwd's lookupx4 does).
+    #[inline(always)]
+    pub fn start_lookup(&self, addr: u32) -> FirstEntry {
+        // One branch on the stride, then a level whose size the compiler knows, so
+        // the index needs no bounds check.
+        let entry = match self.stride {
+            Stride::Wide24 => self.first_entry::<WIDE_FIRST, 24>(addr),
+            Stride::Compact16 => self.first_entry::<COMPACT_FIRST, 16>(addr),
+        };
+        FirstEntry(entry)
+    }
+
+    #[inline(always)]
+    fn first_entry<const N: usize, const BITS: u32>(&self, addr: u32) -> u32 {
+        let first: &[AtomicU32; N] = self.first[..]
+            .try_into()
+            .expect("first level of the stride's size");
+        first[(addr >> (32 - BITS)) as usize].load(Ordering::Acquire)
+    }
+
+    /// The rest of the lookup of `addr` from its first-level entry.
+    #[inline(always)]
+    pub fn finish_lookup(&self, addr: u32, first: FirstEntry) -> Option<u32> {
+        let mut entry = first.0;
+        let mut consumed = self.stride.bits();
         while entry & GROUP != 0 {
             consumed += 8;
             let slot = ((addr >> (32 - consumed)) & 0xff) as usize;
-            entry = self
-                .group_slot(entry & INDEX_MASK, slot)
-                .load(Ordering::Acquire);
+            let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
+            entry = self.groups[index].load(Ordering::Acquire);
         }
         (entry & VALID != 0).then_some(entry & INDEX_MASK)
-    }
-
-    /// Hints the CPU to fetch the first-level entry of `addr` (software pipelining in
-    /// bursts, as l3fwd's lookupx4).
-    #[inline(always)]
-    pub fn prefetch(&self, addr: u32) {
-        crate::dpdk::prefetch(&self.first[(addr >> (32 - self.stride.bits())) as usize]);
     }
 
     pub(super) fn first_level(&self) -> &[AtomicU32] {
         &self.first
     }
 
-    /// The entries of `group` (allocating its chunk on first use).
+    /// The entries of `group`.
     pub(super) fn group(&self, group: u32) -> &[AtomicU32] {
-        let chunk = self.chunks[group as usize / GROUPS_PER_CHUNK].get_or_init(|| {
-            <[AtomicU32]>::new_box_zeroed_with_elems(GROUPS_PER_CHUNK * GROUP_ENTRIES)
-                .expect("group chunk allocation")
-        });
-        let start = (group as usize % GROUPS_PER_CHUNK) * GROUP_ENTRIES;
-        &chunk[start..start + GROUP_ENTRIES]
+        let start = group as usize * GROUP_ENTRIES;
+        &self.groups[start..start + GROUP_ENTRIES]
     }
 
-    #[inline(always)]
-    fn group_slot(&self, group: u32, slot: usize) -> &AtomicU32 {
-        // A published group's chunk is always initialised: the writer allocates it
-        // before it stores the pointer (release), and our load of that pointer acquires.
-        let chunk = self.chunks[group as usize / GROUPS_PER_CHUNK]
-            .get()
-            .expect("published group in an allocated chunk");
-        &chunk[(group as usize % GROUPS_PER_CHUNK) * GROUP_ENTRIES + slot]
-    }
-
-    /// Bytes this table holds in its first level and allocated group chunks.
-    pub fn memory_bytes(&self) -> usize {
-        let chunk_bytes = GROUPS_PER_CHUNK * GROUP_ENTRIES * 4;
-        self.first.len() * 4
-            + self.chunks.iter().filter(|c| c.get().is_some()).count() * chunk_bytes
+    /// Bytes of the first level (all of it counts: lookups touch it anywhere).
+    pub(super) fn first_level_bytes(&self) -> usize {
+        self.first.len() * std::mem::size_of::<AtomicU32>()
     }
 }

@@ -1,0 +1,147 @@
+//! `bench/tables`: the per-VR route table against DPDK's `rte_lpm`, the measure
+//! behind the choice explained in `src/lpm/mod.rs`: install time for 10k, 100k
+//! and 1M prefixes, lookups per second on one core in bursts of 32 (ours with
+//! the lcore's two-pass burst lookup, `rte_lpm` with `rte_lpm_lookup_bulk`), and memory.
+//! A benchmark, not a test: it prints figures.
+//!
+//! Run: `cargo build --release && target/release/vrfwd-tables-bench`
+//! Last line: `tables: install_1m_s=<s> vrfwd_mlookups=<M/s> rte_lpm_mlookups=<M/s> ratio=<x>`
+use anyhow::{Context, Result};
+use std::time::Instant;
+use vrfwd::dpdk::{Eal, RteLpm};
+use vrfwd::lpm::{FirstEntry, Stride, Table};
+
+#[path = "../gen.rs"]
+#[allow(dead_code)] // shared with the other benchmarks and tests
+mod gen;
+use gen::{prefixes, Noise};
+
+const BURST: usize = 32;
+const LOOKUPS: usize = 1 << 22;
+const MAX_GROUPS: u32 = 1 << 18;
+
+fn install_ours(routes: &[(u32, u8)]) -> (Table, f64) {
+    let mut t = Table::new(Stride::Wide24, MAX_GROUPS);
+    let start = Instant::now();
+    for (i, &(net, len)) in routes.iter().enumerate() {
+        t.add(net, len, i as u32 % 4096).expect("add");
+    }
+    (t, start.elapsed().as_secs_f64())
+}
+
+fn install_rte(routes: &[(u32, u8)], name: &str) -> Result<(RteLpm, f64)> {
+    let mut t = RteLpm::new(name, routes.len() as u32 * 2, 1 << 16)?;
+    let start = Instant::now();
+    for (i, &(net, len)) in routes.iter().enumerate() {
+        t.add(net, len, i as u32 % 4096)?;
+    }
+    Ok((t, start.elapsed().as_secs_f64()))
+}
+
+/// Mlookups/s of `lookup_burst` over `addrs`, best of three passes.
+fn rate(addrs: &[u32], mut lookup_burst: impl FnMut(&[u32], &mut [u32; BURST])) -> (f64, u64) {
+    let mut out = [0u32; BURST];
+    let mut best = f64::MAX;
+    let mut check = 0u64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        for chunk in addrs.chunks_exact(BURST) {
+            lookup_burst(chunk, &mut out);
+            check = check.wrapping_add(u64::from(out[0]));
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    (addrs.len() as f64 / best / 1e6, check)
+}
+
+fn main() -> Result<()> {
+    let _eal = Eal::init(&[
+        "--no-huge",
+        "-m",
+        "2048",
+        "--no-pci",
+        "--no-shconf",
+        "--file-prefix=vrfwd-tables",
+        "--log-level=lib.eal:warning",
+    ])
+    .context("EAL")?;
+    let mut noise = Noise(0x7ab1e5);
+    let full = prefixes(&mut noise, 1_000_000);
+
+    println!(
+        "{:>9} {:>14} {:>14}",
+        "prefixes", "vrfwd add s", "rte_lpm add s"
+    );
+    let mut install_1m = 0.0;
+    for n in [10_000, 100_000, 1_000_000] {
+        let (_, ours) = install_ours(&full[..n]);
+        // rte_lpm's add is O(rules of the same length): 1M would take minutes.
+        let rte = if n <= 100_000 {
+            format!("{:.3}", install_rte(&full[..n], &format!("inst{n}"))?.1)
+        } else {
+            "(skipped)".into()
+        };
+        println!("{n:>9} {ours:>14.3} {rte:>14}");
+        install_1m = ours;
+    }
+
+    let mut vrfwd_rate = 0.0;
+    let mut rte_rate = 0.0;
+    println!(
+        "\n{:>9} {:>18} {:>18} {:>7}",
+        "prefixes", "vrfwd Mlookups/s", "rte_lpm Mlookups/s", "ratio"
+    );
+    for n in [10_000, 100_000] {
+        let routes = &full[..n];
+        let addrs: Vec<u32> = (0..LOOKUPS)
+            .map(|_| {
+                let route = routes[noise.next() as usize % n];
+                noise.address_in(route)
+            })
+            .collect();
+        let (ours, _) = install_ours(routes);
+        let (rte, _) = install_rte(routes, &format!("look{n}"))?;
+        let fib = ours.fib();
+        let (r_ours, c1) = rate(&addrs, |ips, out| {
+            let mut first = [FirstEntry::default(); BURST];
+            for (f, &a) in first.iter_mut().zip(ips) {
+                *f = fib.start_lookup(a);
+            }
+            for ((o, &a), &f) in out.iter_mut().zip(ips).zip(&first) {
+                *o = fib.finish_lookup(a, f).unwrap_or(u32::MAX);
+            }
+        });
+        let (r_rte, c2) = rate(&addrs, |ips, out| rte.lookup_bulk(ips, out));
+        assert_eq!(c1, c2, "both tables must give the same answers");
+        println!(
+            "{n:>9} {r_ours:>18.1} {r_rte:>18.1} {:>7.2}",
+            r_ours / r_rte
+        );
+        if n == 10_000 {
+            (vrfwd_rate, rte_rate) = (r_ours, r_rte);
+        }
+    }
+
+    println!("\nmemory of one table (first level + groups in use):");
+    for (label, routes) in [
+        ("100 prefixes", &full[..100]),
+        ("10k prefixes", &full[..10_000]),
+    ] {
+        for stride in [Stride::Compact16, Stride::Wide24] {
+            let mut t = Table::new(stride, MAX_GROUPS);
+            for &(net, len) in routes {
+                t.add(net, len, 1)?;
+            }
+            println!(
+                "  {label:<13} {stride:?}: {:.2} MiB",
+                t.memory_bytes() as f64 / (1 << 20) as f64
+            );
+        }
+    }
+    println!("  rte_lpm: 64 MiB of tbl24 + 1 KiB per tbl8 group + 8 B per rule, whatever the size");
+    println!(
+        "tables: install_1m_s={install_1m:.3} vrfwd_mlookups={vrfwd_rate:.1} rte_lpm_mlookups={rte_rate:.1} ratio={:.2}",
+        vrfwd_rate / rte_rate
+    );
+    Ok(())
+}
