@@ -72,7 +72,7 @@ fn run_on(
         .ports
         .iter()
         .map(|p| {
-            Port::start(p.device_name(), 1, lcores as u16, &pool).map_err(|source| {
+            Port::start(p.device_name(), lcores as u16, &pool).map_err(|source| {
                 ApplianceError::Port {
                     port: p.name.clone(),
                     source,
@@ -115,7 +115,6 @@ fn run_on(
         let result = eal.run_on_all_lcores(&|index| {
             Worker::new(
                 index,
-                lcores,
                 &dp,
                 &ports,
                 &counters[index],

@@ -36,7 +36,9 @@ struct Topology {
 }
 
 impl Topology {
-    fn up(prefix: &str) -> Topology {
+    /// The topology with vrfwd configured for `lcores` lcores (one queue pair per
+    /// lcore on every af_packet port).
+    fn up(prefix: &str, lcores: u16) -> Topology {
         let config = std::env::temp_dir().join(format!("vrfwd-{prefix}.toml"));
         let topo = Topology {
             prefix: prefix.into(),
@@ -47,6 +49,21 @@ impl Topology {
             .arg(root().join("scripts/topology.sh"))
             .args(["up", prefix])
             .arg(&config));
+        if lcores > 1 {
+            let cores: Vec<String> = (0..lcores).map(|c| c.to_string()).collect();
+            let text: Vec<String> = std::fs::read_to_string(&config)
+                .unwrap()
+                .lines()
+                .map(|line| match line.strip_suffix('"') {
+                    Some(dev) if line.starts_with("device = \"net_af_packet") => {
+                        format!("{dev},qpairs={lcores}\"")
+                    }
+                    _ if line == "cores = [0]" => format!("cores = [{}]", cores.join(", ")),
+                    _ => line.to_owned(),
+                })
+                .collect();
+            std::fs::write(&config, text.join("\n")).unwrap();
+        }
         topo
     }
 
@@ -186,7 +203,7 @@ fn punted(v: &vrfwd::stats::VrSnapshot, reason: &str) -> u64 {
 
 #[test]
 fn forwards_punts_switches_and_isolates() {
-    let mut t = Topology::up("vf");
+    let mut t = Topology::up("vf", 1);
     t.start();
 
     // Warm up: the guest answers ARP (switched through the segment) and forwards the
@@ -281,4 +298,23 @@ fn forwards_punts_switches_and_isolates() {
     assert!(t.vr(2).forwarded >= 20);
 
     // Clean shutdown on SIGINT (checked by Drop), nothing left behind.
+}
+
+#[test]
+fn two_lcores_share_the_ports() {
+    let mut t = Topology::up("vm", 2);
+    t.start();
+    assert_eq!(t.stats().lcores.len(), 2);
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let at_receiver = t.sniff("r", "eth0", 4, "udp");
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 100, 64);
+    let got = at_receiver.packets();
+    assert_eq!(got.len(), 100);
+    assert!(got
+        .iter()
+        .all(|p| p["ttl"] == 63 && p["checksum_ok"] == true));
+    assert!(t.vr(1).forwarded >= 100);
 }

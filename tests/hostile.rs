@@ -136,7 +136,7 @@ fn hostile_frames_neither_crash_nor_leak() {
     let ports: Vec<Port> = config
         .ports
         .iter()
-        .map(|p| Port::start(p.device_name(), 1, 1, &pool).unwrap())
+        .map(|p| Port::start(p.device_name(), 1, &pool).unwrap())
         .collect();
     let (dp, _tables) = Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz())).unwrap();
     let counters = LcoreCounters::new(ports.len(), 1, 2);
@@ -149,7 +149,7 @@ fn hostile_frames_neither_crash_nor_leak() {
                 std::thread::sleep(Duration::from_millis(ms));
                 quit.store(true, Ordering::Relaxed);
             });
-            Worker::new(0, 1, &dp, &ports, &counters, &config.idle, &config.timers).run(&quit);
+            Worker::new(0, &dp, &ports, &counters, &config.idle, &config.timers).run(&quit);
         });
     };
     // Inject in ring-sized batches (what up0 or up1 sends loops back to its RX),

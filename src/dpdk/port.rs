@@ -1,5 +1,5 @@
-//! Ethernet ports (`rte_ethdev`): lookup by device name, configuration with one RX
-//! queue and one TX queue per lcore, start/stop, bursts, statistics.
+//! Ethernet ports (`rte_ethdev`): lookup by device name, configuration with one
+//! queue pair per lcore, start/stop, bursts, statistics.
 use super::{check, DpdkError, Mempool};
 use std::ffi::CString;
 
@@ -28,14 +28,10 @@ pub struct PortStats {
 
 impl Port {
     /// Finds the port DPDK created for device `name` (the part of a `--vdev` string
-    /// before the first comma, e.g. `net_af_packet0`), configures `rx_queues` RX and
-    /// `tx_queues` TX queues fed from `pool`, enables promiscuous mode, and starts it.
-    pub fn start(
-        name: &str,
-        rx_queues: u16,
-        tx_queues: u16,
-        pool: &Mempool,
-    ) -> Result<Port, DpdkError> {
+    /// before the first comma, e.g. `net_af_packet0`), configures `queues` RX and TX
+    /// queue pairs fed from `pool`, enables promiscuous mode, and starts it.
+    pub fn start(name: &str, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+        let (rx_queues, tx_queues) = (queues, queues);
         let cname = CString::new(name).map_err(|_| DpdkError::Nul(name.into()))?;
         let mut id = 0u16;
         // SAFETY: valid C string and out-pointer.

@@ -18,12 +18,10 @@ use std::time::Duration;
 /// One lcore's state: owned by it, cache-aligned, never shared.
 #[repr(align(64))]
 pub struct Worker<'a> {
-    /// This lcore's TX queue on every port.
+    /// This lcore's RX and TX queue on every port.
     queue: u16,
     dp: &'a Dataplane,
     ports: &'a [Port],
-    /// Ports whose RX queue 0 this lcore polls.
-    rx_ports: Vec<usize>,
     tx: Vec<TxBuffer>,
     counters: &'a LcoreCounters,
     idle: IdleConfig,
@@ -42,11 +40,11 @@ struct Pending {
 }
 
 impl<'a> Worker<'a> {
-    /// Worker `index` of `count`: it polls every port p with p % count == index and
-    /// transmits on TX queue `index` of every port.
+    /// Worker `index`: it polls RX queue `index` of every port and transmits on TX
+    /// queue `index` (as l3fwd: each port has one queue pair per lcore; the PMD,
+    /// e.g. af_packet's fanout or a NIC's RSS, spreads flows over the queues).
     pub fn new(
         index: usize,
-        count: usize,
         dp: &'a Dataplane,
         ports: &'a [Port],
         counters: &'a LcoreCounters,
@@ -57,7 +55,6 @@ impl<'a> Worker<'a> {
             queue: index as u16,
             dp,
             ports,
-            rx_ports: (0..ports.len()).filter(|p| p % count == index).collect(),
             tx: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
             counters,
             idle: idle.clone(),
@@ -76,9 +73,8 @@ impl<'a> Worker<'a> {
             let now_tsc = dpdk::tsc();
             let now = self.dp.clock.seconds(now_tsc);
             let mut received = 0;
-            for i in 0..self.rx_ports.len() {
-                let p = self.rx_ports[i];
-                let n = self.ports[p].rx_burst(0, &mut burst);
+            for p in 0..self.ports.len() {
+                let n = self.ports[p].rx_burst(self.queue, &mut burst);
                 if n > 0 {
                     received += n;
                     self.counters.ports[p].rx.add(n as u64);
