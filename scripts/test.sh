@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests start DPDK processes and namespaces: one test binary at a time.
-cargo test --all-targets -- --test-threads=1
+cargo test --workspace --all-targets -- --test-threads=1

@@ -1,0 +1,299 @@
+//! The incremental decoder: bytes in, split anywhere; validated stanzas out.
+//!
+//! A small scanner frames the stream first (tags, quotes, nesting depth), so bytes
+//! are looked at once however they arrive, and only a complete stanza is handed to
+//! quick-xml and serde. Framing problems (no `<vrfwd version="1">`, a DTD, a
+//! comment or processing instruction, an oversized stanza, text between stanzas)
+//! are fatal: the stream cannot be trusted after them. A complete stanza that fails
+//! validation is rejected alone and the stream goes on.
+use crate::raw;
+use crate::stanza::{ErrorCode, Stanza, PROTOCOL_VERSION};
+
+/// Bounds on what a peer may make the decoder hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest stanza, in bytes.
+    pub max_stanza_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A stanza or the stream was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The rejected stanza's sequence number, when it could be read.
+    pub seq: Option<u64>,
+    /// The stream is unusable from here on.
+    pub fatal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the root element.
+    Prolog,
+    /// Inside `<vrfwd>`.
+    Open,
+    /// After `</vrfwd>`.
+    Closed,
+    Failed,
+}
+
+/// The decoder of one stream.
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Next byte to scan.
+    scan: usize,
+    /// Start of the stanza being scanned (valid while depth > 0 or in a tag at depth 0).
+    stanza_start: usize,
+    /// Start of the tag being scanned, if inside one.
+    tag_start: Option<usize>,
+    /// The quote character of the attribute value being scanned.
+    quote: Option<u8>,
+    /// Elements open inside the root.
+    depth: u32,
+    state: State,
+    limits: Limits,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            scan: 0,
+            stanza_start: 0,
+            tag_start: None,
+            quote: None,
+            depth: 0,
+            state: State::Prolog,
+            limits,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.state != State::Failed && self.state != State::Closed {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// True once the peer closed the stream with `</vrfwd>`.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Bytes received and not yet consumed (a stanza in progress).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: String) -> Option<Result<Stanza, DecodeError>> {
+        self.state = State::Failed;
+        self.buf = Vec::new();
+        Some(Err(DecodeError {
+            code,
+            message,
+            seq: None,
+            fatal: true,
+        }))
+    }
+
+    /// The next stanza, a rejection, or None when more bytes are needed (or the
+    /// stream is closed or failed).
+    pub fn next_stanza(&mut self) -> Option<Result<Stanza, DecodeError>> {
+        while self.scan < self.buf.len() {
+            if matches!(self.state, State::Closed | State::Failed) {
+                return None;
+            }
+            let b = self.buf[self.scan];
+            let i = self.scan;
+            self.scan += 1;
+            if let Some(r) = self.check_size(i) {
+                return Some(r);
+            }
+            if let Some(q) = self.quote {
+                if b == q {
+                    self.quote = None;
+                }
+                continue;
+            }
+            let Some(tag_start) = self.tag_start else {
+                if b == b'<' {
+                    self.tag_start = Some(i);
+                    if self.depth == 0 {
+                        self.stanza_start = i;
+                    }
+                } else if self.depth == 0 && !b.is_ascii_whitespace() {
+                    return self.fail(
+                        ErrorCode::MalformedXml,
+                        format!("text {:?} outside any stanza", b as char),
+                    );
+                }
+                continue;
+            };
+            match b {
+                b'"' | b'\'' if self.buf[tag_start + 1] != b'!' => self.quote = Some(b),
+                b'>' => {
+                    self.tag_start = None;
+                    if let Some(r) = self.end_of_tag(tag_start, i) {
+                        return Some(r);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn check_size(&mut self, i: usize) -> Option<Result<Stanza, DecodeError>> {
+        let in_stanza = self.depth > 0 || self.tag_start.is_some();
+        if in_stanza && i + 1 - self.stanza_start > self.limits.max_stanza_bytes {
+            let max = self.limits.max_stanza_bytes;
+            return self.fail(
+                ErrorCode::TooLarge,
+                format!("stanza larger than {max} bytes"),
+            );
+        }
+        None
+    }
+
+    /// A tag spans `start..=end`.
+    fn end_of_tag(&mut self, start: usize, end: usize) -> Option<Result<Stanza, DecodeError>> {
+        let tag = &self.buf[start..=end];
+        match tag.get(1) {
+            Some(b'!') => {
+                return self.fail(
+                    ErrorCode::Forbidden,
+                    "DTDs, entities, comments and CDATA are not allowed".into(),
+                );
+            }
+            Some(b'?') => {
+                if self.state == State::Prolog && tag.starts_with(b"<?xml ") {
+                    return None; // the XML declaration
+                }
+                return self.fail(
+                    ErrorCode::Forbidden,
+                    "processing instructions are not allowed".into(),
+                );
+            }
+            _ => {}
+        }
+        let closing = tag.get(1) == Some(&b'/');
+        let self_closing = tag.len() >= 3 && tag[tag.len() - 2] == b'/';
+        if self.state == State::Prolog {
+            return self.open_root(start, end, closing || self_closing);
+        }
+        if closing {
+            if self.depth == 0 {
+                if &tag[2..tag.len() - 1] != b"vrfwd" {
+                    return self.fail(
+                        ErrorCode::MalformedXml,
+                        "unexpected closing tag at stream level".into(),
+                    );
+                }
+                self.state = State::Closed;
+                self.buf.clear();
+                self.scan = 0;
+                return None;
+            }
+            self.depth -= 1;
+        } else if !self_closing {
+            self.depth += 1;
+        }
+        if self.depth > 0 {
+            return None;
+        }
+        Some(self.take_stanza(end))
+    }
+
+    fn open_root(
+        &mut self,
+        start: usize,
+        end: usize,
+        not_opening: bool,
+    ) -> Option<Result<Stanza, DecodeError>> {
+        let tag = String::from_utf8_lossy(&self.buf[start..=end]).into_owned();
+        if not_opening || element_name(&tag) != "vrfwd" {
+            return self.fail(
+                ErrorCode::MalformedXml,
+                format!("the stream must open with <vrfwd version=\"{PROTOCOL_VERSION}\">"),
+            );
+        }
+        match attribute(&tag, "version") {
+            Some(v) if v == PROTOCOL_VERSION => {
+                self.state = State::Open;
+                self.compact(end + 1);
+                None
+            }
+            v => self.fail(
+                ErrorCode::BadVersion,
+                format!("version {v:?} is not supported (this side speaks {PROTOCOL_VERSION})"),
+            ),
+        }
+    }
+
+    /// The stanza ending at `end` is complete: validate it and drop its bytes.
+    fn take_stanza(&mut self, end: usize) -> Result<Stanza, DecodeError> {
+        let result = match std::str::from_utf8(&self.buf[self.stanza_start..=end]) {
+            Ok(xml) => {
+                let name = element_name(xml).to_owned();
+                raw::stanza(&name, xml).map_err(|(code, message)| DecodeError {
+                    code,
+                    message,
+                    seq: attribute(xml, "seq").and_then(|s| s.parse().ok()),
+                    fatal: false,
+                })
+            }
+            Err(_) => Err(DecodeError {
+                code: ErrorCode::MalformedXml,
+                message: "stanza is not UTF-8".into(),
+                seq: None,
+                fatal: false,
+            }),
+        };
+        self.compact(end + 1);
+        result
+    }
+
+    /// Drops the bytes before `upto`.
+    fn compact(&mut self, upto: usize) {
+        self.buf.drain(..upto);
+        self.scan -= upto;
+        self.stanza_start = 0;
+    }
+}
+
+/// The element name of a tag or stanza text (`<name ...`).
+fn element_name(xml: &str) -> &str {
+    let rest = xml.trim_start().trim_start_matches('<');
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The value of attribute `name` in the first tag of `xml`, unescaped.
+fn attribute(xml: &str, name: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                let a = e.try_get_attribute(name).ok()??;
+                return a
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The vrfwd route protocol (docs/protocol.md): a stream of XML stanzas inside one
+//! `<vrfwd version="1">` root element, as XMPP frames its streams, carried over
+//! TCP from a virtual router's agent (or a migrating host) to vrfwd.
+//!
+//! - [`Decoder`] takes bytes split anywhere and yields validated [`Stanza`]s; a bad
+//!   stanza is an error naming the problem, never a partial value.
+//! - [`encode`] writes stanzas; [`Stanza`] values are typed (prefixes without host
+//!   bits, VR ids, MACs), so what decodes is what the tables may receive.
+//!
+//! Sans-IO and without DPDK: shared by the appliance and the guest agent.
+#![deny(unsafe_code)]
+
+mod decode;
+mod encode;
+mod raw;
+mod stanza;
+
+pub use decode::{DecodeError, Decoder, Limits};
+pub use encode::{encode, stream_close, stream_open};
+pub use stanza::{
+    ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId, PROTOCOL_VERSION,
+};

@@ -1,0 +1,209 @@
+//! Typed, validated stanzas: what the rest of vrfwd sees of the protocol.
+use ipnet::Ipv4Net;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// A virtual router's id (non-zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VrId(pub u32);
+
+/// A MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut out {
+            let p = parts.next().ok_or(())?;
+            if p.len() != 2 {
+                return Err(());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| ())?;
+        }
+        parts.next().map_or(Ok(MacAddr(out)), |_| Err(()))
+    }
+}
+
+/// `<hello>`: opens a session for a VR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub seq: u64,
+    pub vr: VrId,
+    /// Higher generations replace older sessions of the same VR (the agent after a
+    /// migration).
+    pub generation: u64,
+    pub credential: String,
+}
+
+/// One guest interface, as the guest names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    /// The guest's address and prefix on it.
+    pub address: Ipv4Net,
+}
+
+/// One route change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteOp {
+    /// Install or replace: through `via` on `interface`, or attached to it (no via).
+    Add {
+        prefix: Ipv4Net,
+        via: Option<Ipv4Addr>,
+        interface: String,
+    },
+    Delete {
+        prefix: Ipv4Net,
+    },
+}
+
+/// One neighbour change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighborOp {
+    Add {
+        address: Ipv4Addr,
+        mac: MacAddr,
+        interface: String,
+    },
+    Delete {
+        address: Ipv4Addr,
+        interface: String,
+    },
+}
+
+/// Problem codes carried by `<error code="…">`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedXml,
+    Forbidden,
+    UnknownElement,
+    InvalidStanza,
+    BadVersion,
+    BadPrefix,
+    HostBits,
+    BadAddress,
+    BadMac,
+    TooLarge,
+    Auth,
+    UnknownInterface,
+    Limit,
+    Sequence,
+    Replaced,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::MalformedXml,
+        ErrorCode::Forbidden,
+        ErrorCode::UnknownElement,
+        ErrorCode::InvalidStanza,
+        ErrorCode::BadVersion,
+        ErrorCode::BadPrefix,
+        ErrorCode::HostBits,
+        ErrorCode::BadAddress,
+        ErrorCode::BadMac,
+        ErrorCode::TooLarge,
+        ErrorCode::Auth,
+        ErrorCode::UnknownInterface,
+        ErrorCode::Limit,
+        ErrorCode::Sequence,
+        ErrorCode::Replaced,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedXml => "malformed-xml",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnknownElement => "unknown-element",
+            ErrorCode::InvalidStanza => "invalid-stanza",
+            ErrorCode::BadVersion => "bad-version",
+            ErrorCode::BadPrefix => "bad-prefix",
+            ErrorCode::HostBits => "host-bits",
+            ErrorCode::BadAddress => "bad-address",
+            ErrorCode::BadMac => "bad-mac",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Auth => "auth",
+            ErrorCode::UnknownInterface => "unknown-interface",
+            ErrorCode::Limit => "limit",
+            ErrorCode::Sequence => "sequence",
+            ErrorCode::Replaced => "replaced",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+/// Every stanza of the protocol, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stanza {
+    Hello(Hello),
+    Interfaces {
+        seq: u64,
+        interfaces: Vec<Interface>,
+    },
+    Routes {
+        seq: u64,
+        ops: Vec<RouteOp>,
+    },
+    Neighbors {
+        seq: u64,
+        ops: Vec<NeighborOp>,
+    },
+    /// Starts a full table: everything not re-announced before `sync-end` goes.
+    SyncBegin {
+        seq: u64,
+    },
+    SyncEnd {
+        seq: u64,
+    },
+    /// Everything up to `seq` is applied.
+    Ack {
+        seq: u64,
+    },
+    Keepalive,
+    Error {
+        seq: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl Stanza {
+    /// The sequence number a peer acknowledges, for stanzas that carry one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Stanza::Hello(h) => Some(h.seq),
+            Stanza::Interfaces { seq, .. }
+            | Stanza::Routes { seq, .. }
+            | Stanza::Neighbors { seq, .. }
+            | Stanza::SyncBegin { seq }
+            | Stanza::SyncEnd { seq } => Some(*seq),
+            Stanza::Ack { .. } | Stanza::Keepalive | Stanza::Error { .. } => None,
+        }
+    }
+}

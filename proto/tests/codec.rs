@@ -1,0 +1,288 @@
+//! The codec against its contract: round trips (property test), streams split at
+//! every byte offset, the versioned corpus, and hostile input.
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+use vrfwd_proto::*;
+
+fn decode_all(bytes: &[u8], chunk: usize) -> Vec<Result<Stanza, DecodeError>> {
+    let mut d = Decoder::new(Limits::default());
+    let mut out = Vec::new();
+    for piece in bytes.chunks(chunk.max(1)) {
+        d.feed(piece);
+        while let Some(r) = d.next_stanza() {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn corpus(path: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/corpus/v1/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn corpus_session_decodes_at_every_split() {
+    let bytes = corpus("good/session.xml");
+    let whole = decode_all(&bytes, bytes.len());
+    assert_eq!(whole.len(), 7, "{whole:?}");
+    assert!(whole.iter().all(Result::is_ok), "{whole:?}");
+    match &whole[0] {
+        Ok(Stanza::Hello(h)) => {
+            assert_eq!(
+                (h.vr, h.generation, h.credential.as_str()),
+                (VrId(3), 7, "s3cret&more")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match &whole[3] {
+        Ok(Stanza::Routes { seq: 4, ops }) => {
+            assert_eq!(ops.len(), 4);
+            assert_eq!(
+                ops[0],
+                RouteOp::Add {
+                    prefix: "10.9.0.0/16".parse().unwrap(),
+                    via: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                    interface: "eth1".into()
+                }
+            );
+            assert_eq!(
+                ops[2],
+                RouteOp::Delete {
+                    prefix: "192.0.2.0/24".parse().unwrap()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Split into two pieces at every offset, and fed one byte at a time.
+    for cut in 0..bytes.len() {
+        let mut d = Decoder::new(Limits::default());
+        let mut got = Vec::new();
+        for piece in [&bytes[..cut], &bytes[cut..]] {
+            d.feed(piece);
+            while let Some(r) = d.next_stanza() {
+                got.push(r);
+            }
+        }
+        assert_eq!(got, whole, "split at {cut}");
+        assert!(d.is_closed());
+    }
+    assert_eq!(decode_all(&bytes, 1), whole);
+}
+
+#[test]
+fn corpus_host_replies() {
+    let got = decode_all(&corpus("good/host-replies.xml"), 7);
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0], Ok(Stanza::Ack { seq: 6 }));
+    match &got[2] {
+        Ok(Stanza::Error {
+            seq: Some(9),
+            code: ErrorCode::HostBits,
+            message,
+        }) => {
+            assert!(message.contains("10.9.0.1/16"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn corpus_bad_streams_fail_fatally_with_a_named_problem() {
+    for (file, code) in [
+        ("bad/version.xml", ErrorCode::BadVersion),
+        ("bad/billion-laughs.xml", ErrorCode::Forbidden),
+        ("bad/comment.xml", ErrorCode::Forbidden),
+        ("bad/text.xml", ErrorCode::MalformedXml),
+        ("bad/root.xml", ErrorCode::MalformedXml),
+    ] {
+        let got = decode_all(&corpus(file), 5);
+        let last = got
+            .last()
+            .unwrap_or_else(|| panic!("{file}: nothing decoded"));
+        let err = last.as_ref().expect_err(file);
+        assert_eq!((err.code, err.fatal), (code, true), "{file}: {err}");
+        assert!(
+            got.iter().all(|r| !matches!(r, Ok(Stanza::Hello(_)))),
+            "{file}: no stanza may pass"
+        );
+    }
+}
+
+#[test]
+fn corpus_bad_stanzas_are_rejected_alone() {
+    let list = String::from_utf8(corpus("stanzas.txt")).unwrap();
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (code, stanza) = line.split_once('\t').unwrap();
+        let stream = format!("<vrfwd version=\"1\">{stanza}<keepalive/></vrfwd>");
+        let got = decode_all(stream.as_bytes(), 3);
+        assert_eq!(got.len(), 2, "{line}: {got:?}");
+        let err = got[0].as_ref().expect_err(line);
+        assert_eq!(err.code.as_str(), code, "{line}: {err}");
+        assert!(!err.fatal);
+        assert_eq!(
+            got[1],
+            Ok(Stanza::Keepalive),
+            "the stream goes on after {line}"
+        );
+    }
+}
+
+#[test]
+fn oversized_stanza_is_fatal_and_bounded() {
+    let mut d = Decoder::new(Limits {
+        max_stanza_bytes: 256,
+    });
+    d.feed(b"<vrfwd version=\"1\"><routes seq=\"1\">");
+    let add = b"<add prefix=\"10.0.0.0/8\" interface=\"eth0\"/>";
+    let mut err = None;
+    for _ in 0..100 {
+        d.feed(add);
+        if let Some(r) = d.next_stanza() {
+            err = Some(r);
+            break;
+        }
+    }
+    let err = err.expect("rejected before 100 adds").unwrap_err();
+    assert_eq!((err.code, err.fatal), (ErrorCode::TooLarge, true));
+    d.feed(&[b'x'; 10_000]);
+    assert!(d.next_stanza().is_none());
+    assert!(d.buffered() < 512, "a failed stream holds no more input");
+}
+
+#[test]
+fn seq_of_a_rejected_stanza_is_reported() {
+    let got = decode_all(b"<vrfwd version=\"1\"><routes seq=\"42\"><add prefix=\"1.2.3.4/8\" interface=\"e\"/></routes>", 64);
+    assert_eq!(got[0].as_ref().unwrap_err().seq, Some(42));
+}
+
+fn arb_prefix() -> impl Strategy<Value = ipnet::Ipv4Net> {
+    (any::<u32>(), 0u8..=32).prop_map(|(a, l)| ipnet::Ipv4Net::new(a.into(), l).unwrap().trunc())
+}
+
+fn arb_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9<>&\"'.]{0,14}"
+}
+
+fn arb_mac() -> impl Strategy<Value = MacAddr> {
+    any::<[u8; 6]>().prop_map(MacAddr)
+}
+
+fn arb_stanza() -> impl Strategy<Value = Stanza> {
+    prop_oneof![
+        (any::<u64>(), 1u32.., any::<u64>(), "[ -~]{1,40}").prop_map(
+            |(seq, vr, generation, credential)| {
+                Stanza::Hello(Hello {
+                    seq,
+                    vr: VrId(vr),
+                    generation,
+                    credential,
+                })
+            }
+        ),
+        (
+            any::<u64>(),
+            proptest::collection::vec((arb_name(), arb_mac(), any::<u32>(), 0u8..=32), 0..5)
+        )
+            .prop_map(|(seq, v)| Stanza::Interfaces {
+                seq,
+                interfaces: v
+                    .into_iter()
+                    .map(|(name, mac, a, l)| Interface {
+                        name,
+                        mac,
+                        address: ipnet::Ipv4Net::new(a.into(), l).unwrap()
+                    })
+                    .collect(),
+            }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    (arb_prefix(), proptest::option::of(any::<u32>()), arb_name()).prop_map(
+                        |(prefix, via, interface)| {
+                            RouteOp::Add {
+                                prefix,
+                                via: via.map(Ipv4Addr::from),
+                                interface,
+                            }
+                        }
+                    ),
+                    arb_prefix().prop_map(|prefix| RouteOp::Delete { prefix }),
+                ],
+                0..20
+            )
+        )
+            .prop_map(|(seq, ops)| Stanza::Routes { seq, ops }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    (any::<u32>(), arb_mac(), arb_name()).prop_map(|(a, mac, interface)| {
+                        NeighborOp::Add {
+                            address: a.into(),
+                            mac,
+                            interface,
+                        }
+                    }),
+                    (any::<u32>(), arb_name()).prop_map(|(a, interface)| NeighborOp::Delete {
+                        address: a.into(),
+                        interface
+                    }),
+                ],
+                0..10
+            )
+        )
+            .prop_map(|(seq, ops)| Stanza::Neighbors { seq, ops }),
+        any::<u64>().prop_map(|seq| Stanza::SyncBegin { seq }),
+        any::<u64>().prop_map(|seq| Stanza::SyncEnd { seq }),
+        any::<u64>().prop_map(|seq| Stanza::Ack { seq }),
+        Just(Stanza::Keepalive),
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::sample::select(ErrorCode::ALL),
+            "[ -~]{0,60}"
+        )
+            .prop_map(|(seq, code, message)| Stanza::Error {
+                seq,
+                code,
+                message: message.trim().to_owned()
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Whatever is encoded decodes to itself, however the bytes are split.
+    #[test]
+    fn round_trip(stanzas in proptest::collection::vec(arb_stanza(), 1..8), chunk in 1usize..64) {
+        let mut text = stream_open();
+        for s in &stanzas {
+            text.push_str(&encode(s));
+        }
+        text.push_str(stream_close());
+        let got = decode_all(text.as_bytes(), chunk);
+        let want: Vec<_> = stanzas.into_iter().map(Ok).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    /// Random bytes never panic the decoder and never buffer past the limit.
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut d = Decoder::new(Limits { max_stanza_bytes: 512 });
+        d.feed(b"<vrfwd version=\"1\">");
+        for piece in bytes.chunks(17) {
+            d.feed(piece);
+            while d.next_stanza().is_some() {}
+            prop_assert!(d.buffered() <= 512 + 17);
+        }
+    }
+}
