@@ -1,6 +1,6 @@
 //! The only module of vrfwd that contains `unsafe`: small safe wrappers over the raw
 //! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, and `rte_lpm` as a
-//! benchmark baseline), and the huge-page-backed arrays the route tables live in. Everything above this module is safe Rust.
+//! benchmark baseline, RCU), and the huge-page-backed arrays the route tables live in. Everything above this module is safe Rust.
 //!
 //! Rules kept here: every `unsafe` block says why it is sound (`// SAFETY:`); the
 //! FFI boundary is crossed once per burst on the fast path; DPDK's negative return
@@ -12,6 +12,7 @@ mod mbuf;
 mod memory;
 mod mempool;
 mod port;
+mod rcu;
 
 pub use eal::{cpu_relax, tsc, tsc_hz, Eal};
 pub use lpm::RteLpm;
@@ -19,6 +20,7 @@ pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
 pub use port::{Port, PortStats};
+pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 
 use std::ffi::CStr;
 
