@@ -2,12 +2,15 @@
 //! dataplane model, one worker per lcore, the operator socket; on quit, the lcores
 //! stop, buffered packets are sent, and ports and EAL are released in order.
 use crate::config::Config;
+use crate::control::ctl::Ctl;
+use crate::control::writer::RouteWriter;
 use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane};
-use crate::dpdk::{self, DpdkError, Eal, Mempool, Port};
+use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, Snapshot};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Packet data room per mbuf (DPDK's RTE_MBUF_DEFAULT_BUF_SIZE).
 const MBUF_DATA_ROOM: u16 = 2048 + 128;
@@ -80,8 +83,8 @@ fn run_on(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (dp, tables) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()))?;
-    let routes: Vec<usize> = tables.iter().map(|t| t.rib().len()).collect();
+    let rcu = Arc::new(Rcu::new(lcores as u32)?);
+    let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
     let counters: Vec<LcoreCounters> = (0..lcores)
         .map(|_| LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len()))
         .collect();
@@ -91,7 +94,6 @@ fn run_on(
             &counters,
             &dp,
             &|p| ports[p].stats().ok(),
-            &|v| routes[v],
             dp.clock.seconds(dpdk::tsc()),
         )
     };
@@ -102,26 +104,29 @@ fn run_on(
         "forwarding"
     );
     let stop = AtomicBool::new(false);
+    let (to_writer, commands) = crossbeam_channel::bounded(64);
+    let (dp, snapshot, stop_ref) = (&dp, &snapshot, &stop);
     let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            control::serve(&listener, &stop, &|cmd| match cmd {
-                "stats" => snapshot().render(),
-                "stats-json" => {
-                    serde_json::to_string(&snapshot()).unwrap_or_else(|e| format!("error: {e}"))
-                }
-                other => format!("error: unknown command {other:?} (try stats, stats-json)"),
-            })
+        s.spawn(move || RouteWriter::new(dp, routes).run(commands));
+        s.spawn(move || {
+            let ctl = Ctl {
+                dp,
+                writer: to_writer,
+                snapshot,
+            };
+            control::serve(&listener, stop_ref, &|line| ctl.answer(line))
         });
         let result = eal.run_on_all_lcores(&|index| {
+            let mut reader = rcu.reader(index as u32).expect("one RCU reader per lcore");
             Worker::new(
                 index,
-                &dp,
+                dp,
                 &ports,
                 &counters[index],
                 &config.idle,
                 &config.timers,
             )
-            .run(quit)
+            .run(quit, &mut reader)
         });
         stop.store(true, Ordering::Relaxed);
         result

@@ -29,6 +29,15 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Ask a running appliance: vrs, routes VR, neighbors VR, route add VR PREFIX
+    /// (via ADDR | dev IFACE), route del VR PREFIX, stats.
+    Ctl {
+        #[arg(short, long, default_value = "/run/vrfwd.sock")]
+        socket: PathBuf,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
     /// Print a running appliance's counters.
     Stats {
         #[arg(short, long, default_value = "/run/vrfwd.sock")]
@@ -65,9 +74,13 @@ fn main() -> anyhow::Result<()> {
             println!("{}: ok", config.display());
             println!("EAL: {}", vrfwd::appliance::eal_args(&cfg).join(" "));
         }
+        Command::Ctl { socket, command } => {
+            let reply = vrfwd::control::request(&socket, &command.join(" "))?;
+            print!("{reply}");
+        }
         Command::Stats { socket, json } => {
-            let reply = vrfwd::control::request(&socket, if json { "stats-json" } else { "stats" })
-                .with_context(|| format!("is vrfwd running? (socket {})", socket.display()))?;
+            let reply =
+                vrfwd::control::request(&socket, if json { "stats-json" } else { "stats" })?;
             print!("{reply}");
         }
     }

@@ -206,13 +206,11 @@ fn by_reason<R: Copy>(
 }
 
 impl Snapshot {
-    /// Sums the lcores' counters. `ports`/`vrs`/`segments` give names and table
-    /// sizes (index-aligned with the counter arrays).
+    /// Sums the lcores' counters; `pmd` reads a port's own counters.
     pub fn collect(
         lcores: &[LcoreCounters],
         dp: &crate::dataplane::Dataplane,
         pmd: &dyn Fn(usize) -> Option<PortStats>,
-        routes: &dyn Fn(usize) -> usize,
         now: u32,
     ) -> Snapshot {
         Snapshot {
@@ -248,7 +246,7 @@ impl Snapshot {
                     punted: by_reason(PuntReason::ALL, PuntReason::label, |i| {
                         sum(lcores.iter().map(|l| &l.vrs[v].punted[i]))
                     }),
-                    routes: routes(v),
+                    routes: vr.routes.load(std::sync::atomic::Ordering::Relaxed),
                     neighbors: vr.neighbors.entries(now).len(),
                 })
                 .collect(),

@@ -240,6 +240,22 @@ fn forwards_punts_switches_and_isolates() {
     // (plus the receiver's ICMP port-unreachable answers, forwarded back)
     assert!(t.vr(1).forwarded - forwarded_before >= 50);
 
+    // Routes changed at run time by the operator reach the fast path at once.
+    let ctl = |args: &[&str]| {
+        sh(Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["ctl", "-s", &t.socket()])
+            .args(args))
+    };
+    ctl(&["route", "add", "1", "10.55.0.0/16", "via", "10.0.2.2"]);
+    assert!(ctl(&["routes", "1"]).contains("10.55.0.0/16 via 10.0.2.2 dev eth1"));
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.send("s", "eth0", VR1_ETH0, "10.55.1.1", 5, 64);
+    assert_eq!(at_receiver.packets().len(), 5);
+    ctl(&["route", "del", "1", "10.55.0.0/16"]);
+    let nr_before = punted(&t.vr(1), "no_route");
+    t.send("s", "eth0", VR1_ETH0, "10.55.1.1", 2, 64);
+    assert_eq!(punted(&t.vr(1), "no_route") - nr_before, 2);
+
     // Static route through a gateway (10.9/16 via the receiver).
     let at_receiver = t.sniff("r", "eth0", 3, "udp");
     t.send("s", "eth0", VR1_ETH0, "10.9.1.1", 5, 64);

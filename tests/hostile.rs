@@ -4,10 +4,11 @@
 //! switching loop). The lcore must not crash and, after draining, every mbuf must be
 //! back in the pool.
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use vrfwd::config::Config;
 use vrfwd::dataplane::{Clock, Dataplane};
-use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, TxBuffer};
+use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, Rcu, TxBuffer};
 use vrfwd::lcore::Worker;
 use vrfwd::net::{ether, ipv4, MacAddr};
 use vrfwd::stats::LcoreCounters;
@@ -138,7 +139,9 @@ fn hostile_frames_neither_crash_nor_leak() {
         .iter()
         .map(|p| Port::start(p.device_name(), 1, &pool).unwrap())
         .collect();
-    let (dp, _tables) = Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz())).unwrap();
+    let rcu = Arc::new(Rcu::new(1).unwrap());
+    let (dp, _routes) =
+        Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu).unwrap();
     let counters = LcoreCounters::new(ports.len(), 1, 2);
     let frames = hostile_frames();
 
@@ -149,7 +152,9 @@ fn hostile_frames_neither_crash_nor_leak() {
                 std::thread::sleep(Duration::from_millis(ms));
                 quit.store(true, Ordering::Relaxed);
             });
-            Worker::new(0, &dp, &ports, &counters, &config.idle, &config.timers).run(&quit);
+            let mut reader = rcu.reader(0).unwrap();
+            Worker::new(0, &dp, &ports, &counters, &config.idle, &config.timers)
+                .run(&quit, &mut reader);
         });
     };
     // Inject in ring-sized batches (what up0 or up1 sends loops back to its RX),

@@ -1,7 +1,9 @@
-//! The operator socket: a Unix stream socket on which the running appliance answers
-//! one-line commands (`stats`, `stats-json`) with counters summed at that moment.
-//! The route-protocol sessions of the guests join this module with the control
-//! plane; nothing here touches the fast path beyond reading counters.
+//! The control plane: the route writer ([`writer`]) and the operator socket, a Unix
+//! stream socket on which the running appliance answers one-line commands
+//! (`vrfwd ctl`). Nothing here touches the fast path except through the writer.
+pub mod ctl;
+pub mod writer;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -23,9 +25,12 @@ pub enum ControlError {
         path: String,
         source: std::io::Error,
     },
-    /// The daemon answered with something that is not a reply.
-    #[error("bad reply from vrfwd: {0}")]
-    BadReply(String),
+    /// No vrfwd answers on this socket.
+    #[error("vrfwd is not running (nothing listens on {0})")]
+    NotRunning(String),
+    /// The daemon refused the command.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Binds the socket, replacing a stale file left by a dead instance.
@@ -82,7 +87,12 @@ pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
         path: path.display().to_string(),
         source,
     };
-    let mut stream = UnixStream::connect(path).map_err(io)?;
+    let mut stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ControlError::NotRunning(path.display().to_string())
+        }
+        _ => io(e),
+    })?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(io)?;
@@ -92,7 +102,7 @@ pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut stream, &mut out).map_err(io)?;
     if let Some(err) = out.strip_prefix("error: ") {
-        return Err(ControlError::BadReply(err.trim().to_owned()));
+        return Err(ControlError::Refused(err.trim().to_owned()));
     }
     Ok(out)
 }
@@ -116,13 +126,14 @@ mod tests {
                 })
             });
             assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
-            assert!(matches!(
-                request(&path, "x"),
-                Err(ControlError::BadReply(_))
-            ));
+            assert!(matches!(request(&path, "x"), Err(ControlError::Refused(_))));
             quit.store(true, Ordering::Relaxed);
         });
         drop(listener);
+        assert!(matches!(
+            request(&path, "ping"),
+            Err(ControlError::NotRunning(_))
+        ));
         // The file is stale now: a new instance takes it over.
         assert!(bind(&path).is_ok());
         std::fs::remove_dir_all(dir).unwrap();

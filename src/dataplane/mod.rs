@@ -9,10 +9,12 @@ pub use cache::{AgeingCache, Learned, STATIC};
 pub use nexthop::{NextHop, NextHops};
 
 use crate::config::{Config, TableSize, VrConfig};
-use crate::lpm::{Fib, Stride, Table, TableError};
+use crate::dpdk::{Rcu, RcuCell};
+use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
 use crate::net::arp::{Arp, OP_REPLY};
 use crate::net::MacAddr;
 use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 /// A VR with fewer static routes than this starts on the compact table.
@@ -70,9 +72,20 @@ pub struct Vr {
     pub id: u32,
     pub name: String,
     pub interfaces: Vec<Interface>,
-    pub fib: Arc<Fib>,
+    /// The published route table (swapped by the route writer under RCU).
+    pub fib: RcuCell<Fib>,
+    /// Routes in the published table (kept by the route writer, for operators).
+    pub routes: AtomicUsize,
     pub next_hops: NextHops,
     pub neighbors: AgeingCache,
+}
+
+/// The writer's side of one VR's routes: its table pair and the routes vrfwd
+/// itself installs (local addresses, broadcast, multicast, connected subnets and
+/// configured static routes), which a guest's full sync never removes.
+pub struct VrRoutes {
+    pub tables: TablePair,
+    pub system: Vec<Change>,
 }
 
 /// The neighbour-cache key of `ip` on interface `iface` (never 0).
@@ -152,9 +165,14 @@ pub struct BuildError {
 }
 
 impl Dataplane {
-    /// Builds the model from a validated config. Returns it with each VR's table
-    /// writer (index = VR index), which the route writer owns from then on.
-    pub fn build(config: &Config, clock: Clock) -> Result<(Dataplane, Vec<Table>), BuildError> {
+    /// Builds the model from a validated config, its route tables published under
+    /// `rcu`. Returns it with each VR's routes (index = VR index), which the route
+    /// writer owns from then on.
+    pub fn build(
+        config: &Config,
+        clock: Clock,
+        rcu: &Arc<Rcu>,
+    ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
         let port_index = |name: &str| {
             config
                 .ports
@@ -217,7 +235,7 @@ impl Dataplane {
                     }
                 })
                 .collect();
-            let (vr, table) = build_vr(vc, interfaces, config.timers.neighbor_timeout_s)
+            let (vr, table) = build_vr(vc, interfaces, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
             tables.push(table);
@@ -273,31 +291,32 @@ fn build_vr(
     vc: &VrConfig,
     interfaces: Vec<Interface>,
     neighbor_timeout: u32,
-) -> Result<(Vr, Table), TableError> {
+    rcu: &Arc<Rcu>,
+) -> Result<(Vr, VrRoutes), TableError> {
     let compact = match vc.table {
         TableSize::Compact => true,
         TableSize::Wide => false,
         TableSize::Auto => vc.routes.len() < COMPACT_TABLE_MAX_ROUTES,
     };
-    let mut table = if compact {
-        Table::new(Stride::Compact16, COMPACT_MAX_GROUPS)
+    let mut tables = if compact {
+        TablePair::new(Stride::Compact16, COMPACT_MAX_GROUPS)
     } else {
-        Table::new(Stride::Wide24, WIDE_MAX_GROUPS)
+        TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS)
     };
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
+    let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
     // Addresses the guest must see itself: multicast and limited broadcast.
-    table.add(0xe000_0000, 4, local)?;
-    table.add(u32::MAX, 32, local)?;
+    let mut system = vec![add(0xe000_0000, 4, local), add(u32::MAX, 32, local)];
     for (i, ifc) in interfaces.iter().enumerate() {
         let addr = u32::from(ifc.address);
         let mask = crate::lpm::mask(ifc.prefix_len);
         let attached = next_hops
             .index_of(NextHop::Attached { iface: i })
             .expect("reserved");
-        table.add(addr & mask, ifc.prefix_len, attached)?;
-        table.add(addr, 32, local)?;
-        table.add(addr | !mask, 32, local)?;
+        system.push(add(addr & mask, ifc.prefix_len, attached));
+        system.push(add(addr, 32, local));
+        system.push(add(addr | !mask, 32, local));
     }
     for r in &vc.routes {
         let iface = Config::interface_for(vc, r.via).expect("validated");
@@ -307,8 +326,14 @@ fn build_vr(
                 via: r.via.into(),
             })
             .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
-        table.add(u32::from(r.prefix.network()), r.prefix.prefix_len(), nh)?;
+        system.push(add(
+            u32::from(r.prefix.network()),
+            r.prefix.prefix_len(),
+            nh,
+        ));
     }
+    // No reader exists yet: nothing to wait for when publishing.
+    tables.apply(&system, |_| {})?;
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
         let iface = Config::interface_for(vc, n.address).expect("validated");
@@ -322,9 +347,10 @@ fn build_vr(
         id: vc.id,
         name: vc.name.clone().unwrap_or_else(|| format!("vr{}", vc.id)),
         interfaces,
-        fib: Arc::clone(table.fib()),
+        fib: RcuCell::new(Arc::clone(tables.fib()), Arc::clone(rcu)),
+        routes: AtomicUsize::new(tables.rib().len()),
         next_hops,
         neighbors,
     };
-    Ok((vr, table))
+    Ok((vr, VrRoutes { tables, system }))
 }

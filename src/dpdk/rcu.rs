@@ -37,9 +37,15 @@ impl Rcu {
         // SAFETY: non-zero size.
         let raw = unsafe { alloc_zeroed(layout) } as *mut dpdk_sys::rte_rcu_qsbr;
         let qs = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        let rcu = Rcu { qs, layout, max_readers };
+        let rcu = Rcu {
+            qs,
+            layout,
+            max_readers,
+        };
         // SAFETY: qs points to `size` zeroed, cache-line-aligned bytes, as DPDK requires.
-        check("rte_rcu_qsbr_init", unsafe { dpdk_sys::rte_rcu_qsbr_init(qs.as_ptr(), max_readers) })?;
+        check("rte_rcu_qsbr_init", unsafe {
+            dpdk_sys::rte_rcu_qsbr_init(qs.as_ptr(), max_readers)
+        })?;
         Ok(rcu)
     }
 
@@ -47,7 +53,10 @@ impl Rcu {
     /// one reader at a time; it goes offline and unregisters on drop.
     pub fn reader(&self, id: u32) -> Result<RcuReader<'_>, DpdkError> {
         if id >= self.max_readers {
-            return Err(super::call_error(format!("RCU reader {id} of {}", self.max_readers), 22));
+            return Err(super::call_error(
+                format!("RCU reader {id} of {}", self.max_readers),
+                22,
+            ));
         }
         // SAFETY: initialised variable, id in range.
         check("rte_rcu_qsbr_thread_register", unsafe {
@@ -62,7 +71,9 @@ impl Rcu {
     /// period). Call from a thread that is not one of the readers.
     pub fn synchronize(&self) {
         // SAFETY: initialised variable; the caller is not a reader (THRID_INVALID).
-        unsafe { dpdk_sys::rte_rcu_qsbr_synchronize(self.qs.as_ptr(), dpdk_sys::RTE_QSBR_THRID_INVALID) };
+        unsafe {
+            dpdk_sys::rte_rcu_qsbr_synchronize(self.qs.as_ptr(), dpdk_sys::RTE_QSBR_THRID_INVALID)
+        };
     }
 }
 
@@ -85,6 +96,17 @@ impl RcuReader<'_> {
     #[inline(always)]
     pub fn section(&self) -> ReadSection<'_> {
         ReadSection { rcu: self.rcu }
+    }
+
+    /// Runs `f` (a sleep) with this reader offline, so that writers do not wait for
+    /// it meanwhile.
+    pub fn offline_while<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: registered id; &mut self means no section is alive.
+        unsafe { dpdk_sys::rte_rcu_qsbr_thread_offline(self.rcu.qs.as_ptr(), self.id) };
+        let r = f();
+        // SAFETY: as above; back online before any new section can start.
+        unsafe { dpdk_sys::rte_rcu_qsbr_thread_online(self.rcu.qs.as_ptr(), self.id) };
+        r
     }
 
     /// Reports that this reader holds no reference into RCU-protected data.
@@ -125,13 +147,19 @@ unsafe impl<T: Send + Sync> Sync for RcuCell<T> {}
 impl<T> RcuCell<T> {
     /// A cell holding `value`, protected by `rcu`.
     pub fn new(value: Arc<T>, rcu: Arc<Rcu>) -> Self {
-        RcuCell { ptr: AtomicPtr::new(Arc::into_raw(value) as *mut T), rcu }
+        RcuCell {
+            ptr: AtomicPtr::new(Arc::into_raw(value) as *mut T),
+            rcu,
+        }
     }
 
     /// The current value, valid for the section.
     #[inline(always)]
     pub fn read<'a>(&'a self, section: &'a ReadSection<'_>) -> &'a T {
-        assert!(std::ptr::eq(section.rcu, &*self.rcu), "section of another RCU variable");
+        assert!(
+            std::ptr::eq(section.rcu, &*self.rcu),
+            "section of another RCU variable"
+        );
         // SAFETY: the pointer came from Arc::into_raw and is freed only by replace(),
         // after a grace period of this cell's Rcu; the section proves the caller is a
         // reader of that Rcu that has not reported quiescence since it started
@@ -141,7 +169,9 @@ impl<T> RcuCell<T> {
 
     /// Publishes `value` and returns the old one once no reader can hold it.
     pub fn replace(&self, value: Arc<T>) -> Arc<T> {
-        let old = self.ptr.swap(Arc::into_raw(value) as *mut T, Ordering::AcqRel);
+        let old = self
+            .ptr
+            .swap(Arc::into_raw(value) as *mut T, Ordering::AcqRel);
         self.rcu.synchronize();
         // SAFETY: `old` came from Arc::into_raw; after the grace period no reader
         // holds a reference obtained through the cell, and we took it out of the
@@ -180,7 +210,14 @@ mod tests {
         }
         let rcu = Arc::new(Rcu::new(4).unwrap());
         let alive = Arc::new(AtomicU64::new(1));
-        let cell = RcuCell::new(Arc::new(Value { a: 0, b: 0, alive: alive.clone() }), rcu.clone());
+        let cell = RcuCell::new(
+            Arc::new(Value {
+                a: 0,
+                b: 0,
+                alive: alive.clone(),
+            }),
+            rcu.clone(),
+        );
         let stop = AtomicBool::new(false);
         let started = std::sync::Barrier::new(3);
         std::thread::scope(|s| {
@@ -206,11 +243,19 @@ mod tests {
             started.wait();
             for i in 1..=300u64 {
                 alive.fetch_add(1, Ordering::SeqCst);
-                drop(cell.replace(Arc::new(Value { a: i, b: i, alive: alive.clone() })));
+                drop(cell.replace(Arc::new(Value {
+                    a: i,
+                    b: i,
+                    alive: alive.clone(),
+                })));
             }
             stop.store(true, Ordering::Relaxed);
         });
-        assert_eq!(alive.load(Ordering::SeqCst), 1, "every replaced value was freed");
+        assert_eq!(
+            alive.load(Ordering::SeqCst),
+            1,
+            "every replaced value was freed"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
 use crate::config::{IdleConfig, Timers};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac};
-use crate::dpdk::{self, Burst, Mbuf, Port, TxBuffer, BURST_SIZE};
-use crate::lpm::FirstEntry;
+use crate::dpdk::{self, Burst, Mbuf, Port, RcuReader, ReadSection, TxBuffer, BURST_SIZE};
+use crate::lpm::{Fib, FirstEntry};
 use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,8 +63,10 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Runs until `quit` is set; then sends what is buffered.
-    pub fn run(&mut self, quit: &AtomicBool) {
+    /// Runs until `quit` is set; then sends what is buffered. `rcu` is this lcore's
+    /// reader of the route tables: it reports a quiescent state once per loop and
+    /// goes offline while it sleeps.
+    pub fn run(&mut self, quit: &AtomicBool, rcu: &mut RcuReader) {
         let mut burst = Burst::default();
         let mut empty_polls = 0u32;
         let mut sleep_us = 1u32;
@@ -73,15 +75,19 @@ impl<'a> Worker<'a> {
             let now_tsc = dpdk::tsc();
             let now = self.dp.clock.seconds(now_tsc);
             let mut received = 0;
-            for p in 0..self.ports.len() {
-                let n = self.ports[p].rx_burst(self.queue, &mut burst);
-                if n > 0 {
-                    received += n;
-                    self.counters.ports[p].rx.add(n as u64);
-                    self.process_burst(p, &mut burst, now);
-                    burst.clear();
+            {
+                let section = rcu.section();
+                for p in 0..self.ports.len() {
+                    let n = self.ports[p].rx_burst(self.queue, &mut burst);
+                    if n > 0 {
+                        received += n;
+                        self.counters.ports[p].rx.add(n as u64);
+                        self.process_burst(p, &mut burst, now, &section);
+                        burst.clear();
+                    }
                 }
             }
+            rcu.quiescent();
             self.counters.polls.inc();
             if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
                 self.flush_all();
@@ -96,7 +102,9 @@ impl<'a> Worker<'a> {
                 if self.idle.max_sleep_us > 0 && empty_polls > self.idle.spin_polls {
                     self.flush_all();
                     self.counters.sleeps.inc();
-                    std::thread::sleep(Duration::from_micros(u64::from(sleep_us)));
+                    rcu.offline_while(|| {
+                        std::thread::sleep(Duration::from_micros(u64::from(sleep_us)))
+                    });
                     sleep_us = (sleep_us * 2).min(self.idle.max_sleep_us);
                 } else {
                     dpdk::cpu_relax();
@@ -135,7 +143,13 @@ impl<'a> Worker<'a> {
     /// Classifies a burst from `ingress`: slow-path, switched and dropped frames are
     /// dealt with at once; fast-path candidates are collected, their first-level
     /// table entries loaded in one tight pass, then resolved.
-    fn process_burst(&mut self, ingress: usize, burst: &mut Burst, now: u32) {
+    fn process_burst(
+        &mut self,
+        ingress: usize,
+        burst: &mut Burst,
+        now: u32,
+        section: &ReadSection,
+    ) {
         let role = self.dp.ports[ingress];
         let segment = role.segment();
         let mut pending = 0;
@@ -176,14 +190,20 @@ impl<'a> Worker<'a> {
         }
         // The first-level loads of the whole burst, back to back, so that their cache
         // misses overlap; then each candidate is resolved.
-        for p in &mut self.pending[..pending] {
-            p.first = self.dp.vrs[p.vr as usize].fib.start_lookup(p.dst);
+        // Each candidate keeps the table it started in, even if the writer publishes
+        // a new one meanwhile: the old one lives until this lcore is quiescent.
+        let dp = self.dp;
+        let mut fibs: [Option<&Fib>; BURST_SIZE] = [None; BURST_SIZE];
+        for (p, fib) in self.pending[..pending].iter_mut().zip(&mut fibs) {
+            let table = dp.vrs[p.vr as usize].fib.read(section);
+            p.first = table.start_lookup(p.dst);
+            *fib = Some(table);
         }
         let mut resolved = ResolvedNeighbor::default();
-        for k in 0..pending {
+        for (k, fib) in fibs[..pending].iter().enumerate() {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
-            self.forward(p, m, now, &mut resolved);
+            self.forward(p, m, fib.expect("filled above"), now, &mut resolved);
         }
     }
 
@@ -258,10 +278,17 @@ impl<'a> Worker<'a> {
     /// Resolves a fast-path candidate; forwards it or punts it. `resolved` carries
     /// the last neighbour looked up in this burst (most of a burst shares one).
     #[inline(always)]
-    fn forward(&mut self, p: Pending, mut m: Mbuf, now: u32, resolved: &mut ResolvedNeighbor) {
+    fn forward(
+        &mut self,
+        p: Pending,
+        mut m: Mbuf,
+        fib: &Fib,
+        now: u32,
+        resolved: &mut ResolvedNeighbor,
+    ) {
         let (v, arrived_on) = (p.vr as usize, p.iface as usize);
         let vr = &self.dp.vrs[v];
-        let Some(nh) = vr.fib.finish_lookup(p.dst, p.first) else {
+        let Some(nh) = fib.finish_lookup(p.dst, p.first) else {
             return self.punt(v, arrived_on, PuntReason::NoRoute, m);
         };
         let (iface, neighbor) = match vr.next_hops.get(nh) {

@@ -29,9 +29,11 @@
 //! and 256–269 vs 254–295 M/s (100k); a VR with 100 prefixes costs 0.36 MiB
 //! compact, 64 MiB wide (`rte_lpm`: ≥ 64 MiB always).
 mod fib;
+mod pair;
 mod rib;
 
 pub use fib::{Fib, FirstEntry, Stride};
+pub use pair::{Change, TablePair};
 pub use rib::{mask, Rib};
 
 use fib::{depth, group_ptr, leaf, GROUP, GROUP_ENTRIES, INDEX_MASK, VALID};
@@ -269,7 +271,7 @@ enum Write {
     Delete { len: u8, replacement: u32 },
 }
 
-fn check_prefix(net: u32, len: u8) -> Result<(), TableError> {
+pub(crate) fn check_prefix(net: u32, len: u8) -> Result<(), TableError> {
     if len > 32 {
         return Err(TableError::BadLength(len));
     }

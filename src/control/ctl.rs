@@ -1,0 +1,182 @@
+//! The operator's commands (`vrfwd ctl …`), answered on the operator socket: parse
+//! a command line, ask the dataplane or the route writer, render the answer.
+//! Replies that start with `error: ` are failures.
+use super::writer::{Command, RouteEdit};
+use crate::dataplane::{Dataplane, NextHop};
+use crate::net::MacAddr;
+use crate::stats::Snapshot;
+use crossbeam_channel::Sender;
+use ipnet::Ipv4Net;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+/// The commands, for `help` and errors.
+pub const USAGE: &str = "stats | stats-json | vrs | routes VR | neighbors VR | \
+route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX";
+
+/// What the operator commands can reach.
+pub struct Ctl<'a> {
+    pub dp: &'a Dataplane,
+    pub writer: Sender<Command>,
+    pub snapshot: &'a (dyn Fn() -> Snapshot + Sync),
+}
+
+impl Ctl<'_> {
+    /// Answers one command line.
+    pub fn answer(&self, line: &str) -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let result = match words.as_slice() {
+            ["stats"] => Ok((self.snapshot)().render()),
+            ["stats-json"] => serde_json::to_string(&(self.snapshot)()).map_err(|e| e.to_string()),
+            ["vrs"] => Ok(self.vrs()),
+            ["routes", vr] => self.vr(vr).and_then(|v| self.routes(v)),
+            ["neighbors", vr] => self.vr(vr).map(|v| self.neighbors(v)),
+            ["route", "add", vr, prefix, how @ ..] => self.route_add(vr, prefix, how),
+            ["route", "del", vr, prefix] => self.route_del(vr, prefix),
+            ["help"] => Ok(USAGE.to_owned()),
+            _ => Err(format!("unknown command {line:?}; commands: {USAGE}")),
+        };
+        result.unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    fn vr(&self, id: &str) -> Result<usize, String> {
+        let id: u32 = id.parse().map_err(|_| format!("{id:?} is not a VR id"))?;
+        self.dp
+            .vrs
+            .iter()
+            .position(|v| v.id == id)
+            .ok_or_else(|| format!("no VR {id}"))
+    }
+
+    fn vrs(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{:<6} {:<12} {:>7} {:>6}  interfaces",
+            "vr", "name", "routes", "neigh"
+        );
+        let now = self.dp.clock.seconds(crate::dpdk::tsc());
+        for v in &self.dp.vrs {
+            let ifs: Vec<String> = v
+                .interfaces
+                .iter()
+                .map(|i| format!("{}={}/{} {}", i.name, i.address, i.prefix_len, i.mac))
+                .collect();
+            let _ = writeln!(
+                o,
+                "{:<6} {:<12} {:>7} {:>6}  {}",
+                v.id,
+                v.name,
+                v.routes.load(Ordering::Relaxed),
+                v.neighbors.entries(now).len(),
+                ifs.join(", ")
+            );
+        }
+        o
+    }
+
+    fn routes(&self, v: usize) -> Result<String, String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.writer
+            .send(Command::List { vr: v, reply })
+            .map_err(|_| "the route writer stopped")?;
+        let routes = answer.recv().map_err(|_| "the route writer stopped")?;
+        Ok(routes
+            .iter()
+            .map(|r| format!("{} {}\n", r.prefix, r.next_hop))
+            .collect())
+    }
+
+    fn neighbors(&self, v: usize) -> String {
+        let vr = &self.dp.vrs[v];
+        let now = self.dp.clock.seconds(crate::dpdk::tsc());
+        let mut rows: Vec<(u64, u64, Option<u32>)> = vr.neighbors.entries(now);
+        rows.sort_unstable();
+        rows.iter()
+            .map(|&(key, mac, age)| {
+                let iface = ((key >> 32) - 1) as usize;
+                let name = vr.interfaces.get(iface).map_or("?", |i| i.name.as_str());
+                let age = age.map_or("static".to_owned(), |a| format!("{a}s"));
+                format!(
+                    "{} dev {name} lladdr {} {age}\n",
+                    Ipv4Addr::from(key as u32),
+                    MacAddr::from_u64(mac)
+                )
+            })
+            .collect()
+    }
+
+    fn route_add(&self, vr: &str, prefix: &str, how: &[&str]) -> Result<String, String> {
+        let v = self.vr(vr)?;
+        let prefix = parse_prefix(prefix)?;
+        let interfaces = &self.dp.vrs[v].interfaces;
+        let next_hop = match how {
+            ["via", addr] => {
+                let via: Ipv4Addr = addr
+                    .parse()
+                    .map_err(|_| format!("{addr:?} is not an address"))?;
+                let iface = interfaces
+                    .iter()
+                    .position(|i| {
+                        let m = crate::lpm::mask(i.prefix_len);
+                        u32::from(via) & m == u32::from(i.address) & m
+                    })
+                    .ok_or_else(|| format!("{via} is not on any interface of VR {vr}"))?;
+                NextHop::Gateway {
+                    iface,
+                    via: via.into(),
+                }
+            }
+            ["dev", name] => NextHop::Attached {
+                iface: interfaces
+                    .iter()
+                    .position(|i| i.name == *name)
+                    .ok_or_else(|| format!("VR {vr} has no interface {name:?}"))?,
+            },
+            _ => {
+                return Err(format!(
+                    "route add needs 'via ADDR' or 'dev IFACE'; commands: {USAGE}"
+                ))
+            }
+        };
+        self.edit(v, RouteEdit::Add { prefix, next_hop })
+    }
+
+    fn route_del(&self, vr: &str, prefix: &str) -> Result<String, String> {
+        let v = self.vr(vr)?;
+        self.edit(
+            v,
+            RouteEdit::Delete {
+                prefix: parse_prefix(prefix)?,
+            },
+        )
+    }
+
+    fn edit(&self, vr: usize, edit: RouteEdit) -> Result<String, String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.writer
+            .send(Command::Edit {
+                vr,
+                edits: vec![edit],
+                reply,
+            })
+            .map_err(|_| "the route writer stopped")?;
+        match answer.recv() {
+            Ok(Ok(())) => Ok("ok".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the route writer stopped".into()),
+        }
+    }
+}
+
+fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
+    let p: Ipv4Net = s.parse().map_err(|_| format!("{s:?} is not a prefix"))?;
+    if p.trunc() != p {
+        return Err(format!(
+            "{p} has host bits set (the network is {})",
+            p.trunc()
+        ));
+    }
+    Ok(p)
+}

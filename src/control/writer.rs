@@ -1,0 +1,406 @@
+//! The route writer: the one thread that changes route tables. Sessions and the
+//! operator send it edits over a channel; it applies each edit batch to the VR's
+//! table pair, publishes the result under RCU (so a batch appears whole), and
+//! answers when the batch is live. It also runs full syncs (mark and sweep) and
+//! withdraws a VR's fast path when its guest is gone for too long.
+use crate::dataplane::{Dataplane, NextHop, VrRoutes};
+use crate::lpm::{mask, Change, TableError};
+use crossbeam_channel::{Receiver, Sender};
+use ipnet::Ipv4Net;
+use rustc_hash::FxHashSet;
+use std::sync::atomic::Ordering;
+
+/// One route edit, as sessions and the operator express it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteEdit {
+    Add { prefix: Ipv4Net, next_hop: NextHop },
+    Delete { prefix: Ipv4Net },
+}
+
+/// Why a batch was refused; the table is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The VR's next-hop array is full.
+    #[error("too many distinct next hops")]
+    NextHops,
+    /// `sync-end` without `sync-begin`.
+    #[error("no sync in progress")]
+    NotSyncing,
+}
+
+/// A route as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RouteInfo {
+    pub prefix: String,
+    pub next_hop: String,
+}
+
+/// What the writer is asked to do. Every command names a VR by index.
+pub enum Command {
+    /// Apply edits atomically; reply when they are live.
+    Edit {
+        vr: usize,
+        edits: Vec<RouteEdit>,
+        reply: Sender<Result<(), WriteError>>,
+    },
+    /// Start a full sync: routes edited from now on are marked.
+    SyncBegin { vr: usize },
+    /// End a full sync: remove every route not marked since `SyncBegin` (except
+    /// vrfwd's own); reply with how many went.
+    SyncEnd {
+        vr: usize,
+        reply: Sender<Result<usize, WriteError>>,
+    },
+    /// Withdraw the VR's fast path: an empty table, so every packet goes to the guest.
+    Withdraw { vr: usize, reply: Sender<()> },
+    /// The VR's routes.
+    List {
+        vr: usize,
+        reply: Sender<Vec<RouteInfo>>,
+    },
+}
+
+struct VrState {
+    routes: VrRoutes,
+    /// Prefixes announced since `SyncBegin`, while a sync runs.
+    marked: Option<FxHashSet<(u32, u8)>>,
+    withdrawn: bool,
+}
+
+/// The writer and everything it owns.
+pub struct RouteWriter<'a> {
+    dp: &'a Dataplane,
+    vrs: Vec<VrState>,
+}
+
+impl<'a> RouteWriter<'a> {
+    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>) -> Self {
+        RouteWriter {
+            dp,
+            vrs: routes
+                .into_iter()
+                .map(|routes| VrState {
+                    routes,
+                    marked: None,
+                    withdrawn: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Serves commands until every sender is gone.
+    pub fn run(mut self, commands: Receiver<Command>) {
+        for c in commands {
+            self.handle(c);
+        }
+    }
+
+    /// Carries out one command (replies are best effort: a requester that gave up
+    /// does not stop the writer).
+    pub fn handle(&mut self, command: Command) {
+        match command {
+            Command::Edit { vr, edits, reply } => {
+                let _ = reply.send(self.edit(vr, &edits));
+            }
+            Command::SyncBegin { vr } => {
+                self.restore(vr);
+                self.vrs[vr].marked = Some(FxHashSet::default());
+            }
+            Command::SyncEnd { vr, reply } => {
+                let _ = reply.send(self.sync_end(vr));
+            }
+            Command::Withdraw { vr, reply } => {
+                self.withdraw(vr);
+                let _ = reply.send(());
+            }
+            Command::List { vr, reply } => {
+                let _ = reply.send(self.list(vr));
+            }
+        }
+    }
+
+    fn edit(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(), WriteError> {
+        self.restore(v);
+        let next_hops = &self.dp.vrs[v].next_hops;
+        let changes = edits
+            .iter()
+            .map(|e| match *e {
+                // The address as given: a prefix with host bits is refused, not truncated.
+                RouteEdit::Add { prefix, next_hop } => Ok(Change::Add {
+                    net: prefix.addr().into(),
+                    len: prefix.prefix_len(),
+                    next_hop: next_hops.insert(next_hop).ok_or(WriteError::NextHops)?,
+                }),
+                RouteEdit::Delete { prefix } => Ok(Change::Delete {
+                    net: prefix.addr().into(),
+                    len: prefix.prefix_len(),
+                }),
+            })
+            .collect::<Result<Vec<_>, WriteError>>()?;
+        self.publish(v, &changes)?;
+        if let Some(marked) = &mut self.vrs[v].marked {
+            for c in &changes {
+                match *c {
+                    Change::Add { net, len, .. } => marked.insert((net, len)),
+                    Change::Delete { net, len } => marked.remove(&(net, len)),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_end(&mut self, v: usize) -> Result<usize, WriteError> {
+        let marked = self.vrs[v].marked.take().ok_or(WriteError::NotSyncing)?;
+        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
+        let stale: Vec<Change> = self.vrs[v]
+            .routes
+            .tables
+            .rib()
+            .iter()
+            .filter(|&(net, len, _)| !marked.contains(&(net, len)) && !system.contains(&(net, len)))
+            .map(|(net, len, _)| Change::Delete { net, len })
+            .collect();
+        self.publish(v, &stale)?;
+        Ok(stale.len())
+    }
+
+    fn withdraw(&mut self, v: usize) {
+        let all: Vec<Change> = self.vrs[v]
+            .routes
+            .tables
+            .rib()
+            .iter()
+            .map(|(net, len, _)| Change::Delete { net, len })
+            .collect();
+        // Deletes need no new groups: this cannot fail.
+        let _ = self.publish(v, &all);
+        self.vrs[v].marked = None;
+        self.vrs[v].withdrawn = true;
+    }
+
+    /// After a withdrawal, the next edit or sync first puts vrfwd's own routes back.
+    fn restore(&mut self, v: usize) {
+        if std::mem::take(&mut self.vrs[v].withdrawn) {
+            let system = self.vrs[v].routes.system.clone();
+            // These fitted the table at start-up; the table is empty now.
+            let _ = self.publish(v, &system);
+        }
+    }
+
+    fn publish(&mut self, v: usize, changes: &[Change]) -> Result<(), WriteError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let vr = &self.dp.vrs[v];
+        let tables = &mut self.vrs[v].routes.tables;
+        tables.apply(changes, |fib| drop(vr.fib.replace(fib)))?;
+        vr.routes.store(tables.rib().len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn list(&self, v: usize) -> Vec<RouteInfo> {
+        let vr = &self.dp.vrs[v];
+        let mut routes: Vec<(u32, u8, u32)> = self.vrs[v].routes.tables.rib().iter().collect();
+        routes.sort_unstable();
+        routes
+            .into_iter()
+            .map(|(net, len, nh)| RouteInfo {
+                prefix: Ipv4Net::new(net.into(), len)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                next_hop: match vr.next_hops.get(nh) {
+                    Some(NextHop::Local) => "local".into(),
+                    Some(NextHop::Attached { iface }) => {
+                        format!("dev {}", vr.interfaces[iface].name)
+                    }
+                    Some(NextHop::Gateway { iface, via }) => {
+                        format!(
+                            "via {} dev {}",
+                            std::net::Ipv4Addr::from(via),
+                            vr.interfaces[iface].name
+                        )
+                    }
+                    None => "?".into(),
+                },
+            })
+            .collect()
+    }
+}
+
+fn key(c: &Change) -> (u32, u8) {
+    match *c {
+        Change::Add { net, len, .. } | Change::Delete { net, len } => (net & mask(len), len),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::dataplane::Clock;
+    use crate::dpdk::Rcu;
+    use std::sync::Arc;
+
+    const CONFIG: &str = r#"
+        cores = [0]
+        [[port]]
+        name = "up0"
+        device = "net_ring0"
+        [[port]]
+        name = "vif1"
+        device = "net_ring1"
+        [[segment]]
+        name = "lan0"
+        uplink = "up0"
+        [[vr]]
+        id = 1
+        [[vr.interface]]
+        name = "eth0"
+        mac = "02:00:00:00:01:01"
+        address = "10.0.1.1/24"
+        segment = "lan0"
+        vif = "vif1"
+        [[vr.route]]
+        prefix = "10.9.0.0/16"
+        via = "10.0.1.2"
+    "#;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    fn lookup(dp: &Dataplane, rcu: &Rcu, addr: &str) -> Option<NextHop> {
+        let reader = rcu.reader(0).unwrap();
+        let section = reader.section();
+        let vr = &dp.vrs[0];
+        let nh = vr
+            .fib
+            .read(&section)
+            .lookup(u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()))?;
+        vr.next_hops.get(nh)
+    }
+
+    fn edit(w: &mut RouteWriter, edits: Vec<RouteEdit>) -> Result<(), WriteError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        w.handle(Command::Edit {
+            vr: 0,
+            edits,
+            reply,
+        });
+        answer.recv().unwrap()
+    }
+
+    #[test]
+    fn edits_sync_and_withdraw() {
+        let config = Config::parse(CONFIG).unwrap();
+        let rcu = Arc::new(Rcu::new(1).unwrap());
+        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        let mut w = RouteWriter::new(&dp, routes);
+        let gw = NextHop::Gateway {
+            iface: 0,
+            via: 0x0a00_0102,
+        };
+        let system = dp.vrs[0].routes.load(Ordering::Relaxed);
+
+        edit(
+            &mut w,
+            vec![RouteEdit::Add {
+                prefix: net("20.0.0.0/8"),
+                next_hop: gw,
+            }],
+        )
+        .unwrap();
+        assert_eq!(lookup(&dp, &rcu, "20.1.2.3"), Some(gw));
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 1);
+
+        // A batch with a bad change is refused whole: its good part is not applied.
+        let bad = vec![
+            RouteEdit::Add {
+                prefix: net("24.0.0.0/8"),
+                next_hop: gw,
+            },
+            RouteEdit::Add {
+                prefix: net("25.1.0.0/8"),
+                next_hop: gw,
+            },
+        ];
+        assert!(matches!(
+            edit(&mut w, bad),
+            Err(WriteError::Table(TableError::HostBits(..)))
+        ));
+        assert_eq!(lookup(&dp, &rcu, "24.1.2.3"), None);
+        // A good batch applies in order.
+        let good = vec![
+            RouteEdit::Add {
+                prefix: net("21.0.0.0/8"),
+                next_hop: gw,
+            },
+            RouteEdit::Delete {
+                prefix: net("20.0.0.0/8"),
+            },
+        ];
+        edit(&mut w, good).unwrap();
+        assert_eq!(lookup(&dp, &rcu, "20.1.2.3"), None);
+        assert_eq!(lookup(&dp, &rcu, "21.1.2.3"), Some(gw));
+
+        // Full sync: 21/8 is re-announced, 22/8 is new, nothing else of the guest's
+        // survives; vrfwd's own routes (connected, static) stay.
+        edit(
+            &mut w,
+            vec![RouteEdit::Add {
+                prefix: net("23.0.0.0/8"),
+                next_hop: gw,
+            }],
+        )
+        .unwrap();
+        w.handle(Command::SyncBegin { vr: 0 });
+        edit(
+            &mut w,
+            vec![
+                RouteEdit::Add {
+                    prefix: net("21.0.0.0/8"),
+                    next_hop: gw,
+                },
+                RouteEdit::Add {
+                    prefix: net("22.0.0.0/8"),
+                    next_hop: gw,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            lookup(&dp, &rcu, "23.0.0.1"),
+            Some(gw),
+            "stale routes forward until sync-end"
+        );
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        w.handle(Command::SyncEnd { vr: 0, reply });
+        assert_eq!(answer.recv().unwrap(), Ok(1), "only 23/8 was swept");
+        assert_eq!(lookup(&dp, &rcu, "23.0.0.1"), None);
+        assert_eq!(lookup(&dp, &rcu, "22.0.0.1"), Some(gw));
+        assert_eq!(lookup(&dp, &rcu, "10.9.1.1"), Some(gw), "static route kept");
+        assert_eq!(
+            lookup(&dp, &rcu, "10.0.1.7"),
+            Some(NextHop::Attached { iface: 0 })
+        );
+
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        w.handle(Command::SyncEnd { vr: 0, reply });
+        assert_eq!(answer.recv().unwrap(), Err(WriteError::NotSyncing));
+
+        // Withdrawal empties the table; the next sync restores vrfwd's own routes.
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        w.handle(Command::Withdraw { vr: 0, reply });
+        answer.recv().unwrap();
+        assert_eq!(lookup(&dp, &rcu, "10.0.1.7"), None);
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), 0);
+        w.handle(Command::SyncBegin { vr: 0 });
+        assert_eq!(
+            lookup(&dp, &rcu, "10.0.1.7"),
+            Some(NextHop::Attached { iface: 0 })
+        );
+        assert_eq!(lookup(&dp, &rcu, "22.0.0.1"), None);
+    }
+}
