@@ -194,8 +194,13 @@ impl<'a> Worker<'a> {
         // a new one meanwhile: the old one lives until this lcore is quiescent.
         let dp = self.dp;
         let mut fibs: [Option<&Fib>; BURST_SIZE] = [None; BURST_SIZE];
+        let mut last: Option<(u16, &Fib)> = None;
         for (p, fib) in self.pending[..pending].iter_mut().zip(&mut fibs) {
-            let table = dp.vrs[p.vr as usize].fib.read(section);
+            let table = match last {
+                Some((vr, table)) if vr == p.vr => table,
+                _ => dp.vrs[p.vr as usize].fib.read(section),
+            };
+            last = Some((p.vr, table));
             p.first = table.start_lookup(p.dst);
             *fib = Some(table);
         }
