@@ -9,6 +9,10 @@
 #   ${P}g (guest of VR 1: g0, g1; ip_forward=1) ── ${P}v0, ${P}v1 (vifs)
 #   ${P}t (sender of VR 2) / ${P}q (receiver of VR 2) / ${P}h (guest of VR 2)
 #
+# vrfwd's route protocol listens on 127.0.0.1:$CONTROL_PORT (default 7700), VR
+# credentials "red-secret" and "blue-secret"; HOLD_TIME_S, IDLE_TIMEOUT_S,
+# KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S override the limits.
+#
 # usage: topology.sh up PREFIX CONFIG_OUT | down PREFIX
 set -euo pipefail
 cmd=$1 P=$2
@@ -57,6 +61,15 @@ socket = "/run/vrfwd-$P.sock"
 [mempool]
 mbufs = 8191
 
+[control]
+listen = "127.0.0.1:${CONTROL_PORT:-7700}"
+hold_time_s = ${HOLD_TIME_S:-90}
+idle_timeout_s = ${IDLE_TIMEOUT_S:-30}
+keepalive_s = ${KEEPALIVE_S:-10}
+write_timeout_s = ${WRITE_TIMEOUT_S:-10}
+max_routes_per_vr = ${MAX_ROUTES:-2000000}
+max_stanzas_per_s = ${MAX_STANZAS_PER_S:-10000}
+
 [idle]
 spin_polls = 512
 max_sleep_us = 200
@@ -67,6 +80,7 @@ $(for i in 0 1 2 3; do printf '[[segment]]\nname = "lan%s"\nuplink = "u%s"\n\n' 
 [[vr]]
 id = 1
 name = "red"
+credential = "red-secret"
 [[vr.interface]]
 name = "eth0"
 mac = "02:00:00:00:01:01"
@@ -86,6 +100,7 @@ via = "10.0.2.2"
 [[vr]]
 id = 2
 name = "blue"
+credential = "blue-secret"
 [[vr.interface]]
 name = "eth0"
 mac = "02:00:00:01:01:01"

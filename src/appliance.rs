@@ -3,6 +3,7 @@
 //! stop, buffered packets are sent, and ports and EAL are released in order.
 use crate::config::Config;
 use crate::control::ctl::Ctl;
+use crate::control::session::Sessions;
 use crate::control::writer::RouteWriter;
 use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane};
@@ -26,6 +27,11 @@ pub enum ApplianceError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("control address {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("EAL has {have} lcores but the config lists {want} cores")]
     Lcores { have: u32, want: usize },
 }
@@ -85,6 +91,7 @@ fn run_on(
         .collect::<Result<Vec<_>, _>>()?;
     let rcu = Arc::new(Rcu::new(lcores as u32)?);
     let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
+    let dp = Arc::new(dp);
     let counters: Vec<LcoreCounters> = (0..lcores)
         .map(|_| LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len()))
         .collect();
@@ -105,14 +112,29 @@ fn run_on(
     );
     let stop = AtomicBool::new(false);
     let (to_writer, commands) = crossbeam_channel::bounded(64);
-    let (dp, snapshot, stop_ref) = (&dp, &snapshot, &stop);
+    let sessions = Sessions::new(Arc::clone(&dp), to_writer.clone(), config);
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let control_listener = config
+        .control
+        .listen
+        .map(|addr| {
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| ApplianceError::Listen { addr, source })
+        })
+        .transpose()?;
+    let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
     let result = std::thread::scope(|s| {
-        s.spawn(move || RouteWriter::new(dp, routes).run(commands));
+        s.spawn(move || RouteWriter::new(dp, routes).run(commands, stop_ref));
+        if let Some(listener) = control_listener {
+            let sessions = Arc::clone(sessions_ref);
+            s.spawn(move || control_thread(sessions, listener, shutdown_rx));
+        }
         s.spawn(move || {
             let ctl = Ctl {
                 dp,
                 writer: to_writer,
                 snapshot,
+                sessions: sessions_ref,
             };
             control::serve(&listener, stop_ref, &|line| ctl.answer(line))
         });
@@ -129,6 +151,7 @@ fn run_on(
             .run(quit, &mut reader)
         });
         stop.store(true, Ordering::Relaxed);
+        let _ = shutdown.send(true);
         result
     });
     let _ = std::fs::remove_file(&config.socket);
@@ -137,4 +160,27 @@ fn run_on(
     drop(ports);
     drop(pool);
     Ok(last)
+}
+
+/// The control thread: a single-threaded tokio runtime serving route-protocol
+/// sessions until shutdown.
+fn control_thread(
+    sessions: Arc<Sessions>,
+    listener: std::net::TcpListener,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = runtime.map(|rt| {
+        rt.block_on(async {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            sessions.serve(listener, shutdown).await;
+            Ok::<(), std::io::Error>(())
+        })
+    });
+    if let Err(e) | Ok(Err(e)) = result {
+        tracing::error!("control thread: {e}");
+    }
 }

@@ -50,6 +50,8 @@ pub struct Config {
     pub idle: IdleConfig,
     #[serde(default)]
     pub timers: Timers,
+    #[serde(default)]
+    pub control: ControlConfig,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortConfig>,
     #[serde(rename = "segment", default)]
@@ -120,6 +122,43 @@ impl Default for Timers {
     }
 }
 
+/// The route-protocol listener and its limits (docs/protocol.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Where guests (and migrating hosts) connect; no listener when unset.
+    pub listen: Option<std::net::SocketAddr>,
+    /// How long a VR keeps forwarding with its last table after its session drops.
+    pub hold_time_s: u32,
+    /// A session that completes no stanza for this long is closed.
+    pub idle_timeout_s: u32,
+    /// The host sends a keepalive after this long without sending anything.
+    pub keepalive_s: u32,
+    /// A peer that does not take our bytes for this long is closed.
+    pub write_timeout_s: u32,
+    pub max_stanza_bytes: usize,
+    pub max_routes_per_vr: usize,
+    /// Stanzas per second per session; faster peers are slowed down.
+    pub max_stanzas_per_s: u32,
+    pub max_sessions_per_source: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            listen: None,
+            hold_time_s: 90,
+            idle_timeout_s: 30,
+            keepalive_s: 10,
+            write_timeout_s: 10,
+            max_stanza_bytes: 1 << 20,
+            max_routes_per_vr: 2_000_000,
+            max_stanzas_per_s: 10_000,
+            max_sessions_per_source: 16,
+        }
+    }
+}
+
 /// A DPDK port.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +202,9 @@ pub struct VrConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub table: TableSize,
+    /// The secret a guest's agent presents in `hello`; no session without one.
+    #[serde(default)]
+    pub credential: Option<String>,
     #[serde(rename = "interface", default)]
     pub interfaces: Vec<InterfaceConfig>,
     #[serde(rename = "route", default)]
@@ -236,6 +278,19 @@ impl Config {
         if self.cores.iter().collect::<HashSet<_>>().len() != self.cores.len() {
             return Err(invalid("cores", "a core is listed twice"));
         }
+        let c = &self.control;
+        if c.idle_timeout_s == 0 || c.keepalive_s == 0 || c.keepalive_s >= c.idle_timeout_s {
+            return Err(invalid(
+                "control.keepalive_s",
+                "needs 0 < keepalive_s < idle_timeout_s",
+            ));
+        }
+        if c.max_stanza_bytes < 1024 || c.max_stanzas_per_s == 0 || c.max_sessions_per_source == 0 {
+            return Err(invalid(
+                "control",
+                "limits must allow at least one 1 KiB stanza and one session",
+            ));
+        }
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
         }
@@ -294,6 +349,9 @@ impl Config {
                     key(".id"),
                     format!("{} is zero or used twice", vr.id),
                 ));
+            }
+            if vr.credential.as_deref() == Some("") {
+                return Err(invalid(key(".credential"), "is empty"));
             }
             if vr.interfaces.is_empty() || vr.interfaces.len() > MAX_INTERFACES {
                 return Err(invalid(

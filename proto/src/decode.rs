@@ -1,10 +1,11 @@
 //! The incremental decoder: bytes in, split anywhere; validated stanzas out.
 //!
-//! A small scanner frames the stream first (tags, quotes, nesting depth), so bytes
+//! A small scanner frames the stream first (tags, quotes, open elements), so bytes
 //! are looked at once however they arrive, and only a complete stanza is handed to
 //! quick-xml and serde. Framing problems (no `<vrfwd version="1">`, a DTD, a
 //! comment or processing instruction, an oversized stanza, text between stanzas)
-//! are fatal: the stream cannot be trusted after them. A complete stanza that fails
+//! are fatal, and so are closing tags that do not match: the stream cannot be
+//! trusted after them. A complete stanza that fails
 //! validation is rejected alone and the stream goes on.
 use crate::raw;
 use crate::stanza::{ErrorCode, Stanza, PROTOCOL_VERSION};
@@ -52,14 +53,15 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// Next byte to scan.
     scan: usize,
-    /// Start of the stanza being scanned (valid while depth > 0 or in a tag at depth 0).
+    /// Start of the stanza being scanned (valid while elements are open or a tag is
+    /// being scanned at stream level).
     stanza_start: usize,
     /// Start of the tag being scanned, if inside one.
     tag_start: Option<usize>,
     /// The quote character of the attribute value being scanned.
     quote: Option<u8>,
-    /// Elements open inside the root.
-    depth: u32,
+    /// Names of the elements open inside the root (a stanza and its children).
+    open: Vec<String>,
     state: State,
     limits: Limits,
 }
@@ -72,7 +74,7 @@ impl Decoder {
             stanza_start: 0,
             tag_start: None,
             quote: None,
-            depth: 0,
+            open: Vec::new(),
             state: State::Prolog,
             limits,
         }
@@ -128,10 +130,10 @@ impl Decoder {
             let Some(tag_start) = self.tag_start else {
                 if b == b'<' {
                     self.tag_start = Some(i);
-                    if self.depth == 0 {
+                    if self.open.is_empty() {
                         self.stanza_start = i;
                     }
-                } else if self.depth == 0 && !b.is_ascii_whitespace() {
+                } else if self.open.is_empty() && !b.is_ascii_whitespace() {
                     return self.fail(
                         ErrorCode::MalformedXml,
                         format!("text {:?} outside any stanza", b as char),
@@ -154,7 +156,7 @@ impl Decoder {
     }
 
     fn check_size(&mut self, i: usize) -> Option<Result<Stanza, DecodeError>> {
-        let in_stanza = self.depth > 0 || self.tag_start.is_some();
+        let in_stanza = !self.open.is_empty() || self.tag_start.is_some();
         if in_stanza && i + 1 - self.stanza_start > self.limits.max_stanza_bytes {
             let max = self.limits.max_stanza_bytes;
             return self.fail(
@@ -191,24 +193,33 @@ impl Decoder {
         if self.state == State::Prolog {
             return self.open_root(start, end, closing || self_closing);
         }
+        let name = element_name(&String::from_utf8_lossy(tag)).to_owned();
         if closing {
-            if self.depth == 0 {
-                if &tag[2..tag.len() - 1] != b"vrfwd" {
+            match self.open.pop() {
+                None if name == "vrfwd" => {
+                    self.state = State::Closed;
+                    self.buf.clear();
+                    self.scan = 0;
+                    return None;
+                }
+                None => {
                     return self.fail(
                         ErrorCode::MalformedXml,
-                        "unexpected closing tag at stream level".into(),
+                        format!("unexpected </{name}> at stream level"),
+                    )
+                }
+                Some(open) if open != name => {
+                    return self.fail(
+                        ErrorCode::MalformedXml,
+                        format!("</{name}> closes <{open}>"),
                     );
                 }
-                self.state = State::Closed;
-                self.buf.clear();
-                self.scan = 0;
-                return None;
+                Some(_) => {}
             }
-            self.depth -= 1;
         } else if !self_closing {
-            self.depth += 1;
+            self.open.push(name);
         }
-        if self.depth > 0 {
+        if !self.open.is_empty() {
             return None;
         }
         Some(self.take_stanza(end))
@@ -271,9 +282,12 @@ impl Decoder {
     }
 }
 
-/// The element name of a tag or stanza text (`<name ...`).
+/// The element name of a tag or stanza text (`<name ...` or `</name>`).
 fn element_name(xml: &str) -> &str {
-    let rest = xml.trim_start().trim_start_matches('<');
+    let rest = xml
+        .trim_start()
+        .trim_start_matches('<')
+        .trim_start_matches('/');
     let end = rest
         .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
         .unwrap_or(rest.len());

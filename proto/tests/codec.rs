@@ -100,6 +100,7 @@ fn corpus_bad_streams_fail_fatally_with_a_named_problem() {
         ("bad/comment.xml", ErrorCode::Forbidden),
         ("bad/text.xml", ErrorCode::MalformedXml),
         ("bad/root.xml", ErrorCode::MalformedXml),
+        ("bad/mismatched.xml", ErrorCode::MalformedXml),
     ] {
         let got = decode_all(&corpus(file), 5);
         let last = got

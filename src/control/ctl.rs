@@ -1,6 +1,7 @@
 //! The operator's commands (`vrfwd ctl …`), answered on the operator socket: parse
 //! a command line, ask the dataplane or the route writer, render the answer.
 //! Replies that start with `error: ` are failures.
+use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
 use crate::dataplane::{Dataplane, NextHop};
 use crate::net::MacAddr;
@@ -12,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 /// The commands, for `help` and errors.
-pub const USAGE: &str = "stats | stats-json | vrs | routes VR | neighbors VR | \
+pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
 route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX";
 
 /// What the operator commands can reach.
@@ -20,6 +21,7 @@ pub struct Ctl<'a> {
     pub dp: &'a Dataplane,
     pub writer: Sender<Command>,
     pub snapshot: &'a (dyn Fn() -> Snapshot + Sync),
+    pub sessions: &'a Sessions,
 }
 
 impl Ctl<'_> {
@@ -30,6 +32,7 @@ impl Ctl<'_> {
             ["stats"] => Ok((self.snapshot)().render()),
             ["stats-json"] => serde_json::to_string(&(self.snapshot)()).map_err(|e| e.to_string()),
             ["vrs"] => Ok(self.vrs()),
+            ["sessions"] => Ok(self.sessions()),
             ["routes", vr] => self.vr(vr).and_then(|v| self.routes(v)),
             ["neighbors", vr] => self.vr(vr).map(|v| self.neighbors(v)),
             ["route", "add", vr, prefix, how @ ..] => self.route_add(vr, prefix, how),
@@ -72,6 +75,14 @@ impl Ctl<'_> {
                 v.neighbors.entries(now).len(),
                 ifs.join(", ")
             );
+        }
+        o
+    }
+
+    fn sessions(&self) -> String {
+        let mut o = format!("{:<6} {:<24} {:>12}\n", "vr", "peer", "generation");
+        for s in self.sessions.list() {
+            let _ = writeln!(o, "{:<6} {:<24} {:>12}", s.vr, s.peer, s.generation);
         }
         o
     }

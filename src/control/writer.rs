@@ -8,7 +8,7 @@ use crate::lpm::{mask, Change, TableError};
 use crossbeam_channel::{Receiver, Sender};
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One route edit, as sessions and the operator express it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +90,14 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
-    /// Serves commands until every sender is gone.
-    pub fn run(mut self, commands: Receiver<Command>) {
-        for c in commands {
-            self.handle(c);
+    /// Serves commands until `stop` is set or every sender is gone.
+    pub fn run(mut self, commands: Receiver<Command>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            match commands.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(c) => self.handle(c),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 

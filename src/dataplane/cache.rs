@@ -16,6 +16,8 @@ const EMPTY: u64 = 0;
 const BUSY: u64 = u64::MAX;
 /// `seen` of an entry that never ages (configured statically).
 pub const STATIC: u32 = u32::MAX;
+/// `seen` of an entry removed by [`AgeingCache::forget`].
+const FORGOTTEN: u32 = u32::MAX - 1;
 
 #[derive(Default)]
 struct Slot {
@@ -67,7 +69,17 @@ impl AgeingCache {
     }
 
     fn alive(&self, seen: u32, now: u32) -> bool {
-        seen == STATIC || now.saturating_sub(seen) <= self.max_age
+        seen == STATIC || (seen != FORGOTTEN && now.saturating_sub(seen) <= self.max_age)
+    }
+
+    /// Removes `key` (its slot stays, dead, until reused).
+    pub fn forget(&self, key: u64) {
+        if let Some(slot) = self
+            .probe(key)
+            .find(|s| s.key.load(Ordering::Acquire) == key)
+        {
+            slot.seen.store(FORGOTTEN, Ordering::Relaxed);
+        }
     }
 
     /// The value of `key` if present and not aged out at time `now` (seconds).
@@ -180,6 +192,16 @@ mod tests {
         assert_eq!(c.get(7, 400), Some(71));
         assert_eq!(c.learn(7, 72, 401), Learned::Updated, "moved (new MAC)");
         assert_eq!(c.get(7, 401), Some(72));
+    }
+
+    #[test]
+    fn forgotten_entries_are_gone_until_learned_again() {
+        let c = AgeingCache::new(64, 300);
+        c.learn(5, 50, 1);
+        c.forget(5);
+        assert_eq!(c.get(5, 1), None);
+        assert_eq!(c.learn(5, 50, 2), Learned::Updated);
+        assert_eq!(c.get(5, 2), Some(50));
     }
 
     #[test]

@@ -1,0 +1,576 @@
+//! Route-protocol sessions (docs/protocol.md): a tokio server on the control
+//! address. Each connection authenticates one VR with its credential, maps the
+//! guest's interfaces to the VR's by MAC, turns validated stanzas into route-writer
+//! batches and acknowledges them once they are live. One active session per VR:
+//! a `hello` with a higher generation replaces the older one. When a VR's session
+//! ends, its routes keep forwarding for the hold time (graceful restart); a resync
+//! inside it sweeps what the guest no longer has; after it, the VR's fast path is
+//! withdrawn.
+//!
+//! Limits bound what a peer can cost: stanza size (in the decoder), an idle timeout
+//! that counts completed stanzas (so one byte a second does not keep a session),
+//! a write timeout (a peer that never reads acks is dropped; nothing is read while
+//! a write waits, so memory stays bounded), stanzas per second (faster peers are
+//! slowed down), routes per VR, sessions per source address.
+use super::writer::{Command, RouteEdit, WriteError};
+use crate::config::{Config, ControlConfig};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop};
+use crate::lpm::TableError;
+use crossbeam_channel::Sender;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::time::{sleep, timeout, Instant};
+use vrfwd_proto::{
+    encode, stream_close, stream_open, Decoder, ErrorCode, Limits, NeighborOp, RouteOp, Stanza,
+};
+
+/// What every session shares.
+pub struct Sessions {
+    dp: Arc<Dataplane>,
+    writer: Sender<Command>,
+    limits: ControlConfig,
+    credentials: Vec<Option<String>>,
+    vrs: Mutex<Vec<VrSession>>,
+    sources: Mutex<HashMap<IpAddr, usize>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct VrSession {
+    active: Option<Active>,
+    /// Bumped whenever the VR gains or loses its session: a hold timer only fires
+    /// for the epoch it was started in.
+    epoch: u64,
+}
+
+struct Active {
+    id: u64,
+    generation: u64,
+    peer: SocketAddr,
+    kick: Arc<Notify>,
+}
+
+/// A session's state for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub vr: u32,
+    pub peer: String,
+    pub generation: u64,
+}
+
+/// A rejected stanza: the error to send and whether the session must end.
+struct Reject {
+    seq: Option<u64>,
+    code: ErrorCode,
+    message: String,
+    fatal: bool,
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Reject {
+    Reject {
+        seq: None,
+        code,
+        message: message.into(),
+        fatal: false,
+    }
+}
+
+fn fatal(code: ErrorCode, message: impl Into<String>) -> Reject {
+    Reject {
+        fatal: true,
+        ..reject(code, message)
+    }
+}
+
+impl Sessions {
+    pub fn new(dp: Arc<Dataplane>, writer: Sender<Command>, config: &Config) -> Arc<Sessions> {
+        Arc::new(Sessions {
+            vrs: Mutex::new((0..dp.vrs.len()).map(|_| VrSession::default()).collect()),
+            credentials: config.vrs.iter().map(|v| v.credential.clone()).collect(),
+            dp,
+            writer,
+            limits: config.control.clone(),
+            sources: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The active sessions.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let vrs = self.vrs.lock().expect("session registry");
+        vrs.iter()
+            .enumerate()
+            .filter_map(|(v, s)| {
+                s.active.as_ref().map(|a| SessionInfo {
+                    vr: self.dp.vrs[v].id,
+                    peer: a.peer.to_string(),
+                    generation: a.generation,
+                })
+            })
+            .collect()
+    }
+
+    /// Accepts sessions until `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let sessions = Arc::clone(&self);
+                        let shutdown = shutdown.clone();
+                        tokio::spawn(async move { sessions.connection(stream, peer, shutdown).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("control accept: {e}");
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let admitted = {
+            let mut sources = self.sources.lock().expect("source registry");
+            let n = sources.entry(peer.ip()).or_insert(0);
+            *n += 1;
+            *n <= self.limits.max_sessions_per_source
+        };
+        let mut session = Session {
+            sessions: Arc::clone(&self),
+            peer,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            bound: None,
+            kick: Arc::new(Notify::new()),
+        };
+        if let Err(e) = session.run(stream, admitted, shutdown).await {
+            tracing::debug!(%peer, "session ended: {e}");
+        }
+        session.release();
+        let mut sources = self.sources.lock().expect("source registry");
+        if let Some(n) = sources.get_mut(&peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                sources.remove(&peer.ip());
+            }
+        }
+    }
+
+    /// Sends `command` to the route writer and waits for its answer off the runtime.
+    async fn write<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Sender<T>) -> Command + Send + 'static,
+    ) -> Option<T> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            writer.send(make(reply)).ok()?;
+            answer.recv().ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// One connection.
+struct Session {
+    sessions: Arc<Sessions>,
+    peer: SocketAddr,
+    id: u64,
+    bound: Option<Bound>,
+    kick: Arc<Notify>,
+}
+
+/// A session after a successful `hello`.
+struct Bound {
+    vr: usize,
+    /// Guest interface name → VR interface index.
+    interfaces: HashMap<String, usize>,
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        stream: TcpStream,
+        admitted: bool,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let limits = self.sessions.limits.clone();
+        let (mut rd, mut wr) = stream.into_split();
+        let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
+        send(&mut wr, stream_open().as_bytes(), write_timeout).await?;
+        if !admitted {
+            let e = Stanza::Error {
+                seq: None,
+                code: ErrorCode::Limit,
+                message: "too many sessions from this address".into(),
+            };
+            return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+        }
+        let mut decoder = Decoder::new(Limits {
+            max_stanza_bytes: limits.max_stanza_bytes,
+        });
+        let idle = Duration::from_secs(limits.idle_timeout_s.into());
+        let keepalive = Duration::from_secs(limits.keepalive_s.into());
+        let mut deadline = Instant::now() + idle;
+        let mut last_sent = Instant::now();
+        let mut window = (Instant::now(), 0u32);
+        let mut buf = vec![0u8; 16 * 1024];
+        let kick = Arc::clone(&self.kick);
+        loop {
+            tokio::select! {
+                read = timeout(deadline.saturating_duration_since(Instant::now()), rd.read(&mut buf)) => {
+                    let n = match read {
+                        Err(_) => {
+                            let e = Stanza::Error { seq: None, code: ErrorCode::Limit, message: format!("no complete stanza for {}s", idle.as_secs()) };
+                            return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+                        }
+                        Ok(n) => n?,
+                    };
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    decoder.feed(&buf[..n]);
+                    while let Some(next) = decoder.next_stanza() {
+                        deadline = Instant::now() + idle;
+                        // Rate limit: slow down a peer that sends too fast.
+                        if window.0.elapsed() >= Duration::from_secs(1) {
+                            window = (Instant::now(), 0);
+                        }
+                        window.1 += 1;
+                        if window.1 > limits.max_stanzas_per_s {
+                            sleep(Duration::from_secs(1).saturating_sub(window.0.elapsed())).await;
+                            window = (Instant::now(), 1);
+                        }
+                        let (reply, fatal) = match next {
+                            Ok(stanza) => match self.handle(stanza).await {
+                                Ok(reply) => (reply, false),
+                                Err(r) => (Some(Stanza::Error { seq: r.seq, code: r.code, message: r.message }), r.fatal),
+                            },
+                            Err(e) => (Some(Stanza::Error { seq: e.seq, code: e.code, message: e.message }), e.fatal),
+                        };
+                        if let Some(reply) = reply {
+                            send(&mut wr, encode(&reply).as_bytes(), write_timeout).await?;
+                            last_sent = Instant::now();
+                        }
+                        if fatal {
+                            return Ok(());
+                        }
+                    }
+                    if decoder.is_closed() {
+                        return send(&mut wr, stream_close().as_bytes(), write_timeout).await;
+                    }
+                }
+                _ = sleep(keepalive.saturating_sub(last_sent.elapsed())) => {
+                    send(&mut wr, encode(&Stanza::Keepalive).as_bytes(), write_timeout).await?;
+                    last_sent = Instant::now();
+                }
+                _ = kick.notified() => {
+                    let e = Stanza::Error { seq: None, code: ErrorCode::Replaced, message: "a session with a higher generation took over this VR".into() };
+                    return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+                }
+                _ = shutdown.changed() => return send(&mut wr, stream_close().as_bytes(), write_timeout).await,
+            }
+        }
+    }
+
+    /// Handles one valid stanza: the reply to send, or a rejection.
+    async fn handle(&mut self, stanza: Stanza) -> Result<Option<Stanza>, Reject> {
+        let seq = stanza.seq();
+        match self.apply(stanza).await {
+            Ok(true) => Ok(seq.map(|seq| Stanza::Ack { seq })),
+            Ok(false) => Ok(None),
+            Err(r) => Err(Reject { seq, ..r }),
+        }
+    }
+
+    /// Carries out one stanza; true if it is to be acknowledged.
+    async fn apply(&mut self, stanza: Stanza) -> Result<bool, Reject> {
+        match (&self.bound, stanza) {
+            (None, Stanza::Hello(h)) => self
+                .hello(h.vr.0, h.generation, &h.credential)
+                .map(|_| true),
+            (None, Stanza::Keepalive) => Ok(false),
+            (None, _) => Err(fatal(ErrorCode::Sequence, "hello must come first")),
+            (Some(_), Stanza::Hello(_)) => Err(reject(
+                ErrorCode::Sequence,
+                "this session already said hello",
+            )),
+            (Some(_), Stanza::Interfaces { interfaces, .. }) => {
+                self.interfaces(&interfaces).map(|_| true)
+            }
+            (Some(b), Stanza::Routes { ops, .. }) => {
+                let vr = b.vr;
+                let edits = self.route_edits(&ops)?;
+                let answer = self
+                    .sessions
+                    .write(move |reply| Command::Edit { vr, edits, reply })
+                    .await;
+                match answer {
+                    Some(Ok(())) => Ok(true),
+                    Some(Err(e)) => Err(write_reject(e)),
+                    None => Err(fatal(ErrorCode::Internal, "the route writer stopped")),
+                }
+            }
+            (Some(_), Stanza::Neighbors { ops, .. }) => self.neighbors(&ops).map(|_| true),
+            (Some(b), Stanza::SyncBegin { .. }) => {
+                let vr = b.vr;
+                self.sessions
+                    .writer
+                    .send(Command::SyncBegin { vr })
+                    .map(|_| true)
+                    .map_err(|_| fatal(ErrorCode::Internal, "the route writer stopped"))
+            }
+            (Some(b), Stanza::SyncEnd { .. }) => {
+                let vr = b.vr;
+                match self
+                    .sessions
+                    .write(move |reply| Command::SyncEnd { vr, reply })
+                    .await
+                {
+                    Some(Ok(removed)) => {
+                        tracing::info!(vr = self.sessions.dp.vrs[vr].id, removed, "sync complete");
+                        Ok(true)
+                    }
+                    Some(Err(e)) => Err(write_reject(e)),
+                    None => Err(fatal(ErrorCode::Internal, "the route writer stopped")),
+                }
+            }
+            (Some(_), Stanza::Keepalive | Stanza::Ack { .. }) => Ok(false),
+            (Some(_), Stanza::Error { code, message, .. }) => {
+                tracing::warn!(peer = %self.peer, code = code.as_str(), "peer reported: {message}");
+                Ok(false)
+            }
+        }
+    }
+
+    fn hello(&mut self, vr_id: u32, generation: u64, credential: &str) -> Result<(), Reject> {
+        let auth_failed = || fatal(ErrorCode::Auth, format!("wrong credential for vr {vr_id}"));
+        let v = self
+            .sessions
+            .dp
+            .vrs
+            .iter()
+            .position(|v| v.id == vr_id)
+            .ok_or_else(auth_failed)?;
+        let expected = self.sessions.credentials[v]
+            .as_deref()
+            .ok_or_else(auth_failed)?;
+        if !bool::from(expected.as_bytes().ct_eq(credential.as_bytes())) {
+            return Err(auth_failed());
+        }
+        let mut vrs = self.sessions.vrs.lock().expect("session registry");
+        let state = &mut vrs[v];
+        if let Some(active) = &state.active {
+            if active.generation >= generation {
+                return Err(fatal(
+                    ErrorCode::Replaced,
+                    format!(
+                        "vr {vr_id} has a session of generation {} (this one is {generation})",
+                        active.generation
+                    ),
+                ));
+            }
+            active.kick.notify_one();
+        }
+        state.active = Some(Active {
+            id: self.id,
+            generation,
+            peer: self.peer,
+            kick: Arc::clone(&self.kick),
+        });
+        state.epoch += 1;
+        self.bound = Some(Bound {
+            vr: v,
+            interfaces: HashMap::new(),
+        });
+        tracing::info!(vr = vr_id, generation, peer = %self.peer, "session up");
+        Ok(())
+    }
+
+    fn interfaces(&mut self, list: &[vrfwd_proto::Interface]) -> Result<(), Reject> {
+        let b = self.bound.as_mut().expect("bound");
+        let vr = &self.sessions.dp.vrs[b.vr];
+        let mut map = HashMap::new();
+        for i in list {
+            let iface = vr
+                .interfaces
+                .iter()
+                .position(|h| h.mac.0 == i.mac.0)
+                .ok_or_else(|| {
+                    reject(
+                        ErrorCode::UnknownInterface,
+                        format!("no interface of this VR has MAC {} ({})", i.mac, i.name),
+                    )
+                })?;
+            map.insert(i.name.clone(), iface);
+        }
+        b.interfaces = map;
+        Ok(())
+    }
+
+    fn iface(&self, name: &str) -> Result<usize, Reject> {
+        let b = self.bound.as_ref().expect("bound");
+        b.interfaces.get(name).copied().ok_or_else(|| {
+            reject(
+                ErrorCode::UnknownInterface,
+                format!("interface {name:?} was not declared"),
+            )
+        })
+    }
+
+    /// Validates route operations against the VR: known interfaces, gateways on
+    /// their interface's subnet, the VR's route limit.
+    fn route_edits(&self, ops: &[RouteOp]) -> Result<Vec<RouteEdit>, Reject> {
+        let b = self.bound.as_ref().expect("bound");
+        let vr = &self.sessions.dp.vrs[b.vr];
+        let adds = ops
+            .iter()
+            .filter(|o| matches!(o, RouteOp::Add { .. }))
+            .count();
+        if vr.routes.load(Ordering::Relaxed) + adds > self.sessions.limits.max_routes_per_vr {
+            return Err(reject(
+                ErrorCode::Limit,
+                format!(
+                    "more than {} routes for this VR",
+                    self.sessions.limits.max_routes_per_vr
+                ),
+            ));
+        }
+        ops.iter()
+            .map(|op| match op {
+                RouteOp::Add {
+                    prefix,
+                    via,
+                    interface,
+                } => {
+                    let iface = self.iface(interface)?;
+                    let next_hop = match via {
+                        None => NextHop::Attached { iface },
+                        Some(via) => {
+                            let h = &vr.interfaces[iface];
+                            let m = crate::lpm::mask(h.prefix_len);
+                            if u32::from(*via) & m != u32::from(h.address) & m {
+                                return Err(reject(
+                                    ErrorCode::BadAddress,
+                                    format!("{via} is not on {interface}'s subnet"),
+                                ));
+                            }
+                            NextHop::Gateway {
+                                iface,
+                                via: (*via).into(),
+                            }
+                        }
+                    };
+                    Ok(RouteEdit::Add {
+                        prefix: *prefix,
+                        next_hop,
+                    })
+                }
+                RouteOp::Delete { prefix } => Ok(RouteEdit::Delete { prefix: *prefix }),
+            })
+            .collect()
+    }
+
+    fn neighbors(&self, ops: &[NeighborOp]) -> Result<(), Reject> {
+        let b = self.bound.as_ref().expect("bound");
+        let vr = &self.sessions.dp.vrs[b.vr];
+        // Validate all first: the stanza applies whole or not at all.
+        let checked = ops
+            .iter()
+            .map(|op| match op {
+                NeighborOp::Add {
+                    address,
+                    mac,
+                    interface,
+                } => Ok((
+                    neighbor_key(self.iface(interface)?, (*address).into()),
+                    Some(*mac),
+                )),
+                NeighborOp::Delete { address, interface } => Ok((
+                    neighbor_key(self.iface(interface)?, (*address).into()),
+                    None,
+                )),
+            })
+            .collect::<Result<Vec<_>, Reject>>()?;
+        let now = self.sessions.dp.clock.seconds(crate::dpdk::tsc());
+        for (key, mac) in checked {
+            match mac {
+                Some(mac) => {
+                    vr.neighbors
+                        .learn(key, crate::net::MacAddr(mac.0).to_u64(), now);
+                }
+                None => vr.neighbors.forget(key),
+            }
+        }
+        Ok(())
+    }
+
+    /// The session is over: if it was its VR's active one, start the hold timer.
+    fn release(&self) {
+        let Some(b) = &self.bound else { return };
+        let mut vrs = self.sessions.vrs.lock().expect("session registry");
+        let state = &mut vrs[b.vr];
+        if state.active.as_ref().map(|a| a.id) != Some(self.id) {
+            return; // replaced: the new session owns the VR
+        }
+        state.active = None;
+        state.epoch += 1;
+        let epoch = state.epoch;
+        let (sessions, vr) = (Arc::clone(&self.sessions), b.vr);
+        let hold = Duration::from_secs(sessions.limits.hold_time_s.into());
+        tracing::info!(
+            vr = sessions.dp.vrs[vr].id,
+            hold_s = hold.as_secs(),
+            "session down: forwarding with stale routes"
+        );
+        tokio::spawn(async move {
+            sleep(hold).await;
+            let expired = sessions.vrs.lock().expect("session registry")[vr].epoch == epoch;
+            if expired {
+                tracing::warn!(
+                    vr = sessions.dp.vrs[vr].id,
+                    "hold time over: fast path withdrawn"
+                );
+                sessions
+                    .write(move |reply| Command::Withdraw { vr, reply })
+                    .await;
+            }
+        });
+    }
+}
+
+fn write_reject(e: WriteError) -> Reject {
+    let code = match e {
+        WriteError::Table(TableError::HostBits(..)) => ErrorCode::HostBits,
+        WriteError::Table(TableError::BadLength(_)) => ErrorCode::BadPrefix,
+        WriteError::Table(_) | WriteError::NextHops => ErrorCode::Limit,
+        WriteError::NotSyncing => ErrorCode::Sequence,
+    };
+    reject(code, e.to_string())
+}
+
+async fn send(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+    timeout(limit, wr.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer does not read"))?
+}

@@ -1,0 +1,218 @@
+//! Shared by the integration tests: the namespace topology (scripts/topology.sh)
+//! with a running vrfwd, packet capture and injection with scapy, the operator
+//! CLI. Everything a test makes is removed on drop, also when the test fails.
+#![allow(dead_code)] // each test binary uses part of it
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use vrfwd::stats::Snapshot;
+
+pub const VR1_ETH0: &str = "02:00:00:00:01:01";
+pub const VR1_ETH1: &str = "02:00:00:00:02:01";
+pub const VR2_ETH0: &str = "02:00:00:01:01:01";
+pub const RECEIVER_MAC: &str = "02:00:00:00:bb:02";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The namespaces, links and vrfwd process of one test; all removed on drop, also
+/// when the test fails.
+pub struct Topology {
+    pub prefix: String,
+    pub config: PathBuf,
+    vrfwd: Option<Child>,
+}
+
+impl Topology {
+    /// The topology with vrfwd configured for `lcores` lcores (one queue pair per
+    /// lcore on every af_packet port).
+    pub fn up(prefix: &str, lcores: u16) -> Topology {
+        Topology::up_with(prefix, lcores, &[])
+    }
+
+    /// As [`Topology::up`], with environment overrides for scripts/topology.sh
+    /// (control port and limits).
+    pub fn up_with(prefix: &str, lcores: u16, env: &[(&str, &str)]) -> Topology {
+        let config = std::env::temp_dir().join(format!("vrfwd-{prefix}.toml"));
+        let topo = Topology {
+            prefix: prefix.into(),
+            config: config.clone(),
+            vrfwd: None,
+        };
+        sh(Command::new("bash")
+            .arg(root().join("scripts/topology.sh"))
+            .args(["up", prefix])
+            .arg(&config)
+            .envs(env.iter().copied()));
+        if lcores > 1 {
+            let cores: Vec<String> = (0..lcores).map(|c| c.to_string()).collect();
+            let text: Vec<String> = std::fs::read_to_string(&config)
+                .unwrap()
+                .lines()
+                .map(|line| match line.strip_suffix('"') {
+                    Some(dev) if line.starts_with("device = \"net_af_packet") => {
+                        format!("{dev},qpairs={lcores}\"")
+                    }
+                    _ if line == "cores = [0]" => format!("cores = [{}]", cores.join(", ")),
+                    _ => line.to_owned(),
+                })
+                .collect();
+            std::fs::write(&config, text.join("\n")).unwrap();
+        }
+        topo
+    }
+
+    pub fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start vrfwd");
+        self.vrfwd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.try_stats().is_none() {
+            assert!(Instant::now() < deadline, "vrfwd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `vrfwd ctl ARGS` against this instance; panics if it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        sh(Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["ctl", "-s", &self.socket()])
+            .args(args))
+    }
+
+    pub fn socket(&self) -> String {
+        format!("/run/vrfwd-{}.sock", self.prefix)
+    }
+
+    pub fn try_stats(&self) -> Option<Snapshot> {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["stats", "--json", "-s", &self.socket()])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn stats(&self) -> Snapshot {
+        self.try_stats().expect("stats from the running vrfwd")
+    }
+
+    pub fn ns(&self, n: &str) -> String {
+        format!("{}{}", self.prefix, n)
+    }
+
+    pub fn exec(&self, n: &str, args: &[&str]) -> String {
+        sh(Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args))
+    }
+
+    /// Starts capturing IPv4 on `iface` in namespace `n` for `secs` seconds.
+    pub fn sniff(&self, n: &str, iface: &str, secs: u32, bpf: &str) -> Sniffer {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(n), "/usr/bin/python3"])
+            .arg(root().join("tests/helpers/pkt.py"))
+            .args(["sniff", iface, &secs.to_string(), bpf])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sniffer");
+        let mut child = child;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        lines.read_line(&mut line).expect("sniffer output");
+        assert_eq!(line.trim(), "READY", "sniffer did not start");
+        Sniffer(Some(child), lines)
+    }
+
+    pub fn send(&self, n: &str, iface: &str, dst_mac: &str, dst_ip: &str, count: u32, ttl: u8) {
+        let pkt = root().join("tests/helpers/pkt.py");
+        let count = count.to_string();
+        let ttl = ttl.to_string();
+        self.exec(
+            n,
+            &[
+                "/usr/bin/python3",
+                pkt.to_str().unwrap(),
+                "send",
+                iface,
+                dst_mac,
+                dst_ip,
+                &count,
+                &ttl,
+            ],
+        );
+    }
+
+    pub fn vr(&self, id: u32) -> vrfwd::stats::VrSnapshot {
+        self.stats()
+            .vrs
+            .into_iter()
+            .find(|v| v.id == id)
+            .expect("vr")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.vrfwd.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("bash")
+            .arg(root().join("scripts/topology.sh"))
+            .args(["down", &self.prefix])
+            .status();
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// A running capture: the process and its output after the READY line.
+pub struct Sniffer(Option<Child>, BufReader<ChildStdout>);
+
+impl Sniffer {
+    pub fn packets(mut self) -> Vec<Value> {
+        let mut out = String::new();
+        self.1.read_to_string(&mut out).expect("sniffer output");
+        let _ = self.0.take().map(|mut c| c.wait());
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("sniffer json"))
+            .collect()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn punted(v: &vrfwd::stats::VrSnapshot, reason: &str) -> u64 {
+    v.punted.get(reason).copied().unwrap_or(0)
+}

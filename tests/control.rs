@@ -1,0 +1,221 @@
+//! The route protocol against a running vrfwd (namespaces + af_packet): bad input
+//! of every kind is rejected with a named error and leaves the tables as they
+//! were; sessions are authenticated, replaced by higher generations, held after a
+//! drop and withdrawn after the hold time; route churn and full resyncs never
+//! disturb a stream forwarded meanwhile. Needs root.
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use vrfwd_proto::{stream_open, Decoder, ErrorCode, Limits, Stanza};
+
+/// A protocol client, as an agent would be.
+struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    seq: u64,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut c = Client {
+            stream,
+            decoder: Decoder::new(Limits::default()),
+            seq: 0,
+        };
+        c.raw(stream_open().as_bytes());
+        c
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// The next stanza from vrfwd other than a keepalive; None once it closed.
+    fn recv(&mut self) -> Option<Stanza> {
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(r) = self.decoder.next_stanza() {
+                match r.expect("vrfwd sends valid stanzas") {
+                    Stanza::Keepalive => continue,
+                    s => return Some(s),
+                }
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.decoder.feed(&buf[..n]),
+            }
+        }
+    }
+
+    /// Sends a stanza given as text with the next `seq` filled in; returns the reply.
+    fn call(&mut self, stanza: &str) -> Option<Stanza> {
+        self.seq += 1;
+        self.raw(stanza.replace("SEQ", &self.seq.to_string()).as_bytes());
+        self.recv()
+    }
+
+    fn ok(&mut self, stanza: &str) {
+        let reply = self.call(stanza);
+        assert_eq!(reply, Some(Stanza::Ack { seq: self.seq }), "{stanza}");
+    }
+
+    fn session(port: u16, vr: u32, generation: u64, credential: &str) -> Client {
+        let mut c = Client::connect(port);
+        c.ok(&format!("<hello seq=\"SEQ\" vr=\"{vr}\" generation=\"{generation}\" credential=\"{credential}\"/>"));
+        c.ok("<interfaces seq=\"SEQ\"><interface name=\"g0\" mac=\"02:00:00:00:01:01\" address=\"10.0.1.1/24\"/><interface name=\"g1\" mac=\"02:00:00:00:02:01\" address=\"10.0.2.1/24\"/></interfaces>");
+        c
+    }
+}
+
+fn error_code(reply: Option<Stanza>) -> ErrorCode {
+    match reply {
+        Some(Stanza::Error { code, .. }) => code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_is_rejected_whole_and_tables_stay() {
+    let port = 17711;
+    let mut t = Topology::up_with(
+        "vc",
+        1,
+        &[
+            ("CONTROL_PORT", "17711"),
+            ("IDLE_TIMEOUT_S", "3"),
+            ("KEEPALIVE_S", "1"),
+            ("WRITE_TIMEOUT_S", "2"),
+            ("MAX_ROUTES", "20"),
+            ("MAX_STANZAS_PER_S", "10000000"),
+        ],
+    );
+    t.start();
+
+    // Authentication: a wrong credential, and VR 1's credential naming VR 2.
+    let mut c = Client::connect(port);
+    assert_eq!(
+        error_code(c.call(r#"<hello seq="SEQ" vr="1" generation="1" credential="nope"/>"#)),
+        ErrorCode::Auth
+    );
+    assert_eq!(c.recv(), None, "closed after a failed hello");
+    let mut c = Client::connect(port);
+    assert_eq!(
+        error_code(c.call(r#"<hello seq="SEQ" vr="2" generation="1" credential="red-secret"/>"#)),
+        ErrorCode::Auth
+    );
+    let mut c = Client::connect(port);
+    assert_eq!(
+        error_code(c.call(r#"<routes seq="SEQ"/>"#)),
+        ErrorCode::Sequence,
+        "hello first"
+    );
+
+    // Wrong version.
+    let mut c = Client {
+        stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        decoder: Decoder::new(Limits::default()),
+        seq: 0,
+    };
+    c.raw(b"<vrfwd version=\"2\">");
+    assert_eq!(error_code(c.recv()), ErrorCode::BadVersion);
+
+    let mut c = Client::session(port, 1, 1, "red-secret");
+    c.ok(
+        r#"<routes seq="SEQ"><add prefix="10.55.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
+    );
+    let baseline = t.ctl(&["routes", "1"]);
+    assert!(baseline.contains("10.55.0.0/16 via 10.0.2.2 dev eth1"));
+    let too_many: String = (0..20)
+        .map(|i| format!("<add prefix=\"10.{i}.128.0/24\" interface=\"g1\"/>"))
+        .collect();
+    for (stanza, code) in [
+        (r#"<routes seq="SEQ"><add prefix="10.1.0.0/16"/></routes>"#.to_owned(), ErrorCode::InvalidStanza),
+        (r#"<bogus seq="SEQ"/>"#.to_owned(), ErrorCode::UnknownElement),
+        (r#"<routes seq="SEQ" colour="red"/>"#.to_owned(), ErrorCode::InvalidStanza),
+        (r#"<routes seq="SEQ"><add prefix="10.1.0.0/16" interface="g1" metric="1"/></routes>"#.to_owned(), ErrorCode::InvalidStanza),
+        (r#"<routes seq="SEQ"><add prefix="10.1.0.0/99" interface="g1"/></routes>"#.to_owned(), ErrorCode::BadPrefix),
+        // The good first add must not be applied either: the stanza goes whole.
+        (r#"<routes seq="SEQ"><add prefix="10.2.0.0/16" interface="g1"/><add prefix="10.1.0.1/16" interface="g1"/></routes>"#.to_owned(), ErrorCode::HostBits),
+        (r#"<routes seq="SEQ"><add prefix="10.2.0.0/16" interface="g1"/><add prefix="10.1.0.0/16" via="192.0.2.1" interface="g1"/></routes>"#.to_owned(), ErrorCode::BadAddress),
+        (r#"<routes seq="SEQ"><add prefix="10.2.0.0/16" interface="g1"/><add prefix="10.1.0.0/16" interface="eth9"/></routes>"#.to_owned(), ErrorCode::UnknownInterface),
+        (format!("<routes seq=\"SEQ\">{too_many}</routes>"), ErrorCode::Limit),
+        (r#"<interfaces seq="SEQ"><interface name="x" mac="02:99:00:00:00:01" address="10.9.9.1/24"/></interfaces>"#.to_owned(), ErrorCode::UnknownInterface),
+    ] {
+        let reply = c.call(&stanza);
+        match reply {
+            Some(Stanza::Error { code: got, seq: Some(seq), message }) => {
+                assert_eq!((got, seq), (code, c.seq), "{stanza}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{stanza}: {other:?}"),
+        }
+        assert_eq!(t.ctl(&["routes", "1"]), baseline, "{stanza} changed the table");
+    }
+    c.ok(r#"<keepalive/><routes seq="SEQ"/>"#);
+
+    // Malformed XML (a closing tag that closes the wrong element) ends the session.
+    let mut m = Client::session(port, 1, 5, "red-secret");
+    let reply = m.call(r#"<routes seq="SEQ"><add prefix="10.1.0.0/16" interface="g1"></routes>"#);
+    assert_eq!(error_code(reply), ErrorCode::MalformedXml);
+    assert_eq!(m.recv(), None);
+    assert_eq!(t.ctl(&["routes", "1"]), baseline);
+    let mut c = Client::session(port, 1, 6, "red-secret");
+
+    // A DOCTYPE (entity expansion attempt) ends the session; the tables stay.
+    assert_eq!(
+        error_code(c.call("<!DOCTYPE x [<!ENTITY a \"aaaa\">]>")),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(c.recv(), None);
+    assert_eq!(t.ctl(&["routes", "1"]), baseline);
+
+    // Oversized stanza.
+    let mut c = Client::session(port, 1, 2, "red-secret");
+    let huge = format!(
+        "<routes seq=\"9\">{}</routes>",
+        "<delete prefix=\"10.0.0.0/8\"/>".repeat(40_000)
+    );
+    c.raw(huge.as_bytes());
+    assert_eq!(error_code(c.recv()), ErrorCode::TooLarge);
+    assert_eq!(t.ctl(&["routes", "1"]), baseline);
+
+    // Slowloris: one byte a second never completes a stanza in time.
+    let mut c = Client::session(port, 1, 3, "red-secret");
+    let start = Instant::now();
+    for b in br#"<routes seq="3"><add prefix="10.3.0.0/16" interface="g1"/></routes>"# {
+        c.raw(&[*b]);
+        std::thread::sleep(Duration::from_millis(1000));
+        if start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    assert_eq!(error_code(c.recv()), ErrorCode::Limit, "idle timeout");
+    assert!(start.elapsed() < Duration::from_secs(9));
+
+    // A client that never reads its acks is dropped, and vrfwd stays bounded.
+    let mut c = Client::session(port, 1, 4, "red-secret");
+    let burst = "<interfaces seq=\"7\"/>".repeat(10_000);
+    let start = Instant::now();
+    let mut dropped = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if c.stream.write_all(burst.as_bytes()).is_err() {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "vrfwd must stop serving a peer that does not read");
+
+    // Sessions per source address.
+    let many: Vec<Client> = (0..16).map(|_| Client::connect(port)).collect();
+    let mut extra = Client::connect(port);
+    assert_eq!(error_code(extra.recv()), ErrorCode::Limit);
+    drop(many);
+    assert_eq!(t.ctl(&["routes", "1"]), baseline);
+}
