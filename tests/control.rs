@@ -219,3 +219,177 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     drop(many);
     assert_eq!(t.ctl(&["routes", "1"]), baseline);
 }
+
+fn routes_of(t: &Topology) -> usize {
+    t.vr(1).routes
+}
+
+#[test]
+fn sessions_hold_replace_resync_and_withdraw() {
+    let port = 17712;
+    let mut t = Topology::up_with(
+        "vh",
+        1,
+        &[
+            ("CONTROL_PORT", "17712"),
+            ("HOLD_TIME_S", "3"),
+            ("KEEPALIVE_S", "1"),
+        ],
+    );
+    t.start();
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let system = routes_of(&t);
+
+    let mut a = Client::session(port, 1, 1, "red-secret");
+    a.ok(
+        r#"<routes seq="SEQ"><add prefix="10.55.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
+    );
+    a.ok(r#"<neighbors seq="SEQ"><add address="10.0.2.9" mac="02:00:00:00:bb:09" interface="g1"/></neighbors>"#);
+    assert!(t
+        .ctl(&["neighbors", "1"])
+        .contains("10.0.2.9 dev eth1 lladdr 02:00:00:00:bb:09"));
+    assert!(t.ctl(&["sessions"]).contains("127.0.0.1"));
+    let forwarded = |t: &Topology| t.vr(1).forwarded;
+
+    // A higher generation replaces the session; a lower one is refused.
+    let b = Client::session(port, 1, 5, "red-secret");
+    assert_eq!(error_code(a.recv()), ErrorCode::Replaced);
+    let mut old = Client::connect(port);
+    assert_eq!(
+        error_code(old.call(r#"<hello seq="SEQ" vr="1" generation="4" credential="red-secret"/>"#)),
+        ErrorCode::Replaced
+    );
+
+    // The session drops: routes keep forwarding during the hold time.
+    drop(b);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = forwarded(&t);
+    t.send("s", "eth0", VR1_ETH0, "10.55.1.1", 5, 64);
+    assert_eq!(
+        forwarded(&t) - before,
+        5,
+        "stale routes forward during the hold time"
+    );
+
+    // A resync inside the hold time replaces the stale routes.
+    let mut c = Client::session(port, 1, 6, "red-secret");
+    c.ok(r#"<sync-begin seq="SEQ"/>"#);
+    c.ok(
+        r#"<routes seq="SEQ"><add prefix="10.56.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
+    );
+    c.ok(r#"<sync-end seq="SEQ"/>"#);
+    let routes = t.ctl(&["routes", "1"]);
+    assert!(
+        routes.contains("10.56.0.0/16") && !routes.contains("10.55.0.0/16"),
+        "{routes}"
+    );
+    assert_eq!(routes_of(&t), system + 1);
+
+    // Gone for longer than the hold time: the fast path is withdrawn and every
+    // packet goes to the guest.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(routes_of(&t), 0);
+    let (fwd, no_route) = (forwarded(&t), punted(&t.vr(1), "no_route"));
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3, 64);
+    assert_eq!(forwarded(&t), fwd, "nothing takes the fast path");
+    // (the 3 packets, and the receiver's answers coming back the other way)
+    assert!(punted(&t.vr(1), "no_route") - no_route >= 3);
+
+    // And it comes back when the guest reconnects and syncs.
+    let mut d = Client::session(port, 1, 7, "red-secret");
+    d.ok(r#"<sync-begin seq="SEQ"/>"#);
+    d.ok(r#"<sync-end seq="SEQ"/>"#);
+    assert_eq!(routes_of(&t), system);
+    let fwd = forwarded(&t);
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3, 64);
+    assert!(forwarded(&t) - fwd >= 3);
+}
+
+/// 100k route changes and a full resync of 100k routes while a 10k packet/s stream
+/// is forwarded to a destination none of them touches: nothing lost, nothing
+/// reordered.
+#[test]
+fn route_churn_and_resync_never_disturb_a_stream() {
+    let port = 17713;
+    let mut t = Topology::up_with(
+        "vs",
+        1,
+        &[("CONTROL_PORT", "17713"), ("MAX_STANZAS_PER_S", "100000")],
+    );
+    t.start();
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    t.exec("r", &["iperf3", "-s", "-1", "-D"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let client = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("s"),
+            "iperf3",
+            "-u",
+            "-c",
+            "10.0.2.2",
+            "-b",
+            "8M",
+            "-l",
+            "100",
+            "-t",
+            "14",
+            "-J",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("iperf3");
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let mut c = Client::session(port, 1, 1, "red-secret");
+    let prefix = |i: u32| format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256);
+    let start = Instant::now();
+    for add in [true, false] {
+        for chunk in 0..50u32 {
+            let ops: String = (chunk * 1000..(chunk + 1) * 1000)
+                .map(|i| match add {
+                    true => format!(
+                        "<add prefix=\"{}\" via=\"10.0.2.2\" interface=\"g1\"/>",
+                        prefix(i)
+                    ),
+                    false => format!("<delete prefix=\"{}\"/>", prefix(i)),
+                })
+                .collect();
+            c.ok(&format!("<routes seq=\"SEQ\">{ops}</routes>"));
+        }
+    }
+    let churn = start.elapsed();
+    let start = Instant::now();
+    c.ok(r#"<sync-begin seq="SEQ"/>"#);
+    for chunk in 0..100u32 {
+        let ops: String = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| {
+                format!(
+                    "<add prefix=\"{}\" via=\"10.0.2.2\" interface=\"g1\"/>",
+                    prefix(i)
+                )
+            })
+            .collect();
+        c.ok(&format!("<routes seq=\"SEQ\">{ops}</routes>"));
+    }
+    c.ok(r#"<sync-end seq="SEQ"/>"#);
+    let resync = start.elapsed();
+    eprintln!("100k changes in {churn:?}, 100k-route resync in {resync:?}");
+    assert!(t.vr(1).routes >= 100_000);
+
+    let out = client.wait_with_output().expect("iperf3 result");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
+    let sum = &report["end"]["sum"];
+    eprintln!("iperf3: {sum}");
+    assert!(sum["packets"].as_u64().unwrap() > 100_000, "{sum}");
+    assert_eq!(sum["lost_packets"], 0, "{sum}");
+    assert_eq!(sum["out_of_order"].as_u64().unwrap_or(0), 0, "{sum}");
+}
