@@ -325,7 +325,20 @@ fn route_churn_and_resync_never_disturb_a_stream() {
         "s",
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
     );
-    t.exec("r", &["iperf3", "-s", "-1", "-D"]);
+    let server_log = std::env::temp_dir().join("vrfwd-vs-iperf3.json");
+    let _ = std::fs::remove_file(&server_log);
+    t.exec(
+        "r",
+        &[
+            "iperf3",
+            "-s",
+            "-1",
+            "-D",
+            "-J",
+            "--logfile",
+            server_log.to_str().unwrap(),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let client = std::process::Command::new("ip")
         .args([
@@ -385,11 +398,23 @@ fn route_churn_and_resync_never_disturb_a_stream() {
     eprintln!("100k changes in {churn:?}, 100k-route resync in {resync:?}");
     assert!(t.vr(1).routes >= 100_000);
 
-    let out = client.wait_with_output().expect("iperf3 result");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
-    let sum = &report["end"]["sum"];
-    eprintln!("iperf3: {sum}");
-    assert!(sum["packets"].as_u64().unwrap() > 100_000, "{sum}");
-    assert_eq!(sum["lost_packets"], 0, "{sum}");
-    assert_eq!(sum["out_of_order"].as_u64().unwrap_or(0), 0, "{sum}");
+    client.wait_with_output().expect("iperf3 client");
+    // The receiver's own report: what arrived, lost and out of order.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let report: serde_json::Value = loop {
+        let parsed = std::fs::read(&server_log)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match parsed {
+            Some(r) => break r,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("no iperf3 server report"),
+        }
+    };
+    let _ = std::fs::remove_file(&server_log);
+    let udp = &report["end"]["streams"][0]["udp"];
+    eprintln!("iperf3 receiver: {udp}");
+    assert!(udp["packets"].as_u64().expect("packets") > 100_000, "{udp}");
+    assert_eq!(udp["lost_packets"].as_u64(), Some(0), "{udp}");
+    assert_eq!(udp["out_of_order"].as_u64(), Some(0), "{udp}");
 }

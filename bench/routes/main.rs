@@ -1,0 +1,167 @@
+//! `bench/routes`: how fast routes reach the fast path over the route protocol.
+//! Full tables of 10k, 100k and 1M prefixes (realistic length mix, reproducible)
+//! are sent as XML over TCP to a running vrfwd as one full sync each, timed from
+//! the first byte to the acknowledgement of `sync-end` (sent once the table is
+//! published to the lcores); then the fast-path rate of one lcore (pcap replay to
+//! addresses inside the 10k table) without and with a steady 100k route updates
+//! per second on other prefixes. A benchmark, not a test: it prints figures.
+//!
+//! Run (root, after `cargo build --release`): `target/release/vrfwd-routes-bench`
+//! Last line: `routes: full_table_1m_s=<s> routes_per_s=<rate> churn_cost=<fraction>`
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use vrfwd_proto::{encode, stream_open, Decoder, Limits, Stanza};
+
+#[path = "../gen.rs"]
+#[allow(dead_code)] // shared with the other benchmarks and tests
+mod gen;
+#[path = "../rig.rs"]
+#[allow(dead_code)] // shared with the other benchmarks
+mod rig;
+use gen::{prefixes, Noise};
+use rig::{ip, vr_mac, vrfwd_forwarded, write_pcap, CREDENTIAL};
+
+const PORT: u16 = 17790;
+const PER_STANZA: usize = 5000;
+
+/// A protocol session, blocking.
+struct Session {
+    stream: TcpStream,
+    decoder: Decoder,
+    seq: u64,
+}
+
+impl Session {
+    fn open() -> Result<Session> {
+        let mut stream = TcpStream::connect(("127.0.0.1", PORT))?;
+        stream.set_nodelay(true)?;
+        stream.write_all(stream_open().as_bytes())?;
+        let mut s = Session {
+            stream,
+            decoder: Decoder::new(Limits::default()),
+            seq: 0,
+        };
+        s.call(&format!(
+            "<hello seq=\"SEQ\" vr=\"1\" generation=\"1\" credential=\"{CREDENTIAL}\"/>"
+        ))?;
+        s.call(&format!(
+            "<interfaces seq=\"SEQ\"><interface name=\"eth0\" mac=\"{}\" address=\"10.0.0.1/24\"/><interface name=\"eth1\" mac=\"{}\" address=\"10.1.0.1/24\"/></interfaces>",
+            vr_mac(0, 0),
+            vr_mac(0, 1)
+        ))?;
+        Ok(s)
+    }
+
+    /// Sends one stanza (`SEQ` replaced by its number) and waits for its ack.
+    fn call(&mut self, stanza: &str) -> Result<()> {
+        self.seq += 1;
+        self.stream
+            .write_all(stanza.replace("SEQ", &self.seq.to_string()).as_bytes())?;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(r) = self.decoder.next_stanza() {
+                match r? {
+                    Stanza::Ack { seq } if seq == self.seq => return Ok(()),
+                    Stanza::Ack { .. } | Stanza::Keepalive => {}
+                    other => bail!("vrfwd answered {}", encode(&other)),
+                }
+            }
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                bail!("vrfwd closed the session");
+            }
+            self.decoder.feed(&buf[..n]);
+        }
+    }
+
+    fn routes(&mut self, routes: &[(u32, u8)], add: bool) -> Result<()> {
+        for chunk in routes.chunks(PER_STANZA) {
+            let ops: String = chunk
+                .iter()
+                .map(|&(net, len)| match add {
+                    true => format!(
+                        "<add prefix=\"{}/{len}\" via=\"10.1.0.2\" interface=\"eth1\"/>",
+                        ip(net)
+                    ),
+                    false => format!("<delete prefix=\"{}/{len}\"/>", ip(net)),
+                })
+                .collect();
+            self.call(&format!("<routes seq=\"SEQ\">{ops}</routes>"))?;
+        }
+        Ok(())
+    }
+
+    /// A full sync of `routes`: seconds from the first byte to the last ack.
+    fn full_sync(&mut self, routes: &[(u32, u8)]) -> Result<f64> {
+        let start = Instant::now();
+        self.call("<sync-begin seq=\"SEQ\"/>")?;
+        self.routes(routes, true)?;
+        self.call("<sync-end seq=\"SEQ\"/>")?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+}
+
+fn main() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("vrfwd-routes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    rig::empty_pcap(&dir.join("empty.pcap"))?;
+    let mut noise = Noise(0x0123_4567);
+    let full = prefixes(&mut noise, 1_000_000);
+    let small = &full[..10_000];
+    write_pcap(&dir.join("in.pcap"), &[small.to_vec()], &mut noise)?;
+    // Churn on prefixes the traffic never uses (224+ is outside the generator's range).
+    let churn: Vec<(u32, u8)> = (0..1000u32).map(|i| ((200 << 24) | (i << 8), 24)).collect();
+    let socket = dir.join("vrfwd.sock");
+    let config = rig::vrfwd_config(&dir, 1, &[Vec::new()], Some(PORT));
+    let _vrfwd = rig::start_vrfwd(&dir, &config)?;
+    let forwarded = || vrfwd_forwarded(&socket);
+
+    let mut s = Session::open().context("route-protocol session")?;
+    let mut times = Vec::new();
+    for table in [small, &full[..100_000], &full[..]] {
+        let secs = s.full_sync(table)?;
+        println!(
+            "full sync of {:>7} prefixes: {secs:.3} s ({:.0} routes/s)",
+            table.len(),
+            table.len() as f64 / secs
+        );
+        times.push(secs);
+    }
+    // Back to the 10k table the traffic is aimed at.
+    s.full_sync(small)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let quiet = rig::mpps(4.0, &forwarded)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (busy, updates) = std::thread::scope(|scope| {
+        let churner = scope.spawn(|| -> Result<f64> {
+            // 100 stanzas of 1000 changes a second, adds and deletes in turn.
+            let start = Instant::now();
+            let mut done = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = start + Duration::from_millis(done * 10);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                s.routes(&churn, done % 2 == 0)?;
+                done += 1;
+            }
+            Ok(done as f64 * churn.len() as f64 / start.elapsed().as_secs_f64())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let busy = rig::mpps(4.0, &forwarded);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (busy, churner.join().expect("churn thread"))
+    });
+    let (busy, updates) = (busy?, updates?);
+    let cost = (1.0 - busy / quiet).max(0.0);
+    println!("fast path, 1 lcore: {quiet:.2} Mpps quiet, {busy:.2} Mpps with {updates:.0} route updates/s (cost {cost:.3})");
+    let _ = std::fs::remove_dir_all(&dir);
+    let full_1m = times[2];
+    println!(
+        "routes: full_table_1m_s={full_1m:.3} routes_per_s={:.0} churn_cost={cost:.3}",
+        1e6 / full_1m
+    );
+    Ok(())
+}
