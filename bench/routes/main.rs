@@ -144,7 +144,7 @@ fn main() -> Result<()> {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                s.routes(&churn, done % 2 == 0)?;
+                s.routes(&churn, done.is_multiple_of(2))?;
                 done += 1;
             }
             Ok(done as f64 * churn.len() as f64 / start.elapsed().as_secs_f64())
