@@ -75,14 +75,14 @@ pub const CREDENTIAL: &str = "bench";
 pub fn vrfwd_config(dir: &Path, core: u16, vrs: &[Vec<(u32, u8)>], control: Option<u16>) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "cores = [{core}]");
+    let _ = writeln!(c, "eal_args = [\"--no-huge\", \"--no-shconf\", \"--no-pci\", \"--file-prefix=vrfwd-bench\", \"--log-level=lib.eal:warning\"]");
+    let _ = writeln!(c, "socket = \"{}\"", dir.join("vrfwd.sock").display());
     if let Some(port) = control {
         let _ = writeln!(
             c,
             "[control]\nlisten = \"127.0.0.1:{port}\"\nmax_stanzas_per_s = 1000000"
         );
     }
-    let _ = writeln!(c, "eal_args = [\"--no-huge\", \"--no-shconf\", \"--no-pci\", \"--file-prefix=vrfwd-bench\", \"--log-level=lib.eal:warning\"]");
-    let _ = writeln!(c, "socket = \"{}\"", dir.join("vrfwd.sock").display());
     let _ = writeln!(c, "[idle]\nmax_sleep_us = 0\n[mempool]\nmbufs = 8191");
     let _ = writeln!(
         c,

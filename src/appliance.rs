@@ -124,12 +124,20 @@ fn run_on(
         .transpose()?;
     let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
     let result = std::thread::scope(|s| {
-        s.spawn(move || RouteWriter::new(dp, routes).run(commands, stop_ref));
+        let cores = &config.cores;
+        s.spawn(move || {
+            off_lcores(cores);
+            RouteWriter::new(dp, routes).run(commands, stop_ref)
+        });
         if let Some(listener) = control_listener {
             let sessions = Arc::clone(sessions_ref);
-            s.spawn(move || control_thread(sessions, listener, shutdown_rx));
+            s.spawn(move || {
+                off_lcores(cores);
+                control_thread(sessions, listener, shutdown_rx)
+            });
         }
         s.spawn(move || {
+            off_lcores(cores);
             let ctl = Ctl {
                 dp,
                 writer: to_writer,
@@ -182,5 +190,13 @@ fn control_thread(
     });
     if let Err(e) | Ok(Err(e)) = result {
         tracing::error!("control thread: {e}");
+    }
+}
+
+/// Moves a control thread off the forwarding cores (it inherited the main lcore's
+/// pinning); a failure only costs performance, so it is logged.
+fn off_lcores(cores: &[u16]) {
+    if let Err(e) = dpdk::pin_to_control_cores(cores) {
+        tracing::warn!("cannot move a control thread off the lcores' cores: {e}");
     }
 }

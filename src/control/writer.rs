@@ -7,7 +7,7 @@ use crate::dataplane::{Dataplane, NextHop, VrRoutes};
 use crate::lpm::{mask, Change, TableError};
 use crossbeam_channel::{Receiver, Sender};
 use ipnet::Ipv4Net;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One route edit, as sessions and the operator express it.
@@ -64,6 +64,8 @@ pub enum Command {
 
 struct VrState {
     routes: VrRoutes,
+    /// Next hop → its slot, so that adds do not scan the next-hop array.
+    slots: FxHashMap<NextHop, u32>,
     /// Prefixes announced since `SyncBegin`, while a sync runs.
     marked: Option<FxHashSet<(u32, u8)>>,
     withdrawn: bool,
@@ -83,6 +85,7 @@ impl<'a> RouteWriter<'a> {
                 .into_iter()
                 .map(|routes| VrState {
                     routes,
+                    slots: FxHashMap::default(),
                     marked: None,
                     withdrawn: false,
                 })
@@ -94,7 +97,14 @@ impl<'a> RouteWriter<'a> {
     pub fn run(mut self, commands: Receiver<Command>, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             match commands.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(c) => self.handle(c),
+                Ok(c) => {
+                    self.handle(c);
+                    // Replies are sent: bring the private copies up to date now,
+                    // while the sessions read their next stanzas.
+                    if commands.is_empty() {
+                        self.vrs.iter_mut().for_each(|v| v.routes.tables.catch_up());
+                    }
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
@@ -128,14 +138,22 @@ impl<'a> RouteWriter<'a> {
     fn edit(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(), WriteError> {
         self.restore(v);
         let next_hops = &self.dp.vrs[v].next_hops;
+        let slots = &mut self.vrs[v].slots;
         let changes = edits
             .iter()
             .map(|e| match *e {
-                // The address as given: a prefix with host bits is refused, not truncated.
                 RouteEdit::Add { prefix, next_hop } => Ok(Change::Add {
+                    // The address as given: a prefix with host bits is refused, not truncated.
                     net: prefix.addr().into(),
                     len: prefix.prefix_len(),
-                    next_hop: next_hops.insert(next_hop).ok_or(WriteError::NextHops)?,
+                    next_hop: match slots.get(&next_hop) {
+                        Some(&slot) => slot,
+                        None => {
+                            let slot = next_hops.insert(next_hop).ok_or(WriteError::NextHops)?;
+                            slots.insert(next_hop, slot);
+                            slot
+                        }
+                    },
                 }),
                 RouteEdit::Delete { prefix } => Ok(Change::Delete {
                     net: prefix.addr().into(),

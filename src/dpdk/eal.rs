@@ -95,3 +95,31 @@ pub fn tsc_hz() -> u64 {
 pub fn cpu_relax() {
     std::hint::spin_loop();
 }
+
+/// Moves the calling thread off the lcores' cores: onto every online CPU not in
+/// `lcore_cores`, or every CPU if the lcores take them all. Threads spawned after
+/// `rte_eal_init` inherit the main lcore's pinning; control threads must not
+/// compete with the forwarding loop on its core.
+pub fn pin_to_control_cores(lcore_cores: &[u16]) -> std::io::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let online: Vec<usize> = (0..cpus.max(1)).collect();
+    let free: Vec<usize> = online
+        .iter()
+        .copied()
+        .filter(|c| !lcore_cores.contains(&(*c as u16)))
+        .collect();
+    let chosen = if free.is_empty() { online } else { free };
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in chosen {
+        // SAFETY: c < CPU_SETSIZE for any machine this runs on; set is a valid cpu_set_t.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 = the calling thread; the set is initialised and sized.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -1,7 +1,8 @@
 //! Atomic batches by left-right tables: two copies of a VR's table, one published
 //! to the lcores, one private. A batch goes into the private copy, which is then
 //! published (the caller swaps the RCU pointer and waits a grace period); the
-//! batch is replayed on the copy that readers just left. Readers see the table
+//! batch is replayed on the copy that readers just left, after the caller has
+//! answered ([`TablePair::catch_up`]) or before the next batch. Readers see the table
 //! before the batch or after it, never half of it, and a batch costs its own size,
 //! not a table copy. The price is twice the memory of one table.
 use super::{check_prefix, Fib, Rib, Stride, Table, TableError, MAX_NEXT_HOP};
@@ -18,6 +19,8 @@ pub enum Change {
 pub struct TablePair {
     live: Table,
     shadow: Table,
+    /// The last batch, not yet replayed on `shadow`.
+    behind: Vec<Change>,
     stride: Stride,
     max_groups: u32,
 }
@@ -27,6 +30,7 @@ impl TablePair {
         TablePair {
             live: Table::new(stride, max_groups),
             shadow: Table::new(stride, max_groups),
+            behind: Vec::new(),
             stride,
             max_groups,
         }
@@ -70,6 +74,7 @@ impl TablePair {
                 Change::Delete { net, len } => check_prefix(net, len)?,
             }
         }
+        self.catch_up();
         if let Err(e) = apply_to(&mut self.shadow, changes) {
             // Out of groups half-way: rebuild the private copy from the live one.
             self.shadow = self.copy_of_live();
@@ -79,12 +84,20 @@ impl TablePair {
         self.shadow.reclaim();
         publish(Arc::clone(self.shadow.fib()));
         std::mem::swap(&mut self.live, &mut self.shadow);
-        // The readers have left the old copy (publish waited): bring it up to date.
-        if apply_to(&mut self.shadow, changes).is_err() {
+        // The readers have left the old copy (publish waited); it is brought up to
+        // date by `catch_up`, which the caller may run after answering.
+        self.behind = changes.to_vec();
+        Ok(())
+    }
+
+    /// Replays the last batch on the private copy, if not done yet. `apply` does it
+    /// first anyway; calling it when idle takes the work off the next batch's path.
+    pub fn catch_up(&mut self) {
+        let behind = std::mem::take(&mut self.behind);
+        if apply_to(&mut self.shadow, &behind).is_err() {
             self.shadow = self.copy_of_live();
         }
         self.shadow.reclaim();
-        Ok(())
     }
 
     fn copy_of_live(&self) -> Table {
@@ -150,7 +163,8 @@ mod tests {
         assert_eq!(fib.lookup((10 << 24) | 7), None);
         assert_eq!(fib.lookup((11 << 24) | 7), Some(99));
         assert!(Arc::ptr_eq(fib, p.fib()));
-        // The other copy replayed both batches.
+        // The other copy replays both batches.
+        p.catch_up();
         assert_eq!(p.shadow.rib().len(), p.live.rib().len());
         assert_eq!(p.shadow.fib().lookup((11 << 24) | 1), Some(99));
     }
