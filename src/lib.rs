@@ -2,12 +2,12 @@
 //!
 //! - [`dpdk`]: safe wrappers over DPDK, the only `unsafe` code.
 //! - [`net`]: checked views of Ethernet, ARP and IPv4 headers, checksums.
-//! - [`lpm`]: per-VR route tables readable without locks.
+//! - [`lpm`]: per-VR route tables readable without locks, changed in atomic batches.
 //! - [`config`]: the operator's TOML configuration, validated.
 //! - [`dataplane`]: the shared state lcores read (VRs, segments, neighbours, MAC tables).
 //! - [`lcore`]: the per-lcore forwarding loop: classify, fast path, slow path, switching.
 //! - [`stats`]: per-lcore counters, summed on read.
-//! - [`control`]: the operator socket (`vrfwd stats`).
+//! - [`control`]: the route writer, the route-protocol sessions, the operator socket.
 //! - [`appliance`]: start-up and shutdown of the whole appliance.
 pub mod appliance;
 pub mod config;

@@ -18,9 +18,10 @@
 //! the lcore loop, no FFI call). Prefix lengths live in the entries (as in
 //! `rte_lpm`), the RIB finds the covering route on delete in ≤ 32 hash probes, so
 //! add and delete cost O(entries covered), not O(rules). New groups are filled
-//! before they are linked; unlinked groups wait for [`Table::reclaim`], which the
-//! writer calls after an RCU grace period. The levels live in their own anonymous
-//! mappings (huge pages for large tables), committed only where written.
+//! before they are linked; unlinked groups wait for [`Table::reclaim`]. Batches
+//! are made atomic by [`TablePair`] (left-right copies published under RCU). The
+//! levels live in their own anonymous mappings (huge pages for large tables),
+//! committed only where written.
 //!
 //! Measured with `target/release/vrfwd-tables-bench` (2-vCPU AMD EPYC VM,
 //! 2026-11-25): 1M prefixes installed in 0.28–0.46 s (`rte_lpm`: 100k in 0.7 s,
