@@ -3,6 +3,7 @@
 use crate::stanza::{ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 /// A rejected stanza: the code and a message naming the problem.
@@ -41,39 +42,41 @@ struct RawInterface {
     address: String,
 }
 
+// Route operations borrow their attributes from the stanza text (a full table is
+// a million of them): no allocation unless a value holds an escape.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRoutes {
+struct RawRoutes<'a> {
     #[serde(rename = "@seq")]
     seq: String,
-    #[serde(rename = "$value", default)]
-    ops: Vec<RawRouteOp>,
+    #[serde(rename = "$value", default, borrow)]
+    ops: Vec<RawRouteOp<'a>>,
 }
 
 #[derive(Deserialize)]
-enum RawRouteOp {
-    #[serde(rename = "add")]
-    Add(RawRouteAdd),
-    #[serde(rename = "delete")]
-    Delete(RawPrefix),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRouteAdd {
-    #[serde(rename = "@prefix")]
-    prefix: String,
-    #[serde(rename = "@via", default)]
-    via: Option<String>,
-    #[serde(rename = "@interface")]
-    interface: String,
+enum RawRouteOp<'a> {
+    #[serde(rename = "add", borrow)]
+    Add(RawRouteAdd<'a>),
+    #[serde(rename = "delete", borrow)]
+    Delete(RawPrefix<'a>),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPrefix {
-    #[serde(rename = "@prefix")]
-    prefix: String,
+struct RawRouteAdd<'a> {
+    #[serde(rename = "@prefix", borrow)]
+    prefix: Cow<'a, str>,
+    #[serde(rename = "@via", default, borrow)]
+    via: Option<Cow<'a, str>>,
+    #[serde(rename = "@interface", borrow)]
+    interface: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrefix<'a> {
+    #[serde(rename = "@prefix", borrow)]
+    prefix: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -149,11 +152,14 @@ fn seq(s: &str) -> Result<u64, Reject> {
 }
 
 fn ifname(s: String, what: &str) -> Result<String, Reject> {
-    let ok = !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_graphic());
-    ok.then_some(s.clone()).ok_or((
-        ErrorCode::InvalidStanza,
-        format!("{what} {s:?} is not an interface name (1-15 printable characters)"),
-    ))
+    if !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s)
+    } else {
+        Err((
+            ErrorCode::InvalidStanza,
+            format!("{what} {s:?} is not an interface name (1-15 printable characters)"),
+        ))
+    }
 }
 
 fn mac(s: &str) -> Result<MacAddr, Reject> {
@@ -241,7 +247,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                     RawRouteOp::Add(a) => Ok(RouteOp::Add {
                         prefix: prefix(&a.prefix)?,
                         via: a.via.as_deref().map(address).transpose()?,
-                        interface: ifname(a.interface, "interface")?,
+                        interface: ifname(a.interface.into_owned(), "interface")?,
                     }),
                     RawRouteOp::Delete(d) => Ok(RouteOp::Delete {
                         prefix: prefix(&d.prefix)?,

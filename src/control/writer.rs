@@ -45,10 +45,10 @@ pub enum Command {
         edits: Vec<RouteEdit>,
         reply: Sender<Result<(), WriteError>>,
     },
-    /// Start a full sync: routes edited from now on are marked.
+    /// Start a full sync: edits from now on are staged and marked.
     SyncBegin { vr: usize },
     /// End a full sync: remove every route not marked since `SyncBegin` (except
-    /// vrfwd's own); reply with how many went.
+    /// vrfwd's own) and publish the result at once; reply with how many went.
     SyncEnd {
         vr: usize,
         reply: Sender<Result<usize, WriteError>>,
@@ -179,7 +179,7 @@ impl<'a> RouteWriter<'a> {
         let stale: Vec<Change> = self.vrs[v]
             .routes
             .tables
-            .rib()
+            .staged_rib()
             .iter()
             .filter(|&(net, len, _)| !marked.contains(&(net, len)) && !system.contains(&(net, len)))
             .map(|(net, len, _)| Change::Delete { net, len })
@@ -189,16 +189,16 @@ impl<'a> RouteWriter<'a> {
     }
 
     fn withdraw(&mut self, v: usize) {
+        self.vrs[v].marked = None;
         let all: Vec<Change> = self.vrs[v]
             .routes
             .tables
-            .rib()
+            .staged_rib()
             .iter()
             .map(|(net, len, _)| Change::Delete { net, len })
             .collect();
         // Deletes need no new groups: this cannot fail.
         let _ = self.publish(v, &all);
-        self.vrs[v].marked = None;
         self.vrs[v].withdrawn = true;
     }
 
@@ -211,14 +211,20 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
+    /// Applies `changes`: staged while a sync runs (published with its end),
+    /// published at once otherwise, together with anything staged.
     fn publish(&mut self, v: usize, changes: &[Change]) -> Result<(), WriteError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
         let vr = &self.dp.vrs[v];
-        let tables = &mut self.vrs[v].routes.tables;
-        tables.apply(changes, |fib| drop(vr.fib.replace(fib)))?;
-        vr.routes.store(tables.rib().len(), Ordering::Relaxed);
+        let state = &mut self.vrs[v];
+        state.routes.tables.stage(changes)?;
+        if state.marked.is_none() {
+            state
+                .routes
+                .tables
+                .publish_staged(|fib| drop(vr.fib.replace(fib)));
+            vr.routes
+                .store(state.routes.tables.rib().len(), Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -396,6 +402,11 @@ mod tests {
             lookup(&dp, &rcu, "23.0.0.1"),
             Some(gw),
             "stale routes forward until sync-end"
+        );
+        assert_eq!(
+            lookup(&dp, &rcu, "22.0.0.1"),
+            None,
+            "a sync is published whole, at its end"
         );
         let (reply, answer) = crossbeam_channel::bounded(1);
         w.handle(Command::SyncEnd { vr: 0, reply });

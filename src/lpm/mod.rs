@@ -99,17 +99,18 @@ impl Table {
         if next_hop > MAX_NEXT_HOP {
             return Err(TableError::NextHopRange(next_hop));
         }
-        if self.rib.get(net, len) == Some(next_hop) {
-            return Ok(());
-        }
-        // Reserve the groups this add may need first, so a full table fails whole.
+        // Reserve the groups this add may need first, so a full table fails whole
+        // (unless the route is there already).
         let levels_below = u32::from(len)
             .saturating_sub(self.fib.stride().bits())
             .div_ceil(8);
-        if self.groups_available() < levels_below {
+        if self.groups_available() < levels_below && self.rib.get(net, len) != Some(next_hop) {
             return Err(TableError::Full(self.fib.max_groups()));
         }
-        self.rib.insert(net, len, next_hop);
+        // One hash operation on the common path: the RIB is large and cold.
+        if self.rib.insert(net, len, next_hop) == Some(next_hop) {
+            return Ok(());
+        }
         let fib = Arc::clone(&self.fib);
         self.write(
             fib.first_level(),

@@ -2,9 +2,14 @@
 //! to the lcores, one private. A batch goes into the private copy, which is then
 //! published (the caller swaps the RCU pointer and waits a grace period); the
 //! batch is replayed on the copy that readers just left, after the caller has
-//! answered ([`TablePair::catch_up`]) or before the next batch. Readers see the table
-//! before the batch or after it, never half of it, and a batch costs its own size,
-//! not a table copy. The price is twice the memory of one table.
+//! answered ([`TablePair::catch_up`]) or before the next batch. Readers see the
+//! table before the batch or after it, never half of it, and a batch costs its own
+//! size, not a table copy. The price is twice the memory of one table.
+//!
+//! A full sync is staged: its batches go into the private copy only
+//! ([`TablePair::stage`]) and become visible together at its end
+//! ([`TablePair::publish_staged`]), so the table is written once on the way to
+//! the lcores and replayed on the other copy afterwards.
 use super::{check_prefix, Fib, Rib, Stride, Table, TableError, MAX_NEXT_HOP};
 use std::sync::Arc;
 
@@ -19,8 +24,10 @@ pub enum Change {
 pub struct TablePair {
     live: Table,
     shadow: Table,
-    /// The last batch, not yet replayed on `shadow`.
+    /// Published changes not yet replayed on `shadow` (empty while staging).
     behind: Vec<Change>,
+    /// Changes in `shadow` not yet published (a staged sync).
+    ahead: Vec<Change>,
     stride: Stride,
     max_groups: u32,
 }
@@ -31,6 +38,7 @@ impl TablePair {
             live: Table::new(stride, max_groups),
             shadow: Table::new(stride, max_groups),
             behind: Vec::new(),
+            ahead: Vec::new(),
             stride,
             max_groups,
         }
@@ -46,6 +54,15 @@ impl TablePair {
         self.live.rib()
     }
 
+    /// The routes the table will have once what is staged is published.
+    pub fn staged_rib(&self) -> &Rib {
+        if self.ahead.is_empty() {
+            self.live.rib()
+        } else {
+            self.shadow.rib()
+        }
+    }
+
     pub fn stride(&self) -> Stride {
         self.stride
     }
@@ -55,44 +72,58 @@ impl TablePair {
         self.live.memory_bytes() + self.shadow.memory_bytes()
     }
 
-    /// Applies `changes` in order, atomically for readers. `publish` gets the new
-    /// table and must return only when no reader can still use the old one. On
-    /// error nothing is published and the table is as it was.
+    /// Applies `changes` in order, atomically for readers, together with anything
+    /// staged. `publish` gets the new table and must return only when no reader
+    /// can still use the old one. On error nothing is published and the table and
+    /// the staged changes are as they were.
     pub fn apply(
         &mut self,
         changes: &[Change],
         publish: impl FnOnce(Arc<Fib>),
     ) -> Result<(), TableError> {
-        for c in changes {
-            match *c {
-                Change::Add { net, len, next_hop } => {
-                    check_prefix(net, len)?;
-                    if next_hop > MAX_NEXT_HOP {
-                        return Err(TableError::NextHopRange(next_hop));
-                    }
-                }
-                Change::Delete { net, len } => check_prefix(net, len)?,
-            }
-        }
+        self.stage(changes)?;
+        self.publish_staged(publish);
+        Ok(())
+    }
+
+    /// Applies `changes` to the private copy only; they become visible with the
+    /// next publication. On error the staged changes of this call are undone.
+    pub fn stage(&mut self, changes: &[Change]) -> Result<(), TableError> {
+        validate(changes)?;
         self.catch_up();
         if let Err(e) = apply_to(&mut self.shadow, changes) {
-            // Out of groups half-way: rebuild the private copy from the live one.
-            self.shadow = self.copy_of_live();
+            // Out of groups half-way: rebuild the private copy from the live one
+            // and what was staged before.
+            let mut shadow = self.copy_of_live();
+            let _ = apply_to(&mut shadow, &self.ahead);
+            self.shadow = shadow;
             return Err(e);
         }
         // Unpublished: its unlinked groups can be reused at once.
         self.shadow.reclaim();
+        self.ahead.extend_from_slice(changes);
+        Ok(())
+    }
+
+    /// Publishes what is staged (nothing to do if nothing is).
+    pub fn publish_staged(&mut self, publish: impl FnOnce(Arc<Fib>)) {
+        if self.ahead.is_empty() {
+            return;
+        }
         publish(Arc::clone(self.shadow.fib()));
         std::mem::swap(&mut self.live, &mut self.shadow);
         // The readers have left the old copy (publish waited); it is brought up to
         // date by `catch_up`, which the caller may run after answering.
-        self.behind = changes.to_vec();
-        Ok(())
+        self.behind = std::mem::take(&mut self.ahead);
     }
 
-    /// Replays the last batch on the private copy, if not done yet. `apply` does it
-    /// first anyway; calling it when idle takes the work off the next batch's path.
+    /// Replays published changes on the private copy, if not done yet. `stage`
+    /// does it first anyway; calling it when idle takes the work off the next
+    /// batch's path.
     pub fn catch_up(&mut self) {
+        if self.behind.is_empty() {
+            return;
+        }
         let behind = std::mem::take(&mut self.behind);
         if apply_to(&mut self.shadow, &behind).is_err() {
             self.shadow = self.copy_of_live();
@@ -108,6 +139,21 @@ impl TablePair {
         }
         t
     }
+}
+
+fn validate(changes: &[Change]) -> Result<(), TableError> {
+    for c in changes {
+        match *c {
+            Change::Add { net, len, next_hop } => {
+                check_prefix(net, len)?;
+                if next_hop > MAX_NEXT_HOP {
+                    return Err(TableError::NextHopRange(next_hop));
+                }
+            }
+            Change::Delete { net, len } => check_prefix(net, len)?,
+        }
+    }
+    Ok(())
 }
 
 fn apply_to(t: &mut Table, changes: &[Change]) -> Result<(), TableError> {
@@ -167,6 +213,46 @@ mod tests {
         p.catch_up();
         assert_eq!(p.shadow.rib().len(), p.live.rib().len());
         assert_eq!(p.shadow.fib().lookup((11 << 24) | 1), Some(99));
+    }
+
+    #[test]
+    fn staged_changes_appear_together() {
+        let mut p = TablePair::new(Stride::Compact16, 64);
+        p.apply(
+            &[Change::Add {
+                net: 10 << 24,
+                len: 8,
+                next_hop: 1,
+            }],
+            |_| {},
+        )
+        .unwrap();
+        p.stage(&[Change::Add {
+            net: 20 << 24,
+            len: 8,
+            next_hop: 2,
+        }])
+        .unwrap();
+        p.stage(&[Change::Delete {
+            net: 10 << 24,
+            len: 8,
+        }])
+        .unwrap();
+        assert_eq!(
+            p.fib().lookup(10 << 24),
+            Some(1),
+            "nothing visible before publication"
+        );
+        assert_eq!(p.fib().lookup(20 << 24), None);
+        assert_eq!(p.staged_rib().len(), 1);
+        let mut published = None;
+        p.publish_staged(|f| published = Some(f));
+        let fib = published.expect("published");
+        assert_eq!(fib.lookup(10 << 24), None);
+        assert_eq!(fib.lookup(20 << 24), Some(2));
+        p.catch_up();
+        assert_eq!(p.shadow.fib().lookup(20 << 24), Some(2));
+        assert_eq!(p.shadow.fib().lookup(10 << 24), None);
     }
 
     #[test]
