@@ -61,7 +61,7 @@ pub struct Decoder {
     /// The quote character of the attribute value being scanned.
     quote: Option<u8>,
     /// Names of the elements open inside the root (a stanza and its children).
-    open: Vec<String>,
+    open: Vec<Vec<u8>>,
     state: State,
     limits: Limits,
 }
@@ -109,50 +109,77 @@ impl Decoder {
     }
 
     /// The next stanza, a rejection, or None when more bytes are needed (or the
-    /// stream is closed or failed).
+    /// stream is closed or failed). Jumps between the bytes that matter (`<`,
+    /// `>`, quotes) with memchr, so each byte is looked at about once.
     pub fn next_stanza(&mut self) -> Option<Result<Stanza, DecodeError>> {
-        while self.scan < self.buf.len() {
+        loop {
             if matches!(self.state, State::Closed | State::Failed) {
                 return None;
             }
-            let b = self.buf[self.scan];
-            let i = self.scan;
-            self.scan += 1;
-            if let Some(r) = self.check_size(i) {
-                return Some(r);
-            }
-            if let Some(q) = self.quote {
-                if b == q {
-                    self.quote = None;
-                }
-                continue;
+            let rest = &self.buf[self.scan..];
+            if rest.is_empty() {
+                return None;
             }
             let Some(tag_start) = self.tag_start else {
-                if b == b'<' {
-                    self.tag_start = Some(i);
-                    if self.open.is_empty() {
+                if self.open.is_empty() {
+                    // Between stanzas: only whitespace may come before the next tag.
+                    let b = rest[0];
+                    let i = self.scan;
+                    self.scan += 1;
+                    if b == b'<' {
+                        self.tag_start = Some(i);
                         self.stanza_start = i;
+                    } else if !b.is_ascii_whitespace() {
+                        return self.fail(
+                            ErrorCode::MalformedXml,
+                            format!("text {:?} outside any stanza", b as char),
+                        );
                     }
-                } else if self.open.is_empty() && !b.is_ascii_whitespace() {
-                    return self.fail(
-                        ErrorCode::MalformedXml,
-                        format!("text {:?} outside any stanza", b as char),
-                    );
+                } else {
+                    // Text inside a stanza: skip to the next tag.
+                    match memchr::memchr(b'<', rest) {
+                        Some(k) => {
+                            self.tag_start = Some(self.scan + k);
+                            self.scan += k + 1;
+                        }
+                        None => self.scan = self.buf.len(),
+                    }
+                }
+                if let Some(r) = self.check_size(self.scan - 1) {
+                    return Some(r);
                 }
                 continue;
             };
-            match b {
-                b'"' | b'\'' if self.buf[tag_start + 1] != b'!' => self.quote = Some(b),
-                b'>' => {
+            let found = match self.quote {
+                Some(q) => memchr::memchr(q, rest),
+                None if self.buf[tag_start + 1..].first() == Some(&b'!') => {
+                    memchr::memchr(b'>', rest)
+                }
+                None => memchr::memchr3(b'"', b'\'', b'>', rest),
+            };
+            let Some(k) = found else {
+                self.scan = self.buf.len();
+                if let Some(r) = self.check_size(self.scan - 1) {
+                    return Some(r);
+                }
+                continue;
+            };
+            let i = self.scan + k;
+            self.scan = i + 1;
+            if let Some(r) = self.check_size(i) {
+                return Some(r);
+            }
+            match (self.quote, self.buf[i]) {
+                (Some(_), _) => self.quote = None,
+                (None, b'>') => {
                     self.tag_start = None;
                     if let Some(r) = self.end_of_tag(tag_start, i) {
                         return Some(r);
                     }
                 }
-                _ => {}
+                (None, q) => self.quote = Some(q),
             }
         }
-        None
     }
 
     fn check_size(&mut self, i: usize) -> Option<Result<Stanza, DecodeError>> {
@@ -193,30 +220,35 @@ impl Decoder {
         if self.state == State::Prolog {
             return self.open_root(start, end, closing || self_closing);
         }
-        let name = element_name(&String::from_utf8_lossy(tag)).to_owned();
+        // Names are compared as bytes; only elements that stay open are stored.
+        let name = tag_name(tag);
         if closing {
             match self.open.pop() {
-                None if name == "vrfwd" => {
+                None if name == b"vrfwd" => {
                     self.state = State::Closed;
                     self.buf.clear();
                     self.scan = 0;
                     return None;
                 }
                 None => {
+                    let name = String::from_utf8_lossy(name).into_owned();
                     return self.fail(
                         ErrorCode::MalformedXml,
                         format!("unexpected </{name}> at stream level"),
-                    )
+                    );
                 }
                 Some(open) if open != name => {
-                    return self.fail(
-                        ErrorCode::MalformedXml,
-                        format!("</{name}> closes <{open}>"),
+                    let (name, open) = (
+                        String::from_utf8_lossy(name),
+                        String::from_utf8_lossy(&open),
                     );
+                    let message = format!("</{name}> closes <{open}>");
+                    return self.fail(ErrorCode::MalformedXml, message);
                 }
                 Some(_) => {}
             }
         } else if !self_closing {
+            let name = name.to_vec();
             self.open.push(name);
         }
         if !self.open.is_empty() {
@@ -280,6 +312,19 @@ impl Decoder {
         self.scan -= upto;
         self.stanza_start = 0;
     }
+}
+
+/// The element name of a tag, as bytes (`<name ...`, `</name>`, `<name/>`).
+fn tag_name(tag: &[u8]) -> &[u8] {
+    let rest = tag
+        .strip_prefix(b"</")
+        .or_else(|| tag.strip_prefix(b"<"))
+        .unwrap_or(tag);
+    let end = rest
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// The element name of a tag or stanza text (`<name ...` or `</name>`).
