@@ -3,8 +3,9 @@
 //! table pair, publishes the result under RCU (so a batch appears whole), and
 //! answers when the batch is live. It also runs full syncs (mark and sweep) and
 //! withdraws a VR's fast path when its guest is gone for too long.
+use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
-use crate::lpm::{mask, Change, TableError};
+use crate::lpm::{mask, Change, Stride, TableError};
 use crossbeam_channel::{Receiver, Sender};
 use ipnet::Ipv4Net;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -216,7 +217,16 @@ impl<'a> RouteWriter<'a> {
     fn publish(&mut self, v: usize, changes: &[Change]) -> Result<(), WriteError> {
         let vr = &self.dp.vrs[v];
         let state = &mut self.vrs[v];
-        state.routes.tables.stage(changes)?;
+        match state.routes.tables.stage(changes) {
+            // A small VR that outgrew its compact table moves to a wide one, whole.
+            Err(TableError::Full(_)) if state.routes.tables.stride() == Stride::Compact16 => {
+                let mut wide = state.routes.tables.widened(WIDE_MAX_GROUPS)?;
+                wide.stage(changes)?;
+                tracing::info!(vr = vr.id, "route table widened to a 2^24 first level");
+                state.routes.tables = wide;
+            }
+            other => other?,
+        }
         if state.marked.is_none() {
             state
                 .routes
@@ -318,6 +328,43 @@ mod tests {
             reply,
         });
         answer.recv().unwrap()
+    }
+
+    #[test]
+    fn a_small_vr_that_outgrows_its_table_widens() {
+        let config = Config::parse(CONFIG).unwrap();
+        let rcu = Arc::new(Rcu::new(1).unwrap());
+        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        let mut w = RouteWriter::new(&dp, routes);
+        let gw = NextHop::Gateway {
+            iface: 0,
+            via: 0x0a00_0102,
+        };
+        // 5000 /24s in distinct /16s: each needs its own group in a compact table.
+        let edits: Vec<RouteEdit> = (0..5000u32)
+            .map(|i| RouteEdit::Add {
+                prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
+                next_hop: gw,
+            })
+            .collect();
+        for chunk in edits.chunks(1000) {
+            edit(&mut w, chunk.to_vec()).unwrap();
+        }
+        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Wide24);
+        assert_eq!(lookup(&dp, &rcu, "30.0.0.1"), Some(gw));
+        assert_eq!(
+            lookup(
+                &dp,
+                &rcu,
+                &std::net::Ipv4Addr::from((30 << 24) + (4999 << 16) + 7).to_string()
+            ),
+            Some(gw)
+        );
+        assert_eq!(
+            lookup(&dp, &rcu, "10.9.1.1"),
+            Some(gw),
+            "the static route came along"
+        );
     }
 
     #[test]

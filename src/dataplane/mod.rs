@@ -21,7 +21,7 @@ use std::sync::Arc;
 const COMPACT_TABLE_MAX_ROUTES: usize = 4096;
 const COMPACT_MAX_GROUPS: u32 = 4096;
 /// A full Internet table has ≈ 10% of prefixes longer than /24, each needing a group.
-const WIDE_MAX_GROUPS: u32 = 1 << 18;
+pub const WIDE_MAX_GROUPS: u32 = 1 << 18;
 /// Neighbour-cache and MAC-table slots.
 const NEIGHBOR_SLOTS: usize = 4096;
 const MAC_SLOTS: usize = 8192;

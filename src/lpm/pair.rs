@@ -131,6 +131,20 @@ impl TablePair {
         self.shadow.reclaim();
     }
 
+    /// A pair with a wide first level holding everything this one holds or has
+    /// staged, all of it staged (nothing published yet): for a VR that outgrew its
+    /// compact table. The caller publishes it like any staged change.
+    pub fn widened(&self, max_groups: u32) -> Result<TablePair, TableError> {
+        let mut wide = TablePair::new(Stride::Wide24, max_groups);
+        let all: Vec<Change> = self
+            .staged_rib()
+            .iter()
+            .map(|(net, len, next_hop)| Change::Add { net, len, next_hop })
+            .collect();
+        wide.stage(&all)?;
+        Ok(wide)
+    }
+
     fn copy_of_live(&self) -> Table {
         let mut t = Table::new(self.stride, self.max_groups);
         for (net, len, nh) in self.live.rib().iter() {
@@ -253,6 +267,34 @@ mod tests {
         p.catch_up();
         assert_eq!(p.shadow.fib().lookup(20 << 24), Some(2));
         assert_eq!(p.shadow.fib().lookup(10 << 24), None);
+    }
+
+    #[test]
+    fn a_compact_pair_widens_with_its_routes_staged() {
+        let mut p = TablePair::new(Stride::Compact16, 4);
+        p.apply(
+            &[Change::Add {
+                net: 10 << 24,
+                len: 24,
+                next_hop: 1,
+            }],
+            |_| {},
+        )
+        .unwrap();
+        p.stage(&[Change::Add {
+            net: 11 << 24,
+            len: 24,
+            next_hop: 2,
+        }])
+        .unwrap();
+        let mut wide = p.widened(64).unwrap();
+        assert_eq!(wide.stride(), Stride::Wide24);
+        assert!(wide.rib().is_empty(), "nothing published yet");
+        let mut published = None;
+        wide.publish_staged(|f| published = Some(f));
+        let fib = published.unwrap();
+        assert_eq!(fib.lookup((10 << 24) | 1), Some(1));
+        assert_eq!(fib.lookup((11 << 24) | 1), Some(2));
     }
 
     #[test]
