@@ -277,33 +277,22 @@ fn key(c: &Change) -> (u32, u8) {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dataplane::Clock;
+    use crate::dataplane::{Clock, VrRoutes};
     use crate::dpdk::Rcu;
     use std::sync::Arc;
 
-    const CONFIG: &str = r#"
-        cores = [0]
-        [[port]]
-        name = "up0"
-        device = "net_ring0"
-        [[port]]
-        name = "vif1"
-        device = "net_ring1"
-        [[segment]]
-        name = "lan0"
-        uplink = "up0"
-        [[vr]]
-        id = 1
-        [[vr.interface]]
-        name = "eth0"
-        mac = "02:00:00:00:01:01"
-        address = "10.0.1.1/24"
-        segment = "lan0"
-        vif = "vif1"
-        [[vr.route]]
-        prefix = "10.9.0.0/16"
-        via = "10.0.1.2"
-    "#;
+    /// The config module's example: VR 1, eth0 10.0.1.1/24, 10.9.0.0/16 via 10.0.1.2.
+    fn setup() -> (Dataplane, Arc<Rcu>, Vec<VrRoutes>) {
+        let config = Config::parse(crate::config::tests::EXAMPLE).unwrap();
+        let rcu = Arc::new(Rcu::new(1).unwrap());
+        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        (dp, rcu, routes)
+    }
+
+    const GW: NextHop = NextHop::Gateway {
+        iface: 0,
+        via: 0x0a00_0102,
+    };
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
@@ -320,26 +309,29 @@ mod tests {
         vr.next_hops.get(nh)
     }
 
-    fn edit(w: &mut RouteWriter, edits: Vec<RouteEdit>) -> Result<(), WriteError> {
+    /// Sends a command that answers and returns the answer.
+    fn ask<T>(
+        w: &mut RouteWriter,
+        make: impl FnOnce(crossbeam_channel::Sender<T>) -> Command,
+    ) -> T {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        w.handle(Command::Edit {
+        w.handle(make(reply));
+        answer.recv().unwrap()
+    }
+
+    fn edit(w: &mut RouteWriter, edits: Vec<RouteEdit>) -> Result<(), WriteError> {
+        ask(w, |reply| Command::Edit {
             vr: 0,
             edits,
             reply,
-        });
-        answer.recv().unwrap()
+        })
     }
 
     #[test]
     fn a_small_vr_that_outgrows_its_table_widens() {
-        let config = Config::parse(CONFIG).unwrap();
-        let rcu = Arc::new(Rcu::new(1).unwrap());
-        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        let (dp, rcu, routes) = setup();
         let mut w = RouteWriter::new(&dp, routes);
-        let gw = NextHop::Gateway {
-            iface: 0,
-            via: 0x0a00_0102,
-        };
+        let gw = GW;
         // 5000 /24s in distinct /16s: each needs its own group in a compact table.
         let edits: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
@@ -369,14 +361,9 @@ mod tests {
 
     #[test]
     fn edits_sync_and_withdraw() {
-        let config = Config::parse(CONFIG).unwrap();
-        let rcu = Arc::new(Rcu::new(1).unwrap());
-        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        let (dp, rcu, routes) = setup();
         let mut w = RouteWriter::new(&dp, routes);
-        let gw = NextHop::Gateway {
-            iface: 0,
-            via: 0x0a00_0102,
-        };
+        let gw = GW;
         let system = dp.vrs[0].routes.load(Ordering::Relaxed);
 
         edit(
@@ -455,9 +442,11 @@ mod tests {
             None,
             "a sync is published whole, at its end"
         );
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        w.handle(Command::SyncEnd { vr: 0, reply });
-        assert_eq!(answer.recv().unwrap(), Ok(1), "only 23/8 was swept");
+        assert_eq!(
+            ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }),
+            Ok(1),
+            "only 23/8 was swept"
+        );
         assert_eq!(lookup(&dp, &rcu, "23.0.0.1"), None);
         assert_eq!(lookup(&dp, &rcu, "22.0.0.1"), Some(gw));
         assert_eq!(lookup(&dp, &rcu, "10.9.1.1"), Some(gw), "static route kept");
@@ -466,14 +455,13 @@ mod tests {
             Some(NextHop::Attached { iface: 0 })
         );
 
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        w.handle(Command::SyncEnd { vr: 0, reply });
-        assert_eq!(answer.recv().unwrap(), Err(WriteError::NotSyncing));
+        assert_eq!(
+            ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }),
+            Err(WriteError::NotSyncing)
+        );
 
         // Withdrawal empties the table; the next sync restores vrfwd's own routes.
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        w.handle(Command::Withdraw { vr: 0, reply });
-        answer.recv().unwrap();
+        ask(&mut w, |reply| Command::Withdraw { vr: 0, reply });
         assert_eq!(lookup(&dp, &rcu, "10.0.1.7"), None);
         assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), 0);
         w.handle(Command::SyncBegin { vr: 0 });
