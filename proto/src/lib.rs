@@ -12,11 +12,13 @@
 
 mod decode;
 mod encode;
+mod mac;
 mod raw;
 mod stanza;
 
 pub use decode::{DecodeError, Decoder, Limits};
 pub use encode::{encode, stream_close, stream_open};
+pub use mac::BadMac;
 pub use stanza::{
     ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId, PROTOCOL_VERSION,
 };

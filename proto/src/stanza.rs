@@ -1,8 +1,7 @@
 //! Typed, validated stanzas: what the rest of vrfwd sees of the protocol.
+pub use crate::mac::MacAddr;
 use ipnet::Ipv4Net;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: &str = "1";
@@ -10,37 +9,6 @@ pub const PROTOCOL_VERSION: &str = "1";
 /// A virtual router's id (non-zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VrId(pub u32);
-
-/// A MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for b in &mut out {
-            let p = parts.next().ok_or(())?;
-            if p.len() != 2 {
-                return Err(());
-            }
-            *b = u8::from_str_radix(p, 16).map_err(|_| ())?;
-        }
-        parts.next().map_or(Ok(MacAddr(out)), |_| Err(()))
-    }
-}
 
 /// `<hello>`: opens a session for a VR.
 #[derive(Debug, Clone, PartialEq, Eq)]

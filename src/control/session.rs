@@ -415,7 +415,7 @@ impl Session {
             let iface = vr
                 .interfaces
                 .iter()
-                .position(|h| h.mac.0 == i.mac.0)
+                .position(|h| h.mac == i.mac)
                 .ok_or_else(|| {
                     reject(
                         ErrorCode::UnknownInterface,
@@ -516,8 +516,7 @@ impl Session {
         for (key, mac) in checked {
             match mac {
                 Some(mac) => {
-                    vr.neighbors
-                        .learn(key, crate::net::MacAddr(mac.0).to_u64(), now);
+                    vr.neighbors.learn(key, mac.to_u64(), now);
                 }
                 None => vr.neighbors.forget(key),
             }
