@@ -9,7 +9,8 @@
 #   ${P}g (guest of VR 1: g0, g1; ip_forward=1) ── ${P}v0, ${P}v1 (vifs)
 #   ${P}t (sender of VR 2) / ${P}q (receiver of VR 2) / ${P}h (guest of VR 2)
 #
-# vrfwd's route protocol listens on 127.0.0.1:$CONTROL_PORT (default 7700), VR
+# vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
+# namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret" and "blue-secret"; HOLD_TIME_S, IDLE_TIMEOUT_S,
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S override the limits.
 #
@@ -41,6 +42,9 @@ up() {
   veth "${P}g" g1 "${P}v1" 10.0.2.1/24 02:00:00:00:02:01
   ns "${P}s" ip route add default via 10.0.1.1
   ns "${P}r" ip route add default via 10.0.2.1
+  # VR 1's control NIC: the guest reaches vrfwd's route protocol on 10.255.0.1.
+  veth "${P}g" ctl0 "${P}c0" 10.255.0.2/24
+  ip addr add 10.255.0.1/24 dev "${P}c0"
   ns "${P}g" sysctl -qw net.ipv4.ip_forward=1
   ns "${P}g" ip route add 10.9.0.0/16 via 10.0.2.2
   # VR 2: overlapping addresses, its own segments and guest
@@ -62,7 +66,7 @@ socket = "/run/vrfwd-$P.sock"
 mbufs = 8191
 
 [control]
-listen = "127.0.0.1:${CONTROL_PORT:-7700}"
+listen = "0.0.0.0:${CONTROL_PORT:-7700}"
 hold_time_s = ${HOLD_TIME_S:-90}
 idle_timeout_s = ${IDLE_TIMEOUT_S:-30}
 keepalive_s = ${KEEPALIVE_S:-10}
@@ -118,7 +122,7 @@ TOML
 
 down() {
   for n in s r g t q h; do ip netns del "$P$n" 2>/dev/null || true; done
-  for l in u0 u1 u2 u3 v0 v1 v2 v3; do ip link del "$P$l" 2>/dev/null || true; done
+  for l in u0 u1 u2 u3 v0 v1 v2 v3 c0; do ip link del "$P$l" 2>/dev/null || true; done
   rm -f "/run/vrfwd-$P.sock"
 }
 

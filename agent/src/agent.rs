@@ -1,0 +1,263 @@
+//! The agent's loop: subscribe to the kernel's route, link and address events,
+//! dump the kernel's state, connect to vrfwd, say hello with a fresh generation,
+//! declare the interfaces, send the whole table between `sync-begin` and
+//! `sync-end`, then stream changes, coalesced over a short window. Any failure
+//! (TCP error, silence from the host, an interface flapping after a migration)
+//! closes the session; the next one starts with a full sync, after a capped
+//! exponential back-off.
+use crate::config::AgentConfig;
+use crate::kernel::{Changed, KernelState};
+use anyhow::{bail, Context, Result};
+use futures::stream::TryStreamExt;
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::RouteNetlinkMessage;
+use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK};
+use rtnetlink::sys::{AsyncSocket, SocketAddr};
+use rtnetlink::{Handle, RouteMessageBuilder};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, Instant};
+use vrfwd_proto::{encode, stream_open, Decoder, Hello, Limits, RouteOp, Stanza, VrId};
+
+/// Routes per `routes` stanza.
+const ROUTES_PER_STANZA: usize = 2000;
+/// Stanzas sent and not yet acknowledged before the agent waits.
+const WINDOW: u64 = 32;
+
+type Events = futures::channel::mpsc::UnboundedReceiver<(
+    netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>,
+    SocketAddr,
+)>;
+
+/// Runs forever (until the process is stopped).
+pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
+    let credential = config.credential()?;
+    let (mut connection, handle, mut events) = rtnetlink::new_connection().context("rtnetlink")?;
+    // A large receive buffer: a full table's worth of events can arrive at once.
+    let socket = connection.socket_mut().socket_mut();
+    let _ = socket.set_rx_buf_sz(32 << 20);
+    socket
+        .bind(&SocketAddr::new(
+            0,
+            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE,
+        ))
+        .context("subscribing to route events")?;
+    tokio::spawn(connection);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Subscribed first, dumped second: an event that races the dump is applied
+        // after it, so nothing is missed.
+        kernel.clear();
+        dump(&handle, &mut kernel)
+            .await
+            .context("dumping the kernel's routes")?;
+        let started = Instant::now();
+        match session(&config, &credential, &mut kernel, &mut events).await {
+            Ok(()) => tracing::info!("session closed by the host"),
+            Err(e) => tracing::warn!("session ended: {e:#}"),
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(config.reconnect_max_ms));
+    }
+}
+
+async fn dump(handle: &Handle, kernel: &mut KernelState) -> Result<()> {
+    let mut links = handle.link().get().execute();
+    while let Some(l) = links.try_next().await? {
+        kernel.apply(&RouteNetlinkMessage::NewLink(l));
+    }
+    let mut addresses = handle.address().get().execute();
+    while let Some(a) = addresses.try_next().await? {
+        kernel.apply(&RouteNetlinkMessage::NewAddress(a));
+    }
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(r) = routes.try_next().await? {
+        kernel.apply(&RouteNetlinkMessage::NewRoute(r));
+    }
+    Ok(())
+}
+
+/// One connection to vrfwd.
+struct Link {
+    stream: TcpStream,
+    decoder: Decoder,
+    seq: u64,
+    acked: u64,
+}
+
+impl Link {
+    async fn send(&mut self, stanza: &Stanza) -> Result<u64> {
+        let stanza = match stanza {
+            Stanza::Keepalive => Stanza::Keepalive,
+            other => {
+                self.seq += 1;
+                with_seq(other, self.seq)
+            }
+        };
+        self.stream.write_all(encode(&stanza).as_bytes()).await?;
+        Ok(self.seq)
+    }
+
+    /// Reads what the host sent; false if it closed the stream.
+    fn absorb(&mut self, bytes: &[u8]) -> Result<()> {
+        self.decoder.feed(bytes);
+        while let Some(s) = self.decoder.next_stanza() {
+            match s? {
+                Stanza::Ack { seq } => self.acked = self.acked.max(seq),
+                Stanza::Error { seq, code, message } => {
+                    bail!("vrfwd refused stanza {seq:?}: {} {message}", code.as_str())
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until no more than `window` stanzas are unacknowledged.
+    async fn drain(&mut self, window: u64, timeout: Duration) -> Result<()> {
+        let mut buf = [0u8; 4096];
+        while self.seq - self.acked > window {
+            let n = tokio::time::timeout(timeout, self.stream.read(&mut buf))
+                .await
+                .context("no ack from vrfwd")??;
+            if n == 0 {
+                bail!("vrfwd closed the session");
+            }
+            self.absorb(&buf[..n])?;
+        }
+        Ok(())
+    }
+}
+
+fn with_seq(s: &Stanza, seq: u64) -> Stanza {
+    match s.clone() {
+        Stanza::Hello(h) => Stanza::Hello(Hello { seq, ..h }),
+        Stanza::Interfaces { interfaces, .. } => Stanza::Interfaces { seq, interfaces },
+        Stanza::Routes { ops, .. } => Stanza::Routes { seq, ops },
+        Stanza::Neighbors { ops, .. } => Stanza::Neighbors { seq, ops },
+        Stanza::SyncBegin { .. } => Stanza::SyncBegin { seq },
+        Stanza::SyncEnd { .. } => Stanza::SyncEnd { seq },
+        other => other,
+    }
+}
+
+async fn session(
+    config: &AgentConfig,
+    credential: &str,
+    kernel: &mut KernelState,
+    events: &mut Events,
+) -> Result<()> {
+    let keepalive = Duration::from_millis(config.keepalive_ms);
+    let host_timeout = Duration::from_millis(config.host_timeout_ms);
+    let stream = tokio::time::timeout(keepalive, TcpStream::connect(config.host))
+        .await
+        .context("connecting")?
+        .with_context(|| format!("connecting to {}", config.host))?;
+    stream.set_nodelay(true)?;
+    let mut link = Link {
+        stream,
+        decoder: Decoder::new(Limits::default()),
+        seq: 0,
+        acked: 0,
+    };
+    link.stream.write_all(stream_open().as_bytes()).await?;
+    // Generations grow across restarts and migrations: the clock in milliseconds.
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let hello = Hello {
+        seq: 0,
+        vr: VrId(config.vr),
+        generation,
+        credential: credential.to_owned(),
+    };
+    link.send(&Stanza::Hello(hello)).await?;
+    link.send(&Stanza::Interfaces {
+        seq: 0,
+        interfaces: kernel.interfaces(),
+    })
+    .await?;
+    // The full table, and only then sync-end.
+    link.send(&Stanza::SyncBegin { seq: 0 }).await?;
+    for chunk in kernel.all_adds().chunks(ROUTES_PER_STANZA) {
+        link.send(&Stanza::Routes {
+            seq: 0,
+            ops: chunk.to_vec(),
+        })
+        .await?;
+        link.drain(WINDOW, host_timeout).await?;
+    }
+    let end = link.send(&Stanza::SyncEnd { seq: 0 }).await?;
+    link.drain(0, host_timeout).await?;
+    tracing::info!(
+        routes = kernel.route_count(),
+        generation,
+        seq = end,
+        "synced with vrfwd"
+    );
+
+    let coalesce = Duration::from_millis(config.coalesce_ms);
+    let mut dirty: BTreeSet<Ipv4Net> = BTreeSet::new();
+    let mut flush_at: Option<Instant> = None;
+    let mut interfaces_dirty = false;
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let deadline =
+            flush_at.unwrap_or_else(|| (last_sent + keepalive).min(last_heard + host_timeout));
+        tokio::select! {
+            event = events.next() => {
+                let Some((msg, _)) = event else { bail!("the netlink socket closed") };
+                let NetlinkPayload::InnerMessage(msg) = msg.payload else { continue };
+                match kernel.apply(&msg) {
+                    Changed::Nothing => continue,
+                    Changed::Route(p) => { dirty.insert(p); }
+                    Changed::Interfaces => interfaces_dirty = true,
+                    Changed::LinkFlap => bail!("an interface flapped (migration?): resyncing"),
+                }
+                flush_at.get_or_insert(Instant::now() + coalesce);
+                if dirty.len() >= ROUTES_PER_STANZA {
+                    flush_at = Some(Instant::now());
+                }
+            }
+            read = link.stream.read(&mut buf) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                link.absorb(&buf[..n])?;
+                last_heard = Instant::now();
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if last_heard.elapsed() > host_timeout {
+                    bail!("vrfwd silent for {:?}", last_heard.elapsed());
+                }
+                if flush_at.take().is_some() {
+                    if std::mem::take(&mut interfaces_dirty) {
+                        link.send(&Stanza::Interfaces { seq: 0, interfaces: kernel.interfaces() }).await?;
+                    }
+                    let ops: Vec<RouteOp> = std::mem::take(&mut dirty).into_iter().map(|p| kernel.op(p)).collect();
+                    for chunk in ops.chunks(ROUTES_PER_STANZA) {
+                        link.send(&Stanza::Routes { seq: 0, ops: chunk.to_vec() }).await?;
+                        link.drain(WINDOW, host_timeout).await?;
+                    }
+                } else {
+                    link.send(&Stanza::Keepalive).await?;
+                }
+                last_sent = Instant::now();
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The guest kernel as the agent sees it: interfaces (name, MAC, IPv4 addresses)
+//! and the exportable IPv4 routes, kept up to date from rtnetlink messages (a dump
+//! followed by the multicast events). Plain data and functions: the netlink
+//! socket is driven by `agent.rs`.
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use vrfwd_proto::{Interface, MacAddr, RouteOp};
+
+/// Which routes and interfaces are exported.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub tables: Vec<u32>,
+    pub protocols: Vec<u8>,
+    /// Interface names; empty = all but loopback.
+    pub interfaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Link {
+    name: String,
+    mac: Option<MacAddr>,
+    running: bool,
+}
+
+/// An exportable route's next hop in kernel terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub via: Option<Ipv4Addr>,
+    pub oif: u32,
+}
+
+/// What a netlink message changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Nothing,
+    /// The route for this prefix was added, replaced or removed.
+    Route(Ipv4Net),
+    /// An interface or address changed: the interface list must be re-sent.
+    Interfaces,
+    /// An exported interface went down or came back (after a migration, the
+    /// paravirtual NIC reconnects): the session should resync.
+    LinkFlap,
+}
+
+/// The state.
+pub struct KernelState {
+    filter: Filter,
+    links: HashMap<u32, Link>,
+    addresses: HashMap<u32, Vec<Ipv4Net>>,
+    routes: HashMap<Ipv4Net, KernelRoute>,
+}
+
+impl KernelState {
+    pub fn new(filter: Filter) -> Self {
+        KernelState {
+            filter,
+            links: HashMap::new(),
+            addresses: HashMap::new(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Forgets everything (before a new dump).
+    pub fn clear(&mut self) {
+        self.links.clear();
+        self.addresses.clear();
+        self.routes.clear();
+    }
+
+    /// Folds one netlink message in.
+    pub fn apply(&mut self, msg: &RouteNetlinkMessage) -> Changed {
+        match msg {
+            RouteNetlinkMessage::NewLink(l) => self.link(l, false),
+            RouteNetlinkMessage::DelLink(l) => self.link(l, true),
+            RouteNetlinkMessage::NewAddress(a) => self.address(a, false),
+            RouteNetlinkMessage::DelAddress(a) => self.address(a, true),
+            RouteNetlinkMessage::NewRoute(r) => self.route(r, false),
+            RouteNetlinkMessage::DelRoute(r) => self.route(r, true),
+            _ => Changed::Nothing,
+        }
+    }
+
+    fn exported(&self, name: &str) -> bool {
+        name != "lo"
+            && (self.filter.interfaces.is_empty()
+                || self.filter.interfaces.iter().any(|i| i == name))
+    }
+
+    fn link(&mut self, l: &LinkMessage, deleted: bool) -> Changed {
+        let index = l.header.index;
+        if deleted {
+            return match self.links.remove(&index) {
+                Some(old) if self.exported(&old.name) => Changed::Interfaces,
+                _ => Changed::Nothing,
+            };
+        }
+        let mut link = Link {
+            name: String::new(),
+            mac: None,
+            running: l.header.flags.contains(LinkFlags::Running),
+        };
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Address(b) if b.len() == 6 => {
+                    link.mac = Some(MacAddr::from_slice(b))
+                }
+                _ => {}
+            }
+        }
+        let exported = self.exported(&link.name);
+        match self.links.insert(index, link.clone()) {
+            Some(old) if old == link || !exported => Changed::Nothing,
+            Some(old) if old.name == link.name && old.mac == link.mac => {
+                if old.running != link.running {
+                    Changed::LinkFlap
+                } else {
+                    Changed::Nothing
+                }
+            }
+            _ if exported => Changed::Interfaces,
+            _ => Changed::Nothing,
+        }
+    }
+
+    fn address(&mut self, a: &AddressMessage, deleted: bool) -> Changed {
+        if a.header.family != AddressFamily::Inet {
+            return Changed::Nothing;
+        }
+        let ip = a.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                Some(*ip)
+            }
+            _ => None,
+        });
+        let Some(net) = ip.and_then(|ip| Ipv4Net::new(ip, a.header.prefix_len).ok()) else {
+            return Changed::Nothing;
+        };
+        let list = self.addresses.entry(a.header.index).or_default();
+        let before = list.len();
+        list.retain(|n| *n != net);
+        if !deleted {
+            list.push(net);
+        }
+        if before == list.len() && deleted {
+            Changed::Nothing
+        } else {
+            Changed::Interfaces
+        }
+    }
+
+    fn route(&mut self, r: &RouteMessage, deleted: bool) -> Changed {
+        let Some((prefix, route)) = self.exportable(r) else {
+            return Changed::Nothing;
+        };
+        if deleted {
+            // Only the route we hold: another route for the prefix (other metric,
+            // other table) going away does not remove ours.
+            if self.routes.get(&prefix) != Some(&route) {
+                return Changed::Nothing;
+            }
+            self.routes.remove(&prefix);
+        } else if self.routes.insert(prefix, route) == Some(route) {
+            return Changed::Nothing;
+        }
+        Changed::Route(prefix)
+    }
+
+    /// The prefix and next hop of a route the filter exports.
+    fn exportable(&self, r: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
+        let h = &r.header;
+        if h.address_family != AddressFamily::Inet || h.kind != RouteType::Unicast {
+            return None;
+        }
+        let table = r
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(u32::from(h.table));
+        if !self.filter.tables.contains(&table)
+            || !self.filter.protocols.contains(&u8::from(h.protocol))
+        {
+            return None;
+        }
+        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let (mut via, mut oif) = (None, None);
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                // ECMP: vrfwd has one next hop per prefix; the first path is exported.
+                RouteAttribute::MultiPath(paths) if oif.is_none() => {
+                    if let Some(p) = paths.first() {
+                        oif = Some(p.interface_index);
+                        via = p.attributes.iter().find_map(|x| match x {
+                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                            _ => None,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let prefix = Ipv4Net::new(dst, h.destination_prefix_length).ok()?;
+        Some((prefix, KernelRoute { via, oif: oif? }))
+    }
+
+    /// The exported interfaces, as the protocol declares them.
+    pub fn interfaces(&self) -> Vec<Interface> {
+        let mut out: Vec<Interface> = self
+            .links
+            .iter()
+            .filter(|(_, l)| self.exported(&l.name))
+            .filter_map(|(index, l)| {
+                let mac = l.mac?;
+                let address = *self.addresses.get(index)?.first()?;
+                Some(Interface {
+                    name: l.name.clone(),
+                    mac,
+                    address,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The operation that brings the host to the kernel's state for `prefix`.
+    pub fn op(&self, prefix: Ipv4Net) -> RouteOp {
+        let route = self.routes.get(&prefix).and_then(|r| {
+            let link = self.links.get(&r.oif)?;
+            (self.exported(&link.name) && link.mac.is_some() && self.addresses.contains_key(&r.oif))
+                .then(|| (r.via, link.name.clone()))
+        });
+        match route {
+            Some((via, interface)) => RouteOp::Add {
+                prefix: prefix.trunc(),
+                via,
+                interface,
+            },
+            None => RouteOp::Delete {
+                prefix: prefix.trunc(),
+            },
+        }
+    }
+
+    /// Every exportable route, as adds (for a full sync).
+    pub fn all_adds(&self) -> Vec<RouteOp> {
+        let mut prefixes: Vec<Ipv4Net> = self.routes.keys().copied().collect();
+        prefixes.sort();
+        prefixes
+            .into_iter()
+            .map(|p| self.op(p))
+            .filter(|op| matches!(op, RouteOp::Add { .. }))
+            .collect()
+    }
+
+    /// Number of exportable routes held.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::route::RouteProtocol;
+
+    fn filter() -> Filter {
+        Filter {
+            tables: vec![254],
+            protocols: vec![4, 12],
+            interfaces: vec![],
+        }
+    }
+
+    fn link(index: u32, name: &str, mac: [u8; 6], running: bool) -> RouteNetlinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.index = index;
+        if running {
+            l.header.flags = LinkFlags::Up | LinkFlags::Running;
+        }
+        l.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Address(mac.to_vec()),
+        ];
+        RouteNetlinkMessage::NewLink(l)
+    }
+
+    fn addr(index: u32, ip: [u8; 4], len: u8) -> RouteNetlinkMessage {
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        a.header.index = index;
+        a.header.prefix_len = len;
+        a.attributes = vec![AddressAttribute::Local(IpAddr::V4(ip.into()))];
+        RouteNetlinkMessage::NewAddress(a)
+    }
+
+    fn route(
+        dst: [u8; 4],
+        len: u8,
+        via: Option<[u8; 4]>,
+        oif: u32,
+        proto: u8,
+        table: u8,
+    ) -> RouteMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet;
+        r.header.kind = RouteType::Unicast;
+        r.header.destination_prefix_length = len;
+        r.header.table = table;
+        r.header.protocol = RouteProtocol::from(proto);
+        r.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst.into())));
+        if let Some(v) = via {
+            r.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(v.into())));
+        }
+        r.attributes.push(RouteAttribute::Oif(oif));
+        r
+    }
+
+    #[test]
+    fn exports_what_the_filter_says() {
+        let mut k = KernelState::new(filter());
+        assert_eq!(
+            k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true)),
+            Changed::Interfaces
+        );
+        assert_eq!(k.apply(&addr(2, [10, 0, 2, 1], 24)), Changed::Interfaces);
+        k.apply(&link(1, "lo", [0; 6], true));
+        assert_eq!(k.interfaces().len(), 1);
+        assert_eq!(k.interfaces()[0].address.to_string(), "10.0.2.1/24");
+
+        let bird = route([10, 9, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254);
+        let p: Ipv4Net = "10.9.0.0/16".parse().unwrap();
+        assert_eq!(
+            k.apply(&RouteNetlinkMessage::NewRoute(bird.clone())),
+            Changed::Route(p)
+        );
+        assert_eq!(
+            k.op(p),
+            RouteOp::Add {
+                prefix: p,
+                via: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                interface: "eth1".into()
+            }
+        );
+        // Another protocol, another table, the local table: not exported.
+        for other in [
+            route([10, 8, 0, 0], 16, Some([10, 0, 2, 2]), 2, 186, 254),
+            route([10, 7, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 100),
+            route([10, 0, 2, 1], 32, None, 2, 12, 255),
+        ] {
+            assert_eq!(
+                k.apply(&RouteNetlinkMessage::NewRoute(other)),
+                Changed::Nothing
+            );
+        }
+        assert_eq!(k.route_count(), 1);
+        // Deleting another route for the same prefix keeps ours.
+        let other_gw = route([10, 9, 0, 0], 16, Some([10, 0, 2, 3]), 2, 12, 254);
+        assert_eq!(
+            k.apply(&RouteNetlinkMessage::DelRoute(other_gw)),
+            Changed::Nothing
+        );
+        assert_eq!(
+            k.apply(&RouteNetlinkMessage::DelRoute(bird)),
+            Changed::Route(p)
+        );
+        assert_eq!(k.op(p), RouteOp::Delete { prefix: p });
+    }
+
+    #[test]
+    fn link_state_changes_are_flaps() {
+        let mut k = KernelState::new(filter());
+        k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true));
+        assert_eq!(
+            k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], false)),
+            Changed::LinkFlap
+        );
+        assert_eq!(
+            k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], false)),
+            Changed::Nothing
+        );
+    }
+}
