@@ -45,12 +45,13 @@ impl Drop for Agent {
 
 /// Waits until `check` holds (up to 10 s); returns how long it took.
 fn eventually(what: &str, check: impl Fn() -> bool) -> Duration {
+    eventually_within(what, Duration::from_secs(10), check)
+}
+
+fn eventually_within(what: &str, limit: Duration, check: impl Fn() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
@@ -181,5 +182,111 @@ fn agent_mirrors_the_guest_kernel() {
         !r.contains("10.79.0.0/16"),
         "other tables and protocols are not exported: {r}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A BIRD daemon in a namespace; stopped on drop.
+struct Bird {
+    ns: String,
+    pid_file: std::path::PathBuf,
+}
+
+impl Bird {
+    fn start(t: &Topology, n: &str, conf: &str) -> Bird {
+        let dir = std::env::temp_dir().join(format!("vrfwd-bird-{}", t.ns(n)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("bird.pid");
+        t.exec(
+            n,
+            &[
+                "bird",
+                "-c",
+                root()
+                    .join("tests/helpers/bird")
+                    .join(conf)
+                    .to_str()
+                    .unwrap(),
+                "-s",
+                dir.join("bird.ctl").to_str().unwrap(),
+                "-P",
+                pid_file.to_str().unwrap(),
+            ],
+        );
+        Bird {
+            ns: t.ns(n),
+            pid_file,
+        }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = std::fs::remove_dir_all(self.pid_file.parent().unwrap());
+        let _ = &self.ns;
+    }
+}
+
+#[test]
+fn ospf_routes_learned_by_bird_reach_the_host() {
+    let mut t = Topology::up_with("vo", 1, &[("CONTROL_PORT", "17722")]);
+    t.start();
+    // The neighbour router (the receiver namespace) announces 10.88.0.0/16.
+    // (a veth pair: this kernel has no dummy driver)
+    t.exec(
+        "r",
+        &[
+            "ip", "link", "add", "nbr0", "type", "veth", "peer", "name", "nbr1",
+        ],
+    );
+    t.exec("r", &["ip", "link", "set", "nbr1", "up"]);
+    t.exec("r", &["ip", "addr", "add", "10.88.0.1/16", "dev", "nbr0"]);
+    t.exec("r", &["ip", "link", "set", "nbr0", "up"]);
+    let _neighbor = Bird::start(&t, "r", "neighbor.conf");
+    let _guest = Bird::start(&t, "g", "guest.conf");
+    let dir = std::env::temp_dir().join("vrfwd-vo-agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "host = \"10.255.0.1:17722\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n",
+            dir.join("credential").display()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent::start(&t, &config);
+    let routes = || t.ctl(&["routes", "1"]);
+    // OSPF adjacency (hello 1 s), SPF, kernel, agent, vrfwd.
+    let took = eventually_within(
+        "10.88/16 learned by OSPF on the host",
+        Duration::from_secs(40),
+        || routes().contains("10.88.0.0/16 via 10.0.2.2 dev eth1"),
+    );
+    eprintln!("OSPF route on the host after {took:?}");
+    // Forwarded on the fast path to the neighbour (which owns 10.88.0.1).
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let before = t.vr(1).forwarded;
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.88.0.1"],
+    );
+    assert!(t.vr(1).forwarded - before >= 3);
+    // The neighbour's link to the guest goes down: the adjacency dies (dead 4 s),
+    // OSPF withdraws, and so does the host.
+    t.exec("r", &["ip", "link", "set", "eth0", "down"]);
+    eventually_within("10.88/16 withdrawn", Duration::from_secs(20), || {
+        !routes().contains("10.88.0.0/16")
+    });
+    t.exec("r", &["ip", "link", "set", "eth0", "up"]);
+    eventually_within("10.88/16 back", Duration::from_secs(20), || {
+        routes().contains("10.88.0.0/16")
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
