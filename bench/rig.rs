@@ -71,7 +71,7 @@ pub fn ip(a: u32) -> std::net::Ipv4Addr {
 pub const CREDENTIAL: &str = "bench";
 
 /// A config with pcap ports for `vrs` (their routes as static routes) and, with
-/// `control`, the route protocol on 127.0.0.1:`control`.
+/// `control`, the route protocol on port `control` of every local address.
 pub fn vrfwd_config(dir: &Path, core: u16, vrs: &[Vec<(u32, u8)>], control: Option<u16>) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "cores = [{core}]");
@@ -80,7 +80,7 @@ pub fn vrfwd_config(dir: &Path, core: u16, vrs: &[Vec<(u32, u8)>], control: Opti
     if let Some(port) = control {
         let _ = writeln!(
             c,
-            "[control]\nlisten = \"127.0.0.1:{port}\"\nmax_stanzas_per_s = 1000000"
+            "[control]\nlisten = \"0.0.0.0:{port}\"\nmax_stanzas_per_s = 1000000"
         );
     }
     let _ = writeln!(c, "[idle]\nmax_sleep_us = 0\n[mempool]\nmbufs = 8191");

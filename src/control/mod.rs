@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How often the accept loop checks for shutdown.
-const POLL: Duration = Duration::from_millis(100);
+/// How long the idle accept loop sleeps (the longest a command waits to be read).
+const POLL: Duration = Duration::from_millis(1);
 
 /// An operator-socket failure.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 /// Answers commands until `quit` is set. `answer` maps a command to its reply.
+/// The listener does not block, so that `quit` is seen even if the socket file
+/// was removed; an idle loop sleeps [`POLL`], which bounds a command's wait.
 pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &dyn Fn(&str) -> String) {
     while !quit.load(Ordering::Relaxed) {
         match listener.accept() {
