@@ -290,3 +290,80 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn agent_resyncs_after_a_host_restart_and_an_outage() {
+    let mut t = Topology::up_with(
+        "vu",
+        1,
+        &[
+            ("CONTROL_PORT", "17723"),
+            ("HOLD_TIME_S", "3"),
+            ("IDLE_TIMEOUT_S", "2"),
+            ("KEEPALIVE_S", "1"),
+        ],
+    );
+    t.start();
+    let dir = std::env::temp_dir().join("vrfwd-vu-agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "host = \"10.255.0.1:17723\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\nkeepalive_ms = 500\nhost_timeout_ms = 2000\nreconnect_max_ms = 500\n",
+            dir.join("credential").display()
+        ),
+    )
+    .unwrap();
+    t.exec(
+        "g",
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.66.0.0/16",
+            "via",
+            "10.0.2.2",
+            "proto",
+            "static",
+        ],
+    );
+    let _agent = Agent::start(&t, &config);
+    let routes = |t: &Topology| {
+        t.try_stats()
+            .map(|_| t.ctl(&["routes", "1"]))
+            .unwrap_or_default()
+    };
+    eventually("the first sync", || routes(&t).contains("10.66.0.0/16"));
+
+    // The host restarts: it comes back with vrfwd's own routes only, and the
+    // agent's resync brings the guest's back.
+    t.stop();
+    t.start();
+    eventually("resync after a host restart", || {
+        routes(&t).contains("10.66.0.0/16 via 10.0.2.2 dev eth1")
+    });
+
+    // The host unreachable for longer than the hold time: vrfwd drops the silent
+    // session (idle 2 s), holds (3 s), withdraws the fast path; the agent
+    // reconnects and resyncs once the control link is back.
+    t.exec("g", &["ip", "link", "set", "ctl0", "down"]);
+    eventually_within(
+        "withdrawal after the hold time",
+        Duration::from_secs(15),
+        || t.vr(1).routes == 0,
+    );
+    t.exec("g", &["ip", "link", "set", "ctl0", "up"]);
+    eventually_within("resync after the outage", Duration::from_secs(15), || {
+        routes(&t).contains("10.66.0.0/16 via 10.0.2.2 dev eth1")
+    });
+    let before = t.vr(1).forwarded;
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    t.send("s", "eth0", VR1_ETH0, "10.66.1.1", 3, 64);
+    assert!(t.vr(1).forwarded - before >= 3, "the fast path is back");
+    let _ = std::fs::remove_dir_all(&dir);
+}

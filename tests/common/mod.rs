@@ -169,8 +169,9 @@ impl Topology {
     }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
+impl Topology {
+    /// Stops vrfwd with SIGINT (killing it if it does not stop within 10 s).
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.vrfwd.take() {
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
@@ -182,6 +183,12 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.stop();
         let _ = Command::new("bash")
             .arg(root().join("scripts/topology.sh"))
             .args(["down", &self.prefix])
