@@ -367,3 +367,91 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
     assert!(t.vr(1).forwarded - before >= 3, "the fast path is back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// FRR's zebra and staticd in a namespace; stopped on drop (zebra then removes
+/// its routes from the kernel).
+struct Frr {
+    dir: std::path::PathBuf,
+}
+
+impl Frr {
+    fn start(t: &Topology, n: &str, staticd_conf: &str) -> Frr {
+        let dir = std::env::temp_dir().join(format!("vrfwd-frr-{}", t.ns(n)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("zebra.conf"), "hostname guest\n").unwrap();
+        std::fs::write(dir.join("staticd.conf"), staticd_conf).unwrap();
+        sh(Command::new("chown").args(["-R", "frr:frr"]).arg(&dir));
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+        for daemon in ["zebra", "staticd"] {
+            t.exec(
+                n,
+                &[
+                    &format!("/usr/lib/frr/{daemon}"),
+                    "-d",
+                    "-N",
+                    &t.ns(n),
+                    "-f",
+                    &d(&format!("{daemon}.conf")),
+                    "-i",
+                    &d(&format!("{daemon}.pid")),
+                    "-z",
+                    &d("zserv.api"),
+                    "--vty_socket",
+                    &d(""),
+                ],
+            );
+        }
+        Frr { dir }
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for daemon in ["staticd", "zebra"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn frr_static_routes_reach_the_host() {
+    let mut t = Topology::up_with("vz", 1, &[("CONTROL_PORT", "17724")]);
+    t.start();
+    let dir = std::env::temp_dir().join("vrfwd-vz-agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "host = \"10.255.0.1:17724\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n",
+            dir.join("credential").display()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent::start(&t, &config);
+    let routes = || t.ctl(&["routes", "1"]);
+    let frr = Frr::start(&t, "g", "hostname guest\nip route 10.99.0.0/16 10.0.2.2\n");
+    eventually_within(
+        "FRR's static route on the host",
+        Duration::from_secs(20),
+        || routes().contains("10.99.0.0/16 via 10.0.2.2 dev eth1"),
+    );
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let before = t.vr(1).forwarded;
+    t.send("s", "eth0", VR1_ETH0, "10.99.1.1", 3, 64);
+    assert!(t.vr(1).forwarded - before >= 3, "forwarded by vrfwd");
+    // FRR stops: zebra takes its routes out of the kernel, the host follows.
+    drop(frr);
+    eventually_within("FRR's route withdrawn", Duration::from_secs(20), || {
+        !routes().contains("10.99.0.0/16")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

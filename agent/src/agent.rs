@@ -221,7 +221,9 @@ async fn session(
             event = events.next() => {
                 let Some((msg, _)) = event else { bail!("the netlink socket closed") };
                 let NetlinkPayload::InnerMessage(msg) = msg.payload else { continue };
-                match kernel.apply(&msg) {
+                let changed = kernel.apply(&msg);
+                tracing::trace!(?changed, ?msg, "kernel event");
+                match changed {
                     Changed::Nothing => continue,
                     Changed::Route(p) => { dirty.insert(p); }
                     Changed::Interfaces => interfaces_dirty = true,

@@ -48,7 +48,16 @@ fn default_tables() -> Vec<u32> {
 
 fn default_protocols() -> Vec<String> {
     [
-        "kernel", "boot", "static", "zebra", "bird", "bgp", "ospf", "rip", "isis",
+        "kernel",
+        "boot",
+        "static",
+        "zebra",
+        "bird",
+        "bgp",
+        "ospf",
+        "rip",
+        "isis",
+        "frr-static",
     ]
     .map(String::from)
     .to_vec()
@@ -81,6 +90,8 @@ pub fn protocol_number(name: &str) -> Option<u8> {
         "ospf" => 188,
         "rip" => 189,
         "eigrp" => 192,
+        // FRR names it "static" in /etc/iproute2/rt_protos.d/frr.conf.
+        "frr-static" => 196,
         other => return other.parse().ok(),
     })
 }
@@ -160,6 +171,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.tables, vec![254]);
         assert!(c.protocol_numbers().contains(&12));
+        assert!(c.protocol_numbers().contains(&196), "FRR's static routes");
         for (text, want) in [
             ("host = \"10.255.0.1:7700\"\nvr = 0\ncredential_file = \"/x\"", "vr"),
             ("host = \"10.255.0.1:7700\"\nvr = 1\ncredential_file = \"/x\"\nprotocols = [\"birdd\"]", "protocols"),
