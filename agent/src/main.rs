@@ -17,6 +17,15 @@ struct Cli {
     /// The agent's TOML configuration.
     #[arg(short, long, default_value = "/etc/vrfwd/agent.toml")]
     config: PathBuf,
+    /// vrfwd's route-protocol address (overrides `host`).
+    #[arg(long)]
+    host: Option<std::net::SocketAddr>,
+    /// This VR's id (overrides `vr`).
+    #[arg(long)]
+    vr: Option<u32>,
+    /// The credential file (overrides `credential_file`).
+    #[arg(long)]
+    credential_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
