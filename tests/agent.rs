@@ -110,6 +110,27 @@ fn agent_mirrors_the_guest_kernel() {
         "forwarded by vrfwd, not the guest"
     );
 
+    // The guest's neighbours are exported too (vrfwd also snoops ARP).
+    t.exec(
+        "g",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "10.0.2.50",
+            "lladdr",
+            "02:00:00:00:bb:50",
+            "dev",
+            "g1",
+            "nud",
+            "permanent",
+        ],
+    );
+    eventually("the neighbour on the host", || {
+        t.ctl(&["neighbors", "1"])
+            .contains("10.0.2.50 dev eth1 lladdr 02:00:00:00:bb:50")
+    });
+
     // Withdrawn in the kernel, withdrawn on the host.
     t.exec("g", &["ip", "route", "del", "10.77.0.0/16"]);
     eventually("10.77/16 gone", || !routes().contains("10.77.0.0/16"));

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK};
+use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH};
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use std::collections::BTreeSet;
@@ -44,7 +44,7 @@ pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
     socket
         .bind(&SocketAddr::new(
             0,
-            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE,
+            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_NEIGH,
         ))
         .context("subscribing to route events")?;
     tokio::spawn(connection);
@@ -198,6 +198,14 @@ async fn session(
         .await?;
         link.drain(WINDOW, host_timeout).await?;
     }
+    let neighbors = kernel.all_neighbors();
+    if !neighbors.is_empty() {
+        link.send(&Stanza::Neighbors {
+            seq: 0,
+            ops: neighbors,
+        })
+        .await?;
+    }
     let end = link.send(&Stanza::SyncEnd { seq: 0 }).await?;
     link.drain(0, host_timeout).await?;
     tracing::info!(
@@ -209,6 +217,7 @@ async fn session(
 
     let coalesce = Duration::from_millis(config.coalesce_ms);
     let mut dirty: BTreeSet<Ipv4Net> = BTreeSet::new();
+    let mut dirty_neighbors: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
     let mut flush_at: Option<Instant> = None;
     let mut interfaces_dirty = false;
     let mut last_heard = Instant::now();
@@ -226,6 +235,7 @@ async fn session(
                 match changed {
                     Changed::Nothing => continue,
                     Changed::Route(p) => { dirty.insert(p); }
+                    Changed::Neighbor(i, a) => { dirty_neighbors.insert((i, a)); }
                     Changed::Interfaces => interfaces_dirty = true,
                     Changed::LinkFlap => bail!("an interface flapped (migration?): resyncing"),
                 }
@@ -249,6 +259,13 @@ async fn session(
                 if flush_at.take().is_some() {
                     if std::mem::take(&mut interfaces_dirty) {
                         link.send(&Stanza::Interfaces { seq: 0, interfaces: kernel.interfaces() }).await?;
+                    }
+                    let neighbors: Vec<_> = std::mem::take(&mut dirty_neighbors)
+                        .into_iter()
+                        .filter_map(|(i, a)| kernel.neighbor_op(i, a))
+                        .collect();
+                    if !neighbors.is_empty() {
+                        link.send(&Stanza::Neighbors { seq: 0, ops: neighbors }).await?;
                     }
                     let ops: Vec<RouteOp> = std::mem::take(&mut dirty).into_iter().map(|p| kernel.op(p)).collect();
                     for chunk in ops.chunks(ROUTES_PER_STANZA) {

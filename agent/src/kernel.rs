@@ -5,11 +5,14 @@
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use vrfwd_proto::{Interface, MacAddr, RouteOp};
+use vrfwd_proto::{Interface, MacAddr, NeighborOp, RouteOp};
 
 /// Which routes and interfaces are exported.
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub enum Changed {
     Nothing,
     /// The route for this prefix was added, replaced or removed.
     Route(Ipv4Net),
+    /// The neighbour (interface index, address) was learned, changed or lost.
+    Neighbor(u32, Ipv4Addr),
     /// An interface or address changed: the interface list must be re-sent.
     Interfaces,
     /// An exported interface went down or came back (after a migration, the
@@ -53,6 +58,7 @@ pub struct KernelState {
     links: HashMap<u32, Link>,
     addresses: HashMap<u32, Vec<Ipv4Net>>,
     routes: HashMap<Ipv4Net, KernelRoute>,
+    neighbors: HashMap<(u32, Ipv4Addr), MacAddr>,
 }
 
 impl KernelState {
@@ -62,6 +68,7 @@ impl KernelState {
             links: HashMap::new(),
             addresses: HashMap::new(),
             routes: HashMap::new(),
+            neighbors: HashMap::new(),
         }
     }
 
@@ -70,6 +77,7 @@ impl KernelState {
         self.links.clear();
         self.addresses.clear();
         self.routes.clear();
+        self.neighbors.clear();
     }
 
     /// Folds one netlink message in.
@@ -81,6 +89,8 @@ impl KernelState {
             RouteNetlinkMessage::DelAddress(a) => self.address(a, true),
             RouteNetlinkMessage::NewRoute(r) => self.route(r, false),
             RouteNetlinkMessage::DelRoute(r) => self.route(r, true),
+            RouteNetlinkMessage::NewNeighbour(n) => self.neighbor(n, false),
+            RouteNetlinkMessage::DelNeighbour(n) => self.neighbor(n, true),
             _ => Changed::Nothing,
         }
     }
@@ -169,6 +179,66 @@ impl KernelState {
             return Changed::Nothing;
         }
         Changed::Route(prefix)
+    }
+
+    fn neighbor(&mut self, n: &NeighbourMessage, deleted: bool) -> Changed {
+        let ip = n.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        });
+        let mac = n.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => Some(MacAddr::from_slice(b)),
+            _ => None,
+        });
+        let Some(ip) = ip else {
+            return Changed::Nothing;
+        };
+        let key = (n.header.ifindex, ip);
+        // Only resolved entries are neighbours; a failed or incomplete one is gone.
+        let usable = matches!(
+            n.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+                | NeighbourState::Noarp
+        );
+        let changed = match (deleted || !usable, mac) {
+            (false, Some(mac)) => self.neighbors.insert(key, mac) != Some(mac),
+            _ => self.neighbors.remove(&key).is_some(),
+        };
+        if changed {
+            Changed::Neighbor(key.0, key.1)
+        } else {
+            Changed::Nothing
+        }
+    }
+
+    /// The operation that brings the host to the kernel's state for a neighbour.
+    pub fn neighbor_op(&self, ifindex: u32, address: Ipv4Addr) -> Option<NeighborOp> {
+        let link = self
+            .links
+            .get(&ifindex)
+            .filter(|l| self.exported(&l.name))?;
+        let interface = link.name.clone();
+        Some(match self.neighbors.get(&(ifindex, address)) {
+            Some(&mac) => NeighborOp::Add {
+                address,
+                mac,
+                interface,
+            },
+            None => NeighborOp::Delete { address, interface },
+        })
+    }
+
+    /// Every neighbour on an exported interface, as adds (for a full sync).
+    pub fn all_neighbors(&self) -> Vec<NeighborOp> {
+        let mut keys: Vec<(u32, Ipv4Addr)> = self.neighbors.keys().copied().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|(i, a)| self.neighbor_op(i, a))
+            .collect()
     }
 
     /// The prefix and next hop of a route the filter exports.
