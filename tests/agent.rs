@@ -266,6 +266,17 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     t.exec("r", &["ip", "addr", "add", "10.88.0.1/16", "dev", "nbr0"]);
     t.exec("r", &["ip", "link", "set", "nbr0", "up"]);
     let _neighbor = Bird::start(&t, "r", "neighbor.conf");
+    // A second neighbour router on the guest's other segment announces 10.87.0.0/16.
+    t.exec(
+        "s",
+        &[
+            "ip", "link", "add", "nbr0", "type", "veth", "peer", "name", "nbr1",
+        ],
+    );
+    t.exec("s", &["ip", "link", "set", "nbr1", "up"]);
+    t.exec("s", &["ip", "addr", "add", "10.87.0.1/16", "dev", "nbr0"]);
+    t.exec("s", &["ip", "link", "set", "nbr0", "up"]);
+    let _neighbor2 = Bird::start(&t, "s", "neighbor2.conf");
     let _guest = Bird::start(&t, "g", "guest.conf");
     let dir = std::env::temp_dir().join("vrfwd-vo-agent");
     std::fs::create_dir_all(&dir).unwrap();
@@ -288,6 +299,11 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
         || routes().contains("10.88.0.0/16 via 10.0.2.2 dev eth1"),
     );
     eprintln!("OSPF route on the host after {took:?}");
+    eventually_within(
+        "10.87/16 from the second neighbour",
+        Duration::from_secs(40),
+        || routes().contains("10.87.0.0/16 via 10.0.1.2 dev eth0"),
+    );
     // Forwarded on the fast path to the neighbour (which owns 10.88.0.1).
     t.exec(
         "s",
@@ -305,6 +321,10 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     eventually_within("10.88/16 withdrawn", Duration::from_secs(20), || {
         !routes().contains("10.88.0.0/16")
     });
+    assert!(
+        routes().contains("10.87.0.0/16"),
+        "the other neighbour's prefix stays"
+    );
     t.exec("r", &["ip", "link", "set", "eth0", "up"]);
     eventually_within("10.88/16 back", Duration::from_secs(20), || {
         routes().contains("10.88.0.0/16")
