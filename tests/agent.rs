@@ -8,6 +8,34 @@ use common::*;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// The agent's configuration and credential for VR 1 of topology `t`, pointing at
+/// vrfwd's control port; removed on drop.
+struct AgentFiles {
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl AgentFiles {
+    fn new(t: &Topology, port: u16, extra: &str) -> AgentFiles {
+        let dir = std::env::temp_dir().join(format!("vrfwd-{}-agent", t.prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
+        let config = dir.join("agent.toml");
+        let text = format!(
+            "host = \"10.255.0.1:{port}\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n{extra}",
+            dir.join("credential").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        AgentFiles { dir, config }
+    }
+}
+
+impl Drop for AgentFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The agent process in the guest namespace; killed on drop.
 struct Agent(Child);
 
@@ -65,18 +93,12 @@ fn agent_mirrors_the_guest_kernel() {
         "s",
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
     );
-    let dir = std::env::temp_dir().join("vrfwd-va-agent");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "host = \"10.255.0.1:17721\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\nkeepalive_ms = 500\ncoalesce_ms = 5\nreconnect_max_ms = 500\n",
-            dir.join("credential").display()
-        ),
-    )
-    .unwrap();
+    let files = AgentFiles::new(
+        &t,
+        17721,
+        "keepalive_ms = 500\ncoalesce_ms = 5\nreconnect_max_ms = 500\n",
+    );
+    let config = files.config.clone();
     let routes = || t.ctl(&["routes", "1"]);
     let agent = Agent::start(&t, &config);
     eventually("the agent's session", || {
@@ -203,7 +225,6 @@ fn agent_mirrors_the_guest_kernel() {
         !r.contains("10.79.0.0/16"),
         "other tables and protocols are not exported: {r}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A BIRD daemon in a namespace; stopped on drop.
@@ -278,18 +299,8 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     t.exec("s", &["ip", "link", "set", "nbr0", "up"]);
     let _neighbor2 = Bird::start(&t, "s", "neighbor2.conf");
     let _guest = Bird::start(&t, "g", "guest.conf");
-    let dir = std::env::temp_dir().join("vrfwd-vo-agent");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "host = \"10.255.0.1:17722\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n",
-            dir.join("credential").display()
-        ),
-    )
-    .unwrap();
+    let files = AgentFiles::new(&t, 17722, "");
+    let config = files.config.clone();
     let _agent = Agent::start(&t, &config);
     let routes = || t.ctl(&["routes", "1"]);
     // OSPF adjacency (hello 1 s), SPF, kernel, agent, vrfwd.
@@ -329,7 +340,6 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     eventually_within("10.88/16 back", Duration::from_secs(20), || {
         routes().contains("10.88.0.0/16")
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -345,18 +355,12 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
         ],
     );
     t.start();
-    let dir = std::env::temp_dir().join("vrfwd-vu-agent");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "host = \"10.255.0.1:17723\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\nkeepalive_ms = 500\nhost_timeout_ms = 2000\nreconnect_max_ms = 500\n",
-            dir.join("credential").display()
-        ),
-    )
-    .unwrap();
+    let files = AgentFiles::new(
+        &t,
+        17723,
+        "keepalive_ms = 500\nhost_timeout_ms = 2000\nreconnect_max_ms = 500\n",
+    );
+    let config = files.config.clone();
     t.exec(
         "g",
         &[
@@ -406,7 +410,6 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
     );
     t.send("s", "eth0", VR1_ETH0, "10.66.1.1", 3, 64);
     assert!(t.vr(1).forwarded - before >= 3, "the fast path is back");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// FRR's zebra and staticd in a namespace; stopped on drop (zebra then removes
@@ -462,18 +465,8 @@ impl Drop for Frr {
 fn frr_static_routes_reach_the_host() {
     let mut t = Topology::up_with("vz", 1, &[("CONTROL_PORT", "17724")]);
     t.start();
-    let dir = std::env::temp_dir().join("vrfwd-vz-agent");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "host = \"10.255.0.1:17724\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n",
-            dir.join("credential").display()
-        ),
-    )
-    .unwrap();
+    let files = AgentFiles::new(&t, 17724, "");
+    let config = files.config.clone();
     let _agent = Agent::start(&t, &config);
     let routes = || t.ctl(&["routes", "1"]);
     let frr = Frr::start(&t, "g", "hostname guest\nip route 10.99.0.0/16 10.0.2.2\n");
@@ -494,5 +487,4 @@ fn frr_static_routes_reach_the_host() {
     eventually_within("FRR's route withdrawn", Duration::from_secs(20), || {
         !routes().contains("10.99.0.0/16")
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
