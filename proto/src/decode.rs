@@ -329,14 +329,8 @@ fn tag_name(tag: &[u8]) -> &[u8] {
 
 /// The element name of a tag or stanza text (`<name ...` or `</name>`).
 fn element_name(xml: &str) -> &str {
-    let rest = xml
-        .trim_start()
-        .trim_start_matches('<')
-        .trim_start_matches('/');
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
-        .unwrap_or(rest.len());
-    &rest[..end]
+    // tag_name stops at ASCII bytes only, so the slice is still UTF-8.
+    std::str::from_utf8(tag_name(xml.trim_start().as_bytes())).unwrap_or("")
 }
 
 /// The value of attribute `name` in the first tag of `xml`, unescaped.

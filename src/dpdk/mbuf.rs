@@ -140,12 +140,6 @@ impl Burst {
         self.slots.get(i).and_then(Option::as_ref)
     }
 
-    /// Packet `i`, still in the burst, mutable.
-    #[inline(always)]
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut Mbuf> {
-        self.slots.get_mut(i).and_then(Option::as_mut)
-    }
-
     /// Frees whatever is left and empties the burst.
     pub fn clear(&mut self) {
         self.slots[..self.len]

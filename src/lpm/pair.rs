@@ -67,11 +67,6 @@ impl TablePair {
         self.stride
     }
 
-    /// Memory of both copies.
-    pub fn memory_bytes(&self) -> usize {
-        self.live.memory_bytes() + self.shadow.memory_bytes()
-    }
-
     /// Applies `changes` in order, atomically for readers, together with anything
     /// staged. `publish` gets the new table and must return only when no reader
     /// can still use the old one. On error nothing is published and the table and
