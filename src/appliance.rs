@@ -152,6 +152,7 @@ fn run_on(
                 index,
                 dp,
                 &ports,
+                &pool,
                 &counters[index],
                 &config.idle,
                 &config.timers,
@@ -171,7 +172,7 @@ fn run_on(
 }
 
 /// The control thread: a single-threaded tokio runtime serving route-protocol
-/// sessions until shutdown.
+/// sessions, migrations and the VR-state supervisor until shutdown.
 fn control_thread(
     sessions: Arc<Sessions>,
     listener: std::net::TcpListener,
@@ -184,6 +185,8 @@ fn control_thread(
         rt.block_on(async {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
+            let _ = sessions.runtime.set(tokio::runtime::Handle::current());
+            tokio::spawn(Arc::clone(&sessions).supervise(shutdown.clone()));
             sessions.serve(listener, shutdown).await;
             Ok::<(), std::io::Error>(())
         })

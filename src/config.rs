@@ -141,6 +141,12 @@ pub struct ControlConfig {
     /// Stanzas per second per session; faster peers are slowed down.
     pub max_stanzas_per_s: u32,
     pub max_sessions_per_source: usize,
+    /// The secret hosts present to clone a VR here before it migrates in
+    /// (DESIGN §4); no VR can migrate in or out without one.
+    pub host_credential: Option<String>,
+    /// How long a VR that migrated away keeps forwarding what still reaches this
+    /// host before it is removed here.
+    pub drain_ms: u32,
 }
 
 impl Default for ControlConfig {
@@ -155,6 +161,8 @@ impl Default for ControlConfig {
             max_routes_per_vr: 2_000_000,
             max_stanzas_per_s: 10_000,
             max_sessions_per_source: 16,
+            host_credential: None,
+            drain_ms: 2000,
         }
     }
 }
@@ -205,6 +213,10 @@ pub struct VrConfig {
     /// The secret a guest's agent presents in `hello`; no session without one.
     #[serde(default)]
     pub credential: Option<String>,
+    /// The VR's guest runs on another host: it waits here, without a fast path,
+    /// until a host clones it and its guest announces itself (DESIGN §4).
+    #[serde(default)]
+    pub standby: bool,
     #[serde(rename = "interface", default)]
     pub interfaces: Vec<InterfaceConfig>,
     #[serde(rename = "route", default)]
@@ -290,6 +302,9 @@ impl Config {
                 "control",
                 "limits must allow at least one 1 KiB stanza and one session",
             ));
+        }
+        if c.host_credential.as_deref() == Some("") {
+            return Err(invalid("control.host_credential", "is empty"));
         }
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));

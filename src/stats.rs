@@ -59,6 +59,10 @@ reasons! {
         ToRouter = "to_router",
         NoRoute = "no_route",
         Unresolved = "unresolved",
+        /// The VR waits for its guest to arrive (migration standby).
+        Standby = "standby",
+        /// The VR's guest left this host: sent on to its new host.
+        HandedOver = "handed_over",
     }
 }
 

@@ -76,6 +76,8 @@ pub enum ErrorCode {
     Limit,
     Sequence,
     Replaced,
+    /// The VR is not in a state that allows this (a clone of a VR active here).
+    WrongState,
     Internal,
 }
 
@@ -96,6 +98,7 @@ impl ErrorCode {
         ErrorCode::Limit,
         ErrorCode::Sequence,
         ErrorCode::Replaced,
+        ErrorCode::WrongState,
         ErrorCode::Internal,
     ];
 
@@ -117,6 +120,7 @@ impl ErrorCode {
             ErrorCode::Limit => "limit",
             ErrorCode::Sequence => "sequence",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::WrongState => "wrong-state",
             ErrorCode::Internal => "internal",
         }
     }

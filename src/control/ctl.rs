@@ -14,14 +14,15 @@ use std::sync::atomic::Ordering;
 
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
-route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX";
+route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX | \
+migrate VR --to HOST:PORT | migrate VR --cancel";
 
 /// What the operator commands can reach.
 pub struct Ctl<'a> {
     pub dp: &'a Dataplane,
     pub writer: Sender<Command>,
     pub snapshot: &'a (dyn Fn() -> Snapshot + Sync),
-    pub sessions: &'a Sessions,
+    pub sessions: &'a std::sync::Arc<Sessions>,
 }
 
 impl Ctl<'_> {
@@ -37,6 +38,15 @@ impl Ctl<'_> {
             ["neighbors", vr] => self.vr(vr).map(|v| self.neighbors(v)),
             ["route", "add", vr, prefix, how @ ..] => self.route_add(vr, prefix, how),
             ["route", "del", vr, prefix] => self.route_del(vr, prefix),
+            ["migrate", vr, "--to", to] => self.vr(vr).and_then(|v| {
+                let to = to
+                    .parse()
+                    .map_err(|_| format!("{to:?} is not HOST:PORT (an IPv4 address and port)"))?;
+                self.sessions.migrate(v, to).map_err(|e| e.to_string())
+            }),
+            ["migrate", vr, "--cancel"] => self
+                .vr(vr)
+                .and_then(|v| self.sessions.cancel_migration(v).map_err(|e| e.to_string())),
             ["help"] => Ok(USAGE.to_owned()),
             _ => Err(format!("unknown command {line:?}; commands: {USAGE}")),
         };
@@ -56,11 +66,15 @@ impl Ctl<'_> {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "{:<6} {:<12} {:>7} {:>6}  interfaces",
-            "vr", "name", "routes", "neigh"
+            "{:<6} {:<12} {:<9} {:>7} {:>6}  interfaces",
+            "vr", "name", "state", "routes", "neigh"
         );
         let now = self.dp.clock.seconds(crate::dpdk::tsc());
-        for v in &self.dp.vrs {
+        for (i, v) in self.dp.vrs.iter().enumerate() {
+            let state = match self.sessions.cloning_to(i) {
+                Some(to) => format!("{} cloning to {to}", v.state().label()),
+                None => v.state().label().to_owned(),
+            };
             let ifs: Vec<String> = v
                 .interfaces
                 .iter()
@@ -68,9 +82,10 @@ impl Ctl<'_> {
                 .collect();
             let _ = writeln!(
                 o,
-                "{:<6} {:<12} {:>7} {:>6}  {}",
+                "{:<6} {:<12} {:<9} {:>7} {:>6}  {}",
                 v.id,
                 v.name,
+                state,
                 v.routes.load(Ordering::Relaxed),
                 v.neighbors.entries(now).len(),
                 ifs.join(", ")

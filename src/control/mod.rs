@@ -2,6 +2,7 @@
 //! stream socket on which the running appliance answers one-line commands
 //! (`vrfwd ctl`). Nothing here touches the fast path except through the writer.
 pub mod ctl;
+pub mod migrate;
 pub mod session;
 pub mod writer;
 

@@ -7,6 +7,11 @@
 //! inside it sweeps what the guest no longer has; after it, the VR's fast path is
 //! withdrawn.
 //!
+//! A host that migrates a VR here opens a session with the host credential
+//! instead of the VR's (a *clone*, DESIGN §4): it may only fill a VR in standby,
+//! and when it ends before the guest has arrived, the standby is removed. A
+//! guest's own session on a standby VR means the guest runs here: it activates it.
+//!
 //! Limits bound what a peer can cost: stanza size (in the decoder), an idle timeout
 //! that counts completed stanzas (so one byte a second does not keep a session),
 //! a write timeout (a peer that never reads acks is dropped; nothing is read while
@@ -14,7 +19,7 @@
 //! slowed down), routes per VR, sessions per source address.
 use super::writer::{Command, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
-use crate::dataplane::{neighbor_key, Dataplane, NextHop};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -34,13 +39,17 @@ use vrfwd_proto::{
 
 /// What every session shares.
 pub struct Sessions {
-    dp: Arc<Dataplane>,
-    writer: Sender<Command>,
-    limits: ControlConfig,
+    pub(super) dp: Arc<Dataplane>,
+    pub(super) writer: Sender<Command>,
+    pub(super) limits: ControlConfig,
     credentials: Vec<Option<String>>,
     vrs: Mutex<Vec<VrSession>>,
     sources: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
+    /// Outgoing clones (migrations from this host), by VR index.
+    pub(super) clones: Mutex<HashMap<usize, super::migrate::Outgoing>>,
+    /// The control thread's runtime, once it runs (the operator starts clones on it).
+    pub(crate) runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 #[derive(Default)]
@@ -56,6 +65,7 @@ struct Active {
     generation: u64,
     peer: SocketAddr,
     kick: Arc<Notify>,
+    clone: bool,
 }
 
 /// A session's state for operators.
@@ -64,6 +74,8 @@ pub struct SessionInfo {
     pub vr: u32,
     pub peer: String,
     pub generation: u64,
+    /// A host cloning the VR here, not its guest.
+    pub clone: bool,
 }
 
 /// A rejected stanza: the error to send and whether the session must end.
@@ -100,6 +112,8 @@ impl Sessions {
             limits: config.control.clone(),
             sources: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            clones: Mutex::new(HashMap::new()),
+            runtime: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +127,7 @@ impl Sessions {
                     vr: self.dp.vrs[v].id,
                     peer: a.peer.to_string(),
                     generation: a.generation,
+                    clone: a.clone,
                 })
             })
             .collect()
@@ -174,8 +189,30 @@ impl Sessions {
         }
     }
 
+    /// The generation of VR `v`'s active session, if it has one.
+    pub(super) fn generation(&self, v: usize) -> Option<u64> {
+        self.vrs.lock().expect("session registry")[v]
+            .active
+            .as_ref()
+            .map(|a| a.generation)
+    }
+
+    /// Ends VR `v`'s active session, if any (its guest left this host).
+    pub(super) fn end_session(&self, v: usize) {
+        if let Some(a) = &self.vrs.lock().expect("session registry")[v].active {
+            a.kick.notify_one();
+        }
+    }
+
+    /// Removes VR `v` from this host's data plane: no routes, no learned neighbours.
+    pub(super) async fn remove(&self, v: usize) {
+        self.write(move |reply| Command::Withdraw { vr: v, reply })
+            .await;
+        self.dp.vrs[v].forget_learned_neighbors(self.dp.clock.seconds(crate::dpdk::tsc()));
+    }
+
     /// Sends `command` to the route writer and waits for its answer off the runtime.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         make: impl FnOnce(Sender<T>) -> Command + Send + 'static,
     ) -> Option<T> {
@@ -203,6 +240,8 @@ struct Session {
 /// A session after a successful `hello`.
 struct Bound {
     vr: usize,
+    /// A host cloning the VR (host credential), not its guest.
+    clone: bool,
     /// Guest interface name → VR interface index.
     interfaces: HashMap<String, usize>,
 }
@@ -372,11 +411,32 @@ impl Session {
             .iter()
             .position(|v| v.id == vr_id)
             .ok_or_else(auth_failed)?;
-        let expected = self.sessions.credentials[v]
-            .as_deref()
-            .ok_or_else(auth_failed)?;
-        if !bool::from(expected.as_bytes().ct_eq(credential.as_bytes())) {
+        let matches = |expected: &Option<String>| {
+            expected
+                .as_deref()
+                .is_some_and(|e| bool::from(e.as_bytes().ct_eq(credential.as_bytes())))
+        };
+        let clone = if matches(&self.sessions.credentials[v]) {
+            false
+        } else if matches(&self.sessions.limits.host_credential) {
+            true
+        } else {
             return Err(auth_failed());
+        };
+        let vr = &self.sessions.dp.vrs[v];
+        match (clone, vr.state()) {
+            (true, VrState::Standby) => {}
+            (true, state) => {
+                return Err(fatal(
+                    ErrorCode::WrongState,
+                    format!("vr {vr_id} is {} on this host", state.label()),
+                ))
+            }
+            (false, _) => {
+                if vr.transition(VrState::Standby, VrState::Active) {
+                    tracing::info!(vr = vr_id, "the guest's agent is here: active");
+                }
+            }
         }
         let mut vrs = self.sessions.vrs.lock().expect("session registry");
         let state = &mut vrs[v];
@@ -397,13 +457,15 @@ impl Session {
             generation,
             peer: self.peer,
             kick: Arc::clone(&self.kick),
+            clone,
         });
         state.epoch += 1;
         self.bound = Some(Bound {
             vr: v,
+            clone,
             interfaces: HashMap::new(),
         });
-        tracing::info!(vr = vr_id, generation, peer = %self.peer, "session up");
+        tracing::info!(vr = vr_id, generation, clone, peer = %self.peer, "session up");
         Ok(())
     }
 
@@ -536,6 +598,12 @@ impl Session {
         state.epoch += 1;
         let epoch = state.epoch;
         let (sessions, vr) = (Arc::clone(&self.sessions), b.vr);
+        if b.clone && sessions.dp.vrs[vr].state() == VrState::Standby {
+            // The migration ended before the guest arrived: nothing stays here.
+            tracing::info!(vr = sessions.dp.vrs[vr].id, "clone ended: standby removed");
+            tokio::spawn(async move { sessions.remove(vr).await });
+            return;
+        }
         let hold = Duration::from_secs(sessions.limits.hold_time_s.into());
         tracing::info!(
             vr = sessions.dp.vrs[vr].id,

@@ -2,7 +2,9 @@
 //! operator send it edits over a channel; it applies each edit batch to the VR's
 //! table pair, publishes the result under RCU (so a batch appears whole), and
 //! answers when the batch is live. It also runs full syncs (mark and sweep) and
-//! withdraws a VR's fast path when its guest is gone for too long.
+//! withdraws a VR's fast path when its guest is gone for too long. A migration
+//! subscribes to a VR: it gets the VR's routes, then every published change, in
+//! the order the tables saw them.
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
 use crate::lpm::{mask, Change, Stride, TableError};
@@ -56,6 +58,14 @@ pub enum Command {
     },
     /// Withdraw the VR's fast path: an empty table, so every packet goes to the guest.
     Withdraw { vr: usize, reply: Sender<()> },
+    /// Feed the VR's published route changes (not vrfwd's own routes) to `feed`;
+    /// reply with the routes the table holds now, from which the feed continues.
+    /// A feed that is closed or falls a whole channel behind is dropped.
+    Subscribe {
+        vr: usize,
+        feed: tokio::sync::mpsc::Sender<Vec<RouteEdit>>,
+        reply: Sender<Vec<RouteEdit>>,
+    },
     /// The VR's routes.
     List {
         vr: usize,
@@ -70,6 +80,14 @@ struct VrState {
     /// Prefixes announced since `SyncBegin`, while a sync runs.
     marked: Option<FxHashSet<(u32, u8)>>,
     withdrawn: bool,
+    feed: Option<Feed>,
+}
+
+/// A subscriber to a VR's changes.
+struct Feed {
+    to: tokio::sync::mpsc::Sender<Vec<RouteEdit>>,
+    /// Changes staged by a running sync, fed when it is published.
+    staged: Vec<Change>,
 }
 
 /// The writer and everything it owns.
@@ -89,6 +107,7 @@ impl<'a> RouteWriter<'a> {
                     slots: FxHashMap::default(),
                     marked: None,
                     withdrawn: false,
+                    feed: None,
                 })
                 .collect(),
         }
@@ -129,6 +148,21 @@ impl<'a> RouteWriter<'a> {
             Command::Withdraw { vr, reply } => {
                 self.withdraw(vr);
                 let _ = reply.send(());
+            }
+            Command::Subscribe { vr, feed, reply } => {
+                let routes = self.vrs[vr].routes.tables.rib().iter();
+                let _ = reply.send(self.edits(
+                    vr,
+                    routes.map(|(net, len, nh)| Change::Add {
+                        net,
+                        len,
+                        next_hop: nh,
+                    }),
+                ));
+                self.vrs[vr].feed = Some(Feed {
+                    to: feed,
+                    staged: Vec::new(),
+                });
             }
             Command::List { vr, reply } => {
                 let _ = reply.send(self.list(vr));
@@ -227,6 +261,9 @@ impl<'a> RouteWriter<'a> {
             }
             other => other?,
         }
+        if let Some(feed) = &mut state.feed {
+            feed.staged.extend_from_slice(changes);
+        }
         if state.marked.is_none() {
             state
                 .routes
@@ -234,8 +271,47 @@ impl<'a> RouteWriter<'a> {
                 .publish_staged(|fib| drop(vr.fib.replace(fib)));
             vr.routes
                 .store(state.routes.tables.rib().len(), Ordering::Relaxed);
+            self.feed(v);
         }
         Ok(())
+    }
+
+    /// Sends the subscriber of VR `v` what was just published.
+    fn feed(&mut self, v: usize) {
+        let Some(feed) = &mut self.vrs[v].feed else {
+            return;
+        };
+        let published = std::mem::take(&mut feed.staged);
+        let edits = self.edits(v, published.into_iter());
+        if edits.is_empty() {
+            return;
+        }
+        let feed = self.vrs[v].feed.as_ref().expect("checked above");
+        if let Err(e) = feed.to.try_send(edits) {
+            tracing::warn!(vr = self.dp.vrs[v].id, "route feed dropped: {e}");
+            self.vrs[v].feed = None;
+        }
+    }
+
+    /// `changes` as route edits, without vrfwd's own routes (another host has its
+    /// own) and without routes to the router itself.
+    fn edits(&self, v: usize, changes: impl Iterator<Item = Change>) -> Vec<RouteEdit> {
+        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
+        let next_hops = &self.dp.vrs[v].next_hops;
+        changes
+            .filter(|c| !system.contains(&key(c)))
+            .filter_map(|c| {
+                let (net, len) = key(&c);
+                let prefix = Ipv4Net::new(net.into(), len).ok()?;
+                match c {
+                    Change::Add { next_hop, .. } => match next_hops.get(next_hop)? {
+                        NextHop::Local => None,
+                        next_hop => Some(RouteEdit::Add { prefix, next_hop }),
+                    },
+                    Change::Delete { .. } => Some(RouteEdit::Delete { prefix }),
+                }
+            })
+            .collect()
     }
 
     fn list(&self, v: usize) -> Vec<RouteInfo> {

@@ -14,7 +14,7 @@ use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
 use crate::net::arp::{Arp, OP_REPLY};
 use crate::net::MacAddr;
 use std::net::Ipv4Addr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A VR with fewer static routes than this starts on the compact table.
@@ -67,6 +67,30 @@ impl Interface {
     }
 }
 
+/// Where a VR stands on this host during a migration (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VrState {
+    /// Its guest runs here: the fast path forwards with the VR's MACs.
+    Active = 0,
+    /// Its guest runs elsewhere (or has not arrived): no fast path, frames for it
+    /// go to its vif; a clone session may be filling its table.
+    Standby = 1,
+    /// Its guest moved to another host, which announced it: what still arrives
+    /// here is forwarded, but never with the VR's MACs, until the drain ends.
+    Draining = 2,
+}
+
+impl VrState {
+    pub fn label(self) -> &'static str {
+        match self {
+            VrState::Active => "active",
+            VrState::Standby => "standby",
+            VrState::Draining => "draining",
+        }
+    }
+}
+
 /// One virtual router.
 pub struct Vr {
     pub id: u32,
@@ -78,6 +102,35 @@ pub struct Vr {
     pub routes: AtomicUsize,
     pub next_hops: NextHops,
     pub neighbors: AgeingCache,
+    state: AtomicU8,
+}
+
+impl Vr {
+    #[inline(always)]
+    pub fn state(&self) -> VrState {
+        match self.state.load(Ordering::Acquire) {
+            0 => VrState::Active,
+            1 => VrState::Standby,
+            _ => VrState::Draining,
+        }
+    }
+
+    /// Forgets every neighbour learned or announced (static ones stay).
+    pub fn forget_learned_neighbors(&self, now: u32) {
+        for (key, _, age) in self.neighbors.entries(now) {
+            if age.is_some() {
+                self.neighbors.forget(key);
+            }
+        }
+    }
+
+    /// Moves from `from` to `to`; false if the VR was not in `from` (another lcore
+    /// or the control thread got there first).
+    pub fn transition(&self, from: VrState, to: VrState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 /// The writer's side of one VR's routes: its table pair and the routes vrfwd
@@ -351,6 +404,11 @@ fn build_vr(
         routes: AtomicUsize::new(tables.rib().len()),
         next_hops,
         neighbors,
+        state: AtomicU8::new(if vc.standby {
+            VrState::Standby
+        } else {
+            VrState::Active
+        } as u8),
     };
     Ok((vr, VrRoutes { tables, system }))
 }

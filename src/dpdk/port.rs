@@ -86,6 +86,14 @@ impl Port {
         self.id
     }
 
+    /// The port's own MAC address (for af_packet and af_xdp: the kernel interface's).
+    pub fn mac(&self) -> crate::net::MacAddr {
+        let mut a = dpdk_sys::rte_ether_addr::default();
+        // SAFETY: valid port id and out-pointer. On failure `a` stays zero.
+        let _ = unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut a) };
+        crate::net::MacAddr(a.addr_bytes)
+    }
+
     /// The device name this port was found by.
     pub fn name(&self) -> &str {
         &self.name

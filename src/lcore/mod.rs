@@ -5,10 +5,17 @@
 //! buffers drained on a TSC deadline. Idle lcores back off so that several
 //! instances can share a core.
 //!
+//! Migration (DESIGN §4) costs the fast path one load of the VR's state per frame:
+//! a standby VR's frames go to its vif; a draining VR's frames are forwarded with
+//! the segment uplink's own MAC, and its slow-path frames handed to the VR's new
+//! host. An announcement (RARP, gratuitous ARP) from a VR's MAC switches its state:
+//! heard on its vif, the guest is here and the VR becomes active (and announces
+//! itself on every uplink); heard on an uplink while active, the guest moved away.
+//!
 //! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
 use crate::config::{IdleConfig, Timers};
-use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac};
-use crate::dpdk::{self, Burst, Mbuf, Port, RcuReader, ReadSection, TxBuffer, BURST_SIZE};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac, VrState};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, RcuReader, ReadSection, TxBuffer, BURST_SIZE};
 use crate::lpm::{Fib, FirstEntry};
 use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
@@ -22,6 +29,12 @@ pub struct Worker<'a> {
     queue: u16,
     dp: &'a Dataplane,
     ports: &'a [Port],
+    /// For the frames this lcore makes itself (announcements).
+    pool: &'a Mempool,
+    /// Each segment's uplink MAC: the source of frames a draining VR still forwards.
+    uplink_macs: Vec<MacAddr>,
+    /// A VR that became active in the current burst and must announce itself.
+    arrived: Option<usize>,
     tx: Vec<TxBuffer>,
     counters: &'a LcoreCounters,
     idle: IdleConfig,
@@ -35,6 +48,7 @@ struct Pending {
     slot: u8,
     vr: u16,
     iface: u8,
+    draining: bool,
     dst: u32,
     first: FirstEntry,
 }
@@ -47,6 +61,7 @@ impl<'a> Worker<'a> {
         index: usize,
         dp: &'a Dataplane,
         ports: &'a [Port],
+        pool: &'a Mempool,
         counters: &'a LcoreCounters,
         idle: &IdleConfig,
         timers: &Timers,
@@ -55,6 +70,9 @@ impl<'a> Worker<'a> {
             queue: index as u16,
             dp,
             ports,
+            pool,
+            uplink_macs: dp.segments.iter().map(|s| ports[s.uplink].mac()).collect(),
+            arrived: None,
             tx: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
             counters,
             idle: idle.clone(),
@@ -158,11 +176,12 @@ impl<'a> Worker<'a> {
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
             match self.classify(ingress, role, segment, m, now, &mut learned) {
-                Class::FastPath { vm, dst } => {
+                Class::FastPath { vm, draining, dst } => {
                     self.pending[pending] = Pending {
                         slot: i as u8,
                         vr: vm.vr as u16,
                         iface: vm.iface as u8,
+                        draining,
                         dst,
                         first: FirstEntry::default(),
                     };
@@ -187,6 +206,9 @@ impl<'a> Worker<'a> {
                     drop(burst.take(i));
                 }
             }
+        }
+        if let Some(vr) = self.arrived.take() {
+            self.announce(vr);
         }
         // The first-level loads of the whole burst, back to back, so that their cache
         // misses overlap; then each candidate is resolved.
@@ -216,7 +238,7 @@ impl<'a> Worker<'a> {
     /// `learned` is the source MAC learned last in this burst.
     #[inline(always)]
     fn classify(
-        &self,
+        &mut self,
         ingress: usize,
         role: PortRole,
         segment: usize,
@@ -233,9 +255,14 @@ impl<'a> Worker<'a> {
             self.learn_mac(segment, eth.src, ingress, now);
             *learned = eth.src;
         }
-        if eth.ethertype == ether::ETHERTYPE_ARP {
+        if eth.ethertype == ether::ETHERTYPE_ARP || eth.ethertype == ether::ETHERTYPE_RARP {
             if let Some(a) = arp::parse(&frame[ether::HEADER_LEN..]) {
-                self.dp.snoop_arp(segment, role, &a, now);
+                if eth.ethertype == ether::ETHERTYPE_ARP {
+                    self.dp.snoop_arp(segment, role, &a, now);
+                }
+                if arp::announces(eth.ethertype, eth.src, &a) {
+                    self.heard_announcement(role, segment, eth.src);
+                }
             }
         }
         if eth.dst.is_multicast() {
@@ -246,6 +273,13 @@ impl<'a> Worker<'a> {
                 return Class::Drop(DropReason::Loop);
             }
             self.counters.vrs[vm.vr].rx.inc();
+            let state = self.dp.vrs[vm.vr].state();
+            if state == VrState::Standby {
+                return Class::Punt {
+                    vm,
+                    reason: PuntReason::Standby,
+                };
+            }
             if eth.ethertype != ether::ETHERTYPE_IPV4 {
                 let reason = if eth.ethertype == ether::ETHERTYPE_ARP {
                     PuntReason::Arp
@@ -255,7 +289,11 @@ impl<'a> Worker<'a> {
                 return Class::Punt { vm, reason };
             }
             return match ipv4::check(frame) {
-                Ok(f) if !m.is_chained() => Class::FastPath { vm, dst: f.dst },
+                Ok(f) if !m.is_chained() => Class::FastPath {
+                    vm,
+                    draining: state == VrState::Draining,
+                    dst: f.dst,
+                },
                 Ok(_) => Class::Punt {
                     vm,
                     reason: PuntReason::Length,
@@ -270,6 +308,44 @@ impl<'a> Worker<'a> {
             Some(port) if port as usize == ingress => Class::Drop(DropReason::Filtered),
             Some(port) => Class::Unicast(port as usize),
             None => Class::Flood,
+        }
+    }
+
+    /// `mac` announced itself on `role`'s port. If it is a VR's: heard on the VR's
+    /// own vif, its guest is here (the VR becomes active and, once the burst is
+    /// classified, announces itself); heard on an uplink while active here, the
+    /// guest resumed on another host and this one drains.
+    fn heard_announcement(&mut self, role: PortRole, segment: usize, mac: MacAddr) {
+        let Some(vm) = self.dp.segments[segment].vr_for_mac(mac) else {
+            return;
+        };
+        let vr = &self.dp.vrs[vm.vr];
+        match role {
+            PortRole::Vif { vr: v, .. } if v == vm.vr => {
+                if vr.transition(VrState::Standby, VrState::Active)
+                    || vr.transition(VrState::Draining, VrState::Active)
+                {
+                    self.arrived = Some(vm.vr);
+                }
+            }
+            PortRole::Uplink { .. } => {
+                vr.transition(VrState::Active, VrState::Draining);
+            }
+            PortRole::Vif { .. } => {}
+        }
+    }
+
+    /// Announces every interface of VR `v` out of its segment's uplink, so that the
+    /// switches learn at once where the VR's MACs are now.
+    fn announce(&mut self, v: usize) {
+        let dp = self.dp;
+        for ifc in &dp.vrs[v].interfaces {
+            let Some(mut m) = self.pool.alloc() else {
+                return;
+            };
+            if m.append(&arp::rarp_announcement(ifc.mac)) {
+                self.send(dp.segments[ifc.segment].uplink, m);
+            }
         }
     }
 
@@ -314,20 +390,38 @@ impl<'a> Worker<'a> {
             mac
         };
         let egress = &vr.interfaces[iface];
+        let source = if p.draining {
+            self.uplink_macs[egress.segment]
+        } else {
+            egress.mac
+        };
         let Some(frame) = m.data_mut() else {
             return self.punt(v, arrived_on, PuntReason::Length, m);
         };
-        ether::set_addresses(frame, MacAddr::from_u64(mac), egress.mac);
+        ether::set_addresses(frame, MacAddr::from_u64(mac), source);
         ipv4::decrement_ttl(frame);
         self.counters.vrs[v].forwarded.inc();
         let uplink = self.dp.segments[egress.segment].uplink;
         self.send(uplink, m);
     }
 
-    fn punt(&mut self, vr: usize, iface: usize, reason: PuntReason, m: Mbuf) {
+    /// Hands `m` to VR `vr`'s guest through the vif of `iface`; while the VR drains,
+    /// to its new host instead: back out of the uplink, still addressed to the VR's
+    /// MAC (which the switches now place at the new host), from the uplink's own
+    /// MAC so that they learn nothing wrong.
+    fn punt(&mut self, vr: usize, iface: usize, reason: PuntReason, mut m: Mbuf) {
+        let ifc = &self.dp.vrs[vr].interfaces[iface];
+        if self.dp.vrs[vr].state() == VrState::Draining {
+            let source = self.uplink_macs[ifc.segment];
+            let uplink = self.dp.segments[ifc.segment].uplink;
+            if let Some(frame) = m.data_mut() {
+                self.counters.vrs[vr].punted[PuntReason::HandedOver as usize].inc();
+                ether::set_source(frame, source);
+                return self.send(uplink, m);
+            }
+        }
         self.counters.vrs[vr].punted[reason as usize].inc();
-        let vif = self.dp.vrs[vr].interfaces[iface].vif;
-        self.send(vif, m);
+        self.send(ifc.vif, m);
     }
 
     fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf) {
@@ -361,7 +455,7 @@ struct ResolvedNeighbor {
 
 /// The classification of one frame.
 enum Class {
-    FastPath { vm: VrMac, dst: u32 },
+    FastPath { vm: VrMac, draining: bool, dst: u32 },
     Punt { vm: VrMac, reason: PuntReason },
     Unicast(usize),
     Flood,

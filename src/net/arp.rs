@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 pub const PACKET_LEN: usize = 28;
 pub const OP_REQUEST: u16 = 1;
 pub const OP_REPLY: u16 = 2;
+/// RARP "request reverse" (RFC 903), which QEMU sends to announce a NIC.
+pub const OP_REVERSE_REQUEST: u16 = 3;
 
 /// The addresses an ARP packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,35 @@ pub fn encode(a: &Arp) -> [u8; PACKET_LEN] {
     p
 }
 
+/// Whether a frame of `ethertype` carrying `a` from `src` announces that `src`
+/// moved here: QEMU's RARP after a live migration, or a gratuitous ARP (Xen's
+/// netfront after resume, a guest's own announcement).
+pub fn announces(ethertype: u16, src: MacAddr, a: &Arp) -> bool {
+    match ethertype {
+        super::ether::ETHERTYPE_RARP => a.op == OP_REVERSE_REQUEST && a.sender_mac == src,
+        super::ether::ETHERTYPE_ARP => a.sender_ip == a.target_ip && a.sender_mac == src,
+        _ => false,
+    }
+}
+
+/// The frame vrfwd sends to announce `mac` on a segment: a broadcast RARP as QEMU
+/// sends it, padded to the Ethernet minimum, so that switches learn its port.
+pub fn rarp_announcement(mac: MacAddr) -> [u8; 60] {
+    let mut f = [0u8; 60];
+    let header = super::ether::header(MacAddr::BROADCAST, mac, super::ether::ETHERTYPE_RARP);
+    f[..super::ether::HEADER_LEN].copy_from_slice(&header);
+    let unspecified = Ipv4Addr::UNSPECIFIED;
+    let body = encode(&Arp {
+        op: OP_REVERSE_REQUEST,
+        sender_mac: mac,
+        sender_ip: unspecified,
+        target_mac: mac,
+        target_ip: unspecified,
+    });
+    f[super::ether::HEADER_LEN..super::ether::HEADER_LEN + PACKET_LEN].copy_from_slice(&body);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,8 +92,32 @@ mod tests {
         for len in 0..PACKET_LEN {
             assert_eq!(parse(&bytes[..len]), None);
         }
+        assert!(!announces(
+            crate::net::ether::ETHERTYPE_ARP,
+            a.sender_mac,
+            &a
+        ));
         let mut ipv6 = bytes;
         ipv6[2..4].copy_from_slice(&[0x86, 0xdd]);
         assert_eq!(parse(&ipv6), None);
+    }
+
+    #[test]
+    fn announcements_are_recognised() {
+        let mac = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+        let frame = rarp_announcement(mac);
+        let eth = crate::net::ether::parse(&frame).unwrap();
+        let a = parse(&frame[crate::net::ether::HEADER_LEN..]).unwrap();
+        assert!(announces(eth.ethertype, eth.src, &a));
+        assert!(!announces(eth.ethertype, MacAddr([2, 0, 0, 0, 0, 9]), &a));
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let garp = Arp {
+            op: OP_REQUEST,
+            sender_mac: mac,
+            sender_ip: ip,
+            target_mac: MacAddr::default(),
+            target_ip: ip,
+        };
+        assert!(announces(crate::net::ether::ETHERTYPE_ARP, mac, &garp));
     }
 }

@@ -4,6 +4,7 @@
 pub const HEADER_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_RARP: u16 = 0x8035;
 
 pub use vrfwd_proto::MacAddr;
 
@@ -30,6 +31,12 @@ pub fn parse(frame: &[u8]) -> Option<Header> {
 #[inline(always)]
 pub fn set_addresses(frame: &mut [u8], dst: MacAddr, src: MacAddr) {
     frame[0..6].copy_from_slice(&dst.0);
+    frame[6..12].copy_from_slice(&src.0);
+}
+
+/// Rewrites the source MAC in place (frame is at least a header long).
+#[inline(always)]
+pub fn set_source(frame: &mut [u8], src: MacAddr) {
     frame[6..12].copy_from_slice(&src.0);
 }
 

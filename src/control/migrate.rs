@@ -1,0 +1,406 @@
+//! Migration of a VR between hosts, the control-plane half (DESIGN §4; the data
+//! plane switches states on announcements, see `lcore`).
+//!
+//! * **Clone** (`vrfwd ctl migrate VR --to HOST:PORT`, or a hypervisor hook): this
+//!   host opens a route-protocol session to the destination with the host
+//!   credential and the generation of the VR's guest session, sends the VR's
+//!   interfaces, a full sync of its routes and neighbours, then every route change
+//!   the writer publishes and the neighbours as they change, until the guest's
+//!   agent replaces the clone at the destination, the operator cancels it, or the
+//!   VR has drained here. The operator's command returns once the destination has
+//!   acknowledged the whole sync: the VR is in standby there.
+//! * **Drain**: a VR the data plane marked draining (its guest announced itself on
+//!   another host) is removed from this host after `control.drain_ms`: its
+//!   session ends, its routes and learned neighbours go, it waits in standby.
+use super::session::Sessions;
+use super::writer::{Command, RouteEdit};
+use crate::dataplane::{NextHop, Vr, VrState};
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::{interval, timeout, Instant};
+use vrfwd_proto::{
+    encode, stream_close, stream_open, Decoder, ErrorCode, Hello, Limits, NeighborOp, RouteOp,
+    Stanza, VrId,
+};
+
+/// Routes per `routes` stanza of a clone's sync.
+const ROUTES_PER_STANZA: usize = 1000;
+/// Route batches a clone may fall behind the writer before it is dropped.
+const FEED_DEPTH: usize = 4096;
+/// How often a clone sends changed neighbours, and the supervisor looks at states.
+const NEIGHBOR_PERIOD: Duration = Duration::from_millis(200);
+const SUPERVISE_PERIOD: Duration = Duration::from_millis(10);
+/// How long the operator waits for the destination to hold the whole table.
+const CLONE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A clone in progress from this host.
+pub struct Outgoing {
+    pub to: SocketAddr,
+    cancel: Arc<Notify>,
+}
+
+/// Why a migration could not start or ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("no control.host_credential is configured: VRs cannot migrate")]
+    NoCredential,
+    #[error("the route-protocol listener is not running (control.listen is unset)")]
+    NoRuntime,
+    #[error("vr {0} is {1} on this host: only an active VR migrates")]
+    NotActive(u32, &'static str),
+    #[error("vr {0} is already being cloned to {1}")]
+    Busy(u32, SocketAddr),
+    #[error("vr {0} is not being cloned")]
+    NotCloning(u32),
+    #[error("{to}: {source}")]
+    Io {
+        to: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(SocketAddr, Duration),
+    #[error("{0} refused the clone: {1}")]
+    Refused(SocketAddr, String),
+    #[error("{0} closed the clone session")]
+    Closed(SocketAddr),
+    #[error("the clone fell more than {FEED_DEPTH} route batches behind")]
+    FellBehind,
+    #[error("the route writer stopped")]
+    Writer,
+}
+
+/// How a clone that worked ended.
+#[derive(Debug, Clone, Copy)]
+enum CloneEnd {
+    Cancelled,
+    Replaced,
+}
+
+impl Sessions {
+    /// Starts cloning VR `v` to the host whose route-protocol listener is `to`;
+    /// returns once that host holds the VR's whole table in standby.
+    pub fn migrate(self: &Arc<Self>, v: usize, to: SocketAddr) -> Result<String, MigrateError> {
+        let vr = &self.dp.vrs[v];
+        let runtime = self.runtime.get().ok_or(MigrateError::NoRuntime)?.clone();
+        if self.limits.host_credential.is_none() {
+            return Err(MigrateError::NoCredential);
+        }
+        if vr.state() != VrState::Active {
+            return Err(MigrateError::NotActive(vr.id, vr.state().label()));
+        }
+        let cancel = Arc::new(Notify::new());
+        {
+            let mut clones = self.clones.lock().expect("clone registry");
+            if let Some(c) = clones.get(&v) {
+                return Err(MigrateError::Busy(vr.id, c.to));
+            }
+            let cancel = Arc::clone(&cancel);
+            clones.insert(v, Outgoing { to, cancel });
+        }
+        let (ready, answer) = crossbeam_channel::bounded(1);
+        let sessions = Arc::clone(self);
+        runtime.spawn(async move {
+            let mut ready = Some(ready);
+            let id = sessions.dp.vrs[v].id;
+            match sessions.clone_vr(v, to, &cancel, &mut ready).await {
+                Ok(end) => tracing::info!(vr = id, %to, ?end, "clone ended"),
+                Err(e) => {
+                    tracing::warn!(vr = id, %to, "clone failed: {e}");
+                    if let Some(ready) = ready {
+                        let _ = ready.send(Err(e));
+                    }
+                }
+            }
+            let mut clones = sessions.clones.lock().expect("clone registry");
+            if clones
+                .get(&v)
+                .is_some_and(|c| Arc::ptr_eq(&c.cancel, &cancel))
+            {
+                clones.remove(&v);
+            }
+        });
+        answer
+            .recv_timeout(CLONE_READY_TIMEOUT)
+            .map_err(|_| MigrateError::Timeout(to, CLONE_READY_TIMEOUT))?
+    }
+
+    /// Cancels the clone of VR `v` (an aborted migration): the destination removes
+    /// its standby; the VR stays active here.
+    pub fn cancel_migration(&self, v: usize) -> Result<String, MigrateError> {
+        let id = self.dp.vrs[v].id;
+        let clones = self.clones.lock().expect("clone registry");
+        let c = clones.get(&v).ok_or(MigrateError::NotCloning(id))?;
+        c.cancel.notify_one();
+        Ok(format!("vr {id}: clone to {} cancelled", c.to))
+    }
+
+    /// Where VR `v` is being cloned to, if it is.
+    pub fn cloning_to(&self, v: usize) -> Option<SocketAddr> {
+        self.clones
+            .lock()
+            .expect("clone registry")
+            .get(&v)
+            .map(|c| c.to)
+    }
+
+    /// One clone session; `ready` gets the answer for the operator when the
+    /// destination acknowledges the sync (left in place on an earlier failure).
+    async fn clone_vr(
+        &self,
+        v: usize,
+        to: SocketAddr,
+        cancel: &Notify,
+        ready: &mut Option<crossbeam_channel::Sender<Result<String, MigrateError>>>,
+    ) -> Result<CloneEnd, MigrateError> {
+        let io = |source| MigrateError::Io { to, source };
+        let vr = &self.dp.vrs[v];
+        let credential = self
+            .limits
+            .host_credential
+            .clone()
+            .ok_or(MigrateError::NoCredential)?;
+        let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(to))
+            .await
+            .map_err(|_| MigrateError::Timeout(to, CONNECT_TIMEOUT))?
+            .map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let (mut rd, mut wr) = stream.into_split();
+        let (feed, mut changes) = tokio::sync::mpsc::channel(FEED_DEPTH);
+        let routes = self
+            .write(move |reply| Command::Subscribe { vr: v, feed, reply })
+            .await
+            .ok_or(MigrateError::Writer)?;
+
+        let mut seq = 0u64;
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        let mut out = stream_open();
+        let push = |out: &mut String, s: Stanza| out.push_str(&encode(&s));
+        push(
+            &mut out,
+            Stanza::Hello(Hello {
+                seq: next(),
+                vr: VrId(vr.id),
+                generation: self.generation(v).unwrap_or(0),
+                credential,
+            }),
+        );
+        push(
+            &mut out,
+            Stanza::Interfaces {
+                seq: next(),
+                interfaces: vr
+                    .interfaces
+                    .iter()
+                    .map(|i| vrfwd_proto::Interface {
+                        name: i.name.clone(),
+                        mac: i.mac,
+                        address: Ipv4Net::new(i.address, i.prefix_len).expect("validated"),
+                    })
+                    .collect(),
+            },
+        );
+        push(&mut out, Stanza::SyncBegin { seq: next() });
+        for chunk in routes.chunks(ROUTES_PER_STANZA) {
+            let ops = chunk.iter().map(|e| route_op(vr, e)).collect();
+            push(&mut out, Stanza::Routes { seq: next(), ops });
+        }
+        let mut neighbors = HashMap::new();
+        let ops = neighbor_changes(vr, self.now(), &mut neighbors);
+        if !ops.is_empty() {
+            push(&mut out, Stanza::Neighbors { seq: next(), ops });
+        }
+        let sync_end = next();
+        push(&mut out, Stanza::SyncEnd { seq: sync_end });
+        let write_timeout = Duration::from_secs(self.limits.write_timeout_s.into());
+        let keepalive = Duration::from_secs(self.limits.keepalive_s.into());
+        send(&mut wr, &out, write_timeout, to).await?;
+        let mut last_sent = Instant::now();
+
+        let mut decoder = Decoder::new(Limits {
+            max_stanza_bytes: self.limits.max_stanza_bytes,
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut tick = interval(NEIGHBOR_PERIOD);
+        loop {
+            let mut out = String::new();
+            tokio::select! {
+                read = rd.read(&mut buf) => {
+                    let n = read.map_err(io)?;
+                    if n == 0 {
+                        return Err(MigrateError::Closed(to));
+                    }
+                    decoder.feed(&buf[..n]);
+                    while let Some(stanza) = decoder.next_stanza() {
+                        match stanza {
+                            Ok(Stanza::Ack { seq }) if seq >= sync_end => {
+                                if let Some(ready) = ready.take() {
+                                    let _ = ready.send(Ok(format!(
+                                        "vr {}: {} routes and {} neighbours cloned to {to}; standby there",
+                                        vr.id, routes.len(), neighbors.len()
+                                    )));
+                                }
+                            }
+                            Ok(Stanza::Error { code: ErrorCode::Replaced, .. }) if ready.is_none() => {
+                                return Ok(CloneEnd::Replaced);
+                            }
+                            Ok(Stanza::Error { code, message, .. }) => {
+                                return Err(MigrateError::Refused(to, format!("{}: {message}", code.as_str())));
+                            }
+                            Ok(_) => {}
+                            Err(e) => return Err(MigrateError::Refused(to, e.message)),
+                        }
+                    }
+                    if decoder.is_closed() {
+                        return Err(MigrateError::Closed(to));
+                    }
+                }
+                edits = changes.recv() => {
+                    let edits = edits.ok_or(MigrateError::FellBehind)?;
+                    let ops = edits.iter().map(|e| route_op(vr, e)).collect();
+                    push(&mut out, Stanza::Routes { seq: next(), ops });
+                }
+                _ = tick.tick() => {
+                    let ops = neighbor_changes(vr, self.now(), &mut neighbors);
+                    if !ops.is_empty() {
+                        push(&mut out, Stanza::Neighbors { seq: next(), ops });
+                    } else if last_sent.elapsed() >= keepalive {
+                        push(&mut out, Stanza::Keepalive);
+                    }
+                }
+                _ = cancel.notified() => {
+                    send(&mut wr, stream_close(), write_timeout, to).await?;
+                    return Ok(CloneEnd::Cancelled);
+                }
+            }
+            if !out.is_empty() {
+                send(&mut wr, &out, write_timeout, to).await?;
+                last_sent = Instant::now();
+            }
+        }
+    }
+
+    fn now(&self) -> u32 {
+        self.dp.clock.seconds(crate::dpdk::tsc())
+    }
+
+    /// Watches the VRs' states: logs each change, and removes a VR that has
+    /// drained for `control.drain_ms`. Runs until `shutdown` turns true.
+    pub async fn supervise(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let drain = Duration::from_millis(self.limits.drain_ms.into());
+        let mut seen: Vec<(VrState, Instant)> = self
+            .dp
+            .vrs
+            .iter()
+            .map(|v| (v.state(), Instant::now()))
+            .collect();
+        let mut tick = interval(SUPERVISE_PERIOD);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            for (v, vr) in self.dp.vrs.iter().enumerate() {
+                let state = vr.state();
+                if state != seen[v].0 {
+                    tracing::info!(vr = vr.id, "{} → {}", seen[v].0.label(), state.label());
+                    seen[v] = (state, Instant::now());
+                }
+                if state == VrState::Draining
+                    && seen[v].1.elapsed() >= drain
+                    && vr.transition(VrState::Draining, VrState::Standby)
+                {
+                    if let Some(c) = self.clones.lock().expect("clone registry").get(&v) {
+                        c.cancel.notify_one();
+                    }
+                    self.end_session(v);
+                    self.remove(v).await;
+                    tracing::info!(vr = vr.id, "drained: removed from this host, standby");
+                    seen[v] = (VrState::Standby, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// A route edit in protocol terms, naming interfaces by this host's names (the
+/// destination maps them by MAC).
+fn route_op(vr: &Vr, edit: &RouteEdit) -> RouteOp {
+    let name = |iface: usize| vr.interfaces[iface].name.clone();
+    match *edit {
+        RouteEdit::Add { prefix, next_hop } => {
+            let (iface, via) = match next_hop {
+                NextHop::Attached { iface } => (iface, None),
+                NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via))),
+                NextHop::Local => unreachable!("the writer feeds no local routes"),
+            };
+            RouteOp::Add {
+                prefix,
+                via,
+                interface: name(iface),
+            }
+        }
+        RouteEdit::Delete { prefix } => RouteOp::Delete { prefix },
+    }
+}
+
+/// The changes of VR `vr`'s neighbours since `sent` (which is brought up to date).
+fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<NeighborOp> {
+    let current: HashMap<u64, u64> = vr
+        .neighbors
+        .entries(now)
+        .into_iter()
+        .map(|(key, mac, _)| (key, mac))
+        .collect();
+    let split = |key: u64| {
+        let iface = ((key >> 32) - 1) as usize;
+        (
+            vr.interfaces[iface].name.clone(),
+            Ipv4Addr::from(key as u32),
+        )
+    };
+    let mut ops: Vec<NeighborOp> = sent
+        .keys()
+        .filter(|k| !current.contains_key(k))
+        .map(|&k| {
+            let (interface, address) = split(k);
+            NeighborOp::Delete { address, interface }
+        })
+        .collect();
+    ops.extend(
+        current
+            .iter()
+            .filter(|(k, mac)| sent.get(k) != Some(mac))
+            .map(|(&k, &mac)| {
+                let (interface, address) = split(k);
+                NeighborOp::Add {
+                    address,
+                    mac: crate::net::MacAddr::from_u64(mac),
+                    interface,
+                }
+            }),
+    );
+    *sent = current;
+    ops
+}
+
+async fn send(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    text: &str,
+    limit: Duration,
+    to: SocketAddr,
+) -> Result<(), MigrateError> {
+    timeout(limit, wr.write_all(text.as_bytes()))
+        .await
+        .map_err(|_| MigrateError::Timeout(to, limit))?
+        .map_err(|source| MigrateError::Io { to, source })
+}
