@@ -8,9 +8,10 @@
 //! Migration (DESIGN §4) costs the fast path one load of the VR's state per frame:
 //! a standby VR's frames go to its vif; a draining VR's frames are forwarded with
 //! the segment uplink's own MAC, and its slow-path frames handed to the VR's new
-//! host. An announcement (RARP, gratuitous ARP) from a VR's MAC switches its state:
-//! heard on its vif, the guest is here and the VR becomes active (and announces
-//! itself on every uplink); heard on an uplink while active, the guest moved away.
+//! host. A frame from a VR's guest on its vif (QEMU's RARP, Xen's gratuitous ARP
+//! come first after a migration) means the guest runs here: the VR becomes active
+//! and announces itself on every uplink. An announcement (RARP, gratuitous ARP)
+//! of an active VR's MAC heard on an uplink means the guest moved away: it drains.
 //!
 //! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
 use crate::config::{IdleConfig, Timers};
@@ -260,9 +261,17 @@ impl<'a> Worker<'a> {
                 if eth.ethertype == ether::ETHERTYPE_ARP {
                     self.dp.snoop_arp(segment, role, &a, now);
                 }
-                if arp::announces(eth.ethertype, eth.src, &a) {
-                    self.heard_announcement(role, segment, eth.src);
+                if matches!(role, PortRole::Uplink { .. })
+                    && arp::announces(eth.ethertype, eth.src, &a)
+                {
+                    self.heard_announcement(segment, eth.src);
                 }
+            }
+        }
+        if let PortRole::Vif { vr, iface, .. } = role {
+            let v = &self.dp.vrs[vr];
+            if v.state() != VrState::Active && eth.src == v.interfaces[iface].mac {
+                self.guest_is_here(vr);
             }
         }
         if eth.dst.is_multicast() {
@@ -311,27 +320,23 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// `mac` announced itself on `role`'s port. If it is a VR's: heard on the VR's
-    /// own vif, its guest is here (the VR becomes active and, once the burst is
-    /// classified, announces itself); heard on an uplink while active here, the
-    /// guest resumed on another host and this one drains.
-    fn heard_announcement(&mut self, role: PortRole, segment: usize, mac: MacAddr) {
-        let Some(vm) = self.dp.segments[segment].vr_for_mac(mac) else {
-            return;
-        };
-        let vr = &self.dp.vrs[vm.vr];
-        match role {
-            PortRole::Vif { vr: v, .. } if v == vm.vr => {
-                if vr.transition(VrState::Standby, VrState::Active)
-                    || vr.transition(VrState::Draining, VrState::Active)
-                {
-                    self.arrived = Some(vm.vr);
-                }
-            }
-            PortRole::Uplink { .. } => {
-                vr.transition(VrState::Active, VrState::Draining);
-            }
-            PortRole::Vif { .. } => {}
+    /// `mac` announced itself on an uplink: if it is the MAC of a VR active here,
+    /// its guest resumed on another host, and this one drains.
+    fn heard_announcement(&self, segment: usize, mac: MacAddr) {
+        if let Some(vm) = self.dp.segments[segment].vr_for_mac(mac) {
+            self.dp.vrs[vm.vr].transition(VrState::Active, VrState::Draining);
+        }
+    }
+
+    /// VR `v`'s guest sent a frame on its vif: it runs here. A VR in standby (or
+    /// still draining after its guest left) becomes active, and announces itself
+    /// once the burst is classified.
+    fn guest_is_here(&mut self, v: usize) {
+        let vr = &self.dp.vrs[v];
+        if vr.transition(VrState::Standby, VrState::Active)
+            || vr.transition(VrState::Draining, VrState::Active)
+        {
+            self.arrived = Some(v);
         }
     }
 
