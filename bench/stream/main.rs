@@ -57,7 +57,9 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
         bail!("--pps must be positive");
     }
     let socket = UdpSocket::bind("0.0.0.0:0").context("bind")?;
-    socket.connect(to).with_context(|| format!("connect {to}"))?;
+    socket
+        .connect(to)
+        .with_context(|| format!("connect {to}"))?;
     let total = (pps as f64 * seconds) as u64;
     let start = Instant::now();
     let mut packet = [0u8; PAYLOAD];

@@ -1,0 +1,149 @@
+//! Zero-loss migration, end to end (DESIGN §4–§5): the testbed (testbed/migration.py)
+//! builds hosts A and C, a switch, a sender, a receiver behind an OSPF neighbour,
+//! and a virtual-router guest running BIRD and vrfwd-agent; it migrates the guest
+//! A→C→A→C while a 10 kpps sequence-numbered stream and iperf3 cross it. With
+//! vrfwd on the hosts nothing may be lost or duplicated; the stock set-up (the
+//! guest forwarding in its own kernel, its vifs bridged) must lose packets in the
+//! same conditions, or the experiment proves nothing. The testbed removes its
+//! namespaces, processes and QEMU guests itself, also when a run fails.
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs the testbed and returns its JSON report.
+fn testbed(mode: &str, guest: &str, extra: &[&str]) -> Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_vrfwd"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    for b in ["vrfwd-agent", "vrfwd-stream"] {
+        assert!(
+            bin.join(b).exists(),
+            "{} is missing: build the workspace (cargo build --workspace --bins)",
+            bin.join(b).display()
+        );
+    }
+    let out = std::env::temp_dir().join(format!("vrfwd-migration-{mode}-{guest}.json"));
+    let status = Command::new("python3")
+        .arg(root.join("testbed/migration.py"))
+        .args(["--mode", mode, "--guest", guest, "--out"])
+        .arg(&out)
+        .arg("--bin")
+        .arg(&bin)
+        .args(["--prefix", "mt", "--work"])
+        .arg(std::env::temp_dir().join("vrfwd-testbed"))
+        .args(extra)
+        .status()
+        .expect("run the testbed");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("testbed report"))
+            .expect("testbed JSON");
+    std::fs::remove_file(&out).ok();
+    eprintln!(
+        "testbed {mode}/{guest}: exit {status}, errors {}",
+        report["errors"]
+    );
+    report
+}
+
+/// The testbed again if the first run hit the known TCG failure: the guest
+/// panicking after a migration (≈ 1 in 50 here, see the QEMU recipe's notes).
+fn testbed_retrying_panics(mode: &str, guest: &str, extra: &[&str]) -> Value {
+    let report = testbed(mode, guest, extra);
+    let panicked = report["errors"].as_array().is_some_and(|e| {
+        e.iter()
+            .any(|e| e.as_str().unwrap_or("").contains("panicked"))
+    });
+    if panicked {
+        eprintln!("the guest panicked under TCG (known emulation failure): retrying once");
+        return testbed(mode, guest, extra);
+    }
+    report
+}
+
+fn migrations(report: &Value) -> &Vec<Value> {
+    report["migrations"].as_array().expect("migrations")
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// vrfwd's run: every migration loses and duplicates nothing (our stream and
+/// iperf3), the destination is active and the source has let the VR go; a route
+/// BIRD learns after the first migration reaches the new host's table; an
+/// aborted migration leaves the VR active on its host and nothing on the other.
+fn check_vrfwd(report: &Value, expected: usize) {
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    let runs = migrations(report);
+    assert_eq!(
+        runs.len(),
+        expected + 1,
+        "{expected} migrations and one aborted"
+    );
+    for m in runs {
+        let (from, to) = (m["from"].as_str().unwrap(), m["to"].as_str().unwrap());
+        let what = format!("migration {} {from}→{to}", m["index"]);
+        assert!(n(&m["sent"]) > 0, "{what}: nothing sent");
+        assert_eq!(n(&m["lost"]), 0, "{what}: packets lost");
+        assert_eq!(n(&m["duplicates"]), 0, "{what}: packets duplicated");
+        assert_eq!(n(&m["iperf3"]["lost"]), 0, "{what}: iperf3 lost packets");
+        assert_eq!(
+            m["standby_on_destination"][0], "standby",
+            "{what}: the destination held the clone in standby"
+        );
+        let (stays, leaves) = if m["aborted"].as_bool().unwrap() {
+            (from, to)
+        } else {
+            (to, from)
+        };
+        assert_eq!(m["after"][stays][0], "active", "{what}: {m:#}");
+        assert_eq!(m["after"][leaves][0], "standby", "{what}: {m:#}");
+        assert_eq!(m["after"][leaves][1], 0, "{what}: routes left behind");
+    }
+    assert_eq!(
+        report["route_change"]["reached_table"], true,
+        "a route BIRD learned after the migration reached the new host: {}",
+        report["route_change"]
+    );
+}
+
+fn check_stock_loses(report: &Value) {
+    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
+    let lost: u64 = migrations(report).iter().map(|m| n(&m["lost"])).sum();
+    assert!(
+        lost > 0,
+        "the stock set-up lost nothing: the baseline is void"
+    );
+}
+
+#[test]
+fn namespace_guest_migrates_without_loss_and_stock_loses() {
+    check_vrfwd(
+        &testbed(
+            "vrfwd",
+            "netns",
+            &["--migrations", "3", "--abort", "--route-change"],
+        ),
+        3,
+    );
+    check_stock_loses(&testbed("stock", "netns", &["--migrations", "2"]));
+}
+
+#[test]
+fn qemu_guest_migrates_without_loss_and_stock_loses() {
+    check_vrfwd(
+        &testbed_retrying_panics(
+            "vrfwd",
+            "qemu",
+            &["--migrations", "3", "--abort", "--route-change"],
+        ),
+        3,
+    );
+    check_stock_loses(&testbed_retrying_panics(
+        "stock",
+        "qemu",
+        &["--migrations", "3"],
+    ));
+}
