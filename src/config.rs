@@ -488,6 +488,13 @@ pub(crate) mod tests {
     "#;
 
     #[test]
+    fn a_vr_whose_guest_runs_elsewhere_starts_in_standby() {
+        assert!(!Config::parse(EXAMPLE).unwrap().vrs[0].standby);
+        let c = Config::parse(&EXAMPLE.replace("[[vr]]", "[[vr]]\nstandby = true")).unwrap();
+        assert!(c.vrs[0].standby);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         // (text to replace in EXAMPLE, replacement, what the error must say)
         let cases = [
@@ -520,6 +527,12 @@ pub(crate) mod tests {
             ("10.0.1.1/24", "10.0.1.0/24", "vr[0].interface[0].address"),
             ("id = 1", "id = 0", "vr[0].id"),
             ("[[vr]]", "[[vr]]\nbogus = 1", "unknown field `bogus`"),
+            (
+                "eal_args = [\"--no-huge\", \"--in-memory\"]",
+                "[control]\nhost_credential = \"\"",
+                "control.host_credential: is empty",
+            ),
+            ("[[vr]]", "[[vr]]\nstandby = 1", "standby = 1"),
         ];
         for (from, to, want) in cases {
             let e = Config::parse(&EXAMPLE.replace(from, to))

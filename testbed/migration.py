@@ -158,6 +158,8 @@ class Testbed:
     def up(self):
         self.down()
         p, ns = self.p, self.ns
+        # The receiver's socket buffer must hold a long descheduling at full rate.
+        run('sysctl', '-qw', 'net.core.rmem_max=67108864')
         for n in ns.values():
             run('ip', 'netns', 'add', n)
             run('ip', '-n', n, 'link', 'set', 'lo', 'up')
@@ -407,6 +409,9 @@ standby = {"true" if standby else "false"}
         duration = self.a.seconds
         rec = {'index': index, 'from': src, 'to': dst, 'mode': self.a.mode, 'guest': self.a.guest,
                'pps': self.a.pps, 'aborted': abort}
+        pcap = os.path.join(self.work, f'stream-{index}.pcap')
+        capture = spawn('tcpdump', '-i', 'eth0', '-n', '-s', '96', '-B', '65536', '--time-stamp-precision=nano',
+                        '-w', pcap, 'udp', 'dst', 'port', '5001', ns=self.ns['rcv'])
         receiver = spawn(self.a.stream, 'receive', '--port', '5001', '--seconds', duration + 2,
                          ns=self.ns['rcv'], out=subprocess.PIPE)
         iperf = spawn('iperf3', '-c', '10.20.0.2', '-u', '-l', '100', '-b', f'{self.a.iperf_pps * 800}',
@@ -426,11 +431,13 @@ standby = {"true" if standby else "false"}
             rec['standby_on_destination'] = self.vr_state(dst)
         t = time.time()
         rec['migration_started_s'] = round(t - t0, 3)
+        rec['migration_started_unix'] = t
         if self.a.guest == 'qemu':
             self.migrate_qemu(src, dst, qd, abort, rec)
         else:
             self.migrate_netns(src, dst, abort, rec)
         rec['migration_s'] = round(time.time() - t, 3)
+        rec['migration_ended_unix'] = time.time()
         if abort and vrfwd:
             rec['cancel'] = self.ctl(src, 'migrate', '1', '--cancel', check=False)
         out, _ = sender.communicate(timeout=duration + 30)
@@ -440,6 +447,9 @@ standby = {"true" if standby else "false"}
         rec['timeline_per_ms'] = r.pop('per_ms')
         rec.update(r)
         rec['lost'] = rec['sent'] - rec['unique']
+        stop(capture, signal.SIGINT)
+        rec['wire'] = wire_gaps(pcap)
+        os.unlink(pcap)
         if iperf:
             out, _ = iperf.communicate(timeout=duration + 30)
             try:
@@ -477,9 +487,11 @@ standby = {"true" if standby else "false"}
         if status == 'completed':
             wait_for('the guest to resume on the destination',
                      lambda: qd.cmd('query-status')['status'] == 'running', 30, 0.05)
+            qs.cmd('query-status')  # collects the events sent since the last reply
             stop_t, resume_t = qs.event_time('STOP'), qd.event_time('RESUME')
             if stop_t and resume_t:
                 rec['stop_to_resume_ms'] = round((resume_t - stop_t) * 1000, 1)
+                rec['stop_unix'], rec['resume_unix'] = stop_t, resume_t
             self.quit_qemu(src)
             rec['guest_panicked'] = False
         else:
@@ -495,6 +507,7 @@ standby = {"true" if standby else "false"}
         g, hv = self.ns['g'], self.ns['hv']
         daemons = [self.procs['bird-g'], self.procs['agent']]
         t = time.time()
+        rec['stop_unix'] = t
         for d in daemons:
             os.killpg(d.pid, signal.SIGSTOP)
         for i in range(3):
@@ -504,7 +517,8 @@ standby = {"true" if standby else "false"}
             run('ip', '-n', hv, 'link', 'set', f'{dst}{i}', 'master', f'gb{i}')
         for d in daemons:
             os.killpg(d.pid, signal.SIGCONT)
-        rec['stop_to_resume_ms'] = round((time.time() - t) * 1000, 1)
+        rec['resume_unix'] = time.time()
+        rec['stop_to_resume_ms'] = round((rec['resume_unix'] - t) * 1000, 1)
         run(sys.executable, os.path.abspath(__file__), 'announce', *[f'eth{i}' for i in range(3)], ns=g)
 
     # ---- checks ---------------------------------------------------------------
@@ -522,6 +536,44 @@ standby = {"true" if standby else "false"}
             return {'host': h, 'prefix': '10.21.0.0/24', 'reached_table': True, 'after_s': round(time.time() - t, 2)}
         except RuntimeError:
             return {'host': h, 'prefix': '10.21.0.0/24', 'reached_table': False}
+
+
+def wire_gaps(pcap):
+    """The stream as the receiver's NIC saw it (kernel timestamps of a capture, so
+    that no process's scheduling counts): every silence that the sender did not
+    cause itself, i.e. the time between two consecutive arrivals minus the time
+    between their sending (from their payload), over 1 ms: [(start unix s, ms)];
+    and the packets that arrived in each millisecond after the first."""
+    import struct
+    with open(pcap, 'rb') as f:
+        data = f.read()
+    if len(data) < 24:
+        return {'packets': 0, 'gaps': [], 'first_unix_s': 0.0, 'per_ms': []}
+    magic = struct.unpack('<I', data[:4])[0]
+    scale = 1e-9 if magic == 0xa1b23c4d else 1e-6
+    off, prev, gaps, n, first, per_ms = 24, None, [], 0, None, []
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack('<IIII', data[off:off + 16])
+        pkt = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if len(pkt) < 14 + 20 + 8 + 16:
+            continue
+        ihl = (pkt[14] & 0x0f) * 4
+        payload = pkt[14 + ihl + 8:]
+        arrived = sec + frac * scale
+        sent = struct.unpack('!Q', payload[8:16])[0] / 1e9
+        n += 1
+        first = first or arrived
+        ms = int((arrived - first) * 1000)
+        if ms >= len(per_ms):
+            per_ms.extend([0] * (ms + 1 - len(per_ms)))
+        per_ms[ms] += 1
+        if prev:
+            excess = (arrived - prev[0]) - max(0.0, sent - prev[1])
+            if excess > 0.001:
+                gaps.append((prev[0], round(excess * 1000, 3)))
+        prev = (arrived, sent)
+    return {'packets': n, 'gaps': gaps[:10000], 'first_unix_s': first or 0.0, 'per_ms': per_ms}
 
 
 def announce(ifaces):

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const PAYLOAD: usize = 64;
 /// A receiver stops when nothing arrived for this long after the stream started.
 const SILENCE: Duration = Duration::from_secs(2);
+/// Receive buffer asked for (bytes).
+const RECV_BUFFER: usize = 64 << 20;
+/// Silences longer than this are listed (ms), at most `MAX_GAPS` of them.
+const LISTED_GAP_MS: f64 = 1.0;
+const MAX_GAPS: usize = 10_000;
 /// Sequence numbers above this are not ours (a stray packet): ignored.
 const MAX_SEQ: u64 = 1 << 28;
 
@@ -113,6 +118,8 @@ struct Report {
     /// when it began (ms after the first packet).
     longest_gap_ms: f64,
     gap_start_ms: f64,
+    /// Every silence over `LISTED_GAP_MS`: (start ms after the first packet, ms).
+    gaps: Vec<(f64, f64)>,
     /// Wall-clock time of the first packet (Unix seconds), to align with events.
     first_unix_s: f64,
     /// Packets received in each millisecond after the first one.
@@ -121,6 +128,11 @@ struct Report {
 
 fn receive(port: u16, seconds: f64) -> Result<()> {
     let socket = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("bind {port}"))?;
+    // Room for a long descheduling of this process at full rate: what the network
+    // delivered must not be lost in our own socket (capped by net.core.rmem_max).
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(RECV_BUFFER)
+        .context("SO_RCVBUF")?;
     socket.set_read_timeout(Some(Duration::from_millis(50)))?;
     let mut seen: Vec<bool> = Vec::new();
     let mut r = Report::default();
@@ -155,9 +167,13 @@ fn receive(port: u16, seconds: f64) -> Result<()> {
         });
         if r.received > 0 {
             let gap = now.duration_since(last).as_secs_f64() * 1000.0;
+            let start = last.duration_since(f).as_secs_f64() * 1000.0;
             if gap > r.longest_gap_ms {
                 r.longest_gap_ms = gap;
-                r.gap_start_ms = last.duration_since(f).as_secs_f64() * 1000.0;
+                r.gap_start_ms = start;
+            }
+            if gap > LISTED_GAP_MS && r.gaps.len() < MAX_GAPS {
+                r.gaps.push((start, gap));
             }
         }
         last = now;

@@ -95,9 +95,10 @@ impl Ctl<'_> {
     }
 
     fn sessions(&self) -> String {
-        let mut o = format!("{:<6} {:<24} {:>12}\n", "vr", "peer", "generation");
+        let mut o = format!("{:<6} {:<24} {:>14} role\n", "vr", "peer", "generation");
         for s in self.sessions.list() {
-            let _ = writeln!(o, "{:<6} {:<24} {:>12}", s.vr, s.peer, s.generation);
+            let role = if s.clone { "clone" } else { "guest" };
+            let _ = writeln!(o, "{:<6} {:<24} {:>14} {role}", s.vr, s.peer, s.generation);
         }
         o
     }

@@ -547,4 +547,54 @@ mod tests {
         );
         assert_eq!(lookup(&dp, &rcu, "22.0.0.1"), None);
     }
+
+    #[test]
+    fn a_subscriber_gets_the_routes_then_each_published_change() {
+        let (dp, _rcu, routes) = setup();
+        let mut w = RouteWriter::new(&dp, routes);
+        edit(
+            &mut w,
+            vec![RouteEdit::Add {
+                prefix: net("20.0.0.0/8"),
+                next_hop: GW,
+            }],
+        )
+        .unwrap();
+        let (feed, mut changes) = tokio::sync::mpsc::channel(16);
+        let snapshot = ask(&mut w, |reply| Command::Subscribe { vr: 0, feed, reply });
+        // The guest's route only: connected, local and static routes are the host's.
+        assert_eq!(
+            snapshot,
+            vec![RouteEdit::Add {
+                prefix: net("20.0.0.0/8"),
+                next_hop: GW
+            }]
+        );
+        let del = RouteEdit::Delete {
+            prefix: net("20.0.0.0/8"),
+        };
+        edit(&mut w, vec![del]).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), vec![del]);
+        // A sync is fed when it is published, at its end, with what it swept.
+        w.handle(Command::SyncBegin { vr: 0 });
+        let add = RouteEdit::Add {
+            prefix: net("22.0.0.0/8"),
+            next_hop: GW,
+        };
+        edit(&mut w, vec![add]).unwrap();
+        assert!(changes.try_recv().is_err(), "nothing before sync-end");
+        ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), vec![add]);
+        // A refused batch feeds nothing.
+        let bad = RouteEdit::Add {
+            prefix: Ipv4Net::new("25.1.0.0".parse().unwrap(), 8).unwrap(),
+            next_hop: GW,
+        };
+        assert!(edit(&mut w, vec![bad]).is_err());
+        assert!(changes.try_recv().is_err());
+        // A subscriber that went away is dropped; the writer goes on.
+        drop(changes);
+        edit(&mut w, vec![del]).unwrap();
+        assert!(w.vrs[0].feed.is_none());
+    }
 }

@@ -10,9 +10,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache/debs"
 
 # 1. The kernel and its virtio-net modules (Debian builds virtio as modules).
+download_kernel() {
+  local pkg
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+  [ -n "$pkg" ] && (cd "$cache/debs" && apt-get download "$pkg" >/dev/null 2>&1)
+}
 if ! ls "$cache"/debs/linux-image-*-amd64_*.deb >/dev/null 2>&1; then
-  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
-  (cd "$cache/debs" && apt-get download "$pkg" >/dev/null)
+  # Stale or missing package lists on a fresh machine: refresh them once.
+  download_kernel || { apt-get update -qq && download_kernel; } ||
+    { echo "build.sh: cannot download Debian's linux-image-amd64" >&2; exit 1; }
 fi
 if [ ! -f "$cache/vmlinuz" ]; then
   rm -rf "$cache/kernel"
