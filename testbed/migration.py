@@ -442,6 +442,7 @@ standby = {"true" if standby else "false"}
             rec['cancel'] = self.ctl(src, 'migrate', '1', '--cancel', check=False)
         out, _ = sender.communicate(timeout=duration + 30)
         rec['sent'] = int(out.split('sent=')[1].split()[0])
+        rec['sender'] = out.strip()
         out, _ = receiver.communicate(timeout=duration + 30)
         r = json.loads(out)
         rec['timeline_per_ms'] = r.pop('per_ms')
@@ -462,6 +463,7 @@ standby = {"true" if standby else "false"}
             time.sleep(self.a.drain_ms / 1000 + 0.5)
             rec['after'] = {h: self.vr_state(h) for h in ('a', 'c')}
             rec['sessions'] = {h: self.ctl(h, 'sessions') for h in ('a', 'c')}
+            rec['stats'] = {h: self.ctl(h, 'stats') for h in ('a', 'c')}
         if not abort:
             self.guest_at = dst
         log(f'migration {index} {src}→{dst}{" (aborted)" if abort else ""}: sent {rec["sent"]} '
