@@ -70,6 +70,9 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
     let mut packet = [0u8; PAYLOAD];
     let mut sent = 0u64;
     let mut failed = 0u64;
+    // How far behind its schedule the sender ever was (a stalled sender, not the
+    // network, would explain a silence at the receiver).
+    let mut max_late = Duration::ZERO;
     while sent < total {
         let due = Duration::from_nanos(sent * 1_000_000_000 / pps);
         let now = start.elapsed();
@@ -82,6 +85,7 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
             }
             continue;
         }
+        max_late = max_late.max(now - due);
         packet[..8].copy_from_slice(&sent.to_be_bytes());
         packet[8..16].copy_from_slice(&unix_ns().to_be_bytes());
         // A full socket buffer or a missing route counts as sent: the packet is lost
@@ -92,8 +96,9 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
         sent += 1;
     }
     println!(
-        "sent={sent} send_errors={failed} seconds={:.3}",
-        start.elapsed().as_secs_f64()
+        "sent={sent} send_errors={failed} seconds={:.3} max_late_ms={:.3}",
+        start.elapsed().as_secs_f64(),
+        max_late.as_secs_f64() * 1000.0
     );
     Ok(())
 }
