@@ -40,6 +40,7 @@ MACS = ['52:54:00:12:00:01', '52:54:00:12:00:02', '52:54:00:12:00:03']
 GUEST_ADDR = ['10.1.0.1/24', '10.2.0.1/24', '10.255.0.2/24']
 CONTROL_MAC = '02:00:00:ff:00:01'  # the host end of the control NIC, the same on every host
 DATA_IFACES = 2
+REACTION_S = 0.05
 
 
 def log(*a):
@@ -415,6 +416,16 @@ standby = {"true" if standby else "false"}
         pcap = os.path.join(self.work, f'stream-{index}.pcap')
         capture = spawn('tcpdump', '-i', 'eth0', '-n', '-s', '96', '-B', '65536', '--time-stamp-precision=nano',
                         '-w', pcap, 'udp', 'dst', 'port', '5001', ns=self.ns['rcv'])
+        # What each host sends into the switch from the VR's MACs (vrfwd mode).
+        macs = ' or '.join(f'ether src {m}' for m in MACS[:DATA_IFACES])
+        uplinks = {}
+        if vrfwd:
+            for h in ('a', 'c'):
+                path = os.path.join(self.work, f'uplink-{h}-{index}.pcap')
+                # One capture per host on its LAN 1 and LAN 2 ports, frames it sent.
+                uplinks[h] = (path, [spawn('tcpdump', '-i', f'{h}{i}', '-Q', 'in', '-n', '-s', '64',
+                                           '--time-stamp-precision=nano', '-w', f'{path}.{i}', macs,
+                                           ns=self.ns['sw']) for i in (1, 2)])
         receiver = spawn(self.a.stream, 'receive', '--port', '5001', '--seconds', duration + 2,
                          ns=self.ns['rcv'], out=subprocess.PIPE)
         iperf = spawn('iperf3', '-c', '10.20.0.2', '-u', '-l', '100', '-b', f'{self.a.iperf_pps * 800}',
@@ -454,6 +465,22 @@ standby = {"true" if standby else "false"}
         stop(capture, signal.SIGINT)
         rec['wire'] = wire_gaps(pcap)
         os.unlink(pcap)
+        if uplinks:
+            merged = {}
+            for h, (path, procs) in uplinks.items():
+                for p in procs:
+                    stop(p, signal.SIGINT)
+                with open(path, 'wb') as out:  # both ports' frames, for counting
+                    for i in (1, 2):
+                        with open(f'{path}.{i}', 'rb') as part:
+                            data = part.read()
+                        out.write(data if i == 1 else data[24:])
+                        os.unlink(f'{path}.{i}')
+                merged[h] = path
+            if not abort:
+                rec['cutover'] = cutover(merged, src, dst)
+            for path in merged.values():
+                os.unlink(path)
         if iperf:
             out, _ = iperf.communicate(timeout=duration + 30)
             try:
@@ -462,6 +489,8 @@ standby = {"true" if standby else "false"}
                                  'out_of_order': s.get('out_of_order', 0)}
             except (ValueError, KeyError) as e:
                 rec['iperf3'] = {'error': f'{e}: {out[-300:]}'}
+        if self.a.guest == 'qemu':
+            rec['console'] = self.console(dst if not abort else src)[-3000:]
         if vrfwd:
             time.sleep(self.a.drain_ms / 1000 + 0.5)
             rec['after'] = {h: self.vr_state(h) for h in ('a', 'c')}
@@ -488,7 +517,7 @@ standby = {"true" if standby else "false"}
                 qs.cmd('migrate_cancel')
                 cancelled = True
             time.sleep(0.02)
-        rec['qemu'] = {k: info.get(k) for k in ('status', 'total-time', 'downtime', 'setup-time')}
+        rec['qemu'] = {k: info.get(k) for k in ('status', 'total-time', 'downtime', 'setup-time', 'ram')}
         if status == 'completed':
             wait_for('the guest to resume on the destination',
                      lambda: qd.cmd('query-status')['status'] == 'running', 30, 0.05)
@@ -543,6 +572,21 @@ standby = {"true" if standby else "false"}
             return {'host': h, 'prefix': '10.21.0.0/24', 'reached_table': False}
 
 
+def pcap_records(path):
+    """(kernel timestamp in Unix seconds, frame bytes) of each frame of a capture."""
+    import struct
+    with open(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    scale = 1e-9 if struct.unpack('<I', data[:4])[0] == 0xa1b23c4d else 1e-6
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _ = struct.unpack('<IIII', data[off:off + 16])
+        yield sec + frac * scale, data[off + 16:off + 16 + incl]
+        off += 16 + incl
+
+
 def wire_gaps(pcap):
     """The stream as the receiver's NIC saw it (kernel timestamps of a capture, so
     that no process's scheduling counts): every silence that the sender did not
@@ -550,22 +594,12 @@ def wire_gaps(pcap):
     between their sending (from their payload), over 1 ms: [(start unix s, ms)];
     and the packets that arrived in each millisecond after the first."""
     import struct
-    with open(pcap, 'rb') as f:
-        data = f.read()
-    if len(data) < 24:
-        return {'packets': 0, 'gaps': [], 'first_unix_s': 0.0, 'per_ms': []}
-    magic = struct.unpack('<I', data[:4])[0]
-    scale = 1e-9 if magic == 0xa1b23c4d else 1e-6
-    off, prev, gaps, n, first, per_ms = 24, None, [], 0, None, []
-    while off + 16 <= len(data):
-        sec, frac, incl, _ = struct.unpack('<IIII', data[off:off + 16])
-        pkt = data[off + 16:off + 16 + incl]
-        off += 16 + incl
+    prev, gaps, n, first, per_ms = None, [], 0, None, []
+    for arrived, pkt in pcap_records(pcap):
         if len(pkt) < 14 + 20 + 8 + 16:
             continue
         ihl = (pkt[14] & 0x0f) * 4
         payload = pkt[14 + ihl + 8:]
-        arrived = sec + frac * scale
         sent = struct.unpack('!Q', payload[8:16])[0] / 1e9
         n += 1
         first = first or arrived
@@ -579,6 +613,24 @@ def wire_gaps(pcap):
                 gaps.append((prev[0], round(excess * 1000, 3)))
         prev = (arrived, sent)
     return {'packets': n, 'gaps': gaps[:10000], 'first_unix_s': first or 0.0, 'per_ms': per_ms}
+
+
+def cutover(captures, src, dst):
+    """From captures of what each host sent into the switch (frames from the VR's
+    MACs only): when the destination first announced the VR (a RARP), and how many
+    frames the source still sent from the VR's MACs after that (must be none:
+    the switches would learn the VR back at the source) once the source's lcore
+    has had time to handle the announcement (`REACTION_S`: it shares its core
+    with QEMU here, so it may be off the CPU for tens of milliseconds)."""
+    rarps = [t for t, f in pcap_records(captures[dst]) if f[12:14] == b'\x80\x35']
+    if not rarps:
+        return {'announced': False}
+    first = min(rarps)
+    late = [t - first for t, _ in pcap_records(captures[src]) if t > first]
+    # Frames the source's lcore handled before it got to the announcement still go
+    # out with the VR's MAC; after REACTION_S none may.
+    return {'announced': True, 'announced_unix': first, 'source_frames_after': len(late),
+            'source_frames_after_reaction': len([d for d in late if d > REACTION_S])}
 
 
 def announce(ifaces):

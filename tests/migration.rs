@@ -93,11 +93,19 @@ fn check_vrfwd(report: &Value, expected: usize) {
             m["standby_on_destination"][0], "standby",
             "{what}: the destination held the clone in standby"
         );
-        let (stays, leaves) = if m["aborted"].as_bool().unwrap() {
-            (from, to)
-        } else {
-            (to, from)
-        };
+        let aborted = m["aborted"].as_bool().unwrap();
+        if !aborted {
+            assert_eq!(
+                m["cutover"]["announced"], true,
+                "{what}: the destination announced the VR"
+            );
+            assert_eq!(
+                m["cutover"]["source_frames_after_reaction"], 0,
+                "{what}: the source sent from the VR's MACs after the cut-over: {}",
+                m["cutover"]
+            );
+        }
+        let (stays, leaves) = if aborted { (from, to) } else { (to, from) };
         assert_eq!(m["after"][stays][0], "active", "{what}: {m:#}");
         assert_eq!(m["after"][leaves][0], "standby", "{what}: {m:#}");
         assert_eq!(m["after"][leaves][1], 0, "{what}: routes left behind");
