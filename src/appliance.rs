@@ -197,9 +197,10 @@ fn control_thread(
 }
 
 /// Moves a control thread off the forwarding cores (it inherited the main lcore's
-/// pinning); a failure only costs performance, so it is logged.
+/// pinning) and below the lcores' priority; a failure only costs performance, so
+/// it is logged.
 fn off_lcores(cores: &[u16]) {
-    if let Err(e) = dpdk::pin_to_control_cores(cores) {
+    if let Err(e) = dpdk::become_control_thread(cores) {
         tracing::warn!("cannot move a control thread off the lcores' cores: {e}");
     }
 }

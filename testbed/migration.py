@@ -397,6 +397,19 @@ standby = {"true" if standby else "false"}
         out = open(os.path.join(self.work, 'agent.log'), 'w')
         self.procs['agent'] = spawn(self.a.agent, '--config', conf, ns=g, out=out)
 
+    def install_routes(self, h, count):
+        """Gives the (namespace) guest `count` more static /24 routes via B, as a
+        full table would, and waits until h's table holds them."""
+        batch = os.path.join(self.work, 'routes.batch')
+        with open(batch, 'w') as f:
+            for i in range(count):
+                f.write(f'route add {30 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24 via 10.2.0.3 proto static\n')
+        t = time.time()
+        run('ip', '-n', self.ns['g'], '-batch', batch, timeout=600)
+        wait_for(f'{count} routes in {h}\'s table', lambda: self.vr_state(h)[1] >= count, 300, 0.2)
+        os.unlink(batch)
+        log(f'{count} guest routes in {h}\'s table after {time.time() - t:.1f} s')
+
     def wait_forwarding(self, h):
         """The route BIRD learned from B (10.20.0.0/24) carries traffic; with vrfwd,
         it is in h's table."""
@@ -660,6 +673,7 @@ def main():
     ap.add_argument('--abort', action='store_true', help='then one migration cancelled mid-way')
     ap.add_argument('--route-change', action='store_true', help='a new OSPF prefix after the first migration')
     ap.add_argument('--pps', type=int, default=10000)
+    ap.add_argument('--routes', type=int, default=0, help='namespace guest: this many more routes (a full table)')
     ap.add_argument('--iperf-pps', type=int, default=1000, help='iperf3 UDP alongside (0: none)')
     ap.add_argument('--seconds', type=float, default=None, help='stream length per migration')
     ap.add_argument('--migrate-at', type=float, default=2.0)
@@ -682,11 +696,15 @@ def main():
         subprocess.run(['bash', os.path.join(HERE, 'guest', 'build.sh'), a.image, a.agent], check=True)
         log(f'guest image built in {time.time() - t:.1f} s')
     tb = Testbed(a)
-    result = {'mode': a.mode, 'guest': a.guest, 'pps': a.pps, 'migrations': [], 'errors': []}
+    result = {'mode': a.mode, 'guest': a.guest, 'pps': a.pps, 'routes': a.routes, 'migrations': [], 'errors': []}
     try:
         tb.up()
         tb.boot_guest()
         tb.wait_forwarding('a')
+        if a.routes:
+            if a.guest != 'netns':
+                raise RuntimeError('--routes needs --guest netns')
+            tb.install_routes('a', a.routes)
         for i in range(a.migrations):
             result['migrations'].append(tb.migrate(i))
             if a.guest == 'qemu' and tb.panicked(tb.guest_at):

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// How long the idle accept loop sleeps (the longest a command waits to be read).
 const POLL: Duration = Duration::from_millis(1);
+/// How long a client waits for a reply: longer than the slowest command, a
+/// migration's clone (`migrate::CLONE_READY_TIMEOUT`).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// An operator-socket failure.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +100,7 @@ pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
         }
         _ => io(e),
     })?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io)?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
     stream
         .write_all(format!("{command}\n").as_bytes())
         .map_err(io)?;

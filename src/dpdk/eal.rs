@@ -96,11 +96,16 @@ pub fn cpu_relax() {
     std::hint::spin_loop();
 }
 
-/// Moves the calling thread off the lcores' cores: onto every online CPU not in
-/// `lcore_cores`, or every CPU if the lcores take them all. Threads spawned after
-/// `rte_eal_init` inherit the main lcore's pinning; control threads must not
-/// compete with the forwarding loop on its core.
-pub fn pin_to_control_cores(lcore_cores: &[u16]) -> std::io::Result<()> {
+/// Scheduling niceness of control threads: where they must share a core with a
+/// forwarding loop (fewer cores than threads), the loop gets ≈ 90% of it.
+const CONTROL_NICE: libc::c_int = 10;
+
+/// Makes the calling thread a control thread: moves it off the lcores' cores, onto
+/// every online CPU not in `lcore_cores` (or every CPU if the lcores take them
+/// all), and lowers its priority, so that a burst of control work (a million
+/// routes to decode) never starves a forwarding loop. Threads spawned after
+/// `rte_eal_init` inherit the main lcore's pinning and priority.
+pub fn become_control_thread(lcore_cores: &[u16]) -> std::io::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let online: Vec<usize> = (0..cpus.max(1)).collect();
     let free: Vec<usize> = online
@@ -117,6 +122,18 @@ pub fn pin_to_control_cores(lcore_cores: &[u16]) -> std::io::Result<()> {
     }
     // SAFETY: pid 0 = the calling thread; the set is initialised and sized.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: plain syscalls; on Linux PRIO_PROCESS with a thread id sets that
+    // thread's niceness only.
+    let rc = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            CONTROL_NICE,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {

@@ -14,7 +14,7 @@ mod mempool;
 mod port;
 mod rcu;
 
-pub use eal::{cpu_relax, pin_to_control_cores, tsc, tsc_hz, Eal};
+pub use eal::{become_control_thread, cpu_relax, tsc, tsc_hz, Eal};
 pub use lpm::RteLpm;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
