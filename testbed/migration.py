@@ -40,7 +40,7 @@ MACS = ['52:54:00:12:00:01', '52:54:00:12:00:02', '52:54:00:12:00:03']
 GUEST_ADDR = ['10.1.0.1/24', '10.2.0.1/24', '10.255.0.2/24']
 CONTROL_MAC = '02:00:00:ff:00:01'  # the host end of the control NIC, the same on every host
 DATA_IFACES = 2
-REACTION_S = 0.05
+REACTION_S = 0.2
 
 
 def log(*a):
@@ -634,7 +634,8 @@ def cutover(captures, src, dst):
     frames the source still sent from the VR's MACs after that (must be none:
     the switches would learn the VR back at the source) once the source's lcore
     has had time to handle the announcement (`REACTION_S`: it shares its core
-    with QEMU here, so it may be off the CPU for tens of milliseconds)."""
+    with QEMU here and has been seen off the CPU for over 100 ms; what it took off
+    its ring before then still leaves with the VR's MACs)."""
     rarps = [t for t, f in pcap_records(captures[dst]) if f[12:14] == b'\x80\x35']
     if not rarps:
         return {'announced': False}
