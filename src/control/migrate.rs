@@ -404,3 +404,70 @@ async fn send(
         .map_err(|_| MigrateError::Timeout(to, limit))?
         .map_err(|source| MigrateError::Io { to, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::dataplane::{neighbor_key, Clock, Dataplane};
+    use crate::dpdk::Rcu;
+
+    /// The config module's example: VR 1 with eth0 10.0.1.1/24.
+    fn vr() -> Dataplane {
+        let config = Config::parse(crate::config::tests::EXAMPLE).unwrap();
+        let rcu = Arc::new(Rcu::new(1).unwrap());
+        Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap().0
+    }
+
+    #[test]
+    fn neighbours_are_cloned_as_changes() {
+        let dp = vr();
+        let vr = &dp.vrs[0];
+        let mac = crate::net::MacAddr([2, 0, 0, 0, 0, 7]);
+        let key = neighbor_key(0, u32::from(Ipv4Addr::new(10, 0, 1, 7)));
+        let mut sent = HashMap::new();
+        assert!(neighbor_changes(vr, 0, &mut sent).is_empty());
+        vr.neighbors.learn(key, mac.to_u64(), 0);
+        let add = NeighborOp::Add {
+            address: Ipv4Addr::new(10, 0, 1, 7),
+            mac,
+            interface: "eth0".into(),
+        };
+        assert_eq!(neighbor_changes(vr, 0, &mut sent), vec![add]);
+        assert!(neighbor_changes(vr, 1, &mut sent).is_empty(), "unchanged");
+        vr.neighbors.forget(key);
+        assert_eq!(
+            neighbor_changes(vr, 1, &mut sent),
+            vec![NeighborOp::Delete {
+                address: Ipv4Addr::new(10, 0, 1, 7),
+                interface: "eth0".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn routes_are_cloned_by_interface_name() {
+        let dp = vr();
+        let prefix: Ipv4Net = "10.9.0.0/16".parse().unwrap();
+        let via = Ipv4Addr::new(10, 0, 1, 2);
+        let gateway = RouteEdit::Add {
+            prefix,
+            next_hop: NextHop::Gateway {
+                iface: 0,
+                via: via.into(),
+            },
+        };
+        assert_eq!(
+            route_op(&dp.vrs[0], &gateway),
+            RouteOp::Add {
+                prefix,
+                via: Some(via),
+                interface: "eth0".into()
+            }
+        );
+        assert_eq!(
+            route_op(&dp.vrs[0], &RouteEdit::Delete { prefix }),
+            RouteOp::Delete { prefix }
+        );
+    }
+}
