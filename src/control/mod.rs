@@ -9,7 +9,7 @@ pub mod writer;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long the idle accept loop sleeps (the longest a command waits to be read).
@@ -17,6 +17,8 @@ const POLL: Duration = Duration::from_millis(1);
 /// How long a client waits for a reply: longer than the slowest command, a
 /// migration's clone (`migrate::CLONE_READY_TIMEOUT`).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(75);
+/// Operator connections answered at once; more wait their turn.
+const CONCURRENT: usize = 4;
 
 /// An operator-socket failure.
 #[derive(Debug, thiserror::Error)]
@@ -60,21 +62,36 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 
 /// Answers commands until `quit` is set. `answer` maps a command to its reply.
 /// The listener does not block, so that `quit` is seen even if the socket file
-/// was removed; an idle loop sleeps [`POLL`], which bounds a command's wait.
-pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &dyn Fn(&str) -> String) {
-    while !quit.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = reply(stream, answer) {
-                    tracing::debug!("operator connection: {e}");
+/// was removed; an idle loop sleeps [`POLL`], which bounds a command's wait. Each
+/// connection is answered on its own thread (up to [`CONCURRENT`] at once), so a
+/// slow command (a migration's clone) does not hold up `vrs` or `stats`.
+pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &(dyn Fn(&str) -> String + Sync)) {
+    let busy = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        while !quit.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) if busy.load(Ordering::Relaxed) < CONCURRENT => {
+                    busy.fetch_add(1, Ordering::Relaxed);
+                    let busy = &busy;
+                    s.spawn(move || {
+                        answer_logged(stream, answer);
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Ok((stream, _)) => answer_logged(stream, answer),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
+                Err(e) => {
+                    tracing::warn!("operator socket accept: {e}");
+                    std::thread::sleep(POLL);
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-            Err(e) => {
-                tracing::warn!("operator socket accept: {e}");
-                std::thread::sleep(POLL);
-            }
         }
+    });
+}
+
+fn answer_logged(stream: UnixStream, answer: &dyn Fn(&str) -> String) {
+    if let Err(e) = reply(stream, answer) {
+        tracing::debug!("operator connection: {e}");
     }
 }
 
@@ -141,6 +158,37 @@ mod tests {
         ));
         // The file is stale now: a new instance takes it over.
         assert!(bind(&path).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_slow_command_does_not_hold_up_others() {
+        let dir = std::env::temp_dir().join(format!("vrfwd-ctl-slow-{}", std::process::id()));
+        let path = dir.join("s.sock");
+        let (quit, released) = (AtomicBool::new(false), AtomicBool::new(false));
+        let listener = bind(&path).unwrap();
+        let answer = |c: &str| match c {
+            // Waits until the test has had its answer to "ping" (or gives up).
+            "slow" => {
+                for _ in 0..1000 {
+                    if released.load(Ordering::Relaxed) {
+                        return "released".to_owned();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                "never released".to_owned()
+            }
+            _ => "pong".to_owned(),
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| serve(&listener, &quit, &answer));
+            let slow = s.spawn(|| request(&path, "slow").unwrap());
+            std::thread::sleep(Duration::from_millis(50)); // "slow" is being answered
+            assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
+            released.store(true, Ordering::Relaxed);
+            assert_eq!(slow.join().unwrap().trim(), "released");
+            quit.store(true, Ordering::Relaxed);
+        });
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
