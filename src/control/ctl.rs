@@ -3,7 +3,7 @@
 //! Replies that start with `error: ` are failures.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
-use crate::dataplane::{Dataplane, NextHop};
+use crate::dataplane::{neighbor_of_key, Dataplane, NextHop};
 use crate::net::MacAddr;
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
@@ -122,12 +122,11 @@ impl Ctl<'_> {
         rows.sort_unstable();
         rows.iter()
             .map(|&(key, mac, age)| {
-                let iface = ((key >> 32) - 1) as usize;
+                let (iface, address) = neighbor_of_key(key);
                 let name = vr.interfaces.get(iface).map_or("?", |i| i.name.as_str());
                 let age = age.map_or("static".to_owned(), |a| format!("{a}s"));
                 format!(
-                    "{} dev {name} lladdr {} {age}\n",
-                    Ipv4Addr::from(key as u32),
+                    "{address} dev {name} lladdr {} {age}\n",
                     MacAddr::from_u64(mac)
                 )
             })

@@ -14,13 +14,13 @@
 //!   session ends, its routes and learned neighbours go, it waits in standby.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
-use crate::dataplane::{NextHop, Vr, VrState};
+use crate::dataplane::{neighbor_of_key, NextHop, Vr, VrState};
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::{interval, timeout, Instant};
@@ -362,11 +362,8 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
         .map(|(key, mac, _)| (key, mac))
         .collect();
     let split = |key: u64| {
-        let iface = ((key >> 32) - 1) as usize;
-        (
-            vr.interfaces[iface].name.clone(),
-            Ipv4Addr::from(key as u32),
-        )
+        let (iface, address) = neighbor_of_key(key);
+        (vr.interfaces[iface].name.clone(), address)
     };
     let mut ops: Vec<NeighborOp> = sent
         .keys()
@@ -393,15 +390,15 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
     ops
 }
 
+/// The sessions' bounded write, with the destination named in its error.
 async fn send(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     text: &str,
     limit: Duration,
     to: SocketAddr,
 ) -> Result<(), MigrateError> {
-    timeout(limit, wr.write_all(text.as_bytes()))
+    super::session::send(wr, text.as_bytes(), limit)
         .await
-        .map_err(|_| MigrateError::Timeout(to, limit))?
         .map_err(|source| MigrateError::Io { to, source })
 }
 

@@ -636,7 +636,12 @@ fn write_reject(e: WriteError) -> Reject {
     reject(code, e.to_string())
 }
 
-async fn send(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+/// Writes `bytes`, failing with `TimedOut` if the peer does not take them in `limit`.
+pub(super) async fn send(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
     timeout(limit, wr.write_all(bytes))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer does not read"))?

@@ -147,6 +147,11 @@ pub fn neighbor_key(iface: usize, ip: u32) -> u64 {
     ((iface as u64 + 1) << 32) | u64::from(ip)
 }
 
+/// The interface and address a neighbour-cache key was made of.
+pub fn neighbor_of_key(key: u64) -> (usize, Ipv4Addr) {
+    (((key >> 32) - 1) as usize, Ipv4Addr::from(key as u32))
+}
+
 /// A VR interface MAC on a segment, for the per-frame "is this for a VR" test.
 #[derive(Debug, Clone, Copy)]
 pub struct VrMac {
