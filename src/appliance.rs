@@ -7,7 +7,7 @@ use crate::control::session::Sessions;
 use crate::control::writer::RouteWriter;
 use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane};
-use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, Rcu};
+use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, Snapshot};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +41,9 @@ pub enum ApplianceError {
 pub fn eal_args(config: &Config) -> Vec<String> {
     let cores: Vec<String> = config.cores.iter().map(u16::to_string).collect();
     let mut args = vec!["-l".to_owned(), cores.join(",")];
-    for p in &config.ports {
+    for device in config.ports.iter().filter_map(|p| p.device.clone()) {
         args.push("--vdev".to_owned());
-        args.push(p.device.clone());
+        args.push(device);
     }
     args.extend(config.eal_args.iter().cloned());
     args
@@ -77,19 +77,21 @@ fn run_on(
         config.mempool.cache,
         MBUF_DATA_ROOM,
     )?;
+    let rcu = Arc::new(Rcu::new(lcores as u32)?);
     let ports = config
         .ports
         .iter()
         .map(|p| {
-            Port::start(p.device_name(), lcores as u16, &pool).map_err(|source| {
-                ApplianceError::Port {
+            p.device_name()
+                .map(|device| Port::start(device, lcores as u16, &pool))
+                .transpose()
+                .map_err(|source| ApplianceError::Port {
                     port: p.name.clone(),
                     source,
-                }
-            })
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let rcu = Arc::new(Rcu::new(lcores as u32)?);
+    let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu));
     let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
     let dp = Arc::new(dp);
     let counters: Vec<LcoreCounters> = (0..lcores)
@@ -100,7 +102,7 @@ fn run_on(
         Snapshot::collect(
             &counters,
             &dp,
-            &|p| ports[p].stats().ok(),
+            &|p| ports.stats(p),
             dp.clock.seconds(dpdk::tsc()),
         )
     };
@@ -123,6 +125,7 @@ fn run_on(
         })
         .transpose()?;
     let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
+    let (ports_ref, pool_ref) = (&ports, &pool);
     let result = std::thread::scope(|s| {
         let cores = &config.cores;
         s.spawn(move || {
@@ -143,6 +146,9 @@ fn run_on(
                 writer: to_writer,
                 snapshot,
                 sessions: sessions_ref,
+                ports: ports_ref,
+                pool: pool_ref,
+                attach: &config.attach,
             };
             control::serve(&listener, stop_ref, &|line| ctl.answer(line))
         });

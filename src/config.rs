@@ -52,6 +52,8 @@ pub struct Config {
     pub timers: Timers,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub attach: AttachConfig,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortConfig>,
     #[serde(rename = "segment", default)]
@@ -172,14 +174,57 @@ impl Default for ControlConfig {
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     pub name: String,
-    /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`.
-    pub device: String,
+    /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`. A vif without
+    /// one is attached at run time (`vrfwd ctl attach`, e.g. by Xen's vif hotplug
+    /// script when the guest is created or migrates in).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 impl PortConfig {
     /// The DPDK device name (before the first comma), which names the ethdev.
-    pub fn device_name(&self) -> &str {
-        self.device.split(',').next().unwrap_or_default()
+    pub fn device_name(&self) -> Option<&str> {
+        self.device
+            .as_deref()
+            .map(|d| d.split(',').next().unwrap_or_default())
+    }
+}
+
+/// How a vif is attached at run time: the PMD that opens the kernel netdev.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachConfig {
+    pub driver: AttachDriver,
+    /// Extra device arguments, e.g. `framecnt=4096` (af_packet's ring size).
+    pub args: String,
+}
+
+/// PMDs that open a kernel netdev.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachDriver {
+    #[default]
+    AfPacket,
+    AfXdp,
+}
+
+impl AttachConfig {
+    /// The `--vdev` string that opens kernel netdev `netdev` as port `index` with
+    /// `queues` queue pairs (one per lcore).
+    pub fn device(&self, index: usize, netdev: &str, queues: u16) -> String {
+        let mut d = match self.driver {
+            AttachDriver::AfPacket => {
+                format!("net_af_packet_vif{index},iface={netdev},qpairs={queues}")
+            }
+            AttachDriver::AfXdp => {
+                format!("net_af_xdp_vif{index},iface={netdev},start_queue=0,queue_count={queues}")
+            }
+        };
+        if !self.args.is_empty() {
+            d.push(',');
+            d.push_str(&self.args);
+        }
+        d
     }
 }
 
@@ -324,11 +369,13 @@ impl Config {
                     format!("{:?} is used twice", p.name),
                 ));
             }
-            if p.device_name().is_empty() || !devices.insert(p.device_name()) {
-                return Err(invalid(
-                    format!("port[{i}].device"),
-                    format!("{:?} is empty or its device name is used twice", p.device),
-                ));
+            if let Some(name) = p.device_name() {
+                if name.is_empty() || !devices.insert(name) {
+                    return Err(invalid(
+                        format!("port[{i}].device"),
+                        format!("{:?} is empty or its device name is used twice", p.device),
+                    ));
+                }
             }
         }
         // Every port has exactly one role: a segment's uplink or an interface's vif.
@@ -354,6 +401,19 @@ impl Config {
                 ));
             }
             claim(&s.uplink, format!("segment[{i}].uplink"))?;
+            if self
+                .ports
+                .iter()
+                .any(|p| p.name == s.uplink && p.device.is_none())
+            {
+                return Err(invalid(
+                    format!("segment[{i}].uplink"),
+                    format!(
+                        "port {:?} has no device (only vifs are attached at run time)",
+                        s.uplink
+                    ),
+                ));
+            }
         }
         let mut vr_ids = HashSet::new();
         let mut macs = HashSet::new();
@@ -495,6 +555,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_vif_without_a_device_is_attached_at_run_time() {
+        let c =
+            Config::parse(&EXAMPLE.replace("device = \"net_af_packet1,iface=vif1\"", "")).unwrap();
+        assert_eq!(c.ports[1].device, None);
+        assert_eq!(
+            c.attach.device(1, "vif5.0", 2),
+            "net_af_packet_vif1,iface=vif5.0,qpairs=2"
+        );
+        let xdp = Config::parse(&EXAMPLE.replace(
+            "via = \"10.0.1.2\"",
+            "via = \"10.0.1.2\"\n[attach]\ndriver = \"af_xdp\"\nargs = \"busy_budget=0\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            xdp.attach.device(3, "vif1.1", 1),
+            "net_af_xdp_vif3,iface=vif1.1,start_queue=0,queue_count=1,busy_budget=0"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         // (text to replace in EXAMPLE, replacement, what the error must say)
         let cases = [
@@ -533,6 +613,16 @@ pub(crate) mod tests {
                 "control.host_credential: is empty",
             ),
             ("[[vr]]", "[[vr]]\nstandby = 1", "standby = 1"),
+            (
+                "device = \"net_af_packet0,iface=up0\"",
+                "",
+                "segment[0].uplink: port \"up0\" has no device",
+            ),
+            (
+                "via = \"10.0.1.2\"",
+                "via = \"10.0.1.2\"\n[attach]\ndriver = \"tap\"",
+                "unknown variant `tap`",
+            ),
         ];
         for (from, to, want) in cases {
             let e = Config::parse(&EXAMPLE.replace(from, to))

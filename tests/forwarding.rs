@@ -135,3 +135,96 @@ fn two_lcores_share_the_ports() {
         .all(|p| p["ttl"] == 63 && p["checksum_ok"] == true));
     assert!(t.vr(1).forwarded >= 100);
 }
+
+/// A vif without a configured device (a Xen vif or QEMU tap that appears when the
+/// guest is created or migrates in) is attached and detached while the lcores run.
+#[test]
+fn a_vif_is_attached_and_detached_at_run_time() {
+    let mut t = Topology::up("va", 2);
+    let text = std::fs::read_to_string(&t.config).unwrap();
+    let device = text
+        .lines()
+        .find(|l| l.starts_with("device = \"net_af_packetvav0,"))
+        .expect("VR 1 eth0's vif in the config")
+        .to_owned();
+    std::fs::write(&t.config, text.replace(&device, "")).unwrap();
+    t.start();
+    let ports = t.ctl(&["ports"]);
+    assert!(
+        ports
+            .lines()
+            .any(|l| l.contains("vif of red eth0") && l.ends_with(" -")),
+        "{ports}"
+    );
+    let guest_answers = |t: &Topology| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &t.ns("s")])
+            .args(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.1"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!guest_answers(&t), "no vif yet: the guest is unreachable");
+
+    let attach = ["attach", "red", VR1_ETH0, "vav0", "--segment", "lan0"];
+    let reply = t.ctl(&attach);
+    assert!(
+        reply.contains("attached vav0 to VR red interface eth0"),
+        "{reply}"
+    );
+    assert!(t.ctl(&["ports"]).contains("vav0"));
+    assert!(
+        guest_answers(&t),
+        "the guest answers through its attached vif"
+    );
+
+    // Refused, and nothing changes: a second attach, a wrong segment, an unknown
+    // interface, netdev or VR, a name that would smuggle device arguments.
+    for (args, want) in [
+        (attach.to_vec(), "attached already (to vav0)"),
+        (
+            vec!["attach", "1", VR1_ETH0, "vav0", "--segment", "lan1"],
+            "on segment lan0, not lan1",
+        ),
+        (
+            vec!["attach", "1", "02:00:00:00:09:09", "vav0"],
+            "no interface with MAC",
+        ),
+        (
+            vec!["attach", "1", VR1_ETH1, "nosuchif"],
+            "no network interface",
+        ),
+        (
+            vec!["attach", "1", VR1_ETH1, "vav1,iface=x"],
+            "not a network interface name",
+        ),
+        (vec!["attach", "vr9", VR1_ETH1, "vav1"], "no VR \"vr9\""),
+        (vec!["detach", "vav1"], "no port is attached to \"vav1\""),
+    ] {
+        let e = t.try_ctl(&args).expect_err("refused");
+        assert!(e.contains(want), "{args:?}: {e:?} should say {want:?}");
+    }
+    assert!(guest_answers(&t));
+
+    // Detach and attach again, repeatedly, while the fast path forwards a stream:
+    // no lcore stops, nothing forwarded is lost, the guest is back at the end.
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let forwarded = t.vr(1).forwarded;
+    let at_receiver = t.sniff("r", "eth0", 12, "udp and dst port 5000");
+    std::thread::scope(|s| {
+        s.spawn(|| t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3000, 64));
+        for _ in 0..10 {
+            assert!(t.ctl(&["detach", "vav0"]).contains("detached vav0"));
+            t.ctl(&attach);
+        }
+    });
+    assert_eq!(at_receiver.packets().len(), 3000, "every packet forwarded");
+    assert!(t.vr(1).forwarded - forwarded >= 3000);
+    assert!(guest_answers(&t));
+    t.ctl(&["detach", "vav0"]);
+    assert!(!guest_answers(&t), "detached again");
+    assert_eq!(t.stats().lcores.len(), 2);
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vrfwd::config::Config;
 use vrfwd::dataplane::{Clock, Dataplane};
-use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, Rcu, TxBuffer};
+use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, PortTable, Rcu, TxBuffer};
 use vrfwd::lcore::Worker;
 use vrfwd::net::{ether, ipv4, MacAddr};
 use vrfwd::stats::LcoreCounters;
@@ -134,12 +134,13 @@ fn hostile_frames_neither_crash_nor_leak() {
     ])
     .expect("EAL");
     let pool = Mempool::new("hostile", MBUFS, 0, 2048 + 128).unwrap();
-    let ports: Vec<Port> = config
+    let rcu = Arc::new(Rcu::new(1).unwrap());
+    let ports = config
         .ports
         .iter()
-        .map(|p| Port::start(p.device_name(), 1, &pool).unwrap())
+        .map(|p| Some(Port::start(p.device_name().unwrap(), 1, &pool).unwrap()))
         .collect();
-    let rcu = Arc::new(Rcu::new(1).unwrap());
+    let ports = PortTable::new(ports, 1, Arc::clone(&rcu));
     let (dp, _routes) =
         Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu).unwrap();
     let counters = LcoreCounters::new(ports.len(), 1, 2);
@@ -167,25 +168,34 @@ fn hostile_frames_neither_crash_nor_leak() {
     };
     // Inject in ring-sized batches (what up0 or up1 sends loops back to its RX),
     // letting the lcore chew on each batch and on the floods it causes.
+    // The injecting thread reads ports as an RCU reader too, between the runs.
     for (batch, chunk) in frames.chunks(512).enumerate() {
-        let mut tx = TxBuffer::default();
-        for f in chunk {
-            let mut m = pool.alloc().expect("mbuf");
-            assert!(m.append(f));
-            if let Err(m) = tx.push(m) {
-                tx.flush(&ports[batch % 2 * 2], 0);
-                assert!(tx.push(m).is_ok());
+        {
+            let injector = rcu.reader(0).unwrap();
+            let section = injector.section();
+            let mut tx = TxBuffer::default();
+            for f in chunk {
+                let mut m = pool.alloc().expect("mbuf");
+                assert!(m.append(f));
+                if let Err(m) = tx.push(m) {
+                    ports.flush(batch % 2 * 2, 0, &mut tx, &section);
+                    assert!(tx.push(m).is_ok());
+                }
             }
+            ports.flush(batch % 2 * 2, 0, &mut tx, &section);
         }
-        tx.flush(&ports[batch % 2 * 2], 0);
         run_for(100);
     }
     // Drain what still circulates, then every mbuf must be home.
-    let mut burst = Burst::default();
-    for _ in 0..100 {
-        for p in &ports {
-            while p.rx_burst(0, &mut burst) > 0 {
-                burst.clear();
+    {
+        let injector = rcu.reader(0).unwrap();
+        let section = injector.section();
+        let mut burst = Burst::default();
+        for _ in 0..100 {
+            for p in 0..ports.len() {
+                while ports.rx_burst(p, 0, &mut burst, &section) > 0 {
+                    burst.clear();
+                }
             }
         }
     }

@@ -3,7 +3,9 @@
 //! Replies that start with `error: ` are failures.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
-use crate::dataplane::{neighbor_of_key, Dataplane, NextHop};
+use crate::config::AttachConfig;
+use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, PortRole};
+use crate::dpdk::{Mempool, PortTable};
 use crate::net::MacAddr;
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
@@ -15,7 +17,8 @@ use std::sync::atomic::Ordering;
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
 route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX | \
-migrate VR --to HOST:PORT | migrate VR --cancel";
+migrate VR --to HOST:PORT | migrate VR --cancel | ports | \
+attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
 
 /// What the operator commands can reach.
 pub struct Ctl<'a> {
@@ -23,6 +26,10 @@ pub struct Ctl<'a> {
     pub writer: Sender<Command>,
     pub snapshot: &'a (dyn Fn() -> Snapshot + Sync),
     pub sessions: &'a std::sync::Arc<Sessions>,
+    /// Vif ports without a configured device are attached here at run time.
+    pub ports: &'a PortTable,
+    pub pool: &'a Mempool,
+    pub attach: &'a AttachConfig,
 }
 
 impl Ctl<'_> {
@@ -47,19 +54,90 @@ impl Ctl<'_> {
             ["migrate", vr, "--cancel"] => self
                 .vr(vr)
                 .and_then(|v| self.sessions.cancel_migration(v).map_err(|e| e.to_string())),
+            ["ports"] => Ok(self.ports()),
+            ["attach", vr, mac, netdev] => self.attach(vr, mac, netdev, None),
+            ["attach", vr, mac, netdev, "--segment", segment] => {
+                self.attach(vr, mac, netdev, Some(segment))
+            }
+            ["detach", netdev] => self.detach(netdev),
             ["help"] => Ok(USAGE.to_owned()),
             _ => Err(format!("unknown command {line:?}; commands: {USAGE}")),
         };
         result.unwrap_or_else(|e| format!("error: {e}"))
     }
 
-    fn vr(&self, id: &str) -> Result<usize, String> {
-        let id: u32 = id.parse().map_err(|_| format!("{id:?} is not a VR id"))?;
+    /// A VR by id or by name.
+    fn vr(&self, vr: &str) -> Result<usize, String> {
+        let id: Option<u32> = vr.parse().ok();
         self.dp
             .vrs
             .iter()
-            .position(|v| v.id == id)
-            .ok_or_else(|| format!("no VR {id}"))
+            .position(|v| Some(v.id) == id || v.name == vr)
+            .ok_or_else(|| format!("no VR {vr:?}"))
+    }
+
+    fn ports(&self) -> String {
+        let mut o = format!("{:<5} {:<16} {:<28} attached to\n", "port", "name", "role");
+        for (p, role) in self.dp.ports.iter().enumerate() {
+            let role = match *role {
+                PortRole::Uplink { segment } => {
+                    format!("uplink of {}", self.dp.segments[segment].name)
+                }
+                PortRole::Vif { vr, iface, .. } => {
+                    let v = &self.dp.vrs[vr];
+                    format!("vif of {} {}", v.name, v.interfaces[iface].name)
+                }
+            };
+            let at = self.ports.attachment(p).unwrap_or_else(|| "-".into());
+            let _ = writeln!(o, "{p:<5} {:<16} {role:<28} {at}", self.dp.port_names[p]);
+        }
+        o
+    }
+
+    /// Attaches kernel netdev `netdev` (a Xen vif, a QEMU tap) as the vif of the
+    /// interface of VR `vr` whose MAC is `mac`; `segment`, when given, must be that
+    /// interface's segment (a hotplug script passes the bridge it was told).
+    fn attach(
+        &self,
+        vr: &str,
+        mac: &str,
+        netdev: &str,
+        segment: Option<&str>,
+    ) -> Result<String, String> {
+        let v = self.vr(vr)?;
+        let mac: MacAddr = mac.parse().map_err(|_| format!("{mac:?} is not a MAC"))?;
+        let vr = &self.dp.vrs[v];
+        let ifc = vr
+            .interfaces
+            .iter()
+            .find(|i| i.mac == mac)
+            .ok_or_else(|| format!("VR {} has no interface with MAC {mac}", vr.name))?;
+        let on = &self.dp.segments[ifc.segment].name;
+        if let Some(want) = segment.filter(|s| s != on) {
+            return Err(format!(
+                "interface {} of VR {} is on segment {on}, not {want}",
+                ifc.name, vr.name
+            ));
+        }
+        check_netdev(netdev)?;
+        let device = self.attach.device(ifc.vif, netdev, self.ports.queues());
+        self.ports
+            .attach(ifc.vif, netdev, &device, self.pool)
+            .map_err(|e| format!("{netdev}: {e}"))?;
+        tracing::info!(vr = %vr.name, iface = %ifc.name, netdev, "vif attached");
+        Ok(format!(
+            "attached {netdev} to VR {} interface {} (port {}, segment {on})",
+            vr.name, ifc.name, self.dp.port_names[ifc.vif]
+        ))
+    }
+
+    fn detach(&self, netdev: &str) -> Result<String, String> {
+        let port = self.ports.detach(netdev).map_err(|e| e.to_string())?;
+        tracing::info!(netdev, port = %self.dp.port_names[port], "vif detached");
+        Ok(format!(
+            "detached {netdev} (port {})",
+            self.dp.port_names[port]
+        ))
     }
 
     fn vrs(&self) -> String {
@@ -194,6 +272,25 @@ impl Ctl<'_> {
             Err(_) => Err("the route writer stopped".into()),
         }
     }
+}
+
+/// A kernel interface name that exists; refused before it reaches DPDK's device
+/// arguments (where a comma or `=` would add arguments of its own).
+fn check_netdev(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !valid {
+        return Err(format!("{name:?} is not a network interface name"));
+    }
+    if !std::path::Path::new("/sys/class/net").join(name).exists() {
+        return Err(format!("no network interface {name:?}"));
+    }
+    Ok(())
 }
 
 fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {

@@ -209,17 +209,21 @@ impl TxBuffer {
         }
     }
 
-    /// Sends what is queued on (`port`, `queue`); frees what the port refused.
-    /// Returns (sent, dropped).
-    pub fn flush(&mut self, port: &super::Port, queue: u16) -> (u32, u32) {
+    /// Hands what is queued to `tx_burst` (which takes ownership of the first
+    /// mbufs, as many as it returns); frees the rest. Returns (sent, dropped).
+    #[inline(always)]
+    pub(super) fn flush(
+        &mut self,
+        tx_burst: impl FnOnce(*mut *mut dpdk_sys::rte_mbuf, u16) -> u16,
+    ) -> (u32, u32) {
         if self.len == 0 {
             return (0, 0);
         }
-        let sent = port.tx_burst_raw(
-            queue,
+        let sent = tx_burst(
             self.slots.as_mut_ptr() as *mut *mut dpdk_sys::rte_mbuf,
             self.len as u16,
-        ) as usize;
+        )
+        .min(self.len as u16) as usize;
         // The PMD owns the first `sent` mbufs now: forget our references to them.
         self.slots[..sent]
             .iter_mut()

@@ -19,7 +19,7 @@ pub use lpm::RteLpm;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
-pub use port::{Port, PortStats};
+pub use port::{AttachError, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 
 use std::ffi::CStr;

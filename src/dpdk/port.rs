@@ -1,7 +1,11 @@
 //! Ethernet ports (`rte_ethdev`): lookup by device name, configuration with one
-//! queue pair per lcore, start/stop, bursts, statistics.
-use super::{check, DpdkError, Mempool};
+//! queue pair per lcore, start/stop, bursts, statistics; virtual devices plugged
+//! in and out at run time; and the [`PortTable`] through which lcores reach ports
+//! that may be detached while they run.
+use super::{check, DpdkError, Mempool, Rcu, ReadSection, TxBuffer};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Descriptors per RX / TX queue.
 const RX_DESCRIPTORS: u16 = 1024;
@@ -11,6 +15,8 @@ const TX_DESCRIPTORS: u16 = 1024;
 pub struct Port {
     id: u16,
     name: String,
+    /// Created by [`Port::plug`]: its virtual device is removed on drop.
+    plugged: bool,
 }
 
 /// Counters kept by the PMD itself.
@@ -31,7 +37,31 @@ impl Port {
     /// before the first comma, e.g. `net_af_packet0`), configures `queues` RX and TX
     /// queue pairs fed from `pool`, enables promiscuous mode, and starts it.
     pub fn start(name: &str, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
-        let (rx_queues, tx_queues) = (queues, queues);
+        Port::open(name, false)?.configure(queues, pool)
+    }
+
+    /// Creates the virtual device `device` (a `--vdev` string such as
+    /// `net_af_packet_hp3,iface=vif5.0,qpairs=1`) in the running EAL and starts its
+    /// port as [`Port::start`] does. Dropping the port removes the device again.
+    pub fn plug(device: &str, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+        let (name, args) = device.split_once(',').unwrap_or((device, ""));
+        let c = |s: &str| CString::new(s).map_err(|_| DpdkError::Nul(s.into()));
+        let (bus, cname, cargs) = (c("vdev")?, c(name)?, c(args)?);
+        // SAFETY: valid C strings; hot-plug is serialised by the caller (PortTable).
+        check("rte_eal_hotplug_add", unsafe {
+            dpdk_sys::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr())
+        })?;
+        match Port::open(name, true) {
+            Ok(port) => port.configure(queues, pool),
+            Err(e) => {
+                // SAFETY: the device was added above and has no port we could use.
+                unsafe { dpdk_sys::rte_eal_hotplug_remove(bus.as_ptr(), cname.as_ptr()) };
+                Err(e)
+            }
+        }
+    }
+
+    fn open(name: &str, plugged: bool) -> Result<Port, DpdkError> {
         let cname = CString::new(name).map_err(|_| DpdkError::Nul(name.into()))?;
         let mut id = 0u16;
         // SAFETY: valid C string and out-pointer.
@@ -39,10 +69,16 @@ impl Port {
         if ret < 0 {
             return Err(DpdkError::NoSuchPort(name.into()));
         }
-        let port = Port {
+        Ok(Port {
             id,
             name: name.to_owned(),
-        };
+            plugged,
+        })
+    }
+
+    fn configure(self, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+        let (id, port) = (self.id, self);
+        let (rx_queues, tx_queues) = (queues, queues);
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: the port exists and is stopped; conf is a zeroed (default) config.
         check("rte_eth_dev_configure", unsafe {
@@ -99,29 +135,6 @@ impl Port {
         &self.name
     }
 
-    /// Receives up to a burst into `burst`, which must be empty. Returns the count.
-    #[inline(always)]
-    pub fn rx_burst(&self, queue: u16, burst: &mut super::Burst) -> usize {
-        // SAFETY: the port is started; the burst's slots are BURST_SIZE pointers
-        // that rx_burst fills with owned mbufs (Option<Mbuf> is pointer-sized).
-        let n = unsafe {
-            dpdk_sys::rte_eth_rx_burst(self.id, queue, burst.fill_ptr(), super::BURST_SIZE as u16)
-        } as usize;
-        burst.set_len(n);
-        n
-    }
-
-    pub(super) fn tx_burst_raw(
-        &self,
-        queue: u16,
-        pkts: *mut *mut dpdk_sys::rte_mbuf,
-        n: u16,
-    ) -> u16 {
-        // SAFETY: pkts holds n owned mbufs (TxBuffer's slots); the PMD takes
-        // ownership of the first `returned` of them.
-        unsafe { dpdk_sys::rte_eth_tx_burst(self.id, queue, pkts, n) }
-    }
-
     /// The PMD's own counters.
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
         let mut s = dpdk_sys::rte_eth_stats::default();
@@ -149,5 +162,200 @@ impl Drop for Port {
             dpdk_sys::rte_eth_dev_stop(self.id);
             dpdk_sys::rte_eth_dev_close(self.id);
         }
+        if self.plugged {
+            if let (Ok(bus), Ok(name)) = (CString::new("vdev"), CString::new(self.name.as_str())) {
+                // SAFETY: the device was plugged by us and its port is closed.
+                unsafe { dpdk_sys::rte_eal_hotplug_remove(bus.as_ptr(), name.as_ptr()) };
+            }
+        }
+    }
+}
+
+/// Marks a table slot without a port.
+const DETACHED: u32 = u32::MAX;
+
+/// Every port of the appliance by index (the index the dataplane model and the
+/// counters use). Uplinks and configured vifs are started with the appliance; a
+/// vif without a configured device (a hypervisor's netdev that appears when its
+/// guest is created or migrates in) is attached and detached at run time.
+///
+/// Lcores reach ports only inside an RCU read section: a detached port is
+/// unlinked first, and stopped, closed and unplugged only after every lcore has
+/// passed a quiescent state, so no lcore can use it any more. What an lcore still
+/// buffers for a detached port is dropped.
+pub struct PortTable {
+    /// DPDK port id per slot, or DETACHED; what lcores read.
+    ids: Box<[AtomicU32]>,
+    /// The ports themselves, and the netdev a run-time port was attached to; only
+    /// control threads lock this, and hot-plug is serialised by it.
+    owned: Mutex<Vec<Option<OwnedPort>>>,
+    rcu: Arc<Rcu>,
+    queues: u16,
+}
+
+/// A port in the table, and the netdev it was attached to at run time (None for
+/// a configured device).
+struct OwnedPort {
+    port: Port,
+    netdev: Option<String>,
+}
+
+/// Why a run-time attach or detach was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("port {0} is attached already (to {1}); detach it first")]
+    Attached(usize, String),
+    #[error("port {0} has a device from the config and stays attached")]
+    Configured(usize),
+    #[error("no port is attached to {0:?}")]
+    NotAttached(String),
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+}
+
+impl PortTable {
+    /// A table of `ports` (None: a slot for a run-time attach), each with `queues`
+    /// queue pairs, whose readers are those of `rcu`.
+    pub fn new(ports: Vec<Option<Port>>, queues: u16, rcu: Arc<Rcu>) -> PortTable {
+        PortTable {
+            ids: ports
+                .iter()
+                .map(|p| AtomicU32::new(p.as_ref().map_or(DETACHED, |p| u32::from(p.id))))
+                .collect(),
+            owned: Mutex::new(
+                ports
+                    .into_iter()
+                    .map(|p| p.map(|port| OwnedPort { port, netdev: None }))
+                    .collect(),
+            ),
+            rcu,
+            queues,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Queue pairs per port (one per lcore).
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    #[inline(always)]
+    fn id(&self, index: usize, section: &ReadSection) -> Option<u16> {
+        debug_assert!(section.of(&self.rcu));
+        let id = self.ids[index].load(Ordering::Acquire);
+        (id != DETACHED).then_some(id as u16)
+    }
+
+    /// Receives up to a burst from port `index` into the (empty) `burst`; 0 while
+    /// the port is detached.
+    #[inline(always)]
+    pub fn rx_burst(
+        &self,
+        index: usize,
+        queue: u16,
+        burst: &mut super::Burst,
+        section: &ReadSection,
+    ) -> usize {
+        let Some(id) = self.id(index, section) else {
+            return 0;
+        };
+        // SAFETY: inside a read section the port is started and stays open (see the
+        // type's doc); the burst's slots are BURST_SIZE pointers that rx_burst fills
+        // with owned mbufs (Option<Mbuf> is pointer-sized).
+        let n = unsafe {
+            dpdk_sys::rte_eth_rx_burst(id, queue, burst.fill_ptr(), super::BURST_SIZE as u16)
+        } as usize;
+        burst.set_len(n);
+        n
+    }
+
+    /// Sends what `buffer` holds on port `index`; frees it all while the port is
+    /// detached. Returns (sent, dropped).
+    #[inline(always)]
+    pub fn flush(
+        &self,
+        index: usize,
+        queue: u16,
+        buffer: &mut TxBuffer,
+        section: &ReadSection,
+    ) -> (u32, u32) {
+        let id = self.id(index, section);
+        buffer.flush(|pkts, n| match id {
+            // SAFETY: as in rx_burst; pkts holds n owned mbufs and the PMD takes
+            // ownership of the first `returned` of them.
+            Some(id) => unsafe { dpdk_sys::rte_eth_tx_burst(id, queue, pkts, n) },
+            None => 0,
+        })
+    }
+
+    /// The MAC address of port `index`, if attached.
+    pub fn mac(&self, index: usize) -> Option<crate::net::MacAddr> {
+        self.lock()[index].as_ref().map(|o| o.port.mac())
+    }
+
+    /// The PMD's counters of port `index`, if attached.
+    pub fn stats(&self, index: usize) -> Option<PortStats> {
+        self.lock()[index]
+            .as_ref()
+            .and_then(|o| o.port.stats().ok())
+    }
+
+    /// What port `index` is attached to: the netdev of a run-time attach, the
+    /// DPDK device of a configured one, None when detached.
+    pub fn attachment(&self, index: usize) -> Option<String> {
+        self.lock()[index]
+            .as_ref()
+            .map(|o| o.netdev.clone().unwrap_or_else(|| o.port.name().to_owned()))
+    }
+
+    /// Plugs `device` (a `--vdev` string for kernel netdev `netdev`) and makes it
+    /// port `index`, which lcores poll from their next loop.
+    pub fn attach(
+        &self,
+        index: usize,
+        netdev: &str,
+        device: &str,
+        pool: &Mempool,
+    ) -> Result<(), AttachError> {
+        let mut owned = self.lock();
+        if let Some(o) = &owned[index] {
+            return Err(match &o.netdev {
+                Some(at) => AttachError::Attached(index, at.clone()),
+                None => AttachError::Configured(index),
+            });
+        }
+        let port = Port::plug(device, self.queues, pool)?;
+        self.ids[index].store(u32::from(port.id), Ordering::Release);
+        owned[index] = Some(OwnedPort {
+            port,
+            netdev: Some(netdev.to_owned()),
+        });
+        Ok(())
+    }
+
+    /// Detaches the port attached to `netdev` at run time; returns its index once
+    /// no lcore uses it and its device is gone.
+    pub fn detach(&self, netdev: &str) -> Result<usize, AttachError> {
+        let mut owned = self.lock();
+        let index = owned
+            .iter()
+            .position(|o| o.as_ref().and_then(|o| o.netdev.as_deref()) == Some(netdev))
+            .ok_or_else(|| AttachError::NotAttached(netdev.to_owned()))?;
+        self.ids[index].store(DETACHED, Ordering::Release);
+        self.rcu.synchronize();
+        drop(owned[index].take());
+        Ok(index)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<OwnedPort>>> {
+        // A panic while holding the lock leaves the table itself consistent.
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -132,6 +132,13 @@ pub struct ReadSection<'a> {
     rcu: &'a Rcu,
 }
 
+impl ReadSection<'_> {
+    /// True if this is a section of `rcu`.
+    pub fn of(&self, rcu: &Rcu) -> bool {
+        std::ptr::eq(self.rcu, rcu)
+    }
+}
+
 /// An RCU-protected, swappable `Arc<T>`.
 pub struct RcuCell<T> {
     ptr: AtomicPtr<T>,

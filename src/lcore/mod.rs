@@ -16,7 +16,9 @@
 //! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
 use crate::config::{IdleConfig, Timers};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac, VrState};
-use crate::dpdk::{self, Burst, Mbuf, Mempool, Port, RcuReader, ReadSection, TxBuffer, BURST_SIZE};
+use crate::dpdk::{
+    self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, TxBuffer, BURST_SIZE,
+};
 use crate::lpm::{Fib, FirstEntry};
 use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
@@ -29,7 +31,7 @@ pub struct Worker<'a> {
     /// This lcore's RX and TX queue on every port.
     queue: u16,
     dp: &'a Dataplane,
-    ports: &'a [Port],
+    ports: &'a PortTable,
     /// For the frames this lcore makes itself (announcements).
     pool: &'a Mempool,
     /// Each segment's uplink MAC: the source of frames a draining VR still forwards.
@@ -61,7 +63,7 @@ impl<'a> Worker<'a> {
     pub fn new(
         index: usize,
         dp: &'a Dataplane,
-        ports: &'a [Port],
+        ports: &'a PortTable,
         pool: &'a Mempool,
         counters: &'a LcoreCounters,
         idle: &IdleConfig,
@@ -72,7 +74,15 @@ impl<'a> Worker<'a> {
             dp,
             ports,
             pool,
-            uplink_macs: dp.segments.iter().map(|s| ports[s.uplink].mac()).collect(),
+            uplink_macs: dp
+                .segments
+                .iter()
+                .map(|s| {
+                    ports
+                        .mac(s.uplink)
+                        .expect("uplinks have a configured device")
+                })
+                .collect(),
             arrived: None,
             tx: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
             counters,
@@ -97,7 +107,7 @@ impl<'a> Worker<'a> {
             {
                 let section = rcu.section();
                 for p in 0..self.ports.len() {
-                    let n = self.ports[p].rx_burst(self.queue, &mut burst);
+                    let n = self.ports.rx_burst(p, self.queue, &mut burst, &section);
                     if n > 0 {
                         received += n;
                         self.counters.ports[p].rx.add(n as u64);
@@ -105,13 +115,13 @@ impl<'a> Worker<'a> {
                         burst.clear();
                     }
                 }
+                if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
+                    self.flush_all(&section);
+                    last_drain = now_tsc;
+                }
             }
             rcu.quiescent();
             self.counters.polls.inc();
-            if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
-                self.flush_all();
-                last_drain = now_tsc;
-            }
             if received > 0 {
                 self.counters.busy_polls.inc();
                 empty_polls = 0;
@@ -119,7 +129,7 @@ impl<'a> Worker<'a> {
             } else {
                 empty_polls = empty_polls.saturating_add(1);
                 if self.idle.max_sleep_us > 0 && empty_polls > self.idle.spin_polls {
-                    self.flush_all();
+                    self.flush_all(&rcu.section());
                     self.counters.sleeps.inc();
                     rcu.offline_while(|| {
                         std::thread::sleep(Duration::from_micros(u64::from(sleep_us)))
@@ -130,17 +140,19 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-        self.flush_all();
+        self.flush_all(&rcu.section());
     }
 
-    fn flush_all(&mut self) {
+    fn flush_all(&mut self, section: &ReadSection) {
         for p in 0..self.tx.len() {
-            self.flush(p);
+            self.flush(p, section);
         }
     }
 
-    fn flush(&mut self, port: usize) {
-        let (sent, dropped) = self.tx[port].flush(&self.ports[port], self.queue);
+    fn flush(&mut self, port: usize, section: &ReadSection) {
+        let (sent, dropped) = self
+            .ports
+            .flush(port, self.queue, &mut self.tx[port], section);
         let c = &self.counters.ports[port];
         c.tx.add(u64::from(sent));
         c.tx_dropped.add(u64::from(dropped));
@@ -148,14 +160,14 @@ impl<'a> Worker<'a> {
 
     /// Queues `m` for `port`, sending a burst when one is full.
     #[inline(always)]
-    fn send(&mut self, port: usize, m: Mbuf) {
+    fn send(&mut self, port: usize, m: Mbuf, section: &ReadSection) {
         if let Err(m) = self.tx[port].push(m) {
-            self.flush(port);
+            self.flush(port, section);
             // The buffer is empty now; a second refusal cannot happen.
             let _ = self.tx[port].push(m);
         }
         if self.tx[port].has_full_burst() {
-            self.flush(port);
+            self.flush(port, section);
         }
     }
 
@@ -190,17 +202,17 @@ impl<'a> Worker<'a> {
                 }
                 Class::Punt { vm, reason } => {
                     let m = burst.take(i).expect("present");
-                    self.punt(vm.vr, vm.iface, reason, m);
+                    self.punt(vm.vr, vm.iface, reason, m, section);
                 }
                 Class::Unicast(port) => {
                     self.counters.segments[segment].unicast.inc();
                     let m = burst.take(i).expect("present");
-                    self.send(port, m);
+                    self.send(port, m, section);
                 }
                 Class::Flood => {
                     self.counters.segments[segment].flooded.inc();
                     let m = burst.take(i).expect("present");
-                    self.flood(segment, ingress, m);
+                    self.flood(segment, ingress, m, section);
                 }
                 Class::Drop(reason) => {
                     self.counters.segments[segment].dropped[reason as usize].inc();
@@ -209,7 +221,7 @@ impl<'a> Worker<'a> {
             }
         }
         if let Some(vr) = self.arrived.take() {
-            self.announce(vr);
+            self.announce(vr, section);
         }
         // The first-level loads of the whole burst, back to back, so that their cache
         // misses overlap; then each candidate is resolved.
@@ -231,7 +243,14 @@ impl<'a> Worker<'a> {
         for (k, fib) in fibs[..pending].iter().enumerate() {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
-            self.forward(p, m, fib.expect("filled above"), now, &mut resolved);
+            self.forward(
+                p,
+                m,
+                fib.expect("filled above"),
+                now,
+                &mut resolved,
+                section,
+            );
         }
     }
 
@@ -342,14 +361,14 @@ impl<'a> Worker<'a> {
 
     /// Announces every interface of VR `v` out of its segment's uplink, so that the
     /// switches learn at once where the VR's MACs are now.
-    fn announce(&mut self, v: usize) {
+    fn announce(&mut self, v: usize, section: &ReadSection) {
         let dp = self.dp;
         for ifc in &dp.vrs[v].interfaces {
             let Some(mut m) = self.pool.alloc() else {
                 return;
             };
             if m.append(&arp::rarp_announcement(ifc.mac)) {
-                self.send(dp.segments[ifc.segment].uplink, m);
+                self.send(dp.segments[ifc.segment].uplink, m, section);
             }
         }
     }
@@ -371,17 +390,18 @@ impl<'a> Worker<'a> {
         fib: &Fib,
         now: u32,
         resolved: &mut ResolvedNeighbor,
+        section: &ReadSection,
     ) {
         let (v, arrived_on) = (p.vr as usize, p.iface as usize);
         let vr = &self.dp.vrs[v];
         let Some(nh) = fib.finish_lookup(p.dst, p.first) else {
-            return self.punt(v, arrived_on, PuntReason::NoRoute, m);
+            return self.punt(v, arrived_on, PuntReason::NoRoute, m, section);
         };
         let (iface, neighbor) = match vr.next_hops.get(nh) {
             Some(NextHop::Attached { iface }) => (iface, p.dst),
             Some(NextHop::Gateway { iface, via }) => (iface, via),
             Some(NextHop::Local) | None => {
-                return self.punt(v, arrived_on, PuntReason::ToRouter, m)
+                return self.punt(v, arrived_on, PuntReason::ToRouter, m, section)
             }
         };
         let key = neighbor_key(iface, neighbor);
@@ -389,7 +409,7 @@ impl<'a> Worker<'a> {
             resolved.mac
         } else {
             let Some(mac) = vr.neighbors.get(key, now) else {
-                return self.punt(v, arrived_on, PuntReason::Unresolved, m);
+                return self.punt(v, arrived_on, PuntReason::Unresolved, m, section);
             };
             *resolved = ResolvedNeighbor { vr: v, key, mac };
             mac
@@ -401,20 +421,27 @@ impl<'a> Worker<'a> {
             egress.mac
         };
         let Some(frame) = m.data_mut() else {
-            return self.punt(v, arrived_on, PuntReason::Length, m);
+            return self.punt(v, arrived_on, PuntReason::Length, m, section);
         };
         ether::set_addresses(frame, MacAddr::from_u64(mac), source);
         ipv4::decrement_ttl(frame);
         self.counters.vrs[v].forwarded.inc();
         let uplink = self.dp.segments[egress.segment].uplink;
-        self.send(uplink, m);
+        self.send(uplink, m, section);
     }
 
     /// Hands `m` to VR `vr`'s guest through the vif of `iface`; while the VR drains,
     /// to its new host instead: back out of the uplink, still addressed to the VR's
     /// MAC (which the switches now place at the new host), from the uplink's own
     /// MAC so that they learn nothing wrong.
-    fn punt(&mut self, vr: usize, iface: usize, reason: PuntReason, mut m: Mbuf) {
+    fn punt(
+        &mut self,
+        vr: usize,
+        iface: usize,
+        reason: PuntReason,
+        mut m: Mbuf,
+        section: &ReadSection,
+    ) {
         let ifc = &self.dp.vrs[vr].interfaces[iface];
         if self.dp.vrs[vr].state() == VrState::Draining {
             let source = self.uplink_macs[ifc.segment];
@@ -422,14 +449,14 @@ impl<'a> Worker<'a> {
             if let Some(frame) = m.data_mut() {
                 self.counters.vrs[vr].punted[PuntReason::HandedOver as usize].inc();
                 ether::set_source(frame, source);
-                return self.send(uplink, m);
+                return self.send(uplink, m, section);
             }
         }
         self.counters.vrs[vr].punted[reason as usize].inc();
-        self.send(ifc.vif, m);
+        self.send(ifc.vif, m, section);
     }
 
-    fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf) {
+    fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf, section: &ReadSection) {
         let dp = self.dp;
         let mut targets = dp.segments[segment]
             .ports
@@ -440,9 +467,9 @@ impl<'a> Worker<'a> {
         while let Some(port) = targets.next() {
             if targets.peek().is_some() {
                 let copy = m.share();
-                self.send(port, copy);
+                self.send(port, copy, section);
             } else {
-                self.send(port, m);
+                self.send(port, m, section);
                 return;
             }
         }

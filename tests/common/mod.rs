@@ -98,6 +98,21 @@ impl Topology {
             .args(args))
     }
 
+    /// `vrfwd ctl ARGS`: the reply, or what the failing command printed.
+    pub fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
+            .args(["ctl", "-s", &self.socket()])
+            .args(args)
+            .output()
+            .expect("spawn vrfwd ctl");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
+    }
+
     pub fn socket(&self) -> String {
         format!("/run/vrfwd-{}.sock", self.prefix)
     }
