@@ -90,6 +90,8 @@ pub struct PortCounters {
 pub struct VrCounters {
     pub rx: Counter,
     pub forwarded: Counter,
+    /// ARP requests for the VR's own addresses answered by vrfwd.
+    pub arp_answered: Counter,
     pub punted: [Counter; PuntReason::COUNT],
 }
 
@@ -98,6 +100,7 @@ impl Default for VrCounters {
         VrCounters {
             rx: Counter::default(),
             forwarded: Counter::default(),
+            arp_answered: Counter::default(),
             punted: std::array::from_fn(|_| Counter::default()),
         }
     }
@@ -178,6 +181,8 @@ pub struct VrSnapshot {
     pub name: String,
     pub rx: u64,
     pub forwarded: u64,
+    #[serde(default)]
+    pub arp_answered: u64,
     pub punted: BTreeMap<String, u64>,
     pub routes: usize,
     pub neighbors: usize,
@@ -247,6 +252,7 @@ impl Snapshot {
                     name: vr.name.clone(),
                     rx: sum(lcores.iter().map(|l| &l.vrs[v].rx)),
                     forwarded: sum(lcores.iter().map(|l| &l.vrs[v].forwarded)),
+                    arp_answered: sum(lcores.iter().map(|l| &l.vrs[v].arp_answered)),
                     punted: by_reason(PuntReason::ALL, PuntReason::label, |i| {
                         sum(lcores.iter().map(|l| &l.vrs[v].punted[i]))
                     }),
@@ -291,20 +297,21 @@ impl Snapshot {
         }
         let _ = writeln!(
             o,
-            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  punted",
-            "vr", "name", "rx", "forwarded", "routes", "neigh"
+            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8}  punted",
+            "vr", "name", "rx", "forwarded", "routes", "neigh", "arp_ans"
         );
         for v in &self.vrs {
             let punted: Vec<String> = v.punted.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(
                 o,
-                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6}  {}",
+                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8}  {}",
                 v.id,
                 v.name,
                 v.rx,
                 v.forwarded,
                 v.routes,
                 v.neighbors,
+                v.arp_answered,
                 punted.join(" ")
             );
         }

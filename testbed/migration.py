@@ -90,6 +90,43 @@ def wait_for(what, cond, timeout, period=0.1):
     raise RuntimeError(f'timed out after {timeout}s waiting for {what}')
 
 
+def veth(ns1, if1, ns2, if2, addr=None, mac=None):
+    """A veth pair from if1 in ns1 to if2 in ns2, offloads off (so that af_packet
+    sees real frames), both ends up."""
+    run('ip', 'link', 'add', if1, 'netns', ns1, 'type', 'veth', 'peer', 'name', if2, 'netns', ns2)
+    for ns, ifc in ((ns1, if1), (ns2, if2)):
+        run('ethtool', '-K', ifc, 'tx', 'off', 'rx', 'off', 'gso', 'off', 'tso', 'off', 'gro', 'off',
+            ns=ns, check=False)
+    if mac:
+        run('ip', '-n', ns1, 'link', 'set', if1, 'address', mac)
+    if addr:
+        run('ip', '-n', ns1, 'addr', 'add', addr, 'dev', if1)
+    run('ip', '-n', ns1, 'link', 'set', if1, 'up')
+    run('ip', '-n', ns2, 'link', 'set', if2, 'up')
+
+
+def bridge(ns, name, ports=(), addr=None, mac=None):
+    run('ip', '-n', ns, 'link', 'add', name, 'type', 'bridge', 'forward_delay', '0')
+    if mac:
+        run('ip', '-n', ns, 'link', 'set', name, 'address', mac)
+    for p in ports:
+        run('ip', '-n', ns, 'link', 'set', p, 'master', name)
+    if addr:
+        run('ip', '-n', ns, 'addr', 'add', addr, 'dev', name)
+    run('ip', '-n', ns, 'link', 'set', name, 'up')
+
+
+def kill_netns(n):
+    """Kills every process in namespace n and deletes it."""
+    pids = subprocess.run(['ip', 'netns', 'pids', n], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    run('ip', 'netns', 'del', n, check=False)
+
+
 class Qmp:
     """A QEMU monitor connection (QMP); keeps the events it sees."""
 
@@ -134,28 +171,6 @@ class Testbed:
         self.guest_at = None
 
     # ---- topology -------------------------------------------------------------
-    def veth(self, ns1, if1, ns2, if2, addr=None, mac=None):
-        run('ip', 'link', 'add', if1, 'netns', ns1, 'type', 'veth', 'peer', 'name', if2, 'netns', ns2)
-        for ns, ifc in ((ns1, if1), (ns2, if2)):
-            run('ethtool', '-K', ifc, 'tx', 'off', 'rx', 'off', 'gso', 'off', 'tso', 'off', 'gro', 'off',
-                ns=ns, check=False)
-        if mac:
-            run('ip', '-n', ns1, 'link', 'set', if1, 'address', mac)
-        if addr:
-            run('ip', '-n', ns1, 'addr', 'add', addr, 'dev', if1)
-        run('ip', '-n', ns1, 'link', 'set', if1, 'up')
-        run('ip', '-n', ns2, 'link', 'set', if2, 'up')
-
-    def bridge(self, ns, name, ports=(), addr=None, mac=None):
-        run('ip', '-n', ns, 'link', 'add', name, 'type', 'bridge', 'forward_delay', '0')
-        if mac:
-            run('ip', '-n', ns, 'link', 'set', name, 'address', mac)
-        for p in ports:
-            run('ip', '-n', ns, 'link', 'set', p, 'master', name)
-        if addr:
-            run('ip', '-n', ns, 'addr', 'add', addr, 'dev', name)
-        run('ip', '-n', ns, 'link', 'set', name, 'up')
-
     def up(self):
         self.down()
         p, ns = self.p, self.ns
@@ -165,16 +180,16 @@ class Testbed:
             run('ip', 'netns', 'add', n)
             run('ip', '-n', n, 'link', 'set', 'lo', 'up')
             run('sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1', ns=n)
-        self.bridge(ns['sw'], 'lan1')
-        self.bridge(ns['sw'], 'lan2')
-        self.veth(ns['snd'], 'eth0', ns['sw'], 'snd')
+        bridge(ns['sw'], 'lan1')
+        bridge(ns['sw'], 'lan2')
+        veth(ns['snd'], 'eth0', ns['sw'], 'snd')
         run('ip', '-n', ns['sw'], 'link', 'set', 'snd', 'master', 'lan1')
         run('ip', '-n', ns['snd'], 'addr', 'add', '10.1.0.2/24', 'dev', 'eth0')
         run('ip', '-n', ns['snd'], 'route', 'add', 'default', 'via', '10.1.0.1')
         # B: the neighbour router on LAN2, the receiver behind it.
-        self.veth(ns['b'], 'eth0', ns['sw'], 'nbr', addr='10.2.0.3/24')
+        veth(ns['b'], 'eth0', ns['sw'], 'nbr', addr='10.2.0.3/24')
         run('ip', '-n', ns['sw'], 'link', 'set', 'nbr', 'master', 'lan2')
-        self.veth(ns['b'], 'nbr0', ns['rcv'], 'eth0', addr='10.20.0.1/24')
+        veth(ns['b'], 'nbr0', ns['rcv'], 'eth0', addr='10.20.0.1/24')
         run('ip', '-n', ns['rcv'], 'addr', 'add', '10.20.0.2/24', 'dev', 'eth0')
         run('ip', '-n', ns['rcv'], 'route', 'add', 'default', 'via', '10.20.0.1')
         run('sysctl', '-qw', 'net.ipv4.ip_forward=1', ns=ns['b'])
@@ -183,11 +198,11 @@ class Testbed:
         for h in ('a', 'c'):
             hn = ns[h]
             for i in (1, 2):
-                self.veth(hn, f'{p}{h}u{i}', ns['sw'], f'{h}{i}')
+                veth(hn, f'{p}{h}u{i}', ns['sw'], f'{h}{i}')
                 run('ip', '-n', ns['sw'], 'link', 'set', f'{h}{i}', 'master', f'lan{i}')
             for i in range(3):
                 self.attachment(h, i)
-        self.veth(ns['a'], f'{p}am', ns['c'], f'{p}cm', addr=f'{MIGRATION_IP["a"]}/24')
+        veth(ns['a'], f'{p}am', ns['c'], f'{p}cm', addr=f'{MIGRATION_IP["a"]}/24')
         run('ip', '-n', ns['c'], 'addr', 'add', f'{MIGRATION_IP["c"]}/24', 'dev', f'{p}cm')
         self.start_bird(ns['b'], os.path.join(HERE, 'neighbor.conf'), 'b')
         if self.a.mode == 'vrfwd':
@@ -211,11 +226,11 @@ class Testbed:
             else:
                 return
         elif not control and self.a.mode == 'vrfwd':
-            self.veth(hn, tap, hn, f'{p}{h}p{i}')
+            veth(hn, tap, hn, f'{p}{h}p{i}')
             ports.append(f'{p}{h}p{i}')
         if not control and self.a.mode == 'stock':
             ports.append(f'{p}{h}u{i + 1}')
-        self.bridge(hn, br, ports, addr='10.255.0.1/24' if control else None,
+        bridge(hn, br, ports, addr='10.255.0.1/24' if control else None,
                     mac=CONTROL_MAC if control else None)
 
     def down(self):
@@ -225,13 +240,7 @@ class Testbed:
         for h in ('a', 'c'):
             self.quit_qemu(h)
         for n in self.ns.values():
-            pids = subprocess.run(['ip', 'netns', 'pids', n], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            run('ip', 'netns', 'del', n, check=False)
+            kill_netns(n)
         for h in ('a', 'c'):
             try:
                 os.unlink(self.socket(h))
@@ -380,10 +389,10 @@ standby = {"true" if standby else "false"}
         never changes its own links' carrier, as with a real migration."""
         g, p, hv = self.ns['g'], self.p, self.ns['hv']
         for i in range(3):
-            self.veth(g, f'eth{i}', hv, f'g{i}', addr=GUEST_ADDR[i], mac=MACS[i])
-            self.bridge(hv, f'gb{i}', [f'g{i}'])
+            veth(g, f'eth{i}', hv, f'g{i}', addr=GUEST_ADDR[i], mac=MACS[i])
+            bridge(hv, f'gb{i}', [f'g{i}'])
             for h in ('a', 'c'):
-                self.veth(hv, f'{h}{i}', self.ns[h], f'{p}g{i}')
+                veth(hv, f'{h}{i}', self.ns[h], f'{p}g{i}')
                 run('ip', '-n', self.ns[h], 'link', 'set', f'{p}g{i}', 'master', f'{p}{h}b{i}')
             run('ip', '-n', hv, 'link', 'set', f'a{i}', 'master', f'gb{i}')
         run('sysctl', '-qw', 'net.ipv4.ip_forward=1', ns=g)

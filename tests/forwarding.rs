@@ -165,6 +165,10 @@ fn a_vif_is_attached_and_detached_at_run_time() {
             .success()
     };
     assert!(!guest_answers(&t), "no vif yet: the guest is unreachable");
+    // ... but its address resolves: vrfwd answers ARP for an active VR itself.
+    let neigh = t.exec("s", &["ip", "neigh", "show", "10.0.1.1"]);
+    assert!(neigh.contains(VR1_ETH0), "{neigh}");
+    assert!(t.vr(1).arp_answered >= 1);
 
     let attach = ["attach", "red", VR1_ETH0, "vav0", "--segment", "lan0"];
     let reply = t.ctl(&attach);

@@ -4,17 +4,19 @@
 //!
 //! `send --to ADDR:PORT --pps N --seconds S` sends N packets a second, each with its
 //! sequence number, and prints `sent=<count>`. `receive --port P --seconds S` counts
-//! until S seconds after its first packet (or 2 s of silence after the stream
-//! started) and prints one JSON object.
+//! until S seconds after its first packet (or `--silence-s` of silence after the
+//! stream started, 2 s unless set) and prints one JSON object. Both stop early on
+//! SIGINT or SIGTERM and still print what they counted (a run that ends when a
+//! migration of unknown length is over).
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes of a stream packet's UDP payload: sequence number, send time, padding.
 const PAYLOAD: usize = 64;
-/// A receiver stops when nothing arrived for this long after the stream started.
-const SILENCE: Duration = Duration::from_secs(2);
 /// Receive buffer asked for (bytes).
 const RECV_BUFFER: usize = 64 << 20;
 /// Silences longer than this are listed (ms), at most `MAX_GAPS` of them.
@@ -45,18 +47,38 @@ enum Mode {
         port: u16,
         #[arg(long)]
         seconds: f64,
+        /// Stop after this long without a packet once the stream started (a
+        /// stock migration under emulation is silent for seconds).
+        #[arg(long, default_value_t = 2.0)]
+        silence_s: f64,
     },
 }
 
 fn main() -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
+    }
+    STOP.set(stop).expect("set once");
     match Args::parse().mode {
         Mode::Send { to, pps, seconds } => send(to, pps, seconds),
-        Mode::Receive { port, seconds } => receive(port, seconds),
+        Mode::Receive {
+            port,
+            seconds,
+            silence_s,
+        } => receive(port, seconds, Duration::from_secs_f64(silence_s)),
     }
 }
 
 /// Sends on a fixed schedule: packet i leaves at start + i/pps. A late sender
 /// catches up at once, so the count is exact even when the pacing jitters.
+/// Set by SIGINT or SIGTERM.
+static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+fn stopped() -> bool {
+    STOP.get().is_some_and(|s| s.load(Ordering::Relaxed))
+}
+
 fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
     if pps == 0 {
         bail!("--pps must be positive");
@@ -73,7 +95,7 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
     // How far behind its schedule the sender ever was (a stalled sender, not the
     // network, would explain a silence at the receiver).
     let mut max_late = Duration::ZERO;
-    while sent < total {
+    while sent < total && !stopped() {
         let due = Duration::from_nanos(sent * 1_000_000_000 / pps);
         let now = start.elapsed();
         if now < due {
@@ -131,7 +153,7 @@ struct Report {
     per_ms: Vec<u32>,
 }
 
-fn receive(port: u16, seconds: f64) -> Result<()> {
+fn receive(port: u16, seconds: f64, silence: Duration) -> Result<()> {
     let socket = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("bind {port}"))?;
     // Room for a long descheduling of this process at full rate: what the network
     // delivered must not be lost in our own socket (capped by net.core.rmem_max).
@@ -148,15 +170,17 @@ fn receive(port: u16, seconds: f64) -> Result<()> {
     let started = Instant::now();
     loop {
         match first {
-            Some(f) if f.elapsed() >= limit || last.elapsed() >= SILENCE => break,
-            None if started.elapsed() >= limit + SILENCE => break,
+            _ if stopped() => break,
+            Some(f) if f.elapsed() >= limit || last.elapsed() >= silence => break,
+            None if started.elapsed() >= limit + silence => break,
             _ => {}
         }
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
             {
                 continue
             }

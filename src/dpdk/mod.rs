@@ -40,6 +40,10 @@ pub enum DpdkError {
     /// The EAL was already initialised in this process (DPDK allows it once).
     #[error("the DPDK EAL can be initialised once per process")]
     EalTwice,
+    /// A PMD would not create device `0`; it logs its reason to vrfwd's log (PMDs
+    /// return -1, not an errno, from their probe).
+    #[error("the driver refused device {0:?} (its reason is in vrfwd's log)")]
+    DriverRefused(String),
     /// No DPDK port carries this device name.
     #[error("no DPDK port named {0:?} (was the device passed with --vdev?)")]
     NoSuchPort(String),

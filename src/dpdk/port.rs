@@ -48,9 +48,12 @@ impl Port {
         let c = |s: &str| CString::new(s).map_err(|_| DpdkError::Nul(s.into()));
         let (bus, cname, cargs) = (c("vdev")?, c(name)?, c(args)?);
         // SAFETY: valid C strings; hot-plug is serialised by the caller (PortTable).
-        check("rte_eal_hotplug_add", unsafe {
-            dpdk_sys::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr())
-        })?;
+        let ret =
+            unsafe { dpdk_sys::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr()) };
+        if ret == -1 {
+            return Err(DpdkError::DriverRefused(name.to_owned()));
+        }
+        check("rte_eal_hotplug_add", ret)?;
         match Port::open(name, true) {
             Ok(port) => port.configure(queues, pool),
             Err(e) => {

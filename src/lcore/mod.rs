@@ -188,7 +188,7 @@ impl<'a> Worker<'a> {
         let mut learned = MacAddr::default();
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            match self.classify(ingress, role, segment, m, now, &mut learned) {
+            match self.classify(ingress, role, segment, m, now, &mut learned, section) {
                 Class::FastPath { vm, draining, dst } => {
                     self.pending[pending] = Pending {
                         slot: i as u8,
@@ -254,9 +254,11 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Decides what to do with one frame (reads only; learns MACs and neighbours).
-    /// `learned` is the source MAC learned last in this burst.
+    /// Decides what to do with one frame (reads only; learns MACs and neighbours,
+    /// answers ARP for VR addresses). `learned` is the source MAC learned last in
+    /// this burst.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn classify(
         &mut self,
         ingress: usize,
@@ -265,6 +267,7 @@ impl<'a> Worker<'a> {
         m: &Mbuf,
         now: u32,
         learned: &mut MacAddr,
+        section: &ReadSection,
     ) -> Class {
         let frame = m.data();
         let Some(eth) = ether::parse(frame) else {
@@ -279,6 +282,7 @@ impl<'a> Worker<'a> {
             if let Some(a) = arp::parse(&frame[ether::HEADER_LEN..]) {
                 if eth.ethertype == ether::ETHERTYPE_ARP {
                     self.dp.snoop_arp(segment, role, &a, now);
+                    self.answer_arp(ingress, segment, &a, section);
                 }
                 if matches!(role, PortRole::Uplink { .. })
                     && arp::announces(eth.ethertype, eth.src, &a)
@@ -336,6 +340,35 @@ impl<'a> Worker<'a> {
             Some(port) if port as usize == ingress => Class::Drop(DropReason::Filtered),
             Some(port) => Class::Unicast(port as usize),
             None => Class::Flood,
+        }
+    }
+
+    /// Answers an ARP request for the address of a VR active here, arriving from
+    /// anywhere but that VR's own vif. The request still goes on to the guest,
+    /// which learns the asker and may answer too; but stations keep their entry
+    /// for the VR while its guest cannot answer (frozen by a migration: seconds
+    /// on slow hosts, long enough for a neighbour entry to fail).
+    fn answer_arp(&mut self, ingress: usize, segment: usize, a: &arp::Arp, section: &ReadSection) {
+        if a.op != arp::OP_REQUEST {
+            return;
+        }
+        let dp = self.dp;
+        for vm in &dp.segments[segment].vr_macs {
+            let vr = &dp.vrs[vm.vr];
+            let ifc = &vr.interfaces[vm.iface];
+            if ifc.address != a.target_ip || ifc.vif == ingress || vr.state() != VrState::Active {
+                continue;
+            }
+            let Some(reply) = arp::reply_to(a, (ifc.mac, ifc.address)) else {
+                return;
+            };
+            if let Some(mut m) = self.pool.alloc() {
+                if m.append(&reply) {
+                    self.counters.vrs[vm.vr].arp_answered.inc();
+                    self.send(ingress, m, section);
+                }
+            }
+            return;
         }
     }
 

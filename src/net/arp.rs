@@ -1,4 +1,5 @@
-//! ARP for IPv4 over Ethernet (RFC 826): only what neighbour snooping reads.
+//! ARP for IPv4 over Ethernet (RFC 826): what neighbour snooping reads, the
+//! replies vrfwd gives for a VR's own addresses, and migration announcements.
 use super::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -56,6 +57,35 @@ pub fn announces(ethertype: u16, src: MacAddr, a: &Arp) -> bool {
     }
 }
 
+/// The reply that `owner` (MAC, address) sends to `request`, padded to the
+/// Ethernet minimum, or None when `request` is not a request for an address of
+/// someone else's to answer: only a request from a real station (not a probe
+/// from 0.0.0.0, not a gratuitous ARP) for `owner`'s address.
+pub fn reply_to(request: &Arp, owner: (MacAddr, Ipv4Addr)) -> Option<[u8; 60]> {
+    let (mac, ip) = owner;
+    let real = request.op == OP_REQUEST
+        && request.target_ip == ip
+        && request.sender_ip != request.target_ip
+        && !request.sender_ip.is_unspecified()
+        && !request.sender_mac.is_multicast()
+        && !request.sender_mac.is_zero();
+    if !real {
+        return None;
+    }
+    let mut f = [0u8; 60];
+    let header = super::ether::header(request.sender_mac, mac, super::ether::ETHERTYPE_ARP);
+    f[..super::ether::HEADER_LEN].copy_from_slice(&header);
+    let body = encode(&Arp {
+        op: OP_REPLY,
+        sender_mac: mac,
+        sender_ip: ip,
+        target_mac: request.sender_mac,
+        target_ip: request.sender_ip,
+    });
+    f[super::ether::HEADER_LEN..super::ether::HEADER_LEN + PACKET_LEN].copy_from_slice(&body);
+    Some(f)
+}
+
 /// The frame vrfwd sends to announce `mac` on a segment: a broadcast RARP as QEMU
 /// sends it, padded to the Ethernet minimum, so that switches learn its port.
 pub fn rarp_announcement(mac: MacAddr) -> [u8; 60] {
@@ -77,6 +107,52 @@ pub fn rarp_announcement(mac: MacAddr) -> [u8; 60] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_only_to_real_requests_for_the_owner() {
+        let vr = (MacAddr([2, 0, 0, 0, 1, 1]), Ipv4Addr::new(10, 0, 1, 1));
+        let host = MacAddr([2, 0, 0, 0, 0xaa, 2]);
+        let request = Arp {
+            op: OP_REQUEST,
+            sender_mac: host,
+            sender_ip: Ipv4Addr::new(10, 0, 1, 2),
+            target_mac: MacAddr::default(),
+            target_ip: vr.1,
+        };
+        let f = reply_to(&request, vr).expect("a reply");
+        let eth = super::super::ether::parse(&f).unwrap();
+        assert_eq!((eth.dst, eth.src), (host, vr.0));
+        let r = parse(&f[super::super::ether::HEADER_LEN..]).unwrap();
+        assert_eq!(
+            r,
+            Arp {
+                op: OP_REPLY,
+                sender_mac: vr.0,
+                sender_ip: vr.1,
+                target_mac: host,
+                target_ip: request.sender_ip,
+            }
+        );
+        let not_ours = Arp {
+            target_ip: Ipv4Addr::new(10, 0, 1, 9),
+            ..request
+        };
+        let probe = Arp {
+            sender_ip: Ipv4Addr::UNSPECIFIED,
+            ..request
+        };
+        let gratuitous = Arp {
+            sender_ip: vr.1,
+            ..request
+        };
+        let a_reply = Arp {
+            op: OP_REPLY,
+            ..request
+        };
+        for a in [not_ours, probe, gratuitous, a_reply] {
+            assert_eq!(reply_to(&a, vr), None, "{a:?}");
+        }
+    }
 
     #[test]
     fn round_trip_and_rejects() {

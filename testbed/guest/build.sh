@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the virtual-router guest for the QEMU migration testbed: a Debian kernel
+# Builds the virtual-router guest for the migration testbeds: a Debian kernel
 # (its package downloaded once into the cache, never installed) and an initramfs
-# with busybox, BIRD 2 and vrfwd-agent, whose /init configures the router.
+# with busybox, BIRD 2 and vrfwd-agent, whose /init configures the router. The
+# same pair boots as a QEMU guest (virtio-net) and as a Xen PV DomU (netfront).
 #
 # usage: build.sh CACHE_DIR AGENT_BINARY   → CACHE_DIR/vmlinuz, CACHE_DIR/initrd.gz
 set -euo pipefail
@@ -9,7 +10,8 @@ cache=$1 agent=$2
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$cache/debs"
 
-# 1. The kernel and its virtio-net modules (Debian builds virtio as modules).
+# 1. The kernel and its virtio-net and Xen netfront modules (Debian builds them as
+#    modules).
 download_kernel() {
   local pkg
   pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
@@ -40,6 +42,8 @@ for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_
   cp "$mods/$m.ko" "$root/lib/modules/"
   echo "$(basename "$m").ko" >> "$root/lib/modules/order"
 done
+cp "$mods/drivers/net/xen-netfront.ko" "$root/lib/modules/"
+echo "xen-netfront.ko" > "$root/lib/modules/order-xen"
 # BIRD 2 and the agent are dynamically linked: bring their libraries (the host is
 # the same Debian release as the guest's packages).
 cp /usr/sbin/bird /usr/sbin/birdc "$root/usr/sbin/"
