@@ -6,6 +6,8 @@
 //! guest forwarding in its own kernel, its vifs bridged) must lose packets in the
 //! same conditions, or the experiment proves nothing. The testbed removes its
 //! namespaces, processes and QEMU guests itself, also when a run fails.
+mod common;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,17 +15,7 @@ use std::process::Command;
 /// Runs the testbed and returns its JSON report.
 fn testbed(mode: &str, guest: &str, extra: &[&str]) -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_vrfwd"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf();
-    for b in ["vrfwd-agent", "vrfwd-stream"] {
-        assert!(
-            bin.join(b).exists(),
-            "{} is missing: build the workspace (cargo build --workspace --bins)",
-            bin.join(b).display()
-        );
-    }
+    let bin = common::bin_dir();
     let out = std::env::temp_dir().join(format!("vrfwd-migration-{mode}-{guest}.json"));
     let status = Command::new("python3")
         .arg(root.join("testbed/migration.py"))

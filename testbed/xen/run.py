@@ -322,7 +322,8 @@ standby = {"false" if h == "A" else "true"}
             stats = json.loads(self.ctl(h, 'stats-json'))
             vr = [v for v in stats['vrs'] if v['id'] == 1][0]
             c['vrfwd_forwarded'] = vr['forwarded']
-            c['vrfwd_punted'] = sum(vr['punted'].values())
+            c['vrfwd_punted'] = {k: v for k, v in vr['punted'].items() if v}
+            c['vrfwd_arp_answered'] = vr.get('arp_answered', 0)
         return c
 
     def migrate(self):
@@ -332,6 +333,11 @@ standby = {"false" if h == "A" else "true"}
         self.dom0('B', f'setsid socat TCP-LISTEN:{MIGRATE_PORT},reuseaddr EXEC:"xl migrate-receive" '
                        f'> /vrfwd/run/migrate-receive.log 2>&1 < /dev/null &')
         before = {h: self.counters(h) for h in HOSTS}
+        # What each host sends into LAN 1 from the VR's MAC, and every ARP and RARP
+        # there: where the switch believes the VR is, over time.
+        lan1 = os.path.join(self.work, 'lan1-{}.pcap')
+        captures = [spawn('tcpdump', '-i', f'{self.p}{h}1', '-Q', 'in', '-n', '-s', '96', '-w', lan1.format(h),
+                          f'ether src {MACS[0]} or arp or ether proto 0x8035', ns=self.ns['sw']) for h in HOSTS]
         seconds = a.seconds
         receiver = spawn(a.stream, 'receive', '--port', '5001', '--seconds', seconds + 5, '--silence-s', 60,
                          ns=self.ns['rcv'], out=subprocess.PIPE)
@@ -361,10 +367,13 @@ standby = {"false" if h == "A" else "true"}
         os.killpg(receiver.pid, signal.SIGINT)
         out, _ = receiver.communicate(timeout=30)
         r = json.loads(out)
+        for c in captures:
+            stop(c, sig=signal.SIGINT)
         first = r['first_unix_s']
         rec.update({'sent': sent, 'received': r['received'], 'lost': sent - r['unique'],
                     'duplicates': r['duplicates'], 'reordered': r['reordered'],
                     'longest_gap_ms': round(r['longest_gap_ms'], 1),
+                    'longest_gap_at_s': round(first + r['gap_start_ms'] / 1000 - t, 1),
                     # The longest silences, (start s after the migration began, ms).
                     'gaps': [(round(first + g[0] / 1000 - t, 1), round(g[1], 1))
                              for g in sorted(r['gaps'], key=lambda g: -g[1])[:5]]})

@@ -19,6 +19,23 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The directory of the workspace's binaries (vrfwd, vrfwd-agent, vrfwd-stream),
+/// which the testbeds run; they must all be built.
+pub fn bin_dir() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_vrfwd"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    for b in ["vrfwd-agent", "vrfwd-stream"] {
+        assert!(
+            bin.join(b).exists(),
+            "{} is missing: build the workspace (cargo build --workspace --bins)",
+            bin.join(b).display()
+        );
+    }
+    bin
+}
+
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
     assert!(
