@@ -43,7 +43,6 @@ for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_
   echo "$(basename "$m").ko" >> "$root/lib/modules/order"
 done
 cp "$mods/drivers/net/xen-netfront.ko" "$root/lib/modules/"
-echo "xen-netfront.ko" > "$root/lib/modules/order-xen"
 # BIRD 2 and the agent are dynamically linked: bring their libraries (the host is
 # the same Debian release as the guest's packages).
 cp /usr/sbin/bird /usr/sbin/birdc "$root/usr/sbin/"

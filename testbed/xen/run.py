@@ -324,6 +324,10 @@ standby = {"false" if h == "A" else "true"}
             c['vrfwd_forwarded'] = vr['forwarded']
             c['vrfwd_punted'] = {k: v for k, v in vr['punted'].items() if v}
             c['vrfwd_arp_answered'] = vr.get('arp_answered', 0)
+            # Drops at the ports: what vrfwd forwarded but could not send, what the
+            # PMD could not take in.
+            c['port_drops'] = {p['name']: (p['tx_dropped'], (p.get('pmd') or {}).get('rx_missed', 0))
+                               for p in stats['ports']}
         return c
 
     def migrate(self):
