@@ -231,6 +231,9 @@ standby = {"false" if h == "A" else "true"}
         t = time.time()
         for h in HOSTS:
             wait_for(f'Dom0 of host {h}', lambda h=h: self.check_serial(h, 'TESTBED: DOM0-READY'), 600, 1)
+            # Its shell is started just before that line: wait until it answers.
+            wait_for(f'the shell of Dom0 {h}', lambda h=h: self.dom0(h, 'echo up', timeout=10, check=False).strip() == 'up',
+                     60, 1)
         return round(time.time() - t, 1)
 
     def check_serial(self, h, marker):
