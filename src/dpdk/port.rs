@@ -7,6 +7,9 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The bus virtual devices are plugged into.
+const VDEV_BUS: &std::ffi::CStr = c"vdev";
+
 /// Descriptors per RX / TX queue.
 const RX_DESCRIPTORS: u16 = 1024;
 const TX_DESCRIPTORS: u16 = 1024;
@@ -41,15 +44,16 @@ impl Port {
     }
 
     /// Creates the virtual device `device` (a `--vdev` string such as
-    /// `net_af_packet_hp3,iface=vif5.0,qpairs=1`) in the running EAL and starts its
+    /// `net_af_packet_vif3,iface=vif5.0,qpairs=1`) in the running EAL and starts its
     /// port as [`Port::start`] does. Dropping the port removes the device again.
     pub fn plug(device: &str, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
         let (name, args) = device.split_once(',').unwrap_or((device, ""));
         let c = |s: &str| CString::new(s).map_err(|_| DpdkError::Nul(s.into()));
-        let (bus, cname, cargs) = (c("vdev")?, c(name)?, c(args)?);
+        let (cname, cargs) = (c(name)?, c(args)?);
         // SAFETY: valid C strings; hot-plug is serialised by the caller (PortTable).
-        let ret =
-            unsafe { dpdk_sys::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr()) };
+        let ret = unsafe {
+            dpdk_sys::rte_eal_hotplug_add(VDEV_BUS.as_ptr(), cname.as_ptr(), cargs.as_ptr())
+        };
         if ret == -1 {
             return Err(DpdkError::DriverRefused(name.to_owned()));
         }
@@ -58,7 +62,7 @@ impl Port {
             Ok(port) => port.configure(queues, pool),
             Err(e) => {
                 // SAFETY: the device was added above and has no port we could use.
-                unsafe { dpdk_sys::rte_eal_hotplug_remove(bus.as_ptr(), cname.as_ptr()) };
+                unsafe { dpdk_sys::rte_eal_hotplug_remove(VDEV_BUS.as_ptr(), cname.as_ptr()) };
                 Err(e)
             }
         }
@@ -120,11 +124,6 @@ impl Port {
         Ok(port)
     }
 
-    /// DPDK's port id.
-    pub fn id(&self) -> u16 {
-        self.id
-    }
-
     /// The port's own MAC address (for af_packet and af_xdp: the kernel interface's).
     pub fn mac(&self) -> crate::net::MacAddr {
         let mut a = dpdk_sys::rte_ether_addr::default();
@@ -166,9 +165,9 @@ impl Drop for Port {
             dpdk_sys::rte_eth_dev_close(self.id);
         }
         if self.plugged {
-            if let (Ok(bus), Ok(name)) = (CString::new("vdev"), CString::new(self.name.as_str())) {
+            if let Ok(name) = CString::new(self.name.as_str()) {
                 // SAFETY: the device was plugged by us and its port is closed.
-                unsafe { dpdk_sys::rte_eal_hotplug_remove(bus.as_ptr(), name.as_ptr()) };
+                unsafe { dpdk_sys::rte_eal_hotplug_remove(VDEV_BUS.as_ptr(), name.as_ptr()) };
             }
         }
     }

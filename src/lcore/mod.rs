@@ -362,11 +362,8 @@ impl<'a> Worker<'a> {
             let Some(reply) = arp::reply_to(a, (ifc.mac, ifc.address)) else {
                 return;
             };
-            if let Some(mut m) = self.pool.alloc() {
-                if m.append(&reply) {
-                    self.counters.vrs[vm.vr].arp_answered.inc();
-                    self.send(ingress, m, section);
-                }
+            if self.send_frame(ingress, &reply, section) {
+                self.counters.vrs[vm.vr].arp_answered.inc();
             }
             return;
         }
@@ -397,13 +394,27 @@ impl<'a> Worker<'a> {
     fn announce(&mut self, v: usize, section: &ReadSection) {
         let dp = self.dp;
         for ifc in &dp.vrs[v].interfaces {
-            let Some(mut m) = self.pool.alloc() else {
+            if !self.send_frame(
+                dp.segments[ifc.segment].uplink,
+                &arp::rarp_announcement(ifc.mac),
+                section,
+            ) {
                 return;
-            };
-            if m.append(&arp::rarp_announcement(ifc.mac)) {
-                self.send(dp.segments[ifc.segment].uplink, m, section);
             }
         }
+    }
+
+    /// Queues a frame vrfwd made itself (an announcement, an ARP reply) for
+    /// `port`; false when no mbuf was free (or the frame did not fit one).
+    fn send_frame(&mut self, port: usize, frame: &[u8], section: &ReadSection) -> bool {
+        let Some(mut m) = self.pool.alloc() else {
+            return false;
+        };
+        let fits = m.append(frame);
+        if fits {
+            self.send(port, m, section);
+        }
+        fits
     }
 
     fn learn_mac(&self, segment: usize, mac: MacAddr, port: usize, now: u32) {
