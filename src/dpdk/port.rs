@@ -137,6 +137,24 @@ impl Port {
         &self.name
     }
 
+    /// Receives up to a burst from `queue` into the (empty) `burst`. For programs
+    /// that own their ports outright (the benchmarks' generator); the appliance's
+    /// lcores go through [`PortTable`].
+    #[inline(always)]
+    pub fn rx_burst(&mut self, queue: u16, burst: &mut super::Burst) -> usize {
+        // SAFETY: a `Port` is started until dropped, and `&mut self` keeps the
+        // queue to this caller.
+        unsafe { rx_burst(self.id, queue, burst) }
+    }
+
+    /// Sends what `buffer` holds on `queue`; frees what the PMD refused.
+    /// Returns (sent, dropped).
+    #[inline(always)]
+    pub fn flush(&mut self, queue: u16, buffer: &mut TxBuffer) -> (u32, u32) {
+        // SAFETY: as in rx_burst.
+        unsafe { flush(self.id, queue, buffer) }
+    }
+
     /// The PMD's own counters.
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
         let mut s = dpdk_sys::rte_eth_stats::default();
@@ -171,6 +189,34 @@ impl Drop for Port {
             }
         }
     }
+}
+
+/// Receives up to a burst from queue `queue` of port `id` into the (empty) `burst`.
+///
+/// # Safety
+/// Port `id` must be started and stay open for the call, and `queue` must be
+/// polled by this thread only.
+#[inline(always)]
+unsafe fn rx_burst(id: u16, queue: u16, burst: &mut super::Burst) -> usize {
+    // SAFETY: the caller guarantees the port; the burst's slots are BURST_SIZE
+    // pointers that rx_burst fills with owned mbufs (Option<Mbuf> is pointer-sized).
+    let n = unsafe {
+        dpdk_sys::rte_eth_rx_burst(id, queue, burst.fill_ptr(), super::BURST_SIZE as u16)
+    } as usize;
+    burst.set_len(n);
+    n
+}
+
+/// Sends what `buffer` holds on queue `queue` of port `id`; frees what the PMD
+/// refused. Returns (sent, dropped).
+///
+/// # Safety
+/// As for [`rx_burst`].
+#[inline(always)]
+unsafe fn flush(id: u16, queue: u16, buffer: &mut TxBuffer) -> (u32, u32) {
+    // SAFETY: the caller guarantees the port; pkts holds n owned mbufs and the PMD
+    // takes ownership of the first `returned` of them.
+    buffer.flush(|pkts, n| unsafe { dpdk_sys::rte_eth_tx_burst(id, queue, pkts, n) })
 }
 
 /// Marks a table slot without a port.
@@ -265,17 +311,12 @@ impl PortTable {
         burst: &mut super::Burst,
         section: &ReadSection,
     ) -> usize {
-        let Some(id) = self.id(index, section) else {
-            return 0;
-        };
-        // SAFETY: inside a read section the port is started and stays open (see the
-        // type's doc); the burst's slots are BURST_SIZE pointers that rx_burst fills
-        // with owned mbufs (Option<Mbuf> is pointer-sized).
-        let n = unsafe {
-            dpdk_sys::rte_eth_rx_burst(id, queue, burst.fill_ptr(), super::BURST_SIZE as u16)
-        } as usize;
-        burst.set_len(n);
-        n
+        match self.id(index, section) {
+            // SAFETY: inside a read section the port is started and stays open (see
+            // the type's doc).
+            Some(id) => unsafe { rx_burst(id, queue, burst) },
+            None => 0,
+        }
     }
 
     /// Sends what `buffer` holds on port `index`; frees it all while the port is
@@ -288,13 +329,11 @@ impl PortTable {
         buffer: &mut TxBuffer,
         section: &ReadSection,
     ) -> (u32, u32) {
-        let id = self.id(index, section);
-        buffer.flush(|pkts, n| match id {
-            // SAFETY: as in rx_burst; pkts holds n owned mbufs and the PMD takes
-            // ownership of the first `returned` of them.
-            Some(id) => unsafe { dpdk_sys::rte_eth_tx_burst(id, queue, pkts, n) },
-            None => 0,
-        })
+        match self.id(index, section) {
+            // SAFETY: as in rx_burst.
+            Some(id) => unsafe { flush(id, queue, buffer) },
+            None => buffer.flush(|_, _| 0),
+        }
     }
 
     /// The MAC address of port `index`, if attached.
