@@ -11,3 +11,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 # Integration tests start DPDK processes and namespaces: one test binary at a time.
 cargo test --workspace --all-targets -- --test-threads=1
+# The TRex profiles, loaded by TRex's own client (PyPI: lbr-trex-client, in a
+# venv; no TRex server), and the NDR/PDR search against simulated devices.
+venv=${VRFWD_TREX_VENV:-/var/cache/vrfwd-testbed/trex-venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import lbr_trex_client' 2>/dev/null \
+  || "$venv/bin/pip" install -q --disable-pip-version-check lbr-trex-client==3.4.0
+PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m unittest discover -s bench/trex -t bench/trex

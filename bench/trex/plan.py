@@ -1,0 +1,68 @@
+"""What a benchmark sends, in one JSON document that every generator reads: TRex
+(the profiles beside this file), the in-tree vrfwd-trafgen, and bench/compare,
+which also configures the devices under test from it.
+
+    {"size": "64" | "imix", "src_mac": "...", "src_ip": "...", "seed": N,
+     "vrs": [{"mac": "<the VR interface's MAC on the input segment>",
+              "prefixes": ["a.b.c.d/len", ...]}]}
+
+Destinations are drawn at random inside the VR's prefixes; frames for VR v are
+addressed to its MAC (vrfwd tells VRs apart by destination MAC).
+"""
+import ipaddress
+import json
+import random
+
+# TRex's IMIX: 7:4:1 of 64, 594 and 1518 bytes on the wire (FCS included).
+SIZES = {'64': [(64, 1)], 'imix': [(64, 7), (594, 4), (1518, 1)]}
+SRC_MAC = '02:00:00:00:aa:02'
+SRC_IP = '10.0.0.2'
+
+
+def vr_mac(vr, iface=0):
+    """The MAC of VR `vr`'s interface `iface` in the benchmarks (bench/rig.rs too)."""
+    return f'02:00:00:{vr:02x}:{iface:02x}:01'
+
+
+def prefixes(rng, n):
+    """n distinct prefixes inside 20.0.0.0-199.255.255.255, mostly /24 with a tail
+    of /16-/23 and /25-/32 (the mix of bench/gen.rs)."""
+    seen, out = set(), []
+    while len(out) < n:
+        r = rng.randrange(100)
+        length = 24 if r < 70 else rng.randrange(16, 24) if r < 90 else rng.randrange(25, 33)
+        addr = (rng.randrange(20, 200) << 24) | rng.getrandbits(24)
+        net = ipaddress.ip_network((addr, length), strict=False)
+        if net not in seen:
+            seen.add(net)
+            out.append(net)
+    return [str(p) for p in out]
+
+
+def make(vrs=1, routes=10_000, size='64', seed=1):
+    if size not in SIZES:
+        raise ValueError(f'size {size!r}: one of {sorted(SIZES)}')
+    rng = random.Random(seed)
+    return {'size': size, 'src_mac': SRC_MAC, 'src_ip': SRC_IP, 'seed': seed,
+            'vrs': [{'mac': vr_mac(v), 'prefixes': prefixes(rng, routes)} for v in range(vrs)]}
+
+
+def load(path):
+    with open(path) as f:
+        plan = json.load(f)
+    if not plan.get('vrs') or any(not v.get('prefixes') for v in plan['vrs']):
+        raise ValueError(f'{path}: the plan needs VRs, each with prefixes')
+    if plan.get('size', '64') not in SIZES:
+        raise ValueError(f'{path}: size {plan["size"]!r}: one of {sorted(SIZES)}')
+    return plan
+
+
+def destinations(vr, count, seed):
+    """`count` random addresses inside VR `vr`'s prefixes (as integers)."""
+    rng = random.Random(seed)
+    nets = [ipaddress.ip_network(p) for p in vr['prefixes']]
+    out = []
+    for _ in range(count):
+        n = nets[rng.randrange(len(nets))]
+        out.append(int(n.network_address) + rng.randrange(n.num_addresses))
+    return out
