@@ -12,8 +12,9 @@ rate that passed, never an interpolation.
 
 `trial(rate)` is the generator: it runs one trial at `rate` (packets per second)
 and returns a mapping with at least `offered` and `received` (or `loss_ratio`);
-a trial marked `generator_bound` measured the generator, and the search reports
-that it reached the generator's limit instead of calling it the device's.
+a trial marked `generator_bound` measured the generator: the rate it did keep
+(`offered_pps`, else `offered` / `seconds`) becomes the top of the search, and
+the search reports that it reached the generator's limit.
 """
 
 DEFAULT_CRITERIA = {'ndr': 0.0, 'pdr': 0.005}
@@ -75,7 +76,8 @@ class Bounds:
 
 
 def search(trial, max_rate, criteria=None, resolution=0.01, min_rate=None, max_trials=40, log=None):
-    """Finds each criterion's rate in [min_rate, max_rate] (pps).
+    """Finds each criterion's rate in [min_rate, max_rate] (pps; min_rate defaults
+    to max_rate / 1000).
 
     Returns {'rates': {name: pps, 0 if even min_rate failed}, 'trials': [results
     with their 'rate'], 'generator_bound': bool, 'limits': {name: (passed, failed)}}.
@@ -83,7 +85,7 @@ def search(trial, max_rate, criteria=None, resolution=0.01, min_rate=None, max_t
     criteria = dict(DEFAULT_CRITERIA if criteria is None else criteria)
     if max_rate <= 0 or not 0 < resolution < 1:
         raise ValueError('max_rate must be > 0 and 0 < resolution < 1')
-    low = min_rate if min_rate is not None else max_rate * resolution
+    low = min_rate if min_rate is not None else max_rate / 1000
     bounds = {name: Bounds(tol, low, max_rate) for name, tol in criteria.items()}
     trials, generator_bound, tried = [], False, set()
     while len(trials) < max_trials:
@@ -105,9 +107,13 @@ def search(trial, max_rate, criteria=None, resolution=0.01, min_rate=None, max_t
             # The generator offered less than asked: what it did offer is the
             # highest rate that can be measured, and the trial counts there.
             generator_bound = True
-            rate = int(result['offered'] / result['seconds']) if result.get('seconds') else rate
+            if 'offered_pps' in result:
+                rate = int(result['offered_pps'])
+            elif result.get('seconds'):
+                rate = int(result['offered'] / result['seconds'])
             for b in bounds.values():
                 b.high = min(b.high, rate)
+                b.low = min(b.low, b.high / 1000)
                 b.results = [(r, ok) for r, ok in b.results if r <= b.high]
         if log:
             log(f'trial {len(trials)}: {rate / 1e6:.4f} Mpps loss {ratio:.6f} (searching {name})'

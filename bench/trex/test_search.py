@@ -63,6 +63,13 @@ class Search(unittest.TestCase):
         self.assertEqual(found['rates']['ndr'], 2_000_000)
         self.assertLessEqual(len(found['trials']), 3)
 
+    def test_a_device_slower_than_a_bound_generator_is_still_searched(self):
+        # The generator offers 170k of the 2M asked; the device forwards 100k.
+        found = search.search(device(100_000, generator=170_000), 2_000_000, resolution=0.01)
+        self.assertTrue(found['generator_bound'])
+        self.assertTrue(99_000 <= found['rates']['ndr'] <= 100_000, found['rates'])
+        self.check_found(found, search.DEFAULT_CRITERIA)
+
     def test_noise_never_reports_a_failed_rate_and_the_search_ends(self):
         rng = random.Random(5)
         # Occasional single losses well below capacity: NDR ends lower, PDR not.
