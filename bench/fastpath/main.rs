@@ -23,56 +23,17 @@ use rig::{empty_pcap, ip, measure, run_vrfwd};
 
 const PREFIXES_PER_VR: usize = 10_000;
 
-/// Builds l3fwd from Debian's example sources with the RX checksum offload request
-/// and RSS removed (virtual PMDs refuse them) and its LPM enlarged for 10k routes.
+/// DPDK's l3fwd built by bench/l3fwd/build.sh (shared with bench/compare).
 fn build_l3fwd(dir: &Path) -> Result<PathBuf> {
-    let src = Path::new("/usr/share/dpdk/examples/l3fwd");
-    let build = dir.join("l3fwd");
-    std::fs::create_dir_all(&build)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        std::fs::copy(e.path(), build.join(e.file_name()))?;
-    }
-    let main = build.join("main.c");
-    let text = std::fs::read_to_string(&main)?
-        .replace(".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,", "")
-        .replace(
-            ".mq_mode = RTE_ETH_MQ_RX_RSS,",
-            ".mq_mode = RTE_ETH_MQ_RX_NONE,",
-        );
-    std::fs::write(&main, text)?;
-    // l3fwd's LPM holds 1024 rules and 256 tbl8 groups: room for the 10k prefixes.
-    let lpm = build.join("l3fwd_lpm.c");
-    let text = std::fs::read_to_string(&lpm)?
-        .replace(
-            "IPV4_L3FWD_LPM_MAX_RULES         1024",
-            "IPV4_L3FWD_LPM_MAX_RULES (1 << 20)",
-        )
-        .replace(
-            "IPV4_L3FWD_LPM_NUMBER_TBL8S (1 << 8)",
-            "IPV4_L3FWD_LPM_NUMBER_TBL8S (1 << 16)",
-        );
-    std::fs::write(&lpm, text)?;
-    let makefile = build.join("Makefile");
-    // The sources include examples/common/sse/port_group.h.
-    let mk = std::fs::read_to_string(&makefile)?.replace(
-        "CFLAGS += -O3",
-        "CFLAGS += -O3 -I/usr/share/dpdk/examples/common",
-    );
-    std::fs::write(&makefile, mk)?;
-    let out = Command::new("make")
-        .arg("-C")
-        .arg(&build)
-        .arg("shared")
-        .output()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/l3fwd/build.sh");
+    let out = Command::new("bash").arg(script).arg(dir).output()?;
     if !out.status.success() {
         bail!(
-            "building l3fwd failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
+            "building l3fwd failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(build.join("build/l3fwd"))
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 fn telemetry_opackets(prefix: &str, port: u16) -> Option<u64> {
