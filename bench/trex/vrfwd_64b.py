@@ -6,12 +6,5 @@ of --plan FILE), destinations at random inside each VR's table.
 import vrfwd_streams as vs
 
 
-class VrfwdSmall:
-    def get_streams(self, tunables, **kwargs):
-        args = vs.parser(__doc__).parse_args(tunables)
-        plan = vs.load_plan(args, '64')
-        return vs.vr_streams(plan, vs.vrplan.SIZES['64'], args, '64b')
-
-
 def register():
-    return VrfwdSmall()
+    return vs.ForwardingProfile('64', __doc__)

@@ -7,12 +7,5 @@ inside each VR's table.
 import vrfwd_streams as vs
 
 
-class VrfwdImix:
-    def get_streams(self, tunables, **kwargs):
-        args = vs.parser(__doc__).parse_args(tunables)
-        plan = vs.load_plan(args, 'imix')
-        return vs.vr_streams(plan, vs.vrplan.SIZES['imix'], args, 'imix')
-
-
 def register():
-    return VrfwdImix()
+    return vs.ForwardingProfile('imix', __doc__)

@@ -77,3 +77,15 @@ def seq_stream(plan, args, pg_id, pps, name):
     pkt = frame(vr, plan['src_mac'], plan['src_ip'], 64, dst='.'.join(str(dst >> s & 255) for s in (24, 16, 8, 0)))
     return STLStream(name=name, packet=STLPktBuilder(pkt=pkt), mode=STLTXCont(pps=pps),
                      flow_stats=STLFlowLatencyStats(pg_id=pg_id), mac_dst_override_mode=STLStreamDstMAC_PKT)
+
+
+class ForwardingProfile:
+    """The profile of vrfwd_64b.py and vrfwd_imix.py: `vr_streams` with one size mix."""
+
+    def __init__(self, size, doc):
+        self.size, self.doc = size, doc
+
+    def get_streams(self, tunables, **kwargs):
+        args = parser(self.doc).parse_args(tunables)
+        plan = load_plan(args, self.size)
+        return vr_streams(plan, vrplan.SIZES[self.size], args, 'imix' if self.size == 'imix' else '64b')
