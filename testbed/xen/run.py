@@ -305,6 +305,11 @@ standby = {"false" if h == "A" else "true"}
         lines = [l.split() for l in self.ctl(h, 'vrs').splitlines() if l.startswith('1 ')]
         return lines[0] if lines else None
 
+    def route_prefixes(self, h):
+        """The prefixes in host h's table of VR 1, sorted."""
+        words = [l.split() for l in self.ctl(h, 'routes', '1').splitlines()]
+        return sorted(w[0] for w in words if w and '/' in w[0])
+
     # ---- the run ------------------------------------------------------------------
     def create_router(self):
         t = time.time()
@@ -378,6 +383,8 @@ standby = {"false" if h == "A" else "true"}
                        f'> /vrfwd/run/migrate-receive.log 2>&1 < /dev/null &')
         before = {h: self.counters(h) for h in HOSTS}
         before['path'] = self.path_drops()
+        if vrfwd:
+            rec['routes_A_before'] = self.route_prefixes('A')
         # What each host sends into LAN 1 from the VR's MAC, and every ARP and RARP
         # there: where the switch believes the VR is, over time.
         lan1 = os.path.join(self.work, 'lan1-{}.pcap')
@@ -431,6 +438,7 @@ standby = {"false" if h == "A" else "true"}
             time.sleep(3)  # the source's drain (drain_ms 2000)
             rec['vr_A'] = self.vr_line('A')
             rec['vr_B'] = self.vr_line('B')
+            rec['routes_B'] = self.route_prefixes('B')
             rec['ports_A'] = self.ctl('A', 'ports').splitlines()
             rec['ports_B'] = self.ctl('B', 'ports').splitlines()
         return rec
