@@ -173,9 +173,23 @@ impl<'a> RouteWriter<'a> {
     fn edit(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(), WriteError> {
         self.restore(v);
         let next_hops = &self.dp.vrs[v].next_hops;
+        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
         let slots = &mut self.vrs[v].slots;
         let changes = edits
             .iter()
+            // vrfwd's own routes (the VR's addresses, connected and static routes
+            // from its config) are not a session's to change: a guest's connected
+            // route adds nothing, and deleting one is refused.
+            .filter(|e| {
+                let prefix = match e {
+                    RouteEdit::Add { prefix, .. } | RouteEdit::Delete { prefix } => prefix,
+                };
+                let own = system.contains(&(prefix.addr().into(), prefix.prefix_len()));
+                if own && matches!(e, RouteEdit::Delete { .. }) {
+                    tracing::warn!(vr = self.dp.vrs[v].id, %prefix, "delete of vrfwd's own route ignored");
+                }
+                !own
+            })
             .map(|e| match *e {
                 RouteEdit::Add { prefix, next_hop } => Ok(Change::Add {
                     // The address as given: a prefix with host bits is refused, not truncated.
@@ -535,6 +549,29 @@ mod tests {
             ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }),
             Err(WriteError::NotSyncing)
         );
+
+        // vrfwd's own routes are not a session's to change: the VR's address,
+        // its connected net and its static route stay as configured.
+        let routes = dp.vrs[0].routes.load(Ordering::Relaxed);
+        edit(
+            &mut w,
+            ["10.0.1.1/32", "10.0.1.0/24", "10.9.0.0/16"]
+                .iter()
+                .map(|p| RouteEdit::Delete { prefix: net(p) })
+                .chain([RouteEdit::Add {
+                    prefix: net("10.0.1.0/24"),
+                    next_hop: gw,
+                }])
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), routes);
+        assert_eq!(lookup(&dp, &rcu, "10.0.1.1"), Some(NextHop::Local));
+        assert_eq!(
+            lookup(&dp, &rcu, "10.0.1.7"),
+            Some(NextHop::Attached { iface: 0 })
+        );
+        assert_eq!(lookup(&dp, &rcu, "10.9.1.1"), Some(gw));
 
         // Withdrawal empties the table; the next sync restores vrfwd's own routes.
         ask(&mut w, |reply| Command::Withdraw { vr: 0, reply });
