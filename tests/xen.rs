@@ -11,8 +11,8 @@
 //! 2-core machine was also compiling and benchmarking, 3 of 3 vrfwd runs lost
 //! 784–1 552 packets in one 0.8–1.4 s gap, located in one of them at the outer
 //! switch (its tap to the stalled emulated host dropped exactly the lost packets;
-//! the taps now queue 30 s and every report counts drops at each hop). Half the
-//! CI budget and a machine-load dependence keep it out of every CI run.
+//! the taps now queue 30 s and every report counts drops at each hop). A third of
+//! the CI budget and a machine-load dependence keep it out of every CI run.
 mod common;
 
 use serde_json::Value;
