@@ -75,6 +75,9 @@ pub enum Command {
 
 struct VrState {
     routes: VrRoutes,
+    /// The prefixes of vrfwd's own routes (`routes.system`), which sessions,
+    /// syncs and feeds leave alone.
+    own: FxHashSet<(u32, u8)>,
     /// Next hop → its slot, so that adds do not scan the next-hop array.
     slots: FxHashMap<NextHop, u32>,
     /// Prefixes announced since `SyncBegin`, while a sync runs.
@@ -103,6 +106,7 @@ impl<'a> RouteWriter<'a> {
             vrs: routes
                 .into_iter()
                 .map(|routes| VrState {
+                    own: routes.system.iter().map(key).collect(),
                     routes,
                     slots: FxHashMap::default(),
                     marked: None,
@@ -173,8 +177,7 @@ impl<'a> RouteWriter<'a> {
     fn edit(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(), WriteError> {
         self.restore(v);
         let next_hops = &self.dp.vrs[v].next_hops;
-        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
-        let slots = &mut self.vrs[v].slots;
+        let VrState { own, slots, .. } = &mut self.vrs[v];
         let changes = edits
             .iter()
             // vrfwd's own routes (the VR's addresses, connected and static routes
@@ -184,11 +187,11 @@ impl<'a> RouteWriter<'a> {
                 let prefix = match e {
                     RouteEdit::Add { prefix, .. } | RouteEdit::Delete { prefix } => prefix,
                 };
-                let own = system.contains(&(prefix.addr().into(), prefix.prefix_len()));
-                if own && matches!(e, RouteEdit::Delete { .. }) {
+                let is_own = own.contains(&(prefix.addr().into(), prefix.prefix_len()));
+                if is_own && matches!(e, RouteEdit::Delete { .. }) {
                     tracing::warn!(vr = self.dp.vrs[v].id, %prefix, "delete of vrfwd's own route ignored");
                 }
-                !own
+                !is_own
             })
             .map(|e| match *e {
                 RouteEdit::Add { prefix, next_hop } => Ok(Change::Add {
@@ -224,13 +227,13 @@ impl<'a> RouteWriter<'a> {
 
     fn sync_end(&mut self, v: usize) -> Result<usize, WriteError> {
         let marked = self.vrs[v].marked.take().ok_or(WriteError::NotSyncing)?;
-        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
+        let own = &self.vrs[v].own;
         let stale: Vec<Change> = self.vrs[v]
             .routes
             .tables
             .staged_rib()
             .iter()
-            .filter(|&(net, len, _)| !marked.contains(&(net, len)) && !system.contains(&(net, len)))
+            .filter(|&(net, len, _)| !marked.contains(&(net, len)) && !own.contains(&(net, len)))
             .map(|(net, len, _)| Change::Delete { net, len })
             .collect();
         self.publish(v, &stale)?;
@@ -310,10 +313,10 @@ impl<'a> RouteWriter<'a> {
     /// `changes` as route edits, without vrfwd's own routes (another host has its
     /// own) and without routes to the router itself.
     fn edits(&self, v: usize, changes: impl Iterator<Item = Change>) -> Vec<RouteEdit> {
-        let system: FxHashSet<(u32, u8)> = self.vrs[v].routes.system.iter().map(key).collect();
+        let own = &self.vrs[v].own;
         let next_hops = &self.dp.vrs[v].next_hops;
         changes
-            .filter(|c| !system.contains(&key(c)))
+            .filter(|c| !own.contains(&key(c)))
             .filter_map(|c| {
                 let (net, len) = key(&c);
                 let prefix = Ipv4Net::new(net.into(), len).ok()?;
