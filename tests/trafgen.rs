@@ -13,22 +13,11 @@ use std::time::{Duration, Instant};
 const VR_ETH0: &str = "02:00:00:00:00:01";
 const VR_ETH1: &str = "02:00:00:00:01:01";
 
-/// A child process killed on drop, also when the test fails.
+/// A child process stopped on drop, also when the test fails.
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        common::stop(&mut self.0);
     }
 }
 
