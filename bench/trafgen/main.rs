@@ -279,16 +279,16 @@ impl Generator {
         let trial = self.trials & 0xffff;
         let hz = tsc_hz();
         let duration = (seconds * hz as f64) as u64;
-        let expected = (pps as f64 * seconds) as u64 + BURST_SIZE as u64;
-        let mut receiver = Receiver::new(trial, expected, (hz / 1_000_000).max(1));
+        let target = (pps as f64 * seconds) as u64;
+        // Whatever an earlier trial left in flight is counted as foreign here.
+        let mut receiver =
+            Receiver::new(trial, target + BURST_SIZE as u64, (hz / 1_000_000).max(1));
         let (mut burst, mut out) = (Burst::default(), TxBuffer::default());
         let mut report = TrialReport {
             pps,
             seconds,
             ..TrialReport::default()
         };
-        // Whatever an earlier trial left in flight is counted as foreign here.
-        let target = (pps as f64 * seconds) as u64;
         let start = tsc();
         let end = start + duration;
         // Past the end the rest of the schedule is sent, for at most 10 ms more.

@@ -58,6 +58,13 @@ EMULATION_FAILURES = ('(XEN) Panic', 'Kernel panic', 'general protection fault',
 CPU = 'max,xsave=off,avx=off,avx2=off,fma=off,f16c=off'
 
 
+def link_stats(ns):
+    """`ip -s -j link show` in namespace ns: each link with its counters."""
+    out = subprocess.run(['ip', '-n', ns, '-s', '-j', 'link', 'show'], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
 class EmulationFailure(RuntimeError):
     pass
 
@@ -342,9 +349,7 @@ standby = {"false" if h == "A" else "true"}
              'nic_drops': {l[0]: [int(x) for x in l[1:4]] for l in lines if l[0].startswith('eth')},
              'nic_tx_packets': {l[0]: int(l[4]) for l in lines if l[0].startswith('eth')},
              'softnet_dropped': sum(int(l[1]) for l in lines if l[0] == 'softnet')}
-        links = json.loads(subprocess.run(['ip', '-n', self.ns['sw'], '-s', '-j', 'link', 'show'],
-                                          capture_output=True, text=True, check=True).stdout)
-        taps = [l for l in links if l['ifname'].startswith(f'{self.p}{h}')]
+        taps = [l for l in link_stats(self.ns['sw']) if l['ifname'].startswith(f'{self.p}{h}')]
         c['switch_tap_tx_dropped'] = {l['ifname']: l['stats64']['tx']['dropped'] for l in taps}
         c['switch_tap_rx'] = {l['ifname']: (l['stats64']['rx']['packets'], l['stats64']['rx']['dropped'])
                               for l in taps}
@@ -364,9 +369,8 @@ standby = {"false" if h == "A" else "true"}
         """Drops around the hosts: the outer machine's backlog, the neighbour's and
         the receiver's links, the receiver's UDP counters (RcvbufErrors)."""
         def links(ns):
-            out = subprocess.run(['ip', '-n', ns, '-s', '-j', 'link', 'show'], capture_output=True, text=True).stdout
             return {l['ifname']: (l['stats64']['rx']['dropped'], l['stats64']['tx']['dropped'])
-                    for l in json.loads(out or '[]')}
+                    for l in link_stats(ns)}
         with open('/proc/net/softnet_stat') as f:
             backlog = sum(int(l.split()[1], 16) for l in f)
         snmp = subprocess.run(['ip', 'netns', 'exec', self.ns['rcv'], 'cat', '/proc/net/snmp'],
