@@ -4,9 +4,15 @@
 //! are looked at once however they arrive, and only a complete stanza is handed to
 //! quick-xml and serde. Framing problems (no `<vrfwd version="1">`, a DTD, a
 //! comment or processing instruction, an oversized stanza, text between stanzas)
-//! are fatal, and so are closing tags that do not match: the stream cannot be
-//! trusted after them. A complete stanza that fails
-//! validation is rejected alone and the stream goes on.
+//! are fatal, and so are closing tags that do not match, namespaced names,
+//! nesting deeper than the protocol's stanza and child, and a second or malformed
+//! XML declaration: the stream cannot be trusted after them. A complete stanza
+//! that fails validation is rejected alone and the stream goes on.
+//!
+//! Memory: what the decoder holds is the stanza in progress (at most
+//! [`Limits::max_stanza_bytes`]) plus the last fed chunk; whitespace between
+//! stanzas is dropped as it is scanned, and consumed bytes are released in
+//! amortised O(1) (a large read of many stanzas decodes in linear time).
 use crate::raw;
 use crate::stanza::{ErrorCode, Stanza, PROTOCOL_VERSION};
 
@@ -16,6 +22,10 @@ pub struct Limits {
     /// Largest stanza, in bytes.
     pub max_stanza_bytes: usize,
 }
+
+/// Elements a stanza may nest below the root: the stanza and its children
+/// (`<routes><add/></routes>`). A deeper tag is refused at once.
+pub const MAX_DEPTH: usize = 2;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -51,6 +61,8 @@ enum State {
 /// The decoder of one stream.
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Bytes before this offset are consumed (released lazily, see `compact`).
+    base: usize,
     /// Next byte to scan.
     scan: usize,
     /// Start of the stanza being scanned (valid while elements are open or a tag is
@@ -60,9 +72,12 @@ pub struct Decoder {
     tag_start: Option<usize>,
     /// The quote character of the attribute value being scanned.
     quote: Option<u8>,
-    /// Names of the elements open inside the root (a stanza and its children).
+    /// Names of the elements open inside the root (a stanza and its children),
+    /// at most [`MAX_DEPTH`].
     open: Vec<Vec<u8>>,
     state: State,
+    /// An XML declaration was seen (only one, only before the root).
+    declared: bool,
     limits: Limits,
 }
 
@@ -70,14 +85,22 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             buf: Vec::new(),
+            base: 0,
             scan: 0,
             stanza_start: 0,
             tag_start: None,
             quote: None,
             open: Vec::new(),
             state: State::Prolog,
+            declared: false,
             limits,
         }
+    }
+
+    /// Changes the limits from the next byte on (a session raises the stanza
+    /// limit once its peer has authenticated).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Appends received bytes.
@@ -94,12 +117,13 @@ impl Decoder {
 
     /// Bytes received and not yet consumed (a stanza in progress).
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.base
     }
 
     fn fail(&mut self, code: ErrorCode, message: String) -> Option<Result<Stanza, DecodeError>> {
         self.state = State::Failed;
         self.buf = Vec::new();
+        self.base = 0;
         Some(Err(DecodeError {
             code,
             message,
@@ -122,19 +146,24 @@ impl Decoder {
             }
             let Some(tag_start) = self.tag_start else {
                 if self.open.is_empty() {
-                    // Between stanzas: only whitespace may come before the next tag.
-                    let b = rest[0];
-                    let i = self.scan;
-                    self.scan += 1;
-                    if b == b'<' {
-                        self.tag_start = Some(i);
-                        self.stanza_start = i;
-                    } else if !b.is_ascii_whitespace() {
+                    // Between stanzas: only whitespace may come before the next
+                    // tag, and it is dropped at once (it must not pile up).
+                    let blank = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                    self.scan += blank;
+                    let Some(&b) = rest.get(blank) else {
+                        self.compact(self.scan);
+                        return None;
+                    };
+                    if b != b'<' {
                         return self.fail(
                             ErrorCode::MalformedXml,
                             format!("text {:?} outside any stanza", b as char),
                         );
                     }
+                    self.compact(self.scan);
+                    self.tag_start = Some(self.scan);
+                    self.stanza_start = self.scan;
+                    self.scan += 1;
                 } else {
                     // Text inside a stanza: skip to the next tag.
                     match memchr::memchr(b'<', rest) {
@@ -204,10 +233,24 @@ impl Decoder {
                     "DTDs, entities, comments and CDATA are not allowed".into(),
                 );
             }
-            Some(b'?') => {
-                if self.state == State::Prolog && tag.starts_with(b"<?xml ") {
-                    return None; // the XML declaration
+            Some(b'?') if tag.starts_with(b"<?xml") && !tag.starts_with(b"<?xml-") => {
+                if self.state != State::Prolog || self.declared {
+                    return self.fail(
+                        ErrorCode::MalformedXml,
+                        "the XML declaration may come once, before <vrfwd>".into(),
+                    );
                 }
+                if !is_declaration(tag) {
+                    let tag = String::from_utf8_lossy(tag).into_owned();
+                    return self.fail(
+                        ErrorCode::MalformedXml,
+                        format!("{tag:?} is not an XML 1.0 UTF-8 declaration"),
+                    );
+                }
+                self.declared = true;
+                return None;
+            }
+            Some(b'?') => {
                 return self.fail(
                     ErrorCode::Forbidden,
                     "processing instructions are not allowed".into(),
@@ -222,6 +265,13 @@ impl Decoder {
         }
         // Names are compared as bytes; only elements that stay open are stored.
         let name = tag_name(tag);
+        if name.contains(&b':') {
+            let name = String::from_utf8_lossy(name).into_owned();
+            return self.fail(
+                ErrorCode::Forbidden,
+                format!("namespaced name <{name}>: the protocol has no namespaces"),
+            );
+        }
         if closing {
             match self.open.pop() {
                 None if name == b"vrfwd" => {
@@ -248,6 +298,12 @@ impl Decoder {
                 Some(_) => {}
             }
         } else if !self_closing {
+            if self.open.len() == MAX_DEPTH {
+                return self.fail(
+                    ErrorCode::Forbidden,
+                    format!("elements nested deeper than {MAX_DEPTH} below <vrfwd>"),
+                );
+            }
             let name = name.to_vec();
             self.open.push(name);
         }
@@ -306,11 +362,68 @@ impl Decoder {
         result
     }
 
-    /// Drops the bytes before `upto`.
+    /// Consumes the bytes before `upto`. They are released when they are at least
+    /// half the buffer, so many stanzas in one read cost linear time, not
+    /// quadratic, and a consumed prefix never outgrows what is live.
     fn compact(&mut self, upto: usize) {
-        self.buf.drain(..upto);
-        self.scan -= upto;
-        self.stanza_start = 0;
+        self.base = upto;
+        if self.base == self.buf.len() {
+            self.buf.clear();
+        } else if self.base * 2 >= self.buf.len() {
+            self.buf.drain(..self.base);
+        } else {
+            return;
+        }
+        self.scan -= self.base;
+        self.stanza_start = self.stanza_start.saturating_sub(self.base);
+        self.tag_start = self.tag_start.map(|t| t - self.base);
+        self.base = 0;
+    }
+}
+
+/// True for `<?xml version="1.0"?>`, optionally with `encoding="UTF-8"` and
+/// `standalone="yes|no"` in that order (either quote), as XML 1.0 writes them.
+fn is_declaration(tag: &[u8]) -> bool {
+    let Some(body) = tag
+        .strip_prefix(b"<?xml")
+        .and_then(|t| t.strip_suffix(b"?>"))
+        .and_then(|t| std::str::from_utf8(t).ok())
+    else {
+        return false;
+    };
+    let mut wanted = [
+        ("version", &["1.0"][..], true),
+        ("encoding", &["UTF-8", "utf-8"][..], false),
+        ("standalone", &["yes", "no"][..], false),
+    ]
+    .into_iter();
+    let mut rest = body;
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if trimmed.is_empty() {
+            return wanted.all(|(_, _, required)| !required);
+        }
+        if trimmed.len() == rest.len() {
+            return false; // pseudo-attributes are separated by whitespace
+        }
+        let Some((name, value)) = trimmed.split_once('=') else {
+            return false;
+        };
+        let Some(quote) = value.chars().next().filter(|q| *q == '"' || *q == '\'') else {
+            return false;
+        };
+        let Some((value, after)) = value[1..].split_once(quote) else {
+            return false;
+        };
+        // The next expected pseudo-attribute with this name; optional ones may be skipped.
+        let found = wanted
+            .by_ref()
+            .find(|(n, _, required)| *n == name || *required)
+            .filter(|(n, values, _)| *n == name && values.contains(&value));
+        if found.is_none() {
+            return false;
+        }
+        rest = after;
     }
 }
 
@@ -347,6 +460,37 @@ fn attribute(xml: &str, name: &str) -> Option<String> {
             }
             quick_xml::events::Event::Eof => return None,
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_declaration;
+
+    #[test]
+    fn declarations_as_xml_writes_them_and_nothing_else() {
+        for good in [
+            "<?xml version=\"1.0\"?>",
+            "<?xml version='1.0' encoding='UTF-8'?>",
+            "<?xml version=\"1.0\" standalone=\"no\" ?>",
+            "<?xml version=\"1.0\" encoding=\"utf-8\" standalone=\"yes\"?>",
+        ] {
+            assert!(is_declaration(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "<?xml?>",
+            "<?xml encoding=\"UTF-8\"?>",
+            "<?xmlversion=\"1.0\"?>",
+            "<?xml version=\"1.1\"?>",
+            "<?xml version=\"1.0\" encoding=\"latin1\"?>",
+            "<?xml version=\"1.0\" standalone=\"yes\" encoding=\"UTF-8\"?>",
+            "<?xml version=\"1.0\" version=\"1.0\"?>",
+            "<?xml version=\"1.0\" x=\"1\"?>",
+            "<?xml version=\"1.0?>",
+            "<?xml version=1.0?>",
+        ] {
+            assert!(!is_declaration(bad.as_bytes()), "{bad}");
         }
     }
 }

@@ -142,8 +142,15 @@ fn de<'a, T: Deserialize<'a>>(name: &str, xml: &'a str) -> Result<T, Reject> {
     quick_xml::de::from_str(xml).map_err(|e| (ErrorCode::InvalidStanza, format!("<{name}>: {e}")))
 }
 
+/// A number written the one way the protocol writes it: decimal digits, no sign,
+/// no leading zero (so `+1`, `01` and ` 1` are refused, not read as 1).
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical = s.bytes().all(|b| b.is_ascii_digit()) && !(s.len() > 1 && s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 fn seq(s: &str) -> Result<u64, Reject> {
-    s.parse().map_err(|_| {
+    number(s).ok_or_else(|| {
         (
             ErrorCode::InvalidStanza,
             format!("seq {s:?} is not a number"),
@@ -167,6 +174,19 @@ fn mac(s: &str) -> Result<MacAddr, Reject> {
         .map_err(|_| (ErrorCode::BadMac, format!("{s:?} is not a MAC address")))
 }
 
+/// A neighbour's MAC: a station's (unicast, not all zeros).
+fn station_mac(s: &str) -> Result<MacAddr, Reject> {
+    let m = mac(s)?;
+    if m.is_multicast() || m.is_zero() {
+        return Err((
+            ErrorCode::BadMac,
+            format!("{m} is not a station's MAC (broadcast, multicast or zero)"),
+        ));
+    }
+    Ok(m)
+}
+
+/// An IPv4 address in dotted decimal (std's parser: no leading zeros).
 fn address(s: &str) -> Result<Ipv4Addr, Reject> {
     s.parse().map_err(|_| {
         (
@@ -176,11 +196,32 @@ fn address(s: &str) -> Result<Ipv4Addr, Reject> {
     })
 }
 
+/// A neighbour's address: a unicast station address (not 0.0.0.0, broadcast,
+/// multicast or reserved).
+fn station_address(s: &str) -> Result<Ipv4Addr, Reject> {
+    let a = address(s)?;
+    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.octets()[0] >= 240 {
+        return Err((
+            ErrorCode::BadAddress,
+            format!("{a} is not a station's address"),
+        ));
+    }
+    Ok(a)
+}
+
+/// `address/len` written as the address and the length are (no leading zeros in
+/// either: `010.0.0.0/8` and `10.0.0.0/08` are refused), host bits allowed.
+fn address_and_len(s: &str) -> Result<Ipv4Net, Reject> {
+    let bad = || (ErrorCode::BadPrefix, format!("{s:?} is not an IPv4 prefix"));
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let len: u8 = number(len).ok_or_else(bad)?;
+    Ipv4Net::new(addr, len).map_err(|_| bad())
+}
+
 /// A prefix as a table takes it: valid syntax and no host bits.
 fn prefix(s: &str) -> Result<Ipv4Net, Reject> {
-    let p: Ipv4Net = s
-        .parse()
-        .map_err(|_| (ErrorCode::BadPrefix, format!("{s:?} is not an IPv4 prefix")))?;
+    let p = address_and_len(s)?;
     if p.trunc() != p {
         return Err((
             ErrorCode::HostBits,
@@ -195,7 +236,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
     Ok(match name {
         "hello" => {
             let r: RawHello = de(name, xml)?;
-            let vr = r.vr.parse::<u32>().ok().filter(|&v| v != 0).ok_or((
+            let vr = number::<u32>(&r.vr).filter(|&v| v != 0).ok_or((
                 ErrorCode::InvalidStanza,
                 format!("vr {:?} is not a VR id (1..2^32)", r.vr),
             ))?;
@@ -205,7 +246,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
             Stanza::Hello(Hello {
                 seq: seq(&r.seq)?,
                 vr: VrId(vr),
-                generation: r.generation.parse().map_err(|_| {
+                generation: number(&r.generation).ok_or_else(|| {
                     (
                         ErrorCode::InvalidStanza,
                         format!("generation {:?} is not a number", r.generation),
@@ -216,23 +257,24 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
         }
         "interfaces" => {
             let r: RawInterfaces = de(name, xml)?;
-            let interfaces = r
+            let interfaces: Vec<Interface> = r
                 .interfaces
                 .into_iter()
                 .map(|i| {
-                    let address: Ipv4Net = i.address.parse().map_err(|_| {
-                        (
-                            ErrorCode::BadPrefix,
-                            format!("{:?} is not an address/prefix", i.address),
-                        )
-                    })?;
                     Ok(Interface {
                         name: ifname(i.name, "interface")?,
-                        mac: mac(&i.mac)?,
-                        address,
+                        mac: station_mac(&i.mac)?,
+                        address: address_and_len(&i.address)?,
                     })
                 })
                 .collect::<Result<_, Reject>>()?;
+            let mut names = std::collections::HashSet::new();
+            if let Some(dup) = interfaces.iter().find(|i| !names.insert(&i.name)) {
+                return Err((
+                    ErrorCode::InvalidStanza,
+                    format!("interface {:?} is declared twice", dup.name),
+                ));
+            }
             Stanza::Interfaces {
                 seq: seq(&r.seq)?,
                 interfaces,
@@ -266,8 +308,8 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                 .into_iter()
                 .map(|op| match op {
                     RawNeighborOp::Add(a) => Ok(NeighborOp::Add {
-                        address: address(&a.address)?,
-                        mac: mac(&a.mac)?,
+                        address: station_address(&a.address)?,
+                        mac: station_mac(&a.mac)?,
                         interface: ifname(a.interface, "interface")?,
                     }),
                     RawNeighborOp::Delete(d) => Ok(NeighborOp::Delete {

@@ -101,6 +101,11 @@ fn corpus_bad_streams_fail_fatally_with_a_named_problem() {
         ("bad/text.xml", ErrorCode::MalformedXml),
         ("bad/root.xml", ErrorCode::MalformedXml),
         ("bad/mismatched.xml", ErrorCode::MalformedXml),
+        ("bad/namespace.xml", ErrorCode::Forbidden),
+        ("bad/deep.xml", ErrorCode::Forbidden),
+        ("bad/two-declarations.xml", ErrorCode::MalformedXml),
+        ("bad/garbage-declaration.xml", ErrorCode::MalformedXml),
+        ("bad/late-declaration.xml", ErrorCode::MalformedXml),
     ] {
         let got = decode_all(&corpus(file), 5);
         let last = got
@@ -173,8 +178,18 @@ fn arb_name() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9<>&\"'.]{0,14}"
 }
 
+/// A station's MAC (unicast, not zero): what interfaces and neighbours carry.
 fn arb_mac() -> impl Strategy<Value = MacAddr> {
-    any::<[u8; 6]>().prop_map(MacAddr)
+    any::<[u8; 6]>().prop_map(|mut m| {
+        m[0] &= 0xfe;
+        m[5] |= 1;
+        MacAddr(m)
+    })
+}
+
+/// A station's address (not 0.0.0.0, multicast, reserved or broadcast).
+fn arb_station() -> impl Strategy<Value = u32> {
+    (1u32..0xe000_0000).prop_map(|a| a.max(1))
 }
 
 fn arb_stanza() -> impl Strategy<Value = Stanza> {
@@ -197,8 +212,10 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
                 seq,
                 interfaces: v
                     .into_iter()
-                    .map(|(name, mac, a, l)| Interface {
-                        name,
+                    .enumerate()
+                    .map(|(k, (name, mac, a, l))| Interface {
+                        // Names are unique within the stanza.
+                        name: format!("{k}{}", &name[..name.len().min(14)]),
                         mac,
                         address: ipnet::Ipv4Net::new(a.into(), l).unwrap()
                     })
@@ -227,7 +244,7 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
             any::<u64>(),
             proptest::collection::vec(
                 prop_oneof![
-                    (any::<u32>(), arb_mac(), arb_name()).prop_map(|(a, mac, interface)| {
+                    (arb_station(), arb_mac(), arb_name()).prop_map(|(a, mac, interface)| {
                         NeighborOp::Add {
                             address: a.into(),
                             mac,
@@ -286,4 +303,69 @@ proptest! {
             prop_assert!(d.buffered() <= 512 + 17);
         }
     }
+}
+
+#[test]
+fn whitespace_between_stanzas_is_not_held() {
+    let mut d = Decoder::new(Limits {
+        max_stanza_bytes: 1024,
+    });
+    d.feed(b"<vrfwd version=\"1\">");
+    let blank = vec![b' '; 64 * 1024];
+    for _ in 0..100 {
+        d.feed(&blank);
+        assert!(d.next_stanza().is_none());
+        assert_eq!(d.buffered(), 0, "whitespace is dropped as it is scanned");
+    }
+    d.feed(b"  <keepalive/>\n");
+    assert_eq!(d.next_stanza(), Some(Ok(Stanza::Keepalive)));
+}
+
+#[test]
+fn open_tags_are_bounded_by_depth_not_by_bytes() {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(b"<vrfwd version=\"1\"><a><b>");
+    assert_eq!(d.next_stanza(), None, "a stanza and one child may be open");
+    d.feed(b"<c>");
+    let err = d.next_stanza().unwrap().unwrap_err();
+    assert_eq!((err.code, err.fatal), (ErrorCode::Forbidden, true));
+    assert_eq!(d.buffered(), 0);
+}
+
+#[test]
+fn many_stanzas_in_one_read_decode_in_linear_time() {
+    // 200k keepalives in one feed: with a drain per stanza this took minutes.
+    let mut text = stream_open();
+    text.push_str(&"<keepalive/>".repeat(200_000));
+    let mut d = Decoder::new(Limits::default());
+    d.feed(text.as_bytes());
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while let Some(r) = d.next_stanza() {
+        r.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 200_000);
+    assert_eq!(d.buffered(), 0);
+    // Not a timing assertion on speed, a bound on complexity: quadratic drains of
+    // 2.4 MB would take well over a minute.
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_raised_limit_applies_from_the_next_stanza() {
+    let mut d = Decoder::new(Limits {
+        max_stanza_bytes: 64,
+    });
+    d.feed(b"<vrfwd version=\"1\"><keepalive/>");
+    assert_eq!(d.next_stanza(), Some(Ok(Stanza::Keepalive)));
+    d.set_limits(Limits {
+        max_stanza_bytes: 4096,
+    });
+    let big = format!(
+        "<routes seq=\"1\">{}</routes>",
+        "<delete prefix=\"10.0.0.0/8\"/>".repeat(20)
+    );
+    d.feed(big.as_bytes());
+    assert!(matches!(d.next_stanza(), Some(Ok(Stanza::Routes { .. }))));
 }
