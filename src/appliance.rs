@@ -113,7 +113,9 @@ fn run_on(
         "forwarding"
     );
     let stop = AtomicBool::new(false);
-    let (to_writer, commands) = crossbeam_channel::bounded(64);
+    // Unbounded by type, bounded by use: every session and operator connection
+    // has at most one command in flight.
+    let (to_writer, commands) = crossbeam_channel::unbounded();
     let sessions = Sessions::new(Arc::clone(&dp), to_writer.clone(), config);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let control_listener = config
@@ -130,7 +132,7 @@ fn run_on(
         let cores = &config.cores;
         s.spawn(move || {
             off_lcores(cores);
-            RouteWriter::new(dp, routes).run(commands, stop_ref)
+            RouteWriter::new(dp, routes, config.control.max_routes_per_vr).run(commands, stop_ref)
         });
         if let Some(listener) = control_listener {
             let sessions = Arc::clone(sessions_ref);

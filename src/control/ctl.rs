@@ -2,7 +2,7 @@
 //! a command line, ask the dataplane or the route writer, render the answer.
 //! Replies that start with `error: ` are failures.
 use super::session::Sessions;
-use super::writer::{Command, RouteEdit};
+use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
 use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, PortRole};
 use crate::dpdk::{Mempool, PortTable};
@@ -19,6 +19,10 @@ pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neigh
 route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX | \
 migrate VR --to HOST:PORT | migrate VR --cancel | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
+
+/// The longest an operator command waits for the route writer: it answers
+/// "busy" rather than hang behind other VRs' work.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the operator commands can reach.
 pub struct Ctl<'a> {
@@ -182,11 +186,12 @@ impl Ctl<'_> {
     }
 
     fn routes(&self, v: usize) -> Result<String, String> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.writer
-            .send(Command::List { vr: v, reply })
-            .map_err(|_| "the route writer stopped")?;
-        let routes = answer.recv().map_err(|_| "the route writer stopped")?;
+        let routes = ask_within(
+            &self.writer,
+            |reply| Command::List { vr: v, reply },
+            WRITER_WAIT,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(routes
             .iter()
             .map(|r| format!("{} {}\n", r.prefix, r.next_hop))
@@ -258,18 +263,15 @@ impl Ctl<'_> {
     }
 
     fn edit(&self, vr: usize, edit: RouteEdit) -> Result<String, String> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.writer
-            .send(Command::Edit {
-                vr,
-                edits: vec![edit],
-                reply,
-            })
-            .map_err(|_| "the route writer stopped")?;
-        match answer.recv() {
+        let make = |reply| Command::Edit {
+            vr,
+            edits: vec![edit],
+            reply,
+        };
+        match ask_within(&self.writer, make, WRITER_WAIT) {
             Ok(Ok(())) => Ok("ok".into()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the route writer stopped".into()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -17,7 +17,7 @@
 //! a write timeout (a peer that never reads acks is dropped; nothing is read while
 //! a write waits, so memory stays bounded), stanzas per second (faster peers are
 //! slowed down), routes per VR, sessions per source address.
-use super::writer::{Command, RouteEdit, WriteError};
+use super::writer::{Command, Reply, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
 use crate::lpm::TableError;
@@ -211,20 +211,12 @@ impl Sessions {
         self.dp.vrs[v].forget_learned_neighbors(self.dp.clock.seconds(crate::dpdk::tsc()));
     }
 
-    /// Sends `command` to the route writer and waits for its answer off the runtime.
-    pub(super) async fn write<T: Send + 'static>(
-        &self,
-        make: impl FnOnce(Sender<T>) -> Command + Send + 'static,
-    ) -> Option<T> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            writer.send(make(reply)).ok()?;
-            answer.recv().ok()
-        })
-        .await
-        .ok()
-        .flatten()
+    /// Sends `command` to the route writer and awaits its answer (the send never
+    /// blocks: every sender has at most one command in flight).
+    pub(super) async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.send(make(reply)).ok()?;
+        answer.await.ok()
     }
 }
 
@@ -374,10 +366,10 @@ impl Session {
             (Some(b), Stanza::SyncBegin { .. }) => {
                 let vr = b.vr;
                 self.sessions
-                    .writer
-                    .send(Command::SyncBegin { vr })
-                    .map(|_| true)
-                    .map_err(|_| fatal(ErrorCode::Internal, "the route writer stopped"))
+                    .write(move |reply| Command::SyncBegin { vr, reply })
+                    .await
+                    .map(|()| true)
+                    .ok_or_else(|| fatal(ErrorCode::Internal, "the route writer stopped"))
             }
             (Some(b), Stanza::SyncEnd { .. }) => {
                 let vr = b.vr;
@@ -501,23 +493,11 @@ impl Session {
     }
 
     /// Validates route operations against the VR: known interfaces, gateways on
-    /// their interface's subnet, the VR's route limit.
+    /// their interface's subnet. The route limit is the writer's (it counts what
+    /// a sync has staged too).
     fn route_edits(&self, ops: &[RouteOp]) -> Result<Vec<RouteEdit>, Reject> {
         let b = self.bound.as_ref().expect("bound");
         let vr = &self.sessions.dp.vrs[b.vr];
-        let adds = ops
-            .iter()
-            .filter(|o| matches!(o, RouteOp::Add { .. }))
-            .count();
-        if vr.routes.load(Ordering::Relaxed) + adds > self.sessions.limits.max_routes_per_vr {
-            return Err(reject(
-                ErrorCode::Limit,
-                format!(
-                    "more than {} routes for this VR",
-                    self.sessions.limits.max_routes_per_vr
-                ),
-            ));
-        }
         ops.iter()
             .map(|op| match op {
                 RouteOp::Add {
@@ -630,7 +610,7 @@ fn write_reject(e: WriteError) -> Reject {
     let code = match e {
         WriteError::Table(TableError::HostBits(..)) => ErrorCode::HostBits,
         WriteError::Table(TableError::BadLength(_)) => ErrorCode::BadPrefix,
-        WriteError::Table(_) | WriteError::NextHops => ErrorCode::Limit,
+        WriteError::Table(_) | WriteError::NextHops | WriteError::Routes(_) => ErrorCode::Limit,
         WriteError::NotSyncing => ErrorCode::Sequence,
     };
     reject(code, e.to_string())

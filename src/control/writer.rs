@@ -1,17 +1,70 @@
 //! The route writer: the one thread that changes route tables. Sessions and the
-//! operator send it edits over a channel; it applies each edit batch to the VR's
-//! table pair, publishes the result under RCU (so a batch appears whole), and
-//! answers when the batch is live. It also runs full syncs (mark and sweep) and
-//! withdraws a VR's fast path when its guest is gone for too long. A migration
-//! subscribes to a VR: it gets the VR's routes, then every published change, in
-//! the order the tables saw them.
+//! operator send it commands over a channel; it applies each edit batch to the
+//! VR's table pair, publishes the result under RCU (so a batch appears whole),
+//! and answers when the batch is live. It also runs full syncs (mark and sweep)
+//! and withdraws a VR's fast path when its guest is gone for too long. A
+//! migration subscribes to a VR: it gets the VR's routes, then every published
+//! change, in the order the tables saw them.
+//!
+//! Fairness: commands wait in one queue per VR, and the VRs with work take turns
+//! of [`QUANTUM`] table entries written (round robin by cost). A batch is staged
+//! into the VR's private table copy a quantum at a time and published whole when
+//! it is complete, and the replay onto the other copy is cut the same way, so
+//! one VR's expensive updates (short prefixes over a wide table, a full table)
+//! delay another VR's by about one quantum, not by their whole cost
+//! (docs/security.md). Every sender has at most one command in flight, so the
+//! queues are bounded by the number of sessions and operator connections.
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
-use crate::lpm::{mask, Change, Stride, TableError};
-use crossbeam_channel::{Receiver, Sender};
+use crate::lpm::{mask, validate, Change, Stride, TableError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipnet::Ipv4Net;
 use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Table entries one VR may write in a turn before the next VR with work gets
+/// its own (about 50–150 µs of stores here).
+pub const QUANTUM: u64 = 1 << 16;
+
+/// How the writer answers a command.
+pub type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
+/// Why a blocking request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    #[error("the route writer stopped")]
+    Stopped,
+    /// Other VRs' work is ahead of the request; nothing was lost, ask again.
+    #[error("the route writer is busy (no answer within {0:?}); try again")]
+    Busy(Duration),
+}
+
+/// Sends a command from a thread outside the async runtime (the operator
+/// socket) and waits at most `limit` for its answer. The command still runs
+/// if the wait gives up.
+pub fn ask_within<T>(
+    writer: &Sender<Command>,
+    make: impl FnOnce(Reply<T>) -> Command,
+    limit: Duration,
+) -> Result<T, AskError> {
+    use tokio::sync::oneshot::error::TryRecvError;
+    let (reply, mut answer) = tokio::sync::oneshot::channel();
+    writer.send(make(reply)).map_err(|_| AskError::Stopped)?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match answer.try_recv() {
+            Ok(value) => return Ok(value),
+            Err(TryRecvError::Closed) => return Err(AskError::Stopped),
+            Err(TryRecvError::Empty) if std::time::Instant::now() >= deadline => {
+                return Err(AskError::Busy(limit))
+            }
+            // Operator requests are rare; the oneshot has no timed blocking wait.
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
 
 /// One route edit, as sessions and the operator express it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +81,9 @@ pub enum WriteError {
     /// The VR's next-hop array is full.
     #[error("too many distinct next hops")]
     NextHops,
+    /// The batch would take the VR past its route limit (staged routes count).
+    #[error("more than {0} routes for this VR")]
+    Routes(usize),
     /// `sync-end` without `sync-begin`.
     #[error("no sync in progress")]
     NotSyncing,
@@ -46,31 +102,44 @@ pub enum Command {
     Edit {
         vr: usize,
         edits: Vec<RouteEdit>,
-        reply: Sender<Result<(), WriteError>>,
+        reply: Reply<Result<(), WriteError>>,
     },
     /// Start a full sync: edits from now on are staged and marked.
-    SyncBegin { vr: usize },
+    SyncBegin { vr: usize, reply: Reply<()> },
     /// End a full sync: remove every route not marked since `SyncBegin` (except
     /// vrfwd's own) and publish the result at once; reply with how many went.
     SyncEnd {
         vr: usize,
-        reply: Sender<Result<usize, WriteError>>,
+        reply: Reply<Result<usize, WriteError>>,
     },
     /// Withdraw the VR's fast path: an empty table, so every packet goes to the guest.
-    Withdraw { vr: usize, reply: Sender<()> },
+    Withdraw { vr: usize, reply: Reply<()> },
     /// Feed the VR's published route changes (not vrfwd's own routes) to `feed`;
     /// reply with the routes the table holds now, from which the feed continues.
     /// A feed that is closed or falls a whole channel behind is dropped.
     Subscribe {
         vr: usize,
         feed: tokio::sync::mpsc::Sender<Vec<RouteEdit>>,
-        reply: Sender<Vec<RouteEdit>>,
+        reply: Reply<Vec<RouteEdit>>,
     },
     /// The VR's routes.
     List {
         vr: usize,
-        reply: Sender<Vec<RouteInfo>>,
+        reply: Reply<Vec<RouteInfo>>,
     },
+}
+
+impl Command {
+    fn vr(&self) -> usize {
+        match self {
+            Command::Edit { vr, .. }
+            | Command::SyncBegin { vr, .. }
+            | Command::SyncEnd { vr, .. }
+            | Command::Withdraw { vr, .. }
+            | Command::Subscribe { vr, .. }
+            | Command::List { vr, .. } => *vr,
+        }
+    }
 }
 
 struct VrState {
@@ -84,6 +153,41 @@ struct VrState {
     marked: Option<FxHashSet<(u32, u8)>>,
     withdrawn: bool,
     feed: Option<Feed>,
+    /// Commands waiting for the batch in progress.
+    queue: VecDeque<Command>,
+    /// The batch being staged.
+    job: Option<Job>,
+    /// In the round-robin list of VRs with work.
+    scheduled: bool,
+}
+
+/// A batch staged a quantum at a time, published whole when complete.
+struct Job {
+    changes: Vec<Change>,
+    /// How many of `changes` are staged.
+    staged: usize,
+    /// Where the batch starts among the pair's staged changes (to undo it).
+    mark: usize,
+    done: Done,
+}
+
+/// What a completed batch answers.
+enum Done {
+    Edit(Reply<Result<(), WriteError>>),
+    SyncEnd(Reply<Result<usize, WriteError>>),
+    Withdraw(Reply<()>),
+}
+
+impl Done {
+    fn fail(self, e: WriteError) {
+        // A requester that gave up does not stop the writer.
+        match self {
+            Done::Edit(r) => drop(r.send(Err(e))),
+            Done::SyncEnd(r) => drop(r.send(Err(e))),
+            // Deletes need no groups: a withdrawal does not fail.
+            Done::Withdraw(r) => drop(r.send(())),
+        }
+    }
 }
 
 /// A subscriber to a VR's changes.
@@ -97,10 +201,14 @@ struct Feed {
 pub struct RouteWriter<'a> {
     dp: &'a Dataplane,
     vrs: Vec<VrState>,
+    /// VRs with work, in turn order.
+    ready: VecDeque<usize>,
+    /// Routes a VR may hold, staged ones included.
+    max_routes: usize,
 }
 
 impl<'a> RouteWriter<'a> {
-    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>) -> Self {
+    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>, max_routes: usize) -> Self {
         RouteWriter {
             dp,
             vrs: routes
@@ -112,72 +220,242 @@ impl<'a> RouteWriter<'a> {
                     marked: None,
                     withdrawn: false,
                     feed: None,
+                    queue: VecDeque::new(),
+                    job: None,
+                    scheduled: false,
                 })
                 .collect(),
+            ready: VecDeque::new(),
+            max_routes,
         }
     }
 
-    /// Serves commands until `stop` is set or every sender is gone.
+    /// Serves commands until `stop` is set or every sender is gone. Waits on the
+    /// channel only when no VR has work; `stop` is seen within one turn.
     pub fn run(mut self, commands: Receiver<Command>, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            match commands.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(c) => {
-                    self.handle(c);
-                    // Replies are sent: bring the private copies up to date now,
-                    // while the sessions read their next stanzas.
-                    if commands.is_empty() {
-                        self.vrs.iter_mut().for_each(|v| v.routes.tables.catch_up());
-                    }
+            if self.ready.is_empty() {
+                match commands.recv_timeout(Duration::from_millis(100)) {
+                    Ok(c) => self.enqueue(c),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(c) = commands.try_recv() {
+                self.enqueue(c);
+            }
+            self.next_turn();
+        }
+    }
+
+    /// Queues `command` and serves every VR until no work is left (tests, and
+    /// callers that own the writer).
+    pub fn handle(&mut self, command: Command) {
+        self.enqueue(command);
+        while !self.ready.is_empty() {
+            self.next_turn();
+        }
+    }
+
+    fn enqueue(&mut self, command: Command) {
+        let v = command.vr();
+        let Some(state) = self.vrs.get_mut(v) else {
+            return; // no such VR: the reply is dropped, the requester sees an error
+        };
+        state.queue.push_back(command);
+        self.schedule(v);
+    }
+
+    fn schedule(&mut self, v: usize) {
+        if !std::mem::replace(&mut self.vrs[v].scheduled, true) {
+            self.ready.push_back(v);
+        }
+    }
+
+    /// Gives the VR at the head of the turn order one quantum.
+    fn next_turn(&mut self) {
+        let Some(v) = self.ready.pop_front() else {
+            return;
+        };
+        self.vrs[v].scheduled = false;
+        if self.turn(v) {
+            self.schedule(v);
+        }
+    }
+
+    /// Works for VR `v` until [`QUANTUM`] entries are written or it has nothing
+    /// left; true if it has more.
+    fn turn(&mut self, v: usize) -> bool {
+        let start = self.vrs[v].routes.tables.work();
+        loop {
+            // (A widened VR has a new pair, whose count starts lower.)
+            let spent = self.vrs[v].routes.tables.work().saturating_sub(start);
+            let Some(left) = QUANTUM.checked_sub(spent).filter(|&l| l > 0) else {
+                return true;
+            };
+            // Published changes are replayed on the private copy first.
+            if !self.vrs[v].routes.tables.catch_up_some(left) {
+                return true;
+            }
+            if self.vrs[v].job.is_some() {
+                self.advance(v, left);
+                continue;
+            }
+            match self.vrs[v].queue.pop_front() {
+                Some(command) => self.start(v, command),
+                None => return false,
             }
         }
     }
 
-    /// Carries out one command (replies are best effort: a requester that gave up
-    /// does not stop the writer).
-    pub fn handle(&mut self, command: Command) {
+    /// Starts one command: cheap ones are answered here, batches become the VR's job.
+    fn start(&mut self, v: usize, command: Command) {
         match command {
-            Command::Edit { vr, edits, reply } => {
-                let _ = reply.send(self.edit(vr, &edits));
+            Command::Edit { edits, reply, .. } => {
+                self.restore(v);
+                match self.changes(v, &edits) {
+                    Ok(changes) => self.begin(v, changes, Done::Edit(reply)),
+                    Err(e) => drop(reply.send(Err(e))),
+                }
             }
-            Command::SyncBegin { vr } => {
-                self.restore(vr);
-                self.vrs[vr].marked = Some(FxHashSet::default());
-            }
-            Command::SyncEnd { vr, reply } => {
-                let _ = reply.send(self.sync_end(vr));
-            }
-            Command::Withdraw { vr, reply } => {
-                self.withdraw(vr);
+            Command::SyncBegin { reply, .. } => {
+                self.restore(v);
+                self.vrs[v].marked = Some(FxHashSet::default());
                 let _ = reply.send(());
             }
-            Command::Subscribe { vr, feed, reply } => {
-                let routes = self.vrs[vr].routes.tables.rib().iter();
+            Command::SyncEnd { reply, .. } => match self.vrs[v].marked.take() {
+                None => drop(reply.send(Err(WriteError::NotSyncing))),
+                Some(marked) => {
+                    let own = &self.vrs[v].own;
+                    let stale: Vec<Change> = self.vrs[v]
+                        .routes
+                        .tables
+                        .staged_rib()
+                        .iter()
+                        .filter(|&(net, len, _)| {
+                            !marked.contains(&(net, len)) && !own.contains(&(net, len))
+                        })
+                        .map(|(net, len, _)| Change::Delete { net, len })
+                        .collect();
+                    self.begin(v, stale, Done::SyncEnd(reply));
+                }
+            },
+            Command::Withdraw { reply, .. } => {
+                self.vrs[v].marked = None;
+                let all: Vec<Change> = self.vrs[v]
+                    .routes
+                    .tables
+                    .staged_rib()
+                    .iter()
+                    .map(|(net, len, _)| Change::Delete { net, len })
+                    .collect();
+                self.begin(v, all, Done::Withdraw(reply));
+            }
+            Command::Subscribe { feed, reply, .. } => {
+                let routes = self.vrs[v].routes.tables.rib().iter();
                 let _ = reply.send(self.edits(
-                    vr,
+                    v,
                     routes.map(|(net, len, nh)| Change::Add {
                         net,
                         len,
                         next_hop: nh,
                     }),
                 ));
-                self.vrs[vr].feed = Some(Feed {
+                self.vrs[v].feed = Some(Feed {
                     to: feed,
                     staged: Vec::new(),
                 });
             }
-            Command::List { vr, reply } => {
-                let _ = reply.send(self.list(vr));
+            Command::List { reply, .. } => {
+                let _ = reply.send(self.list(v));
             }
         }
     }
 
-    fn edit(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(), WriteError> {
-        self.restore(v);
+    fn begin(&mut self, v: usize, changes: Vec<Change>, done: Done) {
+        let mark = self.vrs[v].routes.tables.mark();
+        self.vrs[v].job = Some(Job {
+            changes,
+            staged: 0,
+            mark,
+            done,
+        });
+    }
+
+    /// Stages about `budget` entries of VR `v`'s job; completes it when all is staged.
+    fn advance(&mut self, v: usize, budget: u64) {
+        let state = &mut self.vrs[v];
+        let job = state.job.as_mut().expect("a job");
+        let tables = &mut state.routes.tables;
+        match tables.stage_some(job.mark, &job.changes[job.staged..], budget) {
+            Ok(n) => {
+                job.staged += n;
+                if job.staged == job.changes.len() {
+                    let job = state.job.take().expect("a job");
+                    self.complete(v, job);
+                }
+            }
+            // A small VR that outgrew its compact table moves to a wide one, whole:
+            // everything staged before this batch, then the batch from its start.
+            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 => {
+                match tables.widened(WIDE_MAX_GROUPS) {
+                    Ok(wide) => {
+                        tracing::info!(
+                            vr = self.dp.vrs[v].id,
+                            "route table widened to a 2^24 first level"
+                        );
+                        *tables = wide;
+                        job.mark = tables.mark();
+                        job.staged = 0;
+                    }
+                    Err(e) => state.job.take().expect("a job").done.fail(e.into()),
+                }
+            }
+            Err(e) => state.job.take().expect("a job").done.fail(e.into()),
+        }
+    }
+
+    /// A job's batch is staged whole: mark it (during a sync) or publish it, and answer.
+    fn complete(&mut self, v: usize, job: Job) {
+        let state = &mut self.vrs[v];
+        if let Some(feed) = &mut state.feed {
+            feed.staged.extend_from_slice(&job.changes);
+        }
+        match &mut state.marked {
+            Some(marked) => {
+                for c in &job.changes {
+                    match *c {
+                        Change::Add { net, len, .. } => marked.insert((net, len)),
+                        Change::Delete { net, len } => marked.remove(&(net, len)),
+                    };
+                }
+            }
+            None => self.publish_staged(v),
+        }
+        match job.done {
+            Done::Edit(reply) => drop(reply.send(Ok(()))),
+            Done::SyncEnd(reply) => drop(reply.send(Ok(job.changes.len()))),
+            Done::Withdraw(reply) => {
+                self.vrs[v].withdrawn = true;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// `edits` as table changes: vrfwd's own routes left out, next-hop slots
+    /// allocated, every change valid, the VR's route limit kept.
+    fn changes(&mut self, v: usize, edits: &[RouteEdit]) -> Result<Vec<Change>, WriteError> {
         let next_hops = &self.dp.vrs[v].next_hops;
-        let VrState { own, slots, .. } = &mut self.vrs[v];
+        let VrState {
+            own, slots, routes, ..
+        } = &mut self.vrs[v];
+        let adds = edits
+            .iter()
+            .filter(|e| matches!(e, RouteEdit::Add { .. }))
+            .count();
+        if routes.tables.staged_rib().len() + adds > self.max_routes {
+            return Err(WriteError::Routes(self.max_routes));
+        }
         let changes = edits
             .iter()
             // vrfwd's own routes (the VR's addresses, connected and static routes
@@ -213,45 +491,8 @@ impl<'a> RouteWriter<'a> {
                 }),
             })
             .collect::<Result<Vec<_>, WriteError>>()?;
-        self.publish(v, &changes)?;
-        if let Some(marked) = &mut self.vrs[v].marked {
-            for c in &changes {
-                match *c {
-                    Change::Add { net, len, .. } => marked.insert((net, len)),
-                    Change::Delete { net, len } => marked.remove(&(net, len)),
-                };
-            }
-        }
-        Ok(())
-    }
-
-    fn sync_end(&mut self, v: usize) -> Result<usize, WriteError> {
-        let marked = self.vrs[v].marked.take().ok_or(WriteError::NotSyncing)?;
-        let own = &self.vrs[v].own;
-        let stale: Vec<Change> = self.vrs[v]
-            .routes
-            .tables
-            .staged_rib()
-            .iter()
-            .filter(|&(net, len, _)| !marked.contains(&(net, len)) && !own.contains(&(net, len)))
-            .map(|(net, len, _)| Change::Delete { net, len })
-            .collect();
-        self.publish(v, &stale)?;
-        Ok(stale.len())
-    }
-
-    fn withdraw(&mut self, v: usize) {
-        self.vrs[v].marked = None;
-        let all: Vec<Change> = self.vrs[v]
-            .routes
-            .tables
-            .staged_rib()
-            .iter()
-            .map(|(net, len, _)| Change::Delete { net, len })
-            .collect();
-        // Deletes need no new groups: this cannot fail.
-        let _ = self.publish(v, &all);
-        self.vrs[v].withdrawn = true;
+        validate(&changes)?;
+        Ok(changes)
     }
 
     /// After a withdrawal, the next edit or sync first puts vrfwd's own routes back.
@@ -263,13 +504,13 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
-    /// Applies `changes`: staged while a sync runs (published with its end),
-    /// published at once otherwise, together with anything staged.
+    /// Applies `changes` whole (small, known batches: vrfwd's own routes): staged
+    /// while a sync runs (published with its end), published at once otherwise,
+    /// together with anything staged.
     fn publish(&mut self, v: usize, changes: &[Change]) -> Result<(), WriteError> {
         let vr = &self.dp.vrs[v];
         let state = &mut self.vrs[v];
         match state.routes.tables.stage(changes) {
-            // A small VR that outgrew its compact table moves to a wide one, whole.
             Err(TableError::Full(_)) if state.routes.tables.stride() == Stride::Compact16 => {
                 let mut wide = state.routes.tables.widened(WIDE_MAX_GROUPS)?;
                 wide.stage(changes)?;
@@ -282,15 +523,18 @@ impl<'a> RouteWriter<'a> {
             feed.staged.extend_from_slice(changes);
         }
         if state.marked.is_none() {
-            state
-                .routes
-                .tables
-                .publish_staged(|fib| drop(vr.fib.replace(fib)));
-            vr.routes
-                .store(state.routes.tables.rib().len(), Ordering::Relaxed);
-            self.feed(v);
+            self.publish_staged(v);
         }
         Ok(())
+    }
+
+    /// Publishes what VR `v` has staged and feeds its subscriber.
+    fn publish_staged(&mut self, v: usize) {
+        let vr = &self.dp.vrs[v];
+        let tables = &mut self.vrs[v].routes.tables;
+        tables.publish_staged(|fib| drop(vr.fib.replace(fib)));
+        vr.routes.store(tables.rib().len(), Ordering::Relaxed);
+        self.feed(v);
     }
 
     /// Sends the subscriber of VR `v` what was just published.
@@ -376,7 +620,11 @@ mod tests {
 
     /// The config module's example: VR 1, eth0 10.0.1.1/24, 10.9.0.0/16 via 10.0.1.2.
     fn setup() -> (Dataplane, Arc<Rcu>, Vec<VrRoutes>) {
-        let config = Config::parse(crate::config::tests::EXAMPLE).unwrap();
+        setup_with(crate::config::tests::EXAMPLE)
+    }
+
+    fn setup_with(config: &str) -> (Dataplane, Arc<Rcu>, Vec<VrRoutes>) {
+        let config = Config::parse(config).unwrap();
         let rcu = Arc::new(Rcu::new(1).unwrap());
         let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
         (dp, rcu, routes)
@@ -403,13 +651,14 @@ mod tests {
     }
 
     /// Sends a command that answers and returns the answer.
-    fn ask<T>(
-        w: &mut RouteWriter,
-        make: impl FnOnce(crossbeam_channel::Sender<T>) -> Command,
-    ) -> T {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+    fn ask<T>(w: &mut RouteWriter, make: impl FnOnce(Reply<T>) -> Command) -> T {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
         w.handle(make(reply));
-        answer.recv().unwrap()
+        answer.try_recv().unwrap()
+    }
+
+    fn sync_begin(w: &mut RouteWriter) {
+        ask(w, |reply| Command::SyncBegin { vr: 0, reply })
     }
 
     fn edit(w: &mut RouteWriter, edits: Vec<RouteEdit>) -> Result<(), WriteError> {
@@ -423,7 +672,7 @@ mod tests {
     #[test]
     fn a_small_vr_that_outgrows_its_table_widens() {
         let (dp, rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes);
+        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
         let gw = GW;
         // 5000 /24s in distinct /16s: each needs its own group in a compact table.
         let edits: Vec<RouteEdit> = (0..5000u32)
@@ -455,7 +704,7 @@ mod tests {
     #[test]
     fn edits_sync_and_withdraw() {
         let (dp, rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes);
+        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
         let gw = GW;
         let system = dp.vrs[0].routes.load(Ordering::Relaxed);
 
@@ -510,7 +759,7 @@ mod tests {
             }],
         )
         .unwrap();
-        w.handle(Command::SyncBegin { vr: 0 });
+        sync_begin(&mut w);
         edit(
             &mut w,
             vec![
@@ -580,7 +829,7 @@ mod tests {
         ask(&mut w, |reply| Command::Withdraw { vr: 0, reply });
         assert_eq!(lookup(&dp, &rcu, "10.0.1.7"), None);
         assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), 0);
-        w.handle(Command::SyncBegin { vr: 0 });
+        sync_begin(&mut w);
         assert_eq!(
             lookup(&dp, &rcu, "10.0.1.7"),
             Some(NextHop::Attached { iface: 0 })
@@ -591,7 +840,7 @@ mod tests {
     #[test]
     fn a_subscriber_gets_the_routes_then_each_published_change() {
         let (dp, _rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes);
+        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
         edit(
             &mut w,
             vec![RouteEdit::Add {
@@ -616,7 +865,7 @@ mod tests {
         edit(&mut w, vec![del]).unwrap();
         assert_eq!(changes.try_recv().unwrap(), vec![del]);
         // A sync is fed when it is published, at its end, with what it swept.
-        w.handle(Command::SyncBegin { vr: 0 });
+        sync_begin(&mut w);
         let add = RouteEdit::Add {
             prefix: net("22.0.0.0/8"),
             next_hop: GW,
@@ -636,5 +885,141 @@ mod tests {
         drop(changes);
         edit(&mut w, vec![del]).unwrap();
         assert!(w.vrs[0].feed.is_none());
+    }
+
+    #[test]
+    fn the_route_limit_counts_staged_routes() {
+        let (dp, _rcu, routes) = setup();
+        let system = dp.vrs[0].routes.load(Ordering::Relaxed);
+        let mut w = RouteWriter::new(&dp, routes, system + 20);
+        let batch = |k: u32| {
+            (0..10u32)
+                .map(|i| RouteEdit::Add {
+                    prefix: Ipv4Net::new(std::net::Ipv4Addr::from((40 + k) << 24 | i << 16), 16)
+                        .unwrap(),
+                    next_hop: GW,
+                })
+                .collect::<Vec<_>>()
+        };
+        sync_begin(&mut w);
+        edit(&mut w, batch(0)).unwrap();
+        edit(&mut w, batch(1)).unwrap();
+        assert_eq!(
+            edit(&mut w, batch(2)),
+            Err(WriteError::Routes(system + 20)),
+            "20 staged routes fill the limit although none is published"
+        );
+        assert_eq!(
+            ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }),
+            Ok(0)
+        );
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 20);
+    }
+
+    /// Two VRs, each with one interface on its own segment.
+    const TWO_VRS: &str = r#"
+        cores = [0]
+        [[port]]
+        name = "up0"
+        device = "net_null0"
+        [[port]]
+        name = "vif1"
+        [[port]]
+        name = "vif2"
+        [[segment]]
+        name = "lan0"
+        uplink = "up0"
+        [[vr]]
+        id = 1
+        [[vr.interface]]
+        name = "eth0"
+        mac = "02:00:00:00:01:01"
+        address = "10.0.1.1/24"
+        segment = "lan0"
+        vif = "vif1"
+        [[vr]]
+        id = 2
+        [[vr.interface]]
+        name = "eth0"
+        mac = "02:00:00:00:02:01"
+        address = "10.0.1.1/24"
+        segment = "lan0"
+        vif = "vif2"
+    "#;
+
+    #[test]
+    fn an_expensive_batch_does_not_hold_up_another_vrs_edit() {
+        let (dp, rcu, routes) = setup_with(TWO_VRS);
+        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
+        // VR 1 widens (like the attack: its table has a 2^24 first level), then
+        // queues default-route flaps: each writes 2^24 entries in each copy.
+        let wide: Vec<RouteEdit> = (0..5000u32)
+            .map(|i| RouteEdit::Add {
+                prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
+                next_hop: GW,
+            })
+            .collect();
+        let (reply, _) = tokio::sync::oneshot::channel();
+        w.handle(Command::Edit {
+            vr: 0,
+            edits: wide,
+            reply,
+        });
+        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Wide24);
+        let default = net("0.0.0.0/0");
+        let flaps: Vec<RouteEdit> = (0..4)
+            .flat_map(|_| {
+                [
+                    RouteEdit::Add {
+                        prefix: default,
+                        next_hop: GW,
+                    },
+                    RouteEdit::Delete { prefix: default },
+                ]
+            })
+            .collect();
+        let (reply, mut attacker) = tokio::sync::oneshot::channel();
+        w.enqueue(Command::Edit {
+            vr: 0,
+            edits: flaps,
+            reply,
+        });
+        w.next_turn(); // VR 1's batch is under way
+        let (reply, mut victim) = tokio::sync::oneshot::channel();
+        w.enqueue(Command::Edit {
+            vr: 1,
+            edits: vec![RouteEdit::Add {
+                prefix: net("20.0.0.0/8"),
+                next_hop: NextHop::Gateway {
+                    iface: 0,
+                    via: 0x0a00_0102,
+                },
+            }],
+            reply,
+        });
+        let mut turns = 0;
+        while victim.try_recv().is_err() {
+            w.next_turn();
+            turns += 1;
+        }
+        assert!(turns <= 2, "VR 2 waited {turns} turns");
+        assert!(
+            attacker.try_recv().is_err(),
+            "VR 1's batch is still being staged"
+        );
+        {
+            let reader = rcu.reader(0).unwrap();
+            let section = reader.section();
+            assert!(dp.vrs[1].fib.read(&section).lookup(0x1401_0101).is_some());
+            assert_eq!(
+                dp.vrs[0].fib.read(&section).lookup(0x0808_0808),
+                None,
+                "none of VR 1's batch is visible before it is complete"
+            );
+        }
+        while !w.ready.is_empty() {
+            w.next_turn();
+        }
+        assert_eq!(attacker.try_recv(), Ok(Ok(())));
     }
 }

@@ -34,7 +34,7 @@ mod pair;
 mod rib;
 
 pub use fib::{Fib, FirstEntry, Stride};
-pub use pair::{Change, TablePair};
+pub use pair::{validate, Change, TablePair};
 pub use rib::{mask, Rib};
 
 use fib::{depth, group_ptr, leaf, GROUP, GROUP_ENTRIES, INDEX_MASK, VALID};
@@ -69,6 +69,8 @@ pub struct Table {
     next_fresh_group: u32,
     free_groups: Vec<u32>,
     retired_groups: Vec<u32>,
+    /// Entries written so far: the cost the route writer schedules by.
+    work: u64,
 }
 
 impl Table {
@@ -80,7 +82,14 @@ impl Table {
             next_fresh_group: 0,
             free_groups: Vec::new(),
             retired_groups: Vec::new(),
+            work: 0,
         }
+    }
+
+    /// Entries written (or visited) since the table was made: a change's cost is
+    /// the difference across it.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// The lookup structure, to hand to readers.
@@ -210,6 +219,7 @@ impl Table {
             entries
                 .iter()
                 .for_each(|e| e.store(current, Ordering::Relaxed));
+            self.work += GROUP_ENTRIES as u64;
             self.write(entries, hi, hi + 8, net, len, op);
             slot.store(group_ptr(group), Ordering::Release);
         }
@@ -218,6 +228,7 @@ impl Table {
 
     /// Applies `op` to one slot the prefix covers entirely (recursing into a group).
     fn write_covered(&mut self, slot: &AtomicU32, hi: u32, op: &Write) {
+        self.work += 1;
         let current = slot.load(Ordering::Relaxed);
         if current & GROUP != 0 {
             let group = current & INDEX_MASK;

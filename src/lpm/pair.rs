@@ -10,6 +10,12 @@
 //! ([`TablePair::stage`]) and become visible together at its end
 //! ([`TablePair::publish_staged`]), so the table is written once on the way to
 //! the lcores and replayed on the other copy afterwards.
+//!
+//! Staging and replaying can be done a budget at a time
+//! ([`TablePair::stage_some`], [`TablePair::catch_up_some`]), counted in table
+//! entries written: nothing is visible before publication, so the route writer
+//! can interleave one VR's large batch with other VRs' work and still publish it
+//! whole.
 use super::{check_prefix, Fib, Rib, Stride, Table, TableError, MAX_NEXT_HOP};
 use std::sync::Arc;
 
@@ -24,8 +30,9 @@ pub enum Change {
 pub struct TablePair {
     live: Table,
     shadow: Table,
-    /// Published changes not yet replayed on `shadow` (empty while staging).
+    /// Published changes, replayed on `shadow` up to `replayed`.
     behind: Vec<Change>,
+    replayed: usize,
     /// Changes in `shadow` not yet published (a staged sync).
     ahead: Vec<Change>,
     stride: Stride,
@@ -38,6 +45,7 @@ impl TablePair {
             live: Table::new(stride, max_groups),
             shadow: Table::new(stride, max_groups),
             behind: Vec::new(),
+            replayed: 0,
             ahead: Vec::new(),
             stride,
             max_groups,
@@ -86,18 +94,52 @@ impl TablePair {
     pub fn stage(&mut self, changes: &[Change]) -> Result<(), TableError> {
         validate(changes)?;
         self.catch_up();
-        if let Err(e) = apply_to(&mut self.shadow, changes) {
-            // Out of groups half-way: rebuild the private copy from the live one
-            // and what was staged before.
-            let mut shadow = self.copy_of_live();
-            let _ = apply_to(&mut shadow, &self.ahead);
-            self.shadow = shadow;
-            return Err(e);
+        let mark = self.mark();
+        self.stage_some(mark, changes, u64::MAX).map(|_| ())
+    }
+
+    /// Where a batch starts among the staged changes, for [`TablePair::stage_some`].
+    pub fn mark(&self) -> usize {
+        self.ahead.len()
+    }
+
+    /// Stages changes from the front of `changes` (already validated) until about
+    /// `budget` entries are written, at least one; returns how many it staged. The
+    /// private copy must be caught up ([`TablePair::catch_up_some`] returned true).
+    /// On error everything staged since `mark` (this batch's earlier calls
+    /// included) is undone.
+    pub fn stage_some(
+        &mut self,
+        mark: usize,
+        changes: &[Change],
+        budget: u64,
+    ) -> Result<usize, TableError> {
+        debug_assert!(self.behind.is_empty(), "stage on a caught-up copy");
+        let start = self.shadow.work();
+        let mut staged = 0;
+        for c in changes {
+            if staged > 0 && self.shadow.work() - start >= budget {
+                break;
+            }
+            if let Err(e) = apply_one(&mut self.shadow, c) {
+                self.rollback(mark);
+                return Err(e);
+            }
+            self.ahead.push(*c);
+            staged += 1;
         }
         // Unpublished: its unlinked groups can be reused at once.
         self.shadow.reclaim();
-        self.ahead.extend_from_slice(changes);
-        Ok(())
+        Ok(staged)
+    }
+
+    /// Undoes the staged changes after `mark`: the private copy is rebuilt from
+    /// the live one and what was staged before (out of groups half-way).
+    fn rollback(&mut self, mark: usize) {
+        self.ahead.truncate(mark);
+        let mut shadow = self.copy_of_live();
+        let _ = apply_to(&mut shadow, &self.ahead);
+        self.shadow = shadow;
     }
 
     /// Publishes what is staged (nothing to do if nothing is).
@@ -105,25 +147,45 @@ impl TablePair {
         if self.ahead.is_empty() {
             return;
         }
+        debug_assert!(self.behind.is_empty(), "staged on a caught-up copy");
         publish(Arc::clone(self.shadow.fib()));
         std::mem::swap(&mut self.live, &mut self.shadow);
         // The readers have left the old copy (publish waited); it is brought up to
         // date by `catch_up`, which the caller may run after answering.
         self.behind = std::mem::take(&mut self.ahead);
+        self.replayed = 0;
     }
 
     /// Replays published changes on the private copy, if not done yet. `stage`
     /// does it first anyway; calling it when idle takes the work off the next
     /// batch's path.
     pub fn catch_up(&mut self) {
-        if self.behind.is_empty() {
-            return;
+        self.catch_up_some(u64::MAX);
+    }
+
+    /// Replays published changes on the private copy until about `budget`
+    /// entries are written; true once it is caught up.
+    pub fn catch_up_some(&mut self, budget: u64) -> bool {
+        let start = self.shadow.work();
+        while let Some(c) = self.behind.get(self.replayed) {
+            if self.shadow.work() - start >= budget {
+                return false;
+            }
+            if apply_one(&mut self.shadow, c).is_err() {
+                self.shadow = self.copy_of_live();
+                break;
+            }
+            self.replayed += 1;
         }
-        let behind = std::mem::take(&mut self.behind);
-        if apply_to(&mut self.shadow, &behind).is_err() {
-            self.shadow = self.copy_of_live();
-        }
+        self.behind.clear();
+        self.replayed = 0;
         self.shadow.reclaim();
+        true
+    }
+
+    /// Entries written in both copies so far (see [`Table::work`]).
+    pub fn work(&self) -> u64 {
+        self.live.work() + self.shadow.work()
     }
 
     /// A pair with a wide first level holding everything this one holds or has
@@ -150,7 +212,8 @@ impl TablePair {
     }
 }
 
-fn validate(changes: &[Change]) -> Result<(), TableError> {
+/// Checks every change before any is applied (prefix, length, next-hop range).
+pub fn validate(changes: &[Change]) -> Result<(), TableError> {
     for c in changes {
         match *c {
             Change::Add { net, len, next_hop } => {
@@ -166,15 +229,14 @@ fn validate(changes: &[Change]) -> Result<(), TableError> {
 }
 
 fn apply_to(t: &mut Table, changes: &[Change]) -> Result<(), TableError> {
-    for c in changes {
-        match *c {
-            Change::Add { net, len, next_hop } => t.add(net, len, next_hop)?,
-            Change::Delete { net, len } => {
-                t.delete(net, len)?;
-            }
-        }
+    changes.iter().try_for_each(|c| apply_one(t, c))
+}
+
+fn apply_one(t: &mut Table, c: &Change) -> Result<(), TableError> {
+    match *c {
+        Change::Add { net, len, next_hop } => t.add(net, len, next_hop),
+        Change::Delete { net, len } => t.delete(net, len).map(|_| ()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -262,6 +324,71 @@ mod tests {
         p.catch_up();
         assert_eq!(p.shadow.fib().lookup(20 << 24), Some(2));
         assert_eq!(p.shadow.fib().lookup(10 << 24), None);
+    }
+
+    #[test]
+    fn a_batch_staged_a_budget_at_a_time_publishes_whole_or_not_at_all() {
+        let mut p = TablePair::new(Stride::Compact16, 8);
+        let batch: Vec<Change> = (0..100u32)
+            .map(|i| Change::Add {
+                net: (10 << 24) | (i << 8),
+                len: 24,
+                next_hop: 1,
+            })
+            .chain([Change::Add {
+                net: 0,
+                len: 0,
+                next_hop: 2,
+            }])
+            .collect();
+        let mark = p.mark();
+        let mut done = 0;
+        let mut calls = 0;
+        while done < batch.len() {
+            done += p.stage_some(mark, &batch[done..], 64).unwrap();
+            calls += 1;
+            assert_eq!(
+                p.fib().lookup(1 << 24),
+                None,
+                "nothing visible while staging"
+            );
+        }
+        assert!(calls > 2, "the /0 and the /24s took several budgets");
+        let mut published = None;
+        p.publish_staged(|f| published = Some(f));
+        let fib = published.unwrap();
+        assert_eq!(fib.lookup((10 << 24) | (99 << 8) | 1), Some(1));
+        assert_eq!(fib.lookup(1 << 24), Some(2));
+        // Replay a budget at a time, then both copies agree.
+        let mut rounds = 0;
+        while !p.catch_up_some(100) {
+            rounds += 1;
+        }
+        assert!(rounds > 0);
+        assert_eq!(p.shadow.rib().len(), p.live.rib().len());
+        assert_eq!(p.shadow.fib().lookup(1 << 24), Some(2));
+
+        // A batch that runs out of groups in its third call undoes its first two.
+        let before = p.rib().len();
+        let mark = p.mark();
+        let grow: Vec<Change> = (0..20u32)
+            .map(|i| Change::Add {
+                net: (20 << 24) | (i << 16) | (1 << 8),
+                len: 24,
+                next_hop: 3,
+            })
+            .collect();
+        let mut done = 0;
+        let err = loop {
+            match p.stage_some(mark, &grow[done..], 1) {
+                Ok(n) => done += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, TableError::Full(8));
+        assert!(done > 1);
+        assert_eq!(p.staged_rib().len(), before, "the whole batch was undone");
+        p.publish_staged(|_| panic!("nothing to publish"));
     }
 
     #[test]
