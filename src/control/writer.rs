@@ -952,7 +952,8 @@ mod tests {
         let (dp, rcu, routes) = setup_with(TWO_VRS);
         let mut w = RouteWriter::new(&dp, routes, 1_000_000);
         // VR 1 widens (like the attack: its table has a 2^24 first level), then
-        // queues default-route flaps: each writes 2^24 entries in each copy.
+        // queues flaps of a /9, the costliest single change (2^15 entries in each
+        // copy; a default route writes only the short level).
         let wide: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
                 prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
@@ -966,15 +967,15 @@ mod tests {
             reply,
         });
         assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Wide24);
-        let default = net("0.0.0.0/0");
-        let flaps: Vec<RouteEdit> = (0..4)
+        let short = net("0.0.0.0/9");
+        let flaps: Vec<RouteEdit> = (0..16)
             .flat_map(|_| {
                 [
                     RouteEdit::Add {
-                        prefix: default,
+                        prefix: short,
                         next_hop: GW,
                     },
-                    RouteEdit::Delete { prefix: default },
+                    RouteEdit::Delete { prefix: short },
                 ]
             })
             .collect();

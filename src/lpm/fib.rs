@@ -5,6 +5,12 @@
 //! Entry layout: bit 31 valid, bit 30 "points to a group", bits 24..30 the prefix
 //! length that wrote it, bits 0..24 a next-hop index or a group index.
 //!
+//! Prefixes of up to [`SHORT_BITS`] bits (the default route among them) live in a
+//! separate 256-entry level that a lookup reads only when the trie has no match,
+//! so that a change to one of them writes at most 256 entries instead of up to
+//! 2^24 in each copy: the route writer's cost per change stays bounded (a /9, the
+//! shortest prefix in the trie, covers 2^15 first-level entries of a wide table).
+//!
 //! A writer fills a new group completely before it publishes the pointer to it
 //! (release store), so a reader never sees a half-built group. A group that is
 //! unlinked is not reused until the owner of the table says a grace period has
@@ -18,6 +24,10 @@ pub(super) const GROUP: u32 = 1 << 30;
 const DEPTH_SHIFT: u32 = 24;
 const DEPTH_MASK: u32 = 0x3f << DEPTH_SHIFT;
 pub(super) const INDEX_MASK: u32 = (1 << 24) - 1;
+
+/// Prefixes this long or shorter are kept in the short level.
+pub(super) const SHORT_BITS: u32 = 8;
+const SHORT_ENTRIES: usize = 1 << SHORT_BITS;
 
 /// Entries per group (8 address bits).
 pub(super) const GROUP_ENTRIES: usize = 256;
@@ -59,6 +69,9 @@ pub struct FirstEntry(u32);
 /// The shared, lock-free lookup table.
 pub struct Fib {
     stride: Stride,
+    /// The longest match among prefixes of at most [`SHORT_BITS`] bits, by the
+    /// address's first octet; consulted when the trie has no match.
+    short: Box<[AtomicU32; SHORT_ENTRIES]>,
     first: AtomicArray,
     /// Every group, `max_groups × 256` entries in one lazily committed mapping:
     /// a group's pages cost memory only once the writer fills it.
@@ -78,6 +91,7 @@ impl Fib {
         };
         Fib {
             stride,
+            short: Box::new(std::array::from_fn(|_| AtomicU32::new(0))),
             first: AtomicArray::zeroed(1 << stride.bits(), Backing::HugePages),
             groups: AtomicArray::zeroed(max_groups.max(1) as usize * GROUP_ENTRIES, backing),
         }
@@ -132,7 +146,15 @@ impl Fib {
             let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
             entry = self.groups[index].load(Ordering::Acquire);
         }
+        if entry & VALID == 0 {
+            entry = self.short[(addr >> (32 - SHORT_BITS)) as usize].load(Ordering::Acquire);
+        }
         (entry & VALID != 0).then_some(entry & INDEX_MASK)
+    }
+
+    /// The level of prefixes up to [`SHORT_BITS`] bits.
+    pub(super) fn short_level(&self) -> &[AtomicU32] {
+        &self.short[..]
     }
 
     pub(super) fn first_level(&self) -> &[AtomicU32] {
@@ -145,8 +167,9 @@ impl Fib {
         &self.groups[start..start + GROUP_ENTRIES]
     }
 
-    /// Bytes of the first level (all of it counts: lookups touch it anywhere).
+    /// Bytes of the first level and the short level (all of it counts: lookups
+    /// touch them anywhere).
     pub(super) fn first_level_bytes(&self) -> usize {
-        self.first.len() * std::mem::size_of::<AtomicU32>()
+        (self.first.len() + SHORT_ENTRIES) * std::mem::size_of::<AtomicU32>()
     }
 }

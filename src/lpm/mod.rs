@@ -37,7 +37,7 @@ pub use fib::{Fib, FirstEntry, Stride};
 pub use pair::{validate, Change, TablePair};
 pub use rib::{mask, Rib};
 
-use fib::{depth, group_ptr, leaf, GROUP, GROUP_ENTRIES, INDEX_MASK, VALID};
+use fib::{depth, group_ptr, leaf, GROUP, GROUP_ENTRIES, INDEX_MASK, SHORT_BITS, VALID};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -120,16 +120,19 @@ impl Table {
         if self.rib.insert(net, len, next_hop) == Some(next_hop) {
             return Ok(());
         }
-        let fib = Arc::clone(&self.fib);
-        self.write(
-            fib.first_level(),
-            0,
-            fib.stride().bits(),
-            net,
-            len,
-            &Write::Add(leaf(len, next_hop)),
-        );
+        self.write_prefix(net, len, &Write::Add(leaf(len, next_hop)));
         Ok(())
+    }
+
+    /// Applies `op` for `net/len` at the level the prefix lives in: the short
+    /// level up to [`SHORT_BITS`] bits, the trie below its first level otherwise.
+    fn write_prefix(&mut self, net: u32, len: u8, op: &Write) {
+        let fib = Arc::clone(&self.fib);
+        if u32::from(len) <= SHORT_BITS {
+            self.write(fib.short_level(), 0, SHORT_BITS, net, len, op);
+        } else {
+            self.write(fib.first_level(), 0, fib.stride().bits(), net, len, op);
+        }
     }
 
     /// Removes `net/len`; lookups fall back to the next covering route. Returns the
@@ -139,16 +142,15 @@ impl Table {
         let Some(old) = self.rib.remove(net, len) else {
             return Ok(None);
         };
-        let replacement = self.rib.covering(net, len).map_or(0, |(l, nh)| leaf(l, nh));
-        let fib = Arc::clone(&self.fib);
-        self.write(
-            fib.first_level(),
-            0,
-            fib.stride().bits(),
-            net,
-            len,
-            &Write::Delete { len, replacement },
-        );
+        // Entries of a level hold only that level's prefixes: a trie entry whose
+        // covering route is short falls through to the short level.
+        let same_level = |l: u8| (u32::from(l) <= SHORT_BITS) == (u32::from(len) <= SHORT_BITS);
+        let replacement = self
+            .rib
+            .covering(net, len)
+            .filter(|&(l, _)| same_level(l))
+            .map_or(0, |(l, nh)| leaf(l, nh));
+        self.write_prefix(net, len, &Write::Delete { len, replacement });
         Ok(Some(old))
     }
 
@@ -334,6 +336,28 @@ mod tests {
             assert_eq!(f.lookup(ip("8.8.8.8")), None);
             assert_eq!(t.groups_in_use(), 0, "groups fold back when emptied");
         }
+    }
+
+    #[test]
+    fn a_short_prefix_costs_at_most_its_level() {
+        let mut t = Table::new(Stride::Wide24, 1024);
+        t.add(ip("10.1.0.0"), 16, 1).unwrap();
+        let before = t.work();
+        t.add(0, 0, 2).unwrap();
+        t.delete(0, 0).unwrap();
+        t.add(ip("10.0.0.0"), 8, 3).unwrap();
+        assert!(
+            t.work() - before <= 3 * 256,
+            "a /0 and a /8 write the short level only, not 2^24 entries"
+        );
+        let before = t.work();
+        t.add(ip("10.128.0.0"), 9, 4).unwrap();
+        assert_eq!(t.work() - before, 1 << 15, "a /9 covers 2^15 first-level entries");
+        let f = t.fib().clone();
+        assert_eq!(f.lookup(ip("10.1.2.3")), Some(1));
+        assert_eq!(f.lookup(ip("10.2.2.3")), Some(3));
+        assert_eq!(f.lookup(ip("10.200.2.3")), Some(4));
+        assert_eq!(f.lookup(ip("11.0.0.1")), None);
     }
 
     #[test]
