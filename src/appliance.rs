@@ -27,6 +27,8 @@ pub enum ApplianceError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("control address {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -97,7 +99,8 @@ fn run_on(
     let counters: Vec<LcoreCounters> = (0..lcores)
         .map(|_| LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len()))
         .collect();
-    let listener = control::bind(&config.socket)?;
+    let access = control::Access::new(config.socket_gid()?);
+    let listener = control::bind(&config.socket, access)?;
     let snapshot = || {
         Snapshot::collect(
             &counters,
@@ -152,7 +155,7 @@ fn run_on(
                 pool: pool_ref,
                 attach: &config.attach,
             };
-            control::serve(&listener, stop_ref, &|line| ctl.answer(line))
+            control::serve(&listener, access, stop_ref, &|line| ctl.answer(line))
         });
         let result = eal.run_on_all_lcores(&|index| {
             let mut reader = rcu.reader(index as u32).expect("one RCU reader per lcore");

@@ -44,6 +44,10 @@ pub struct Config {
     /// The operator socket `vrfwd stats` talks to.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// A group (name or number) whose members may use the operator socket besides
+    /// root; without one the socket is mode 0600.
+    #[serde(default)]
+    pub socket_group: Option<String>,
     #[serde(default)]
     pub mempool: MempoolConfig,
     #[serde(default)]
@@ -64,6 +68,29 @@ pub struct Config {
 
 fn default_socket() -> PathBuf {
     PathBuf::from("/run/vrfwd.sock")
+}
+
+impl Config {
+    /// The group id of `socket_group`: a number, or a name from /etc/group.
+    pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
+        let Some(group) = &self.socket_group else {
+            return Ok(None);
+        };
+        if let Ok(gid) = group.parse() {
+            return Ok(Some(gid));
+        }
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        groups
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split(':');
+                (fields.next() == Some(group.as_str()))
+                    .then(|| fields.nth(1).and_then(|gid| gid.parse().ok()))
+                    .flatten()
+            })
+            .map(Some)
+            .ok_or_else(|| invalid("socket_group", format!("no group {group:?}")))
+    }
 }
 
 /// Packet-buffer pool.
@@ -143,9 +170,20 @@ pub struct ControlConfig {
     /// Stanzas per second per session; faster peers are slowed down.
     pub max_stanzas_per_s: u32,
     pub max_sessions_per_source: usize,
+    /// Connections open at once, host-wide (authenticated or not).
+    pub max_connections: usize,
+    /// A connection that has not completed `hello` this long after it opened is
+    /// closed, whatever it sends.
+    pub hello_timeout_s: u32,
+    /// Failed `hello`s one source address may make per minute; past that its
+    /// `hello`s are refused unchecked until the minute is over.
+    pub max_auth_failures_per_min: u32,
     /// The secret hosts present to clone a VR here before it migrates in
-    /// (DESIGN §4); no VR can migrate in or out without one.
+    /// (docs/migration.md); no VR can migrate in or out without one.
     pub host_credential: Option<String>,
+    /// The addresses other hosts clone VRs from: the host credential is
+    /// accepted from these only (never from a guest).
+    pub peers: Vec<std::net::IpAddr>,
     /// How long a VR that migrated away keeps forwarding what still reaches this
     /// host before it is removed here.
     pub drain_ms: u32,
@@ -163,7 +201,11 @@ impl Default for ControlConfig {
             max_routes_per_vr: 2_000_000,
             max_stanzas_per_s: 10_000,
             max_sessions_per_source: 16,
+            max_connections: 2048,
+            hello_timeout_s: 5,
+            max_auth_failures_per_min: 10,
             host_credential: None,
+            peers: Vec::new(),
             drain_ms: 2000,
         }
     }
@@ -335,6 +377,7 @@ impl Config {
         if self.cores.iter().collect::<HashSet<_>>().len() != self.cores.len() {
             return Err(invalid("cores", "a core is listed twice"));
         }
+        self.socket_gid()?;
         let c = &self.control;
         if c.idle_timeout_s == 0 || c.keepalive_s == 0 || c.keepalive_s >= c.idle_timeout_s {
             return Err(invalid(
@@ -342,14 +385,25 @@ impl Config {
                 "needs 0 < keepalive_s < idle_timeout_s",
             ));
         }
-        if c.max_stanza_bytes < 1024 || c.max_stanzas_per_s == 0 || c.max_sessions_per_source == 0 {
+        if c.max_stanza_bytes < 1024
+            || c.max_stanzas_per_s == 0
+            || c.max_sessions_per_source == 0
+            || c.max_connections == 0
+            || c.hello_timeout_s == 0
+        {
             return Err(invalid(
                 "control",
-                "limits must allow at least one 1 KiB stanza and one session",
+                "limits must allow at least one 1 KiB stanza, one connection and a hello",
             ));
         }
         if c.host_credential.as_deref() == Some("") {
             return Err(invalid("control.host_credential", "is empty"));
+        }
+        if c.host_credential.is_some() && c.peers.is_empty() {
+            return Err(invalid(
+                "control.peers",
+                "host_credential needs the peer hosts' addresses (clones are accepted from them only)",
+            ));
         }
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
@@ -612,7 +666,17 @@ pub(crate) mod tests {
                 "[control]\nhost_credential = \"\"",
                 "control.host_credential: is empty",
             ),
+            (
+                "eal_args = [\"--no-huge\", \"--in-memory\"]",
+                "[control]\nhost_credential = \"host-secret\"",
+                "control.peers: host_credential needs the peer hosts' addresses",
+            ),
             ("[[vr]]", "[[vr]]\nstandby = 1", "standby = 1"),
+            (
+                "cores = [0]",
+                "cores = [0]\nsocket_group = \"no-such-group-here\"",
+                "socket_group: no group \"no-such-group-here\"",
+            ),
             (
                 "device = \"net_af_packet0,iface=up0\"",
                 "",

@@ -279,6 +279,7 @@ mbufs = 8191
 [control]
 listen = "0.0.0.0:{CONTROL_PORT}"
 host_credential = "host-secret"
+peers = ["10.99.0.1", "10.99.0.3"]
 drain_ms = {self.a.drain_ms}
 keepalive_s = 2
 idle_timeout_s = 6

@@ -1,12 +1,19 @@
 //! The control plane: the route writer ([`writer`]) and the operator socket, a Unix
 //! stream socket on which the running appliance answers one-line commands
 //! (`vrfwd ctl`). Nothing here touches the fast path except through the writer.
+//!
+//! The operator socket is the host's most powerful interface (it moves VRs to
+//! other hosts with the host credential), so it is created mode 0600 (0660 with a
+//! configured group) whatever the umask, never reachable under another mode, and
+//! every connection's peer is checked with SO_PEERCRED ([`Access`]).
 pub mod ctl;
 pub mod migrate;
 pub mod session;
 pub mod writer;
 
+use crate::dpdk::{peer_cred, PeerCred};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,8 +47,62 @@ pub enum ControlError {
     Refused(String),
 }
 
-/// Binds the socket, replacing a stale file left by a dead instance.
-pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+/// Who may use the operator socket: root, the user vrfwd runs as, and the
+/// members of the configured group (primary or supplementary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    owner: u32,
+    group: Option<u32>,
+}
+
+impl Access {
+    /// Root and this process's user, and `group` if given.
+    pub fn new(group: Option<u32>) -> Access {
+        Access {
+            owner: crate::dpdk::euid(),
+            group,
+        }
+    }
+
+    /// The socket file's mode.
+    fn mode(&self) -> u32 {
+        if self.group.is_some() {
+            0o660
+        } else {
+            0o600
+        }
+    }
+
+    fn allows(&self, peer: PeerCred) -> bool {
+        peer.uid == 0
+            || peer.uid == self.owner
+            || self
+                .group
+                .is_some_and(|g| peer.gid == g || supplementary_groups(peer.pid).contains(&g))
+    }
+}
+
+/// The supplementary groups of process `pid` (empty if it is gone).
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+        })
+        .unwrap_or_default()
+}
+
+/// Binds the socket, replacing a stale file left by a dead instance. The socket
+/// is made in a private directory, given its mode and group there, and only then
+/// renamed into place, so it is never reachable with the umask's mode.
+pub fn bind(path: &Path, access: Access) -> Result<UnixListener, ControlError> {
     let io = |source| ControlError::Io {
         path: path.display().to_string(),
         source,
@@ -52,12 +113,24 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         }
         std::fs::remove_file(path).map_err(io)?;
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    listener.set_nonblocking(true).map_err(io)?;
-    Ok(listener)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let private = dir.join(format!(".vrfwd-sock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io)?;
+    let staged = private.join("s");
+    let made = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(access.mode()))?;
+        std::os::unix::fs::chown(&staged, None, access.group)?;
+        std::fs::rename(&staged, path)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    made.map_err(io)
 }
 
 /// Answers commands until `quit` is set. `answer` maps a command to its reply.
@@ -65,11 +138,19 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 /// was removed; an idle loop sleeps [`POLL`], which bounds a command's wait. Each
 /// connection is answered on its own thread (up to [`CONCURRENT`] at once), so a
 /// slow command (a migration's clone) does not hold up `vrs` or `stats`.
-pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &(dyn Fn(&str) -> String + Sync)) {
+pub fn serve(
+    listener: &UnixListener,
+    access: Access,
+    quit: &AtomicBool,
+    answer: &(dyn Fn(&str) -> String + Sync),
+) {
     let busy = AtomicUsize::new(0);
     std::thread::scope(|s| {
         while !quit.load(Ordering::Relaxed) {
             match listener.accept() {
+                Ok((stream, _)) if !permitted(&stream, access) => {
+                    let _ = (&stream).write_all(b"error: permission denied\n");
+                }
                 Ok((stream, _)) if busy.load(Ordering::Relaxed) < CONCURRENT => {
                     busy.fetch_add(1, Ordering::Relaxed);
                     let busy = &busy;
@@ -87,6 +168,25 @@ pub fn serve(listener: &UnixListener, quit: &AtomicBool, answer: &(dyn Fn(&str) 
             }
         }
     });
+}
+
+/// Whether the peer of `stream` may use the socket (logged when not).
+fn permitted(stream: &UnixStream, access: Access) -> bool {
+    match peer_cred(stream) {
+        Ok(peer) if access.allows(peer) => true,
+        Ok(peer) => {
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "operator socket: connection refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("operator socket: cannot read the peer's credentials: {e}");
+            false
+        }
+    }
 }
 
 fn answer_logged(stream: UnixStream, answer: &dyn Fn(&str) -> String) {
@@ -138,11 +238,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vrfwd-ctl-{}", std::process::id()));
         let path = dir.join("s.sock");
         let quit = AtomicBool::new(false);
-        let listener = bind(&path).unwrap();
-        assert!(matches!(bind(&path), Err(ControlError::InUse(_))));
+        let listener = bind(&path, Access::new(None)).unwrap();
+        assert!(matches!(
+            bind(&path, Access::new(None)),
+            Err(ControlError::InUse(_))
+        ));
         std::thread::scope(|s| {
             s.spawn(|| {
-                serve(&listener, &quit, &|c| match c {
+                serve(&listener, Access::new(None), &quit, &|c| match c {
                     "ping" => "pong".into(),
                     other => format!("error: unknown command {other:?}"),
                 })
@@ -157,7 +260,7 @@ mod tests {
             Err(ControlError::NotRunning(_))
         ));
         // The file is stale now: a new instance takes it over.
-        assert!(bind(&path).is_ok());
+        assert!(bind(&path, Access::new(None)).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -166,7 +269,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vrfwd-ctl-slow-{}", std::process::id()));
         let path = dir.join("s.sock");
         let (quit, released) = (AtomicBool::new(false), AtomicBool::new(false));
-        let listener = bind(&path).unwrap();
+        let listener = bind(&path, Access::new(None)).unwrap();
         let answer = |c: &str| match c {
             // Waits until the test has had its answer to "ping" (or gives up).
             "slow" => {
@@ -181,7 +284,7 @@ mod tests {
             _ => "pong".to_owned(),
         };
         std::thread::scope(|s| {
-            s.spawn(|| serve(&listener, &quit, &answer));
+            s.spawn(|| serve(&listener, Access::new(None), &quit, &answer));
             let slow = s.spawn(|| request(&path, "slow").unwrap());
             std::thread::sleep(Duration::from_millis(50)); // "slow" is being answered
             assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
@@ -189,6 +292,39 @@ mod tests {
             assert_eq!(slow.join().unwrap().trim(), "released");
             quit.store(true, Ordering::Relaxed);
         });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_socket_is_private_whatever_the_umask_and_checks_its_peers() {
+        let dir = std::env::temp_dir().join(format!("vrfwd-ctl-mode-{}", std::process::id()));
+        let path = dir.join("s.sock");
+        let _listener = bind(&path, Access::new(None)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "the private directory is gone"
+        );
+        drop(_listener);
+        let group = bind(&path, Access::new(Some(4242))).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 4242);
+        drop(group);
+
+        let me = crate::dpdk::euid();
+        let access = Access {
+            owner: me,
+            group: Some(4242),
+        };
+        let cred = |uid, gid| PeerCred { pid: 0, uid, gid };
+        assert!(access.allows(cred(0, 0)));
+        assert!(access.allows(cred(me, 1)));
+        assert!(access.allows(cred(1234, 4242)));
+        assert!(!access.allows(cred(65534, 65534)));
+        assert!(!Access::new(None).allows(cred(65534, 4242)));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

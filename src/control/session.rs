@@ -8,15 +8,20 @@
 //! withdrawn.
 //!
 //! A host that migrates a VR here opens a session with the host credential
-//! instead of the VR's (a *clone*, DESIGN §4): it may only fill a VR in standby,
-//! and when it ends before the guest has arrived, the standby is removed. A
-//! guest's own session on a standby VR means the guest runs here: it activates it.
+//! instead of the VR's (a *clone*, docs/migration.md), accepted only from the
+//! configured peer hosts: it may only fill a VR in standby, and when it ends
+//! before the guest has arrived, the standby is removed. A guest's own session on
+//! a standby VR means the guest runs here: it activates it, and it always takes
+//! over from a clone.
 //!
-//! Limits bound what a peer can cost: stanza size (in the decoder), an idle timeout
-//! that counts completed stanzas (so one byte a second does not keep a session),
-//! a write timeout (a peer that never reads acks is dropped; nothing is read while
-//! a write waits, so memory stays bounded), stanzas per second (faster peers are
-//! slowed down), routes per VR, sessions per source address.
+//! Limits bound what a peer can cost (docs/security.md): connections host-wide
+//! and per source address; a `hello` within a few seconds of connecting, in a
+//! stanza of at most 4 KiB, whatever else the peer sends; failed hellos per
+//! source and minute; then the stanza size (in the decoder); an idle timeout that
+//! counts completed stanzas and that a stream of bytes cannot starve; a write
+//! timeout (a peer that never reads acks is dropped; nothing is read while a
+//! write waits, so memory stays bounded); stanzas per second (faster peers are
+//! slowed down); routes per VR (in the route writer).
 use super::writer::{Command, Reply, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
@@ -32,10 +37,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 use vrfwd_proto::{
     encode, stream_close, stream_open, Decoder, ErrorCode, Limits, NeighborOp, RouteOp, Stanza,
 };
+
+/// The largest stanza a peer may send before its `hello` succeeded.
+const PRE_HELLO_STANZA_BYTES: usize = 4096;
+/// The window failed hellos are counted in.
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// Sources whose failed hellos are remembered before expired ones are dropped.
+const MAX_TRACKED_SOURCES: usize = 4096;
+/// A peer's `<error>` is logged at most this often per session.
+const PEER_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Characters of a peer's error message that reach the log.
+const PEER_ERROR_LOG_CHARS: usize = 200;
 
 /// What every session shares.
 pub struct Sessions {
@@ -44,7 +60,10 @@ pub struct Sessions {
     pub(super) limits: ControlConfig,
     credentials: Vec<Option<String>>,
     vrs: Mutex<Vec<VrSession>>,
+    /// Open connections by source address.
     sources: Mutex<HashMap<IpAddr, usize>>,
+    /// Failed hellos by source address: since when, how many.
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     next_id: AtomicU64,
     /// Outgoing clones (migrations from this host), by VR index.
     pub(super) clones: Mutex<HashMap<usize, super::migrate::Outgoing>>,
@@ -111,6 +130,7 @@ impl Sessions {
             writer,
             limits: config.control.clone(),
             sources: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             clones: Mutex::new(HashMap::new()),
             runtime: std::sync::OnceLock::new(),
@@ -165,9 +185,16 @@ impl Sessions {
     ) {
         let admitted = {
             let mut sources = self.sources.lock().expect("source registry");
+            let open = sources.values().sum::<usize>();
             let n = sources.entry(peer.ip()).or_insert(0);
             *n += 1;
-            *n <= self.limits.max_sessions_per_source
+            if open >= self.limits.max_connections {
+                Err("too many connections to this host")
+            } else if *n > self.limits.max_sessions_per_source {
+                Err("too many sessions from this address")
+            } else {
+                Ok(())
+            }
         };
         let mut session = Session {
             sessions: Arc::clone(&self),
@@ -175,6 +202,7 @@ impl Sessions {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             bound: None,
             kick: Arc::new(Notify::new()),
+            peer_errors: (None, 0),
         };
         if let Err(e) = session.run(stream, admitted, shutdown).await {
             tracing::debug!(%peer, "session ended: {e}");
@@ -187,6 +215,57 @@ impl Sessions {
                 sources.remove(&peer.ip());
             }
         }
+    }
+
+    /// The VR a `hello` names and whether it is a clone (the host credential,
+    /// from a configured peer) or its guest (the VR's credential). Credentials
+    /// are compared in constant time; every failure reads the same.
+    fn authenticate(
+        &self,
+        vr_id: u32,
+        credential: &str,
+        source: IpAddr,
+    ) -> Result<(usize, bool), Reject> {
+        let auth_failed = || fatal(ErrorCode::Auth, format!("wrong credential for vr {vr_id}"));
+        let v = self
+            .dp
+            .vrs
+            .iter()
+            .position(|v| v.id == vr_id)
+            .ok_or_else(auth_failed)?;
+        let matches = |expected: &Option<String>| {
+            expected
+                .as_deref()
+                .is_some_and(|e| bool::from(e.as_bytes().ct_eq(credential.as_bytes())))
+        };
+        if matches(&self.credentials[v]) {
+            Ok((v, false))
+        } else if matches(&self.limits.host_credential) && self.limits.peers.contains(&source) {
+            Ok((v, true))
+        } else {
+            Err(auth_failed())
+        }
+    }
+
+    /// True while `source` has used up its failed hellos for the minute.
+    fn throttled(&self, source: IpAddr) -> bool {
+        let failures = self.failures.lock().expect("failure registry");
+        failures.get(&source).is_some_and(|&(since, n)| {
+            since.elapsed() < AUTH_WINDOW && n >= self.limits.max_auth_failures_per_min
+        })
+    }
+
+    /// Counts a failed hello from `source`.
+    fn failed_hello(&self, source: IpAddr) {
+        let mut failures = self.failures.lock().expect("failure registry");
+        if failures.len() >= MAX_TRACKED_SOURCES {
+            failures.retain(|_, (since, _)| since.elapsed() < AUTH_WINDOW);
+        }
+        let entry = failures.entry(source).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= AUTH_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
     }
 
     /// The generation of VR `v`'s active session, if it has one.
@@ -227,6 +306,8 @@ struct Session {
     id: u64,
     bound: Option<Bound>,
     kick: Arc<Notify>,
+    /// When a peer's `<error>` was last logged, and how many were not since.
+    peer_errors: (Option<Instant>, u64),
 }
 
 /// A session after a successful `hello`.
@@ -242,47 +323,65 @@ impl Session {
     async fn run(
         &mut self,
         stream: TcpStream,
-        admitted: bool,
+        admitted: Result<(), &'static str>,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let limits = self.sessions.limits.clone();
         let (mut rd, mut wr) = stream.into_split();
         let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
         send(&mut wr, stream_open().as_bytes(), write_timeout).await?;
-        if !admitted {
+        if let Err(why) = admitted {
             let e = Stanza::Error {
                 seq: None,
                 code: ErrorCode::Limit,
-                message: "too many sessions from this address".into(),
+                message: why.into(),
             };
             return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
         }
+        // Until the peer has authenticated it may not make the host hold more
+        // than a hello needs.
         let mut decoder = Decoder::new(Limits {
-            max_stanza_bytes: limits.max_stanza_bytes,
+            max_stanza_bytes: PRE_HELLO_STANZA_BYTES.min(limits.max_stanza_bytes),
         });
         let idle = Duration::from_secs(limits.idle_timeout_s.into());
         let keepalive = Duration::from_secs(limits.keepalive_s.into());
-        let mut deadline = Instant::now() + idle;
+        let hello_by = Instant::now() + Duration::from_secs(limits.hello_timeout_s.into());
+        let mut idle_by = Instant::now() + idle;
         let mut last_sent = Instant::now();
         let mut window = (Instant::now(), 0u32);
         let mut buf = vec![0u8; 16 * 1024];
         let kick = Arc::clone(&self.kick);
         loop {
+            let (deadline, why) = match self.bound {
+                None if hello_by < idle_by => (
+                    hello_by,
+                    format!("no hello within {}s", limits.hello_timeout_s),
+                ),
+                _ => (
+                    idle_by,
+                    format!("no complete stanza for {}s", idle.as_secs()),
+                ),
+            };
             tokio::select! {
-                read = timeout(deadline.saturating_duration_since(Instant::now()), rd.read(&mut buf)) => {
-                    let n = match read {
-                        Err(_) => {
-                            let e = Stanza::Error { seq: None, code: ErrorCode::Limit, message: format!("no complete stanza for {}s", idle.as_secs()) };
-                            return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
-                        }
-                        Ok(n) => n?,
-                    };
+                // Deadlines first: a peer that keeps bytes coming cannot starve them.
+                biased;
+                _ = sleep_until(deadline) => {
+                    let e = Stanza::Error { seq: None, code: ErrorCode::Limit, message: why };
+                    return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+                }
+                _ = kick.notified() => {
+                    let e = Stanza::Error { seq: None, code: ErrorCode::Replaced, message: "another session took over this VR".into() };
+                    return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+                }
+                _ = shutdown.changed() => return send(&mut wr, stream_close().as_bytes(), write_timeout).await,
+                read = rd.read(&mut buf) => {
+                    let n = read?;
                     if n == 0 {
                         return Ok(());
                     }
                     decoder.feed(&buf[..n]);
                     while let Some(next) = decoder.next_stanza() {
-                        deadline = Instant::now() + idle;
+                        idle_by = Instant::now() + idle;
                         // Rate limit: slow down a peer that sends too fast.
                         if window.0.elapsed() >= Duration::from_secs(1) {
                             window = (Instant::now(), 0);
@@ -292,6 +391,7 @@ impl Session {
                             sleep(Duration::from_secs(1).saturating_sub(window.0.elapsed())).await;
                             window = (Instant::now(), 1);
                         }
+                        let was_bound = self.bound.is_some();
                         let (reply, fatal) = match next {
                             Ok(stanza) => match self.handle(stanza).await {
                                 Ok(reply) => (reply, false),
@@ -299,6 +399,9 @@ impl Session {
                             },
                             Err(e) => (Some(Stanza::Error { seq: e.seq, code: e.code, message: e.message }), e.fatal),
                         };
+                        if !was_bound && self.bound.is_some() {
+                            decoder.set_limits(Limits { max_stanza_bytes: limits.max_stanza_bytes });
+                        }
                         if let Some(reply) = reply {
                             send(&mut wr, encode(&reply).as_bytes(), write_timeout).await?;
                             last_sent = Instant::now();
@@ -315,11 +418,6 @@ impl Session {
                     send(&mut wr, encode(&Stanza::Keepalive).as_bytes(), write_timeout).await?;
                     last_sent = Instant::now();
                 }
-                _ = kick.notified() => {
-                    let e = Stanza::Error { seq: None, code: ErrorCode::Replaced, message: "a session with a higher generation took over this VR".into() };
-                    return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
-                }
-                _ = shutdown.changed() => return send(&mut wr, stream_close().as_bytes(), write_timeout).await,
             }
         }
     }
@@ -388,52 +486,59 @@ impl Session {
             }
             (Some(_), Stanza::Keepalive | Stanza::Ack { .. }) => Ok(false),
             (Some(_), Stanza::Error { code, message, .. }) => {
-                tracing::warn!(peer = %self.peer, code = code.as_str(), "peer reported: {message}");
+                self.log_peer_error(code, &message);
                 Ok(false)
             }
         }
     }
 
-    fn hello(&mut self, vr_id: u32, generation: u64, credential: &str) -> Result<(), Reject> {
-        let auth_failed = || fatal(ErrorCode::Auth, format!("wrong credential for vr {vr_id}"));
-        let v = self
-            .sessions
-            .dp
-            .vrs
-            .iter()
-            .position(|v| v.id == vr_id)
-            .ok_or_else(auth_failed)?;
-        let matches = |expected: &Option<String>| {
-            expected
-                .as_deref()
-                .is_some_and(|e| bool::from(e.as_bytes().ct_eq(credential.as_bytes())))
-        };
-        let clone = if matches(&self.sessions.credentials[v]) {
-            false
-        } else if matches(&self.sessions.limits.host_credential) {
-            true
-        } else {
-            return Err(auth_failed());
-        };
-        let vr = &self.sessions.dp.vrs[v];
-        match (clone, vr.state()) {
-            (true, VrState::Standby) => {}
-            (true, state) => {
-                return Err(fatal(
-                    ErrorCode::WrongState,
-                    format!("vr {vr_id} is {} on this host", state.label()),
-                ))
-            }
-            (false, _) => {
-                if vr.transition(VrState::Standby, VrState::Active) {
-                    tracing::info!(vr = vr_id, "the guest's agent is here: active");
-                }
-            }
+    /// Logs what the peer reported, escaped, cut short, and at most once per
+    /// [`PEER_ERROR_LOG_INTERVAL`] (with how many were left out).
+    fn log_peer_error(&mut self, code: ErrorCode, message: &str) {
+        let now = Instant::now();
+        if self
+            .peer_errors
+            .0
+            .is_some_and(|last| now - last < PEER_ERROR_LOG_INTERVAL)
+        {
+            self.peer_errors.1 += 1;
+            return;
         }
-        let mut vrs = self.sessions.vrs.lock().expect("session registry");
+        let shown: String = message.chars().take(PEER_ERROR_LOG_CHARS).collect();
+        let suppressed = std::mem::take(&mut self.peer_errors.1);
+        self.peer_errors.0 = Some(now);
+        tracing::warn!(peer = %self.peer, code = code.as_str(), suppressed, "peer reported: {shown:?}");
+    }
+
+    /// Authenticates the session for a VR. Every check (throttle, credential,
+    /// peer, VR state, the session it would replace) comes before any state
+    /// changes: a refused hello leaves the VR as it was.
+    fn hello(&mut self, vr_id: u32, generation: u64, credential: &str) -> Result<(), Reject> {
+        let sessions = Arc::clone(&self.sessions);
+        let source = self.peer.ip();
+        if sessions.throttled(source) {
+            return Err(fatal(
+                ErrorCode::Limit,
+                format!("too many failed hellos from {source}: wait a minute"),
+            ));
+        }
+        let (v, clone) = sessions
+            .authenticate(vr_id, credential, source)
+            .inspect_err(|_| sessions.failed_hello(source))?;
+        let vr = &sessions.dp.vrs[v];
+        if clone && vr.state() != VrState::Standby {
+            return Err(fatal(
+                ErrorCode::WrongState,
+                format!("vr {vr_id} is {} on this host", vr.state().label()),
+            ));
+        }
+        let mut vrs = sessions.vrs.lock().expect("session registry");
         let state = &mut vrs[v];
         if let Some(active) = &state.active {
-            if active.generation >= generation {
+            // The guest's own agent always takes over from a clone (whatever
+            // generation the other host gave it); otherwise the higher generation wins.
+            let guest_over_clone = !clone && active.clone;
+            if !guest_over_clone && active.generation >= generation {
                 return Err(fatal(
                     ErrorCode::Replaced,
                     format!(
@@ -442,6 +547,12 @@ impl Session {
                     ),
                 ));
             }
+        }
+        // Accepted: from here on state changes.
+        if !clone && vr.transition(VrState::Standby, VrState::Active) {
+            tracing::info!(vr = vr_id, "the guest's agent is here: active");
+        }
+        if let Some(active) = &state.active {
             active.kick.notify_one();
         }
         state.active = Some(Active {

@@ -1,6 +1,7 @@
 //! The only module of vrfwd that contains `unsafe`: small safe wrappers over the raw
 //! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, and `rte_lpm` as a
-//! benchmark baseline, RCU), and the huge-page-backed arrays the route tables live in. Everything above this module is safe Rust.
+//! benchmark baseline, RCU), the huge-page-backed arrays the route tables live in, and
+//! the one socket option std cannot read yet (a Unix socket peer's credentials). Everything above this module is safe Rust.
 //!
 //! Rules kept here: every `unsafe` block says why it is sound (`// SAFETY:`); the
 //! FFI boundary is crossed once per burst on the fast path; DPDK's negative return
@@ -11,6 +12,7 @@ mod lpm;
 mod mbuf;
 mod memory;
 mod mempool;
+mod os;
 mod port;
 mod rcu;
 
@@ -19,6 +21,7 @@ pub use lpm::RteLpm;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
+pub use os::{euid, peer_cred, PeerCred};
 pub use port::{AttachError, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 

@@ -352,7 +352,11 @@ mod tests {
         );
         let before = t.work();
         t.add(ip("10.128.0.0"), 9, 4).unwrap();
-        assert_eq!(t.work() - before, 1 << 15, "a /9 covers 2^15 first-level entries");
+        assert_eq!(
+            t.work() - before,
+            1 << 15,
+            "a /9 covers 2^15 first-level entries"
+        );
         let f = t.fib().clone();
         assert_eq!(f.lookup(ip("10.1.2.3")), Some(1));
         assert_eq!(f.lookup(ip("10.2.2.3")), Some(3));

@@ -130,6 +130,7 @@ mbufs = 8191
 [control]
 listen = "0.0.0.0:{CONTROL_PORT}"
 host_credential = "host-secret"
+peers = ["{HOSTS['A']}", "{HOSTS['B']}"]
 drain_ms = 2000
 keepalive_s = 2
 idle_timeout_s = 10
