@@ -12,7 +12,9 @@
 # vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret" and "blue-secret"; HOLD_TIME_S, IDLE_TIMEOUT_S,
-# KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S override the limits.
+# KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
+# MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES override the limits;
+# HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones.
 #
 # usage: topology.sh up PREFIX CONFIG_OUT | down PREFIX
 set -euo pipefail
@@ -73,6 +75,11 @@ keepalive_s = ${KEEPALIVE_S:-10}
 write_timeout_s = ${WRITE_TIMEOUT_S:-10}
 max_routes_per_vr = ${MAX_ROUTES:-2000000}
 max_stanzas_per_s = ${MAX_STANZAS_PER_S:-10000}
+max_sessions_per_source = ${MAX_SESSIONS_PER_SOURCE:-16}
+max_connections = ${MAX_CONNECTIONS:-2048}
+hello_timeout_s = ${HELLO_TIMEOUT_S:-5}
+max_auth_failures_per_min = ${MAX_AUTH_FAILURES:-10}
+$([ -n "${HOST_CREDENTIAL:-}" ] && printf 'host_credential = "%s"\npeers = ["%s"]\n' "$HOST_CREDENTIAL" "${PEER:-10.99.99.99}")
 
 [idle]
 spin_polls = 512

@@ -5,81 +5,11 @@
 //! disturb a stream forwarded meanwhile. Needs root.
 mod common;
 
+use common::client::{error_code, Client};
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::{Duration, Instant};
-use vrfwd_proto::{stream_open, Decoder, ErrorCode, Limits, Stanza};
-
-/// A protocol client, as an agent would be.
-struct Client {
-    stream: TcpStream,
-    decoder: Decoder,
-    seq: u64,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut c = Client {
-            stream,
-            decoder: Decoder::new(Limits::default()),
-            seq: 0,
-        };
-        c.raw(stream_open().as_bytes());
-        c
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
-    }
-
-    /// The next stanza from vrfwd other than a keepalive; None once it closed.
-    fn recv(&mut self) -> Option<Stanza> {
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(r) = self.decoder.next_stanza() {
-                match r.expect("vrfwd sends valid stanzas") {
-                    Stanza::Keepalive => continue,
-                    s => return Some(s),
-                }
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.decoder.feed(&buf[..n]),
-            }
-        }
-    }
-
-    /// Sends a stanza given as text with the next `seq` filled in; returns the reply.
-    fn call(&mut self, stanza: &str) -> Option<Stanza> {
-        self.seq += 1;
-        self.raw(stanza.replace("SEQ", &self.seq.to_string()).as_bytes());
-        self.recv()
-    }
-
-    fn ok(&mut self, stanza: &str) {
-        let reply = self.call(stanza);
-        assert_eq!(reply, Some(Stanza::Ack { seq: self.seq }), "{stanza}");
-    }
-
-    fn session(port: u16, vr: u32, generation: u64, credential: &str) -> Client {
-        let mut c = Client::connect(port);
-        c.ok(&format!("<hello seq=\"SEQ\" vr=\"{vr}\" generation=\"{generation}\" credential=\"{credential}\"/>"));
-        c.ok("<interfaces seq=\"SEQ\"><interface name=\"g0\" mac=\"02:00:00:00:01:01\" address=\"10.0.1.1/24\"/><interface name=\"g1\" mac=\"02:00:00:00:02:01\" address=\"10.0.2.1/24\"/></interfaces>");
-        c
-    }
-}
-
-fn error_code(reply: Option<Stanza>) -> ErrorCode {
-    match reply {
-        Some(Stanza::Error { code, .. }) => code,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
+use vrfwd_proto::{ErrorCode, Stanza};
 
 #[test]
 fn bad_input_is_rejected_whole_and_tables_stay() {
@@ -118,11 +48,7 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     );
 
     // Wrong version.
-    let mut c = Client {
-        stream: TcpStream::connect(("127.0.0.1", port)).unwrap(),
-        decoder: Decoder::new(Limits::default()),
-        seq: 0,
-    };
+    let mut c = Client::bare(std::net::Ipv4Addr::LOCALHOST, port);
     c.raw(b"<vrfwd version=\"2\">");
     assert_eq!(error_code(c.recv()), ErrorCode::BadVersion);
 

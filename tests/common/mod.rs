@@ -3,6 +3,8 @@
 //! CLI. Everything a test makes is removed on drop, also when the test fails.
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod client;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -94,8 +96,15 @@ impl Topology {
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
-            .args(["run", "-c"])
+        self.start_with_umask("022");
+    }
+
+    /// Starts vrfwd under the file-creation mask `umask` (octal).
+    pub fn start_with_umask(&mut self, umask: &str) {
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" run -c \"$1\""))
+            .arg(env!("CARGO_BIN_EXE_vrfwd"))
             .arg(&self.config)
             .stdout(Stdio::null())
             .spawn()
@@ -202,6 +211,30 @@ impl Topology {
 }
 
 impl Topology {
+    /// vrfwd's process id.
+    pub fn pid(&self) -> u32 {
+        self.vrfwd.as_ref().expect("vrfwd runs").id()
+    }
+
+    /// vrfwd's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("vrfwd's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Sends SIGINT and returns how long vrfwd took to exit (it is killed after
+    /// 10 s, which then shows as the time).
+    pub fn interrupt(&mut self) -> Duration {
+        let start = Instant::now();
+        self.stop();
+        start.elapsed()
+    }
+
     /// Stops vrfwd (see [`stop`]).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.vrfwd.take() {
