@@ -11,9 +11,9 @@
 #
 # vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
-# credentials "red-secret" and "blue-secret"; HOLD_TIME_S, IDLE_TIMEOUT_S,
+# credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
-# MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES override the limits;
+# MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits;
 # HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones.
 #
 # usage: topology.sh up PREFIX CONFIG_OUT | down PREFIX
@@ -79,6 +79,7 @@ max_sessions_per_source = ${MAX_SESSIONS_PER_SOURCE:-16}
 max_connections = ${MAX_CONNECTIONS:-2048}
 hello_timeout_s = ${HELLO_TIMEOUT_S:-5}
 max_auth_failures_per_min = ${MAX_AUTH_FAILURES:-10}
+accept_v1 = ${ACCEPT_V1:-true}
 $([ -n "${HOST_CREDENTIAL:-}" ] && printf 'host_credential = "%s"\npeers = ["%s"]\n' "$HOST_CREDENTIAL" "${PEER:-10.99.99.99}")
 
 [idle]
@@ -91,7 +92,7 @@ $(for i in 0 1 2 3; do printf '[[segment]]\nname = "lan%s"\nuplink = "u%s"\n\n' 
 [[vr]]
 id = 1
 name = "red"
-credential = "red-secret"
+credential = "red-secret-for-tests"
 [[vr.interface]]
 name = "eth0"
 mac = "02:00:00:00:01:01"
@@ -111,7 +112,7 @@ via = "10.0.2.2"
 [[vr]]
 id = 2
 name = "blue"
-credential = "blue-secret"
+credential = "blue-secret-for-tests"
 [[vr.interface]]
 name = "eth0"
 mac = "02:00:00:01:01:01"
@@ -125,6 +126,7 @@ address = "10.0.2.1/24"
 segment = "lan3"
 vif = "v3"
 TOML
+  chmod 600 "$out"   # it holds the VRs' credentials
 }
 
 down() {

@@ -25,6 +25,21 @@ pub enum ConfigError {
     Invalid { key: String, problem: String },
 }
 
+/// The shortest credential accepted: 16 characters (a guessed one is throttled,
+/// but only a long one is out of reach).
+pub const MIN_CREDENTIAL_LEN: usize = 16;
+
+fn check_credential(key: &str, credential: Option<&str>) -> Result<(), ConfigError> {
+    match credential {
+        Some("") => Err(invalid(key, "is empty")),
+        Some(c) if c.chars().count() < MIN_CREDENTIAL_LEN => Err(invalid(
+            key,
+            format!("is shorter than {MIN_CREDENTIAL_LEN} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -184,6 +199,9 @@ pub struct ControlConfig {
     /// The addresses other hosts clone VRs from: the host credential is
     /// accepted from these only (never from a guest).
     pub peers: Vec<std::net::IpAddr>,
+    /// Accept version-1 peers, whose `hello` carries the credential in clear
+    /// text (version 2 proves it over a nonce). Turn off once every agent speaks 2.
+    pub accept_v1: bool,
     /// How long a VR that migrated away keeps forwarding what still reaches this
     /// host before it is removed here.
     pub drain_ms: u32,
@@ -206,6 +224,7 @@ impl Default for ControlConfig {
             max_auth_failures_per_min: 10,
             host_credential: None,
             peers: Vec::new(),
+            accept_v1: true,
             drain_ms: 2000,
         }
     }
@@ -349,11 +368,28 @@ pub const MAX_PORTS: usize = 1024;
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
-        Config::parse(&text)
+        };
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(path).map_err(read)?.permissions(),
+        );
+        let config = Config::parse(&text)?;
+        if mode & 0o077 != 0 && config.holds_credentials() {
+            tracing::warn!(
+                "{} holds credentials and other users may read it (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+        Ok(config)
+    }
+
+    /// Whether the file names any credential.
+    fn holds_credentials(&self) -> bool {
+        self.control.host_credential.is_some() || self.vrs.iter().any(|v| v.credential.is_some())
     }
 
     /// Parses and validates configuration text.
@@ -396,9 +432,7 @@ impl Config {
                 "limits must allow at least one 1 KiB stanza, one connection and a hello",
             ));
         }
-        if c.host_credential.as_deref() == Some("") {
-            return Err(invalid("control.host_credential", "is empty"));
-        }
+        check_credential("control.host_credential", c.host_credential.as_deref())?;
         if c.host_credential.is_some() && c.peers.is_empty() {
             return Err(invalid(
                 "control.peers",
@@ -479,9 +513,7 @@ impl Config {
                     format!("{} is zero or used twice", vr.id),
                 ));
             }
-            if vr.credential.as_deref() == Some("") {
-                return Err(invalid(key(".credential"), "is empty"));
-            }
+            check_credential(&key(".credential"), vr.credential.as_deref())?;
             if vr.interfaces.is_empty() || vr.interfaces.len() > MAX_INTERFACES {
                 return Err(invalid(
                     key(".interface"),
@@ -668,8 +700,13 @@ pub(crate) mod tests {
             ),
             (
                 "eal_args = [\"--no-huge\", \"--in-memory\"]",
-                "[control]\nhost_credential = \"host-secret\"",
+                "[control]\nhost_credential = \"host-secret-for-tests\"",
                 "control.peers: host_credential needs the peer hosts' addresses",
+            ),
+            (
+                "eal_args = [\"--no-huge\", \"--in-memory\"]",
+                "[control]\nhost_credential = \"short\"",
+                "control.host_credential: is shorter than 16 characters",
             ),
             ("[[vr]]", "[[vr]]\nstandby = 1", "standby = 1"),
             (

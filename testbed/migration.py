@@ -278,7 +278,7 @@ mbufs = 8191
 
 [control]
 listen = "0.0.0.0:{CONTROL_PORT}"
-host_credential = "host-secret"
+host_credential = "host-secret-for-testbeds"
 peers = ["10.99.0.1", "10.99.0.3"]
 drain_ms = {self.a.drain_ms}
 keepalive_s = 2
@@ -299,7 +299,7 @@ uplink = "u2"
 [[vr]]
 id = 1
 name = "router"
-credential = "vr1-secret"
+credential = "vr1-secret-for-testbeds"
 standby = {"true" if standby else "false"}
 {ifaces}''')
         out = open(os.path.join(self.work, f'vrfwd-{h}.log'), 'w')
@@ -400,7 +400,7 @@ standby = {"true" if standby else "false"}
         self.start_bird(g, os.path.join(HERE, 'guest', 'bird.conf'), 'g')
         cred = os.path.join(self.work, 'credential')
         with open(cred, 'w') as f:
-            f.write('vr1-secret')
+            f.write('vr1-secret-for-testbeds')
         conf = os.path.join(self.work, 'agent.toml')
         with open(os.path.join(HERE, 'guest', 'agent.toml')) as src, open(conf, 'w') as f:
             f.write(src.read().replace('/etc/vrfwd/credential', cred))

@@ -19,7 +19,7 @@ impl AgentFiles {
     fn new(t: &Topology, port: u16, extra: &str) -> AgentFiles {
         let dir = std::env::temp_dir().join(format!("vrfwd-{}-agent", t.prefix));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("credential"), "red-secret\n").unwrap();
+        std::fs::write(dir.join("credential"), "red-secret-for-tests\n").unwrap();
         let config = dir.join("agent.toml");
         let text = format!(
             "host = \"10.255.0.1:{port}\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n{extra}",

@@ -21,11 +21,12 @@ const RED_IFACES: &str = r#"<interfaces seq="SEQ"><interface name="g0" mac="02:0
 /// VR 2's.
 const BLUE_IFACES: &str = r#"<interfaces seq="SEQ"><interface name="g0" mac="02:00:00:01:01:01" address="10.0.1.1/24"/><interface name="g1" mac="02:00:00:01:02:01" address="10.0.2.1/24"/></interfaces>"#;
 
+/// A version-2 session, as vrfwd-agent opens it: hello with a proof, interfaces.
 fn session(port: u16, source: Ipv4Addr, vr: u32, credential: &str, ifaces: &str) -> Client {
-    let mut c = Client::connect_from(source, port);
-    c.ok(&format!(
-        r#"<hello seq="SEQ" vr="{vr}" generation="1" credential="{credential}"/>"#
-    ));
+    let (mut c, nonce) = Client::connect_v2(source, port);
+    let hello = c.hello_v2(vr, 1, credential, &nonce);
+    c.raw(hello.as_bytes());
+    assert_eq!(c.recv(), Some(Stanza::Ack { seq: c.seq }));
     c.ok(ifaces);
     c
 }
@@ -118,7 +119,7 @@ fn connection_attacks_are_bounded() {
         port,
         Ipv4Addr::new(127, 0, 0, 3),
         2,
-        "blue-secret",
+        "blue-secret-for-tests",
         BLUE_IFACES,
     );
     let (sent, took) = flood(&mut c, &blanks, Duration::from_secs(10));
@@ -201,11 +202,12 @@ fn connection_attacks_are_bounded() {
         assert_eq!(error_code(c.call(&hello)), ErrorCode::Auth);
     }
     let mut c = Client::connect_from(guesser, port);
-    let (code, why) =
-        match c.call(r#"<hello seq="SEQ" vr="1" generation="1" credential="red-secret"/>"#) {
-            Some(Stanza::Error { code, message, .. }) => (code, message),
-            other => panic!("{other:?}"),
-        };
+    let (code, why) = match c
+        .call(r#"<hello seq="SEQ" vr="1" generation="1" credential="red-secret-for-tests"/>"#)
+    {
+        Some(Stanza::Error { code, message, .. }) => (code, message),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(code, ErrorCode::Limit, "{why}");
     drop(c);
 
@@ -223,7 +225,7 @@ fn connection_attacks_are_bounded() {
         port,
         Ipv4Addr::new(127, 0, 0, 8),
         1,
-        "red-secret",
+        "red-secret-for-tests",
         RED_IFACES,
     );
     c.ok(r#"<sync-begin seq="SEQ"/>"#);
@@ -262,16 +264,30 @@ fn one_vr_cannot_hold_up_anothers_updates() {
             ("CONTROL_PORT", "17722"),
             ("MAX_STANZAS_PER_S", "1000000"),
             ("WRITE_TIMEOUT_S", "30"),
+            ("ACCEPT_V1", "false"),
         ],
     );
     t.start();
+
+    // Credentials never on the wire: a version-1 peer is refused, and a sniffed
+    // version-2 hello is worth nothing on another connection (another nonce).
+    let mut v1 = Client::connect_from(Ipv4Addr::new(127, 0, 0, 9), port);
+    assert_eq!(error_code(v1.recv()), ErrorCode::BadVersion);
+    let (mut first, nonce) = Client::connect_v2(Ipv4Addr::new(127, 0, 0, 9), port);
+    let sniffed = first.hello_v2(2, 1, "blue-secret-for-tests", &nonce);
+    first.raw(sniffed.as_bytes());
+    assert_eq!(first.recv(), Some(Stanza::Ack { seq: 1 }));
+    let (mut replay, _) = Client::connect_v2(Ipv4Addr::new(127, 0, 0, 9), port);
+    replay.raw(sniffed.as_bytes());
+    assert_eq!(error_code(replay.recv()), ErrorCode::Auth);
+    drop((first, replay));
 
     // Row 3: 80 sync-begins from one session do not block the control runtime.
     let mut flooder = session(
         port,
         Ipv4Addr::new(127, 0, 0, 2),
         2,
-        "blue-secret",
+        "blue-secret-for-tests",
         BLUE_IFACES,
     );
     let begins: String = (0..80)
@@ -280,13 +296,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
     flooder.raw(begins.as_bytes());
     flooder.seq += 80;
     let start = Instant::now();
-    let mut other = Client::bare(Ipv4Addr::new(127, 0, 0, 3), port);
-    let mut header = [0u8; 19];
-    other
-        .stream
-        .read_exact(&mut header)
-        .expect("a stream header");
-    assert_eq!(&header, b"<vrfwd version=\"1\">");
+    let (_other, _) = Client::connect_v2(Ipv4Addr::new(127, 0, 0, 3), port);
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -309,7 +319,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
         port,
         Ipv4Addr::new(127, 0, 0, 4),
         1,
-        "red-secret",
+        "red-secret-for-tests",
         RED_IFACES,
     );
     let wide: String = (0..5000u32)
@@ -365,7 +375,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
         port,
         Ipv4Addr::new(127, 0, 0, 5),
         2,
-        "blue-secret",
+        "blue-secret-for-tests",
         BLUE_IFACES,
     );
     let mut waits = Vec::new();

@@ -37,7 +37,9 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     assert_eq!(c.recv(), None, "closed after a failed hello");
     let mut c = Client::connect(port);
     assert_eq!(
-        error_code(c.call(r#"<hello seq="SEQ" vr="2" generation="1" credential="red-secret"/>"#)),
+        error_code(
+            c.call(r#"<hello seq="SEQ" vr="2" generation="1" credential="red-secret-for-tests"/>"#)
+        ),
         ErrorCode::Auth
     );
     let mut c = Client::connect(port);
@@ -49,10 +51,10 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
 
     // Wrong version.
     let mut c = Client::bare(std::net::Ipv4Addr::LOCALHOST, port);
-    c.raw(b"<vrfwd version=\"2\">");
+    c.raw(b"<vrfwd version=\"9\">");
     assert_eq!(error_code(c.recv()), ErrorCode::BadVersion);
 
-    let mut c = Client::session(port, 1, 1, "red-secret");
+    let mut c = Client::session(port, 1, 1, "red-secret-for-tests");
     c.ok(
         r#"<routes seq="SEQ"><add prefix="10.55.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
     );
@@ -87,12 +89,12 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     c.ok(r#"<keepalive/><routes seq="SEQ"/>"#);
 
     // Malformed XML (a closing tag that closes the wrong element) ends the session.
-    let mut m = Client::session(port, 1, 5, "red-secret");
+    let mut m = Client::session(port, 1, 5, "red-secret-for-tests");
     let reply = m.call(r#"<routes seq="SEQ"><add prefix="10.1.0.0/16" interface="g1"></routes>"#);
     assert_eq!(error_code(reply), ErrorCode::MalformedXml);
     assert_eq!(m.recv(), None);
     assert_eq!(t.ctl(&["routes", "1"]), baseline);
-    let mut c = Client::session(port, 1, 6, "red-secret");
+    let mut c = Client::session(port, 1, 6, "red-secret-for-tests");
 
     // A DOCTYPE (entity expansion attempt) ends the session; the tables stay.
     assert_eq!(
@@ -103,7 +105,7 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     assert_eq!(t.ctl(&["routes", "1"]), baseline);
 
     // Oversized stanza.
-    let mut c = Client::session(port, 1, 2, "red-secret");
+    let mut c = Client::session(port, 1, 2, "red-secret-for-tests");
     let huge = format!(
         "<routes seq=\"9\">{}</routes>",
         "<delete prefix=\"10.0.0.0/8\"/>".repeat(40_000)
@@ -113,7 +115,7 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     assert_eq!(t.ctl(&["routes", "1"]), baseline);
 
     // Slowloris: one byte a second never completes a stanza in time.
-    let mut c = Client::session(port, 1, 3, "red-secret");
+    let mut c = Client::session(port, 1, 3, "red-secret-for-tests");
     let start = Instant::now();
     for b in br#"<routes seq="3"><add prefix="10.3.0.0/16" interface="g1"/></routes>"# {
         c.raw(&[*b]);
@@ -126,7 +128,7 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
     assert!(start.elapsed() < Duration::from_secs(9));
 
     // A client that never reads its acks is dropped, and vrfwd stays bounded.
-    let mut c = Client::session(port, 1, 4, "red-secret");
+    let mut c = Client::session(port, 1, 4, "red-secret-for-tests");
     let burst = "<interfaces seq=\"7\"/>".repeat(10_000);
     let start = Instant::now();
     let mut dropped = false;
@@ -169,7 +171,7 @@ fn sessions_hold_replace_resync_and_withdraw() {
     );
     let system = routes_of(&t);
 
-    let mut a = Client::session(port, 1, 1, "red-secret");
+    let mut a = Client::session(port, 1, 1, "red-secret-for-tests");
     a.ok(
         r#"<routes seq="SEQ"><add prefix="10.55.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
     );
@@ -181,11 +183,15 @@ fn sessions_hold_replace_resync_and_withdraw() {
     let forwarded = |t: &Topology| t.vr(1).forwarded;
 
     // A higher generation replaces the session; a lower one is refused.
-    let b = Client::session(port, 1, 5, "red-secret");
+    let b = Client::session(port, 1, 5, "red-secret-for-tests");
     assert_eq!(error_code(a.recv()), ErrorCode::Replaced);
     let mut old = Client::connect(port);
     assert_eq!(
-        error_code(old.call(r#"<hello seq="SEQ" vr="1" generation="4" credential="red-secret"/>"#)),
+        error_code(
+            old.call(
+                r#"<hello seq="SEQ" vr="1" generation="4" credential="red-secret-for-tests"/>"#
+            )
+        ),
         ErrorCode::Replaced
     );
 
@@ -201,7 +207,7 @@ fn sessions_hold_replace_resync_and_withdraw() {
     );
 
     // A resync inside the hold time replaces the stale routes.
-    let mut c = Client::session(port, 1, 6, "red-secret");
+    let mut c = Client::session(port, 1, 6, "red-secret-for-tests");
     c.ok(r#"<sync-begin seq="SEQ"/>"#);
     c.ok(
         r#"<routes seq="SEQ"><add prefix="10.56.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
@@ -226,7 +232,7 @@ fn sessions_hold_replace_resync_and_withdraw() {
     assert!(punted(&t.vr(1), "no_route") - no_route >= 3);
 
     // And it comes back when the guest reconnects and syncs.
-    let mut d = Client::session(port, 1, 7, "red-secret");
+    let mut d = Client::session(port, 1, 7, "red-secret-for-tests");
     d.ok(r#"<sync-begin seq="SEQ"/>"#);
     d.ok(r#"<sync-end seq="SEQ"/>"#);
     assert_eq!(routes_of(&t), system);
@@ -288,7 +294,7 @@ fn route_churn_and_resync_never_disturb_a_stream() {
         .expect("iperf3");
     std::thread::sleep(Duration::from_millis(1000));
 
-    let mut c = Client::session(port, 1, 1, "red-secret");
+    let mut c = Client::session(port, 1, 1, "red-secret-for-tests");
     let prefix = |i: u32| format!("{}.{}.{}.0/24", 20 + i / 65536, (i / 256) % 256, i % 256);
     let start = Instant::now();
     for add in [true, false] {

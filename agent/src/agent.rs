@@ -22,7 +22,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
-use vrfwd_proto::{encode, stream_open, Decoder, Hello, Limits, RouteOp, Stanza, VrId};
+use vrfwd_proto::{
+    encode, stream_header, Auth, Decoder, Hello, Limits, Nonce, Proof, RouteOp, Stanza,
+    StreamHeader, VrId,
+};
 
 /// Routes per `routes` stanza.
 const ROUTES_PER_STANZA: usize = 2000;
@@ -124,6 +127,30 @@ impl Link {
         Ok(())
     }
 
+    /// Reads vrfwd's stream header and returns its challenge. The agent speaks
+    /// version 2 only: its credential never crosses the wire.
+    async fn host_nonce(&mut self, timeout: Duration) -> Result<Nonce> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(h) = self.decoder.header() {
+                match (h.version, h.nonce) {
+                    (2.., Some(nonce)) => return Ok(nonce),
+                    (version, _) => bail!(
+                        "vrfwd speaks protocol version {version}; this agent needs 2 \
+                         (it never sends its credential in clear text): upgrade vrfwd"
+                    ),
+                }
+            }
+            let n = tokio::time::timeout(timeout, self.stream.read(&mut buf))
+                .await
+                .context("no stream header from vrfwd")??;
+            if n == 0 {
+                bail!("vrfwd closed the connection before its stream header");
+            }
+            self.absorb(&buf[..n])?;
+        }
+    }
+
     /// Waits until no more than `window` stanzas are unacknowledged.
     async fn drain(&mut self, window: u64, timeout: Duration) -> Result<()> {
         let mut buf = [0u8; 4096];
@@ -171,7 +198,10 @@ async fn session(
         seq: 0,
         acked: 0,
     };
-    link.stream.write_all(stream_open().as_bytes()).await?;
+    link.stream
+        .write_all(stream_header(&StreamHeader::client()).as_bytes())
+        .await?;
+    let nonce = link.host_nonce(host_timeout).await?;
     // Generations grow across restarts and migrations: the clock in milliseconds.
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -180,7 +210,12 @@ async fn session(
         seq: 0,
         vr: VrId(config.vr),
         generation,
-        credential: credential.to_owned(),
+        auth: Auth::Proof(Proof::new(
+            credential.as_bytes(),
+            &nonce,
+            config.vr,
+            generation,
+        )),
     };
     link.send(&Stanza::Hello(hello)).await?;
     link.send(&Stanza::Interfaces {

@@ -14,7 +14,7 @@
 //! stanzas is dropped as it is scanned, and consumed bytes are released in
 //! amortised O(1) (a large read of many stanzas decodes in linear time).
 use crate::raw;
-use crate::stanza::{ErrorCode, Stanza, PROTOCOL_VERSION};
+use crate::stanza::{ErrorCode, Stanza, StreamHeader, VERSIONS};
 
 /// Bounds on what a peer may make the decoder hold.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +78,8 @@ pub struct Decoder {
     state: State,
     /// An XML declaration was seen (only one, only before the root).
     declared: bool,
+    /// The peer's root element, once read.
+    header: Option<StreamHeader>,
     limits: Limits,
 }
 
@@ -93,6 +95,7 @@ impl Decoder {
             open: Vec::new(),
             state: State::Prolog,
             declared: false,
+            header: None,
             limits,
         }
     }
@@ -323,20 +326,30 @@ impl Decoder {
         if not_opening || element_name(&tag) != "vrfwd" {
             return self.fail(
                 ErrorCode::MalformedXml,
-                format!("the stream must open with <vrfwd version=\"{PROTOCOL_VERSION}\">"),
+                "the stream must open with <vrfwd version=\"…\">".into(),
             );
         }
-        match attribute(&tag, "version") {
-            Some(v) if v == PROTOCOL_VERSION => {
+        match header(&tag) {
+            Ok(h) if h.common_version().is_some() => {
+                self.header = Some(h);
                 self.state = State::Open;
                 self.compact(end + 1);
                 None
             }
-            v => self.fail(
+            Ok(h) => self.fail(
                 ErrorCode::BadVersion,
-                format!("version {v:?} is not supported (this side speaks {PROTOCOL_VERSION})"),
+                format!(
+                    "the peer speaks versions {:?}, this side {VERSIONS:?}: none in common",
+                    h.speaks
+                ),
             ),
+            Err(message) => self.fail(ErrorCode::BadVersion, message),
         }
+    }
+
+    /// The peer's stream header, once its root element has opened.
+    pub fn header(&self) -> Option<&StreamHeader> {
+        self.header.as_ref()
     }
 
     /// The stanza ending at `end` is complete: validate it and drop its bytes.
@@ -379,6 +392,40 @@ impl Decoder {
         self.tag_start = self.tag_start.map(|t| t - self.base);
         self.base = 0;
     }
+}
+
+/// The attributes of `<vrfwd …>`: `version` (required), `versions` (the
+/// versions the sender speaks; `version` alone when absent), `nonce` (a host's).
+fn header(tag: &str) -> Result<StreamHeader, String> {
+    let number = |v: &str| {
+        (v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0'))
+            .then(|| v.parse::<u8>().ok())
+            .flatten()
+    };
+    let version = attribute(tag, "version")
+        .as_deref()
+        .and_then(number)
+        .ok_or_else(|| format!("{tag:?} names no version"))?;
+    let speaks = match attribute(tag, "versions") {
+        None => vec![version],
+        Some(list) => list
+            .split_ascii_whitespace()
+            .map(|v| number(v).ok_or_else(|| format!("versions {list:?} are not numbers")))
+            .collect::<Result<Vec<u8>, String>>()?,
+    };
+    if !speaks.contains(&version) {
+        return Err(format!(
+            "version {version} is not among versions {speaks:?}"
+        ));
+    }
+    let nonce = attribute(tag, "nonce")
+        .map(|n| n.parse().map_err(|e| format!("nonce: {e}")))
+        .transpose()?;
+    Ok(StreamHeader {
+        version,
+        speaks,
+        nonce,
+    })
 }
 
 /// True for `<?xml version="1.0"?>`, optionally with `encoding="UTF-8"` and

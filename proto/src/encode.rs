@@ -1,11 +1,26 @@
 //! The encoder: stanzas to the bytes a peer's [`crate::Decoder`] reads back.
-use crate::stanza::{NeighborOp, RouteOp, Stanza, PROTOCOL_VERSION};
+use crate::stanza::{Auth, NeighborOp, RouteOp, Stanza, StreamHeader};
 use quick_xml::escape::escape;
 use std::fmt::Write;
 
-/// The stream's opening tag.
+/// A version-1 stream's opening tag, as version-1 peers write it.
 pub fn stream_open() -> String {
-    format!("<vrfwd version=\"{PROTOCOL_VERSION}\">")
+    "<vrfwd version=\"1\">".to_owned()
+}
+
+/// A stream's opening tag with the versions its sender speaks (and a host's nonce).
+pub fn stream_header(h: &StreamHeader) -> String {
+    let speaks: Vec<String> = h.speaks.iter().map(u8::to_string).collect();
+    let mut o = format!(
+        "<vrfwd version=\"{}\" versions=\"{}\"",
+        h.version,
+        speaks.join(" ")
+    );
+    if let Some(nonce) = &h.nonce {
+        let _ = write!(o, " nonce=\"{nonce}\"");
+    }
+    o.push('>');
+    o
 }
 
 /// The stream's closing tag.
@@ -23,14 +38,17 @@ pub fn encode(s: &Stanza) -> String {
 
 fn write_stanza(o: &mut String, s: &Stanza) -> std::fmt::Result {
     match s {
-        Stanza::Hello(h) => write!(
-            o,
-            "<hello seq=\"{}\" vr=\"{}\" generation=\"{}\" credential=\"{}\"/>",
-            h.seq,
-            h.vr.0,
-            h.generation,
-            escape(&h.credential)
-        ),
+        Stanza::Hello(h) => {
+            write!(
+                o,
+                "<hello seq=\"{}\" vr=\"{}\" generation=\"{}\"",
+                h.seq, h.vr.0, h.generation
+            )?;
+            match &h.auth {
+                Auth::Credential(c) => write!(o, " credential=\"{}\"/>", escape(c)),
+                Auth::Proof(p) => write!(o, " proof=\"{p}\"/>"),
+            }
+        }
         Stanza::Interfaces { seq, interfaces } => {
             write!(o, "<interfaces seq=\"{seq}\">")?;
             for i in interfaces {

@@ -1,5 +1,5 @@
 //! The vrfwd route protocol (docs/protocol.md): a stream of XML stanzas inside one
-//! `<vrfwd version="1">` root element, as XMPP frames its streams, carried over
+//! `<vrfwd version="…">` root element (versions negotiated in it, [`StreamHeader`]), as XMPP frames its streams, carried over
 //! TCP from a virtual router's agent (or a migrating host) to vrfwd.
 //!
 //! - [`Decoder`] takes bytes split anywhere and yields validated [`Stanza`]s; a bad
@@ -10,15 +10,18 @@
 //! Sans-IO and without DPDK: shared by the appliance and the guest agent.
 #![deny(unsafe_code)]
 
+mod auth;
 mod decode;
 mod encode;
 mod mac;
 mod raw;
 mod stanza;
 
+pub use auth::BadHex;
 pub use decode::{DecodeError, Decoder, Limits};
-pub use encode::{encode, stream_close, stream_open};
+pub use encode::{encode, stream_close, stream_header, stream_open};
 pub use mac::BadMac;
 pub use stanza::{
-    ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId, PROTOCOL_VERSION,
+    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, Nonce, Proof, RouteOp, Stanza,
+    StreamHeader, VrId, PROTOCOL_VERSION, VERSIONS,
 };

@@ -1,6 +1,8 @@
 //! Raw stanzas as serde reads them (strings, unchecked), and their validation into
 //! typed [`Stanza`]s. A stanza is validated whole: the first problem rejects it.
-use crate::stanza::{ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId};
+use crate::stanza::{
+    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId,
+};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -18,8 +20,10 @@ struct RawHello {
     vr: String,
     #[serde(rename = "@generation")]
     generation: String,
-    #[serde(rename = "@credential")]
-    credential: String,
+    #[serde(rename = "@credential", default)]
+    credential: Option<String>,
+    #[serde(rename = "@proof", default)]
+    proof: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,9 +244,21 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                 ErrorCode::InvalidStanza,
                 format!("vr {:?} is not a VR id (1..2^32)", r.vr),
             ))?;
-            if r.credential.is_empty() {
-                return Err((ErrorCode::InvalidStanza, "empty credential".into()));
-            }
+            let auth = match (r.credential, r.proof) {
+                (Some(c), None) if c.is_empty() => {
+                    return Err((ErrorCode::InvalidStanza, "empty credential".into()))
+                }
+                (Some(c), None) => Auth::Credential(c),
+                (None, Some(p)) => Auth::Proof(p.parse().map_err(|e: crate::BadHex| {
+                    (ErrorCode::InvalidStanza, format!("proof: {e}"))
+                })?),
+                _ => {
+                    return Err((
+                        ErrorCode::InvalidStanza,
+                        "hello needs a credential (version 1) or a proof (version 2)".into(),
+                    ))
+                }
+            };
             Stanza::Hello(Hello {
                 seq: seq(&r.seq)?,
                 vr: VrId(vr),
@@ -252,7 +268,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                         format!("generation {:?} is not a number", r.generation),
                     )
                 })?,
-                credential: r.credential,
+                auth,
             })
         }
         "interfaces" => {

@@ -3,8 +3,63 @@ pub use crate::mac::MacAddr;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: &str = "1";
+pub use crate::auth::{Nonce, Proof};
+
+/// The protocol versions this crate speaks, oldest first: 1 authenticates with
+/// the credential itself, 2 with a proof over the host's nonce (docs/protocol.md).
+pub const VERSIONS: &[u8] = &[1, 2];
+
+/// The newest version this crate speaks.
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// A stream's opening tag, `<vrfwd version="2" versions="1 2" nonce="…">`: the
+/// version its sender uses (a host: the one it chose), every version the sender
+/// speaks, and the host's challenge (version 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHeader {
+    pub version: u8,
+    pub speaks: Vec<u8>,
+    pub nonce: Option<Nonce>,
+}
+
+impl StreamHeader {
+    /// What a client (an agent, a cloning host) opens with: the newest version,
+    /// and every version it speaks.
+    pub fn client() -> StreamHeader {
+        StreamHeader {
+            version: PROTOCOL_VERSION,
+            speaks: VERSIONS.to_vec(),
+            nonce: None,
+        }
+    }
+
+    /// A host's answer: the version it chose, and the nonce for version 2.
+    pub fn host(version: u8, nonce: Option<Nonce>) -> StreamHeader {
+        StreamHeader {
+            version,
+            speaks: VERSIONS.to_vec(),
+            nonce,
+        }
+    }
+
+    /// The newest version both this side and the header's sender speak.
+    pub fn common_version(&self) -> Option<u8> {
+        VERSIONS
+            .iter()
+            .rev()
+            .find(|v| self.speaks.contains(v))
+            .copied()
+    }
+}
+
+/// How a `hello` proves it may open a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Version 1: the credential itself (clear text on the wire).
+    Credential(String),
+    /// Version 2: HMAC of the credential over the host's nonce, VR and generation.
+    Proof(Proof),
+}
 
 /// A virtual router's id (non-zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +73,7 @@ pub struct Hello {
     /// Higher generations replace older sessions of the same VR (the agent after a
     /// migration).
     pub generation: u64,
-    pub credential: String,
+    pub auth: Auth,
 }
 
 /// One guest interface, as the guest names it.

@@ -33,8 +33,8 @@ fn corpus_session_decodes_at_every_split() {
     match &whole[0] {
         Ok(Stanza::Hello(h)) => {
             assert_eq!(
-                (h.vr, h.generation, h.credential.as_str()),
-                (VrId(3), 7, "s3cret&more")
+                (h.vr, h.generation, &h.auth),
+                (VrId(3), 7, &Auth::Credential("s3cret&more".into()))
             );
         }
         other => panic!("{other:?}"),
@@ -194,16 +194,23 @@ fn arb_station() -> impl Strategy<Value = u32> {
 
 fn arb_stanza() -> impl Strategy<Value = Stanza> {
     prop_oneof![
-        (any::<u64>(), 1u32.., any::<u64>(), "[ -~]{1,40}").prop_map(
-            |(seq, vr, generation, credential)| {
+        (
+            any::<u64>(),
+            1u32..,
+            any::<u64>(),
+            prop_oneof![
+                "[ -~]{1,40}".prop_map(Auth::Credential),
+                any::<[u8; 32]>().prop_map(|p| Auth::Proof(Proof(p))),
+            ]
+        )
+            .prop_map(|(seq, vr, generation, auth)| {
                 Stanza::Hello(Hello {
                     seq,
                     vr: VrId(vr),
                     generation,
-                    credential,
+                    auth,
                 })
-            }
-        ),
+            }),
         (
             any::<u64>(),
             proptest::collection::vec((arb_name(), arb_mac(), any::<u32>(), 0u8..=32), 0..5)
@@ -368,4 +375,63 @@ fn a_raised_limit_applies_from_the_next_stanza() {
     );
     d.feed(big.as_bytes());
     assert!(matches!(d.next_stanza(), Some(Ok(Stanza::Routes { .. }))));
+}
+
+fn header_of(text: &str) -> Result<Option<StreamHeader>, DecodeError> {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(text.as_bytes());
+    match d.next_stanza() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(d.header().cloned()),
+    }
+}
+
+#[test]
+fn stream_headers_negotiate_the_newest_common_version() {
+    // A version-1 peer: version 1 only.
+    let v1 = header_of(&stream_open()).unwrap().unwrap();
+    assert_eq!((v1.speaks.clone(), v1.common_version()), (vec![1], Some(1)));
+    // This crate's client, and a host's answer with its nonce, read back.
+    let client = header_of(&stream_header(&StreamHeader::client()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(client, StreamHeader::client());
+    assert_eq!(client.common_version(), Some(2));
+    let nonce = Nonce([0xab; 32]);
+    let host = StreamHeader::host(2, Some(nonce));
+    assert_eq!(
+        header_of(&stream_header(&host)).unwrap().unwrap().nonce,
+        Some(nonce)
+    );
+    // A newer peer that also speaks 2 is understood; one that speaks only 9 is not.
+    let newer = header_of(r#"<vrfwd version="9" versions="2 9">"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(newer.common_version(), Some(2));
+    for bad in [
+        r#"<vrfwd version="9">"#,
+        r#"<vrfwd version="2" versions="1">"#,
+        r#"<vrfwd version="02">"#,
+        r#"<vrfwd version="2" nonce="xyz">"#,
+        r#"<vrfwd>"#,
+    ] {
+        let err = header_of(bad).unwrap_err();
+        assert_eq!(
+            (err.code, err.fatal),
+            (ErrorCode::BadVersion, true),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_hello_carries_a_credential_or_a_proof_never_both() {
+    let proof = Proof([1; 32]);
+    let stream = format!(
+        "<vrfwd version=\"2\"><hello seq=\"1\" vr=\"3\" generation=\"4\" proof=\"{proof}\"/></vrfwd>"
+    );
+    match &decode_all(stream.as_bytes(), 5)[0] {
+        Ok(Stanza::Hello(h)) => assert_eq!(h.auth, Auth::Proof(proof)),
+        other => panic!("{other:?}"),
+    }
 }

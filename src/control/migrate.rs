@@ -25,8 +25,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::{interval, timeout, Instant};
 use vrfwd_proto::{
-    encode, stream_close, stream_open, Decoder, ErrorCode, Hello, Limits, NeighborOp, RouteOp,
-    Stanza, VrId,
+    encode, stream_close, stream_header, Auth, Decoder, ErrorCode, Hello, Limits, NeighborOp,
+    Nonce, Proof, RouteOp, Stanza, StreamHeader, VrId,
 };
 
 /// Routes per `routes` stanza of a clone's sync.
@@ -178,20 +178,38 @@ impl Sessions {
             .await
             .ok_or(MigrateError::Writer)?;
 
+        let write_timeout = Duration::from_secs(self.limits.write_timeout_s.into());
+        let mut decoder = Decoder::new(Limits {
+            max_stanza_bytes: self.limits.max_stanza_bytes,
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        send(
+            &mut wr,
+            &stream_header(&StreamHeader::client()),
+            write_timeout,
+            to,
+        )
+        .await?;
+        let nonce = timeout(CONNECT_TIMEOUT, host_nonce(&mut rd, &mut decoder, &mut buf))
+            .await
+            .map_err(|_| MigrateError::Timeout(to, CONNECT_TIMEOUT))?
+            .map_err(|why| MigrateError::Refused(to, why))?;
+
         let mut seq = 0u64;
         let mut next = || {
             seq += 1;
             seq
         };
-        let mut out = stream_open();
+        let mut out = String::new();
         let push = |out: &mut String, s: Stanza| out.push_str(&encode(&s));
+        let generation = self.generation(v).unwrap_or(0);
         push(
             &mut out,
             Stanza::Hello(Hello {
                 seq: next(),
                 vr: VrId(vr.id),
-                generation: self.generation(v).unwrap_or(0),
-                credential,
+                generation,
+                auth: Auth::Proof(Proof::new(credential.as_bytes(), &nonce, vr.id, generation)),
             }),
         );
         push(
@@ -221,15 +239,10 @@ impl Sessions {
         }
         let sync_end = next();
         push(&mut out, Stanza::SyncEnd { seq: sync_end });
-        let write_timeout = Duration::from_secs(self.limits.write_timeout_s.into());
         let keepalive = Duration::from_secs(self.limits.keepalive_s.into());
         send(&mut wr, &out, write_timeout, to).await?;
         let mut last_sent = Instant::now();
 
-        let mut decoder = Decoder::new(Limits {
-            max_stanza_bytes: self.limits.max_stanza_bytes,
-        });
-        let mut buf = vec![0u8; 16 * 1024];
         let mut tick = interval(NEIGHBOR_PERIOD);
         loop {
             let mut out = String::new();
@@ -400,6 +413,33 @@ async fn send(
     super::session::send(wr, text.as_bytes(), limit)
         .await
         .map_err(|source| MigrateError::Io { to, source })
+}
+
+/// Reads the destination's stream header and returns its challenge: clones
+/// authenticate with version 2 only (the host credential never crosses the wire).
+async fn host_nonce(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    decoder: &mut Decoder,
+    buf: &mut [u8],
+) -> Result<Nonce, String> {
+    loop {
+        if let Some(h) = decoder.header() {
+            return match (h.version, h.nonce) {
+                (2.., Some(nonce)) => Ok(nonce),
+                (version, _) => Err(format!(
+                    "the destination speaks protocol version {version}, clones need 2"
+                )),
+            };
+        }
+        let n = rd.read(buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before its stream header".into());
+        }
+        decoder.feed(&buf[..n]);
+        if let Some(Err(e)) = decoder.next_stanza() {
+            return Err(e.to_string());
+        }
+    }
 }
 
 #[cfg(test)]

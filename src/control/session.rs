@@ -39,7 +39,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use vrfwd_proto::{
-    encode, stream_close, stream_open, Decoder, ErrorCode, Limits, NeighborOp, RouteOp, Stanza,
+    encode, stream_close, stream_header, stream_open, Auth, Decoder, ErrorCode, Limits, NeighborOp,
+    Nonce, RouteOp, Stanza, StreamHeader,
 };
 
 /// The largest stanza a peer may send before its `hello` succeeded.
@@ -52,6 +53,56 @@ const MAX_TRACKED_SOURCES: usize = 4096;
 const PEER_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Characters of a peer's error message that reach the log.
 const PEER_ERROR_LOG_CHARS: usize = 200;
+
+/// What a `hello` claims, with what it is checked against.
+struct Claim<'a> {
+    vr: u32,
+    generation: u64,
+    auth: &'a Auth,
+    /// The connection's challenge (version 2).
+    nonce: &'a Nonce,
+    source: IpAddr,
+}
+
+impl Claim<'_> {
+    /// Whether the hello proves knowledge of `expected` (constant-time).
+    fn holds(&self, expected: &Option<String>) -> bool {
+        let Some(expected) = expected.as_deref() else {
+            return false;
+        };
+        match self.auth {
+            Auth::Credential(c) => bool::from(expected.as_bytes().ct_eq(c.as_bytes())),
+            Auth::Proof(p) => p.verify(expected.as_bytes(), self.nonce, self.vr, self.generation),
+        }
+    }
+}
+
+/// A fresh per-connection challenge from the operating system's generator.
+fn random_nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).expect("the OS random number generator");
+    nonce
+}
+
+/// Opens the stream (as version 1, which every peer reads), says why, and ends.
+async fn refuse(
+    wr: &mut OwnedWriteHalf,
+    code: ErrorCode,
+    why: &str,
+    write_timeout: Duration,
+) -> std::io::Result<()> {
+    let e = Stanza::Error {
+        seq: None,
+        code,
+        message: why.into(),
+    };
+    send(
+        wr,
+        format!("{}{}", stream_open(), encode(&e)).as_bytes(),
+        write_timeout,
+    )
+    .await
+}
 
 /// What every session shares.
 pub struct Sessions {
@@ -203,6 +254,8 @@ impl Sessions {
             bound: None,
             kick: Arc::new(Notify::new()),
             peer_errors: (None, 0),
+            version: None,
+            nonce: Nonce(random_nonce()),
         };
         if let Err(e) = session.run(stream, admitted, shutdown).await {
             tracing::debug!(%peer, "session ended: {e}");
@@ -219,13 +272,9 @@ impl Sessions {
 
     /// The VR a `hello` names and whether it is a clone (the host credential,
     /// from a configured peer) or its guest (the VR's credential). Credentials
-    /// are compared in constant time; every failure reads the same.
-    fn authenticate(
-        &self,
-        vr_id: u32,
-        credential: &str,
-        source: IpAddr,
-    ) -> Result<(usize, bool), Reject> {
+    /// and proofs are compared in constant time; every failure reads the same.
+    fn authenticate(&self, claim: &Claim) -> Result<(usize, bool), Reject> {
+        let vr_id = claim.vr;
         let auth_failed = || fatal(ErrorCode::Auth, format!("wrong credential for vr {vr_id}"));
         let v = self
             .dp
@@ -233,14 +282,11 @@ impl Sessions {
             .iter()
             .position(|v| v.id == vr_id)
             .ok_or_else(auth_failed)?;
-        let matches = |expected: &Option<String>| {
-            expected
-                .as_deref()
-                .is_some_and(|e| bool::from(e.as_bytes().ct_eq(credential.as_bytes())))
-        };
-        if matches(&self.credentials[v]) {
+        if claim.holds(&self.credentials[v]) {
             Ok((v, false))
-        } else if matches(&self.limits.host_credential) && self.limits.peers.contains(&source) {
+        } else if self.limits.peers.contains(&claim.source)
+            && claim.holds(&self.limits.host_credential)
+        {
             Ok((v, true))
         } else {
             Err(auth_failed())
@@ -308,6 +354,10 @@ struct Session {
     kick: Arc<Notify>,
     /// When a peer's `<error>` was last logged, and how many were not since.
     peer_errors: (Option<Instant>, u64),
+    /// The version agreed in the stream headers, once the peer's has arrived.
+    version: Option<u8>,
+    /// This connection's challenge (version 2).
+    nonce: Nonce,
 }
 
 /// A session after a successful `hello`.
@@ -329,14 +379,8 @@ impl Session {
         let limits = self.sessions.limits.clone();
         let (mut rd, mut wr) = stream.into_split();
         let write_timeout = Duration::from_secs(limits.write_timeout_s.into());
-        send(&mut wr, stream_open().as_bytes(), write_timeout).await?;
         if let Err(why) = admitted {
-            let e = Stanza::Error {
-                seq: None,
-                code: ErrorCode::Limit,
-                message: why.into(),
-            };
-            return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
+            return refuse(&mut wr, ErrorCode::Limit, why, write_timeout).await;
         }
         // Until the peer has authenticated it may not make the host hold more
         // than a hello needs.
@@ -380,7 +424,21 @@ impl Session {
                         return Ok(());
                     }
                     decoder.feed(&buf[..n]);
-                    while let Some(next) = decoder.next_stanza() {
+                    loop {
+                        let next = decoder.next_stanza();
+                        // The host speaks once it knows what the peer speaks.
+                        if let (None, Some(peer)) = (self.version, decoder.header()) {
+                            match self.answer_header(peer) {
+                                Ok(ours) => send(&mut wr, stream_header(&ours).as_bytes(), write_timeout).await?,
+                                Err(r) => return refuse(&mut wr, r.code, &r.message, write_timeout).await,
+                            }
+                        }
+                        let Some(next) = next else { break };
+                        if self.version.is_none() {
+                            // Failed before the header (a DTD, text, a bad root).
+                            send(&mut wr, stream_open().as_bytes(), write_timeout).await?;
+                            self.version = Some(1);
+                        }
                         idle_by = Instant::now() + idle;
                         // Rate limit: slow down a peer that sends too fast.
                         if window.0.elapsed() >= Duration::from_secs(1) {
@@ -435,9 +493,7 @@ impl Session {
     /// Carries out one stanza; true if it is to be acknowledged.
     async fn apply(&mut self, stanza: Stanza) -> Result<bool, Reject> {
         match (&self.bound, stanza) {
-            (None, Stanza::Hello(h)) => self
-                .hello(h.vr.0, h.generation, &h.credential)
-                .map(|_| true),
+            (None, Stanza::Hello(h)) => self.hello(h.vr.0, h.generation, &h.auth).map(|_| true),
             (None, Stanza::Keepalive) => Ok(false),
             (None, _) => Err(fatal(ErrorCode::Sequence, "hello must come first")),
             (Some(_), Stanza::Hello(_)) => Err(reject(
@@ -492,6 +548,24 @@ impl Session {
         }
     }
 
+    /// The host's stream header for the peer's: the newest version both speak
+    /// (version 1 only where the host accepts credentials in clear text) and,
+    /// for version 2, this connection's nonce.
+    fn answer_header(&mut self, peer: &StreamHeader) -> Result<StreamHeader, Reject> {
+        let version = peer.common_version().unwrap_or(1);
+        if version == 1 && !self.sessions.limits.accept_v1 {
+            return Err(fatal(
+                ErrorCode::BadVersion,
+                "this host does not accept version 1 (credentials in clear text): upgrade the agent",
+            ));
+        }
+        self.version = Some(version);
+        Ok(StreamHeader::host(
+            version,
+            (version >= 2).then_some(self.nonce),
+        ))
+    }
+
     /// Logs what the peer reported, escaped, cut short, and at most once per
     /// [`PEER_ERROR_LOG_INTERVAL`] (with how many were left out).
     fn log_peer_error(&mut self, code: ErrorCode, message: &str) {
@@ -513,7 +587,7 @@ impl Session {
     /// Authenticates the session for a VR. Every check (throttle, credential,
     /// peer, VR state, the session it would replace) comes before any state
     /// changes: a refused hello leaves the VR as it was.
-    fn hello(&mut self, vr_id: u32, generation: u64, credential: &str) -> Result<(), Reject> {
+    fn hello(&mut self, vr_id: u32, generation: u64, auth: &Auth) -> Result<(), Reject> {
         let sessions = Arc::clone(&self.sessions);
         let source = self.peer.ip();
         if sessions.throttled(source) {
@@ -522,8 +596,32 @@ impl Session {
                 format!("too many failed hellos from {source}: wait a minute"),
             ));
         }
+        match (self.version, auth) {
+            (Some(1), Auth::Credential(_)) | (Some(2), Auth::Proof(_)) => {}
+            (version, _) => {
+                return Err(fatal(
+                    ErrorCode::Auth,
+                    format!(
+                        "version {} authenticates with {}",
+                        version.unwrap_or(1),
+                        if version == Some(2) {
+                            "a proof"
+                        } else {
+                            "a credential"
+                        }
+                    ),
+                ))
+            }
+        }
+        let claim = Claim {
+            vr: vr_id,
+            generation,
+            auth,
+            nonce: &self.nonce,
+            source,
+        };
         let (v, clone) = sessions
-            .authenticate(vr_id, credential, source)
+            .authenticate(&claim)
             .inspect_err(|_| sessions.failed_hello(source))?;
         let vr = &sessions.dp.vrs[v];
         if clone && vr.state() != VrState::Standby {

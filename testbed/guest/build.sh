@@ -56,7 +56,7 @@ for bin in "$root/usr/sbin/bird" "$root/usr/sbin/birdc" "$root/usr/sbin/vrfwd-ag
 done
 cp "$here/bird.conf" "$root/etc/bird.conf"
 cp "$here/agent.toml" "$root/etc/vrfwd/agent.toml"
-echo -n "vr1-secret" > "$root/etc/vrfwd/credential"
+echo -n "vr1-secret-for-testbeds" > "$root/etc/vrfwd/credential"
 echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
 echo "root:x:0:" > "$root/etc/group"
 cp "$here/init" "$root/init"

@@ -129,7 +129,7 @@ mbufs = 8191
 
 [control]
 listen = "0.0.0.0:{CONTROL_PORT}"
-host_credential = "host-secret"
+host_credential = "host-secret-for-testbeds"
 peers = ["{HOSTS['A']}", "{HOSTS['B']}"]
 drain_ms = 2000
 keepalive_s = 2
@@ -167,7 +167,7 @@ uplink = "up2"
 [[vr]]
 id = 1
 name = "{DOMAIN}"
-credential = "vr1-secret"
+credential = "vr1-secret-for-testbeds"
 standby = {"false" if h == "A" else "true"}
 {ifaces}''')
 

@@ -4,7 +4,10 @@ use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
-use vrfwd_proto::{stream_open, Decoder, ErrorCode, Limits, Stanza};
+use vrfwd_proto::{
+    encode, stream_header, stream_open, Auth, Decoder, ErrorCode, Hello, Limits, Nonce, Proof,
+    Stanza, StreamHeader, VrId,
+};
 
 /// A protocol client, as an agent would be.
 pub struct Client {
@@ -25,6 +28,51 @@ impl Client {
         let mut c = Client::bare(source, port);
         c.raw(stream_open().as_bytes());
         c
+    }
+
+    /// Connected from `source` as a version-2 peer; returns the host's nonce.
+    pub fn connect_v2(source: Ipv4Addr, port: u16) -> (Client, Nonce) {
+        let mut c = Client::bare(source, port);
+        c.raw(stream_header(&StreamHeader::client()).as_bytes());
+        let h = c.header().expect("the host's stream header");
+        assert_eq!(h.version, 2, "{h:?}");
+        (c, h.nonce.expect("a version-2 host sends a nonce"))
+    }
+
+    /// The `hello` a version-2 agent sends: a proof of `credential` over `nonce`.
+    pub fn hello_v2(
+        &mut self,
+        vr: u32,
+        generation: u64,
+        credential: &str,
+        nonce: &Nonce,
+    ) -> String {
+        self.seq += 1;
+        encode(&Stanza::Hello(Hello {
+            seq: self.seq,
+            vr: VrId(vr),
+            generation,
+            auth: Auth::Proof(Proof::new(credential.as_bytes(), nonce, vr, generation)),
+        }))
+    }
+
+    /// Reads until the host's stream header has arrived.
+    pub fn header(&mut self) -> Option<StreamHeader> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(h) = self.decoder.header() {
+                return Some(h.clone());
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    self.decoder.feed(&buf[..n]);
+                    if let Some(Err(e)) = self.decoder.next_stanza() {
+                        panic!("the host's stream: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Connected from `source`, nothing sent yet.
