@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::control::ctl::Ctl;
 use crate::control::session::Sessions;
-use crate::control::writer::RouteWriter;
+use crate::control::writer::{Budget, RouteWriter};
 use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane};
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
@@ -135,7 +135,11 @@ fn run_on(
         let cores = &config.cores;
         s.spawn(move || {
             off_lcores(cores);
-            RouteWriter::new(dp, routes, config.control.max_routes_per_vr).run(commands, stop_ref)
+            let budget = Budget {
+                max_routes: config.control.max_routes_per_vr,
+                table_memory: config.limits.table_memory_mib << 20,
+            };
+            RouteWriter::new(dp, routes, budget).run(commands, stop_ref)
         });
         if let Some(listener) = control_listener {
             let sessions = Arc::clone(sessions_ref);

@@ -72,6 +72,8 @@ pub struct Config {
     #[serde(default)]
     pub control: ControlConfig,
     #[serde(default)]
+    pub limits: HostLimits,
+    #[serde(default)]
     pub attach: AttachConfig,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortConfig>,
@@ -140,6 +142,24 @@ impl Default for IdleConfig {
         IdleConfig {
             spin_polls: 256,
             max_sleep_us: 200,
+        }
+    }
+}
+
+/// Host-wide budgets that no VR may push the host past.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostLimits {
+    /// Route-table memory of all VRs together, both copies of each counted with
+    /// their whole first level (a compact pair ≈ 0.5 MiB, a wide one ≈ 128 MiB);
+    /// a batch that would pass it is refused with `limit`.
+    pub table_memory_mib: usize,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            table_memory_mib: 8192,
         }
     }
 }

@@ -819,7 +819,10 @@ fn write_reject(e: WriteError) -> Reject {
     let code = match e {
         WriteError::Table(TableError::HostBits(..)) => ErrorCode::HostBits,
         WriteError::Table(TableError::BadLength(_)) => ErrorCode::BadPrefix,
-        WriteError::Table(_) | WriteError::NextHops | WriteError::Routes(_) => ErrorCode::Limit,
+        WriteError::Table(_)
+        | WriteError::NextHops
+        | WriteError::Routes(_)
+        | WriteError::Memory(_) => ErrorCode::Limit,
         WriteError::NotSyncing => ErrorCode::Sequence,
     };
     reject(code, e.to_string())

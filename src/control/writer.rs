@@ -84,6 +84,9 @@ pub enum WriteError {
     /// The batch would take the VR past its route limit (staged routes count).
     #[error("more than {0} routes for this VR")]
     Routes(usize),
+    /// The batch would take the host's route tables past their memory budget.
+    #[error("the host's route-table memory budget ({0} MiB) would be exceeded")]
+    Memory(usize),
     /// `sync-end` without `sync-begin`.
     #[error("no sync in progress")]
     NotSyncing,
@@ -159,6 +162,8 @@ struct VrState {
     job: Option<Job>,
     /// In the round-robin list of VRs with work.
     scheduled: bool,
+    /// The table memory this VR is accounted for (its pair, settled).
+    memory: usize,
 }
 
 /// A batch staged a quantum at a time, published whole when complete.
@@ -205,29 +210,59 @@ pub struct RouteWriter<'a> {
     ready: VecDeque<usize>,
     /// Routes a VR may hold, staged ones included.
     max_routes: usize,
+    /// Table memory all VRs may hold together, and what they hold.
+    memory_budget: usize,
+    memory_used: usize,
+}
+
+/// What the writer may let VRs hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Routes per VR, staged ones included.
+    pub max_routes: usize,
+    /// Table memory of all VRs together, in bytes.
+    pub table_memory: usize,
 }
 
 impl<'a> RouteWriter<'a> {
-    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>, max_routes: usize) -> Self {
+    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>, budget: Budget) -> Self {
+        let vrs: Vec<VrState> = routes
+            .into_iter()
+            .map(|routes| VrState {
+                own: routes.system.iter().map(key).collect(),
+                memory: routes.tables.settled_memory_bytes(),
+                routes,
+                slots: FxHashMap::default(),
+                marked: None,
+                withdrawn: false,
+                feed: None,
+                queue: VecDeque::new(),
+                job: None,
+                scheduled: false,
+            })
+            .collect();
         RouteWriter {
             dp,
-            vrs: routes
-                .into_iter()
-                .map(|routes| VrState {
-                    own: routes.system.iter().map(key).collect(),
-                    routes,
-                    slots: FxHashMap::default(),
-                    marked: None,
-                    withdrawn: false,
-                    feed: None,
-                    queue: VecDeque::new(),
-                    job: None,
-                    scheduled: false,
-                })
-                .collect(),
+            memory_used: vrs.iter().map(|v| v.memory).sum(),
+            vrs,
             ready: VecDeque::new(),
-            max_routes,
+            max_routes: budget.max_routes,
+            memory_budget: budget.table_memory,
         }
+    }
+
+    /// Whether VR `v` holding `bytes` of tables would keep the host in budget
+    /// (shrinking always does).
+    fn fits(&self, v: usize, bytes: usize) -> bool {
+        let old = self.vrs[v].memory;
+        bytes <= old || self.memory_used - old + bytes <= self.memory_budget
+    }
+
+    /// Accounts VR `v`'s tables as they will be once settled.
+    fn account(&mut self, v: usize) {
+        let bytes = self.vrs[v].routes.tables.settled_memory_bytes();
+        self.memory_used = self.memory_used - self.vrs[v].memory + bytes;
+        self.vrs[v].memory = bytes;
     }
 
     /// Serves commands until `stop` is set or every sender is gone. Waits on the
@@ -384,20 +419,23 @@ impl<'a> RouteWriter<'a> {
 
     /// Stages about `budget` entries of VR `v`'s job; completes it when all is staged.
     fn advance(&mut self, v: usize, budget: u64) {
+        // Whether the host has room for this VR's tables to widen, if they must.
+        let wide_fits = self.fits(v, wide_pair_bytes() + self.vrs[v].memory);
         let state = &mut self.vrs[v];
         let job = state.job.as_mut().expect("a job");
         let tables = &mut state.routes.tables;
-        match tables.stage_some(job.mark, &job.changes[job.staged..], budget) {
+        let staged = tables.stage_some(job.mark, &job.changes[job.staged..], budget);
+        match staged {
             Ok(n) => {
                 job.staged += n;
                 if job.staged == job.changes.len() {
                     let job = state.job.take().expect("a job");
-                    self.complete(v, job);
+                    self.finish(v, job);
                 }
             }
             // A small VR that outgrew its compact table moves to a wide one, whole:
             // everything staged before this batch, then the batch from its start.
-            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 => {
+            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 && wide_fits => {
                 match tables.widened(WIDE_MAX_GROUPS) {
                     Ok(wide) => {
                         tracing::info!(
@@ -411,12 +449,34 @@ impl<'a> RouteWriter<'a> {
                     Err(e) => state.job.take().expect("a job").done.fail(e.into()),
                 }
             }
+            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 => {
+                let budget = self.memory_budget >> 20;
+                state
+                    .job
+                    .take()
+                    .expect("a job")
+                    .done
+                    .fail(WriteError::Memory(budget));
+            }
             Err(e) => state.job.take().expect("a job").done.fail(e.into()),
+        }
+    }
+
+    /// A job is staged whole: complete it if the host's table memory allows,
+    /// otherwise take it back out and refuse it.
+    fn finish(&mut self, v: usize, job: Job) {
+        let bytes = self.vrs[v].routes.tables.settled_memory_bytes();
+        if self.fits(v, bytes) {
+            self.complete(v, job);
+        } else {
+            self.vrs[v].routes.tables.unstage(job.mark);
+            job.done.fail(WriteError::Memory(self.memory_budget >> 20));
         }
     }
 
     /// A job's batch is staged whole: mark it (during a sync) or publish it, and answer.
     fn complete(&mut self, v: usize, job: Job) {
+        self.account(v);
         let state = &mut self.vrs[v];
         if let Some(feed) = &mut state.feed {
             feed.staged.extend_from_slice(&job.changes);
@@ -525,6 +585,7 @@ impl<'a> RouteWriter<'a> {
         if state.marked.is_none() {
             self.publish_staged(v);
         }
+        self.account(v);
         Ok(())
     }
 
@@ -604,6 +665,11 @@ impl<'a> RouteWriter<'a> {
     }
 }
 
+/// What a wide pair holds at least: two 2^24-entry first levels.
+fn wide_pair_bytes() -> usize {
+    2 * (1 << 24) * std::mem::size_of::<u32>()
+}
+
 fn key(c: &Change) -> (u32, u8) {
     match *c {
         Change::Add { net, len, .. } | Change::Delete { net, len } => (net & mask(len), len),
@@ -629,6 +695,11 @@ mod tests {
         let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
         (dp, rcu, routes)
     }
+
+    const BUDGET: Budget = Budget {
+        max_routes: 1_000_000,
+        table_memory: 1 << 40,
+    };
 
     const GW: NextHop = NextHop::Gateway {
         iface: 0,
@@ -672,7 +743,7 @@ mod tests {
     #[test]
     fn a_small_vr_that_outgrows_its_table_widens() {
         let (dp, rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
         let gw = GW;
         // 5000 /24s in distinct /16s: each needs its own group in a compact table.
         let edits: Vec<RouteEdit> = (0..5000u32)
@@ -704,7 +775,7 @@ mod tests {
     #[test]
     fn edits_sync_and_withdraw() {
         let (dp, rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
         let gw = GW;
         let system = dp.vrs[0].routes.load(Ordering::Relaxed);
 
@@ -840,7 +911,7 @@ mod tests {
     #[test]
     fn a_subscriber_gets_the_routes_then_each_published_change() {
         let (dp, _rcu, routes) = setup();
-        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
         edit(
             &mut w,
             vec![RouteEdit::Add {
@@ -891,7 +962,14 @@ mod tests {
     fn the_route_limit_counts_staged_routes() {
         let (dp, _rcu, routes) = setup();
         let system = dp.vrs[0].routes.load(Ordering::Relaxed);
-        let mut w = RouteWriter::new(&dp, routes, system + 20);
+        let mut w = RouteWriter::new(
+            &dp,
+            routes,
+            Budget {
+                max_routes: system + 20,
+                ..BUDGET
+            },
+        );
         let batch = |k: u32| {
             (0..10u32)
                 .map(|i| RouteEdit::Add {
@@ -950,7 +1028,7 @@ mod tests {
     #[test]
     fn an_expensive_batch_does_not_hold_up_another_vrs_edit() {
         let (dp, rcu, routes) = setup_with(TWO_VRS);
-        let mut w = RouteWriter::new(&dp, routes, 1_000_000);
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
         // VR 1 widens (like the attack: its table has a 2^24 first level), then
         // queues flaps of a /9, the costliest single change (2^15 entries in each
         // copy; a default route writes only the short level).
@@ -1022,5 +1100,53 @@ mod tests {
             w.next_turn();
         }
         assert_eq!(attacker.try_recv(), Ok(Ok(())));
+    }
+
+    #[test]
+    fn the_host_memory_budget_refuses_growth_whole() {
+        let (dp, rcu, routes) = setup();
+        let start = routes[0].tables.settled_memory_bytes();
+        // Room for a few more groups, not for a wide pair.
+        let mut w = RouteWriter::new(
+            &dp,
+            routes,
+            Budget {
+                table_memory: start + 16 * 1024,
+                ..BUDGET
+            },
+        );
+        // Each /24 in its own /16 needs a new 1 KiB group in each copy.
+        let batch = |first: u32, n: u32| -> Vec<RouteEdit> {
+            (first..first + n)
+                .map(|i| RouteEdit::Add {
+                    prefix: Ipv4Net::new(std::net::Ipv4Addr::from((60 << 24) + (i << 16)), 24)
+                        .unwrap(),
+                    next_hop: GW,
+                })
+                .collect()
+        };
+        edit(&mut w, batch(0, 4)).unwrap();
+        assert_eq!(lookup(&dp, &rcu, "60.3.0.1"), Some(GW));
+        let routes = dp.vrs[0].routes.load(Ordering::Relaxed);
+        assert_eq!(
+            edit(&mut w, batch(4, 16)),
+            Err(WriteError::Memory(0)),
+            "16 more groups in each copy exceed the budget"
+        );
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), routes);
+        assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), None, "nothing of it applied");
+        // Growing past the compact table would need a wide pair: refused too.
+        assert_eq!(edit(&mut w, batch(100, 5000)), Err(WriteError::Memory(0)));
+        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Compact16);
+        // Deleting always fits, and then the room is there again.
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("60.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        edit(&mut w, batch(4, 1)).unwrap();
+        assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), Some(GW));
     }
 }

@@ -133,6 +133,23 @@ impl TablePair {
         Ok(staged)
     }
 
+    /// Undoes the staged changes after `mark` (a batch refused after staging):
+    /// the private copy is rebuilt from the live one and what was staged before.
+    pub fn unstage(&mut self, mark: usize) {
+        self.rollback(mark);
+    }
+
+    /// Memory both copies will hold once what is staged is published and
+    /// replayed (see [`Table::memory_bytes`]).
+    pub fn settled_memory_bytes(&self) -> usize {
+        let newest = if self.ahead.is_empty() {
+            &self.live
+        } else {
+            &self.shadow
+        };
+        2 * newest.memory_bytes()
+    }
+
     /// Undoes the staged changes after `mark`: the private copy is rebuilt from
     /// the live one and what was staged before (out of groups half-way).
     fn rollback(&mut self, mark: usize) {
