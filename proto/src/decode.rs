@@ -281,6 +281,7 @@ impl Decoder {
                     self.state = State::Closed;
                     self.buf.clear();
                     self.scan = 0;
+                    self.base = 0;
                     return None;
                 }
                 None => {

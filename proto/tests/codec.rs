@@ -435,3 +435,14 @@ fn a_hello_carries_a_credential_or_a_proof_never_both() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_closed_stream_holds_nothing() {
+    // Found by tests/fuzz.rs: the count of held bytes underflowed after </vrfwd>.
+    let mut d = Decoder::new(Limits::default());
+    d.feed(b"<vrfwd version=\"1\"><keepalive/></vrfwd><more/>");
+    assert_eq!(d.next_stanza(), Some(Ok(Stanza::Keepalive)));
+    assert_eq!(d.next_stanza(), None);
+    assert!(d.is_closed());
+    assert_eq!(d.buffered(), 0);
+}
