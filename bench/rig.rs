@@ -68,7 +68,7 @@ pub fn ip(a: u32) -> std::net::Ipv4Addr {
 }
 
 /// The credential of every VR in benchmark configs.
-pub const CREDENTIAL: &str = "bench";
+pub const CREDENTIAL: &str = "bench-credential-0123456789";
 
 /// A config with pcap ports for `vrs` (their routes as static routes) and, with
 /// `control`, the route protocol on port `control` of every local address.
@@ -162,6 +162,13 @@ pub fn mpps(seconds: f64, count: &dyn Fn() -> Option<u64>) -> Result<f64> {
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let (t1, c1) = (Instant::now(), count().context("sample")?);
     Ok((c1 - c0) as f64 / (t1 - t0).as_secs_f64() / 1e6)
+}
+
+impl Running {
+    /// The process id of what runs.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Running {

@@ -100,7 +100,7 @@ name = "lan1"
 uplink = "out"
 [[vr]]
 id = 1
-credential = "test"
+credential = "trafgen-test-credential"
 [[vr.interface]]
 name = "eth0"
 mac = "{VR_ETH0}"
