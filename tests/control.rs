@@ -75,6 +75,9 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
         (r#"<routes seq="SEQ"><add prefix="10.2.0.0/16" interface="g1"/><add prefix="10.1.0.0/16" interface="eth9"/></routes>"#.to_owned(), ErrorCode::UnknownInterface),
         (format!("<routes seq=\"SEQ\">{too_many}</routes>"), ErrorCode::Limit),
         (r#"<interfaces seq="SEQ"><interface name="x" mac="02:99:00:00:00:01" address="10.9.9.1/24"/></interfaces>"#.to_owned(), ErrorCode::UnknownInterface),
+        // A neighbour must be a station on its interface's subnet.
+        (r#"<neighbors seq="SEQ"><add address="10.0.2.9" mac="02:00:00:00:bb:09" interface="g1"/><add address="10.0.9.9" mac="02:00:00:00:bb:09" interface="g1"/></neighbors>"#.to_owned(), ErrorCode::BadAddress),
+        (r#"<neighbors seq="SEQ"><add address="10.0.2.9" mac="01:00:5e:00:00:09" interface="g1"/></neighbors>"#.to_owned(), ErrorCode::BadMac),
     ] {
         let reply = c.call(&stanza);
         match reply {

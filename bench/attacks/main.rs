@@ -8,15 +8,12 @@
 //!
 //! Run (root, after `cargo build --release`): `target/release/vrfwd-attacks-bench`
 //! Last line: `attacks: victim_ack_p99_ms=<ms> attacker_routes_per_s=<n> rss_growth_mib=<n>`
-use anyhow::{bail, Context, Result};
-use socket2::{Domain, Socket, Type};
+use anyhow::{Context, Result};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use vrfwd_proto::{
-    encode, stream_header, Auth, Decoder, Hello, Limits, Proof, Stanza, StreamHeader, VrId,
-};
+use vrfwd_proto::{stream_header, StreamHeader};
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -24,8 +21,11 @@ mod gen;
 #[path = "../rig.rs"]
 #[allow(dead_code)] // shared with the other benchmarks
 mod rig;
+#[path = "../session.rs"]
+mod session;
 use gen::Noise;
-use rig::{vr_mac, write_pcap, CREDENTIAL};
+use rig::{vr_mac, write_pcap};
+use session::{connect, Session};
 
 const PORT: u16 = 17791;
 const HOSTILE: usize = 1000;
@@ -34,86 +34,12 @@ const PER_SOURCE: usize = 16;
 /// Route operations in one of the attacker's stanzas.
 const FLAPS: usize = 200;
 
-fn connect(source: Ipv4Addr) -> Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.bind(&SocketAddr::from((source, 0)).into())?;
-    socket.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, PORT)).into())?;
-    let stream: TcpStream = socket.into();
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// A version-2 session, as vrfwd-agent opens it.
-struct Session {
-    stream: TcpStream,
-    decoder: Decoder,
-    seq: u64,
-}
-
-impl Session {
-    fn open(source: Ipv4Addr, vr: u32) -> Result<Session> {
-        let mut s = Session {
-            stream: connect(source)?,
-            decoder: Decoder::new(Limits::default()),
-            seq: 0,
-        };
-        s.stream
-            .write_all(stream_header(&StreamHeader::client()).as_bytes())?;
-        let mut buf = [0u8; 4096];
-        let nonce = loop {
-            if let Some(h) = s.decoder.header() {
-                break h.nonce.context("a version-2 host sends a nonce")?;
-            }
-            let n = s.stream.read(&mut buf)?;
-            if n == 0 {
-                bail!("vrfwd closed before its header");
-            }
-            s.decoder.feed(&buf[..n]);
-            if let Some(Err(e)) = s.decoder.next_stanza() {
-                bail!("{e}");
-            }
-        };
-        let hello = Stanza::Hello(Hello {
-            seq: 1,
-            vr: VrId(vr),
-            generation: 1,
-            auth: Auth::Proof(Proof::new(CREDENTIAL.as_bytes(), &nonce, vr, 1)),
-        });
-        s.seq = 1;
-        s.stream.write_all(encode(&hello).as_bytes())?;
-        s.wait_ack(1)?;
-        let mac = vr_mac(vr as usize - 1, 0);
-        s.call(&format!("<interfaces seq=\"SEQ\"><interface name=\"eth0\" mac=\"{mac}\" address=\"10.0.0.1/24\"/></interfaces>"))?;
-        Ok(s)
-    }
-
-    /// Sends one stanza (`SEQ` filled in) and returns how long its ack took.
-    fn call(&mut self, stanza: &str) -> Result<Duration> {
-        self.seq += 1;
-        let start = Instant::now();
-        self.stream
-            .write_all(stanza.replace("SEQ", &self.seq.to_string()).as_bytes())?;
-        self.wait_ack(self.seq)?;
-        Ok(start.elapsed())
-    }
-
-    fn wait_ack(&mut self, want: u64) -> Result<()> {
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(r) = self.decoder.next_stanza() {
-                match r? {
-                    Stanza::Ack { seq } if seq == want => return Ok(()),
-                    Stanza::Ack { .. } | Stanza::Keepalive => {}
-                    other => bail!("vrfwd answered {}", encode(&other)),
-                }
-            }
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                bail!("vrfwd closed the session");
-            }
-            self.decoder.feed(&buf[..n]);
-        }
-    }
+/// VR `vr`'s session with its one interface declared.
+fn open_session(source: Ipv4Addr, vr: u32) -> Result<Session> {
+    let mut s = Session::open(source, PORT, vr)?;
+    let mac = vr_mac(vr as usize - 1, 0);
+    s.call(&format!("<interfaces seq=\"SEQ\"><interface name=\"eth0\" mac=\"{mac}\" address=\"10.0.0.1/24\"/></interfaces>"))?;
+    Ok(s)
 }
 
 /// Single-route adds by VR 2 for `seconds`, one at a time, 5 ms apart (an agent
@@ -161,7 +87,7 @@ fn hostile(k: usize) -> Option<TcpStream> {
         1 + (k / PER_SOURCE / 250) as u8,
         1 + (k / PER_SOURCE % 250) as u8,
     );
-    let mut s = connect(source).ok()?;
+    let mut s = connect(source, PORT).ok()?;
     let mut text = stream_header(&StreamHeader::client());
     text.push_str("<routes seq=\"1\">");
     while text.len() < 4000 {
@@ -207,8 +133,8 @@ fn main() -> Result<()> {
     let vrfwd = rig::start_vrfwd(&dir, &config)?;
     let pid = vrfwd.pid();
 
-    let mut blue = Session::open(Ipv4Addr::new(127, 0, 0, 2), 2).context("VR 2's session")?;
-    let mut red = Session::open(Ipv4Addr::new(127, 0, 0, 3), 1).context("VR 1's session")?;
+    let mut blue = open_session(Ipv4Addr::new(127, 0, 0, 2), 2).context("VR 2's session")?;
+    let mut red = open_session(Ipv4Addr::new(127, 0, 0, 3), 1).context("VR 1's session")?;
     let wide: String = (0..5000u32)
         .map(|i| {
             let a = Ipv4Addr::from((30 << 24) + (i << 16));

@@ -8,11 +8,10 @@
 //!
 //! Run (root, after `cargo build --release`): `target/release/vrfwd-routes-bench`
 //! Last line: `routes: full_table_1m_s=<s> routes_per_s=<rate> churn_cost=<fraction>`
-use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use vrfwd_proto::{encode, stream_open, Decoder, Limits, Stanza};
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -20,67 +19,27 @@ mod gen;
 #[path = "../rig.rs"]
 #[allow(dead_code)] // shared with the other benchmarks
 mod rig;
+#[path = "../session.rs"]
+mod session;
 use gen::{prefixes, Noise};
-use rig::{ip, vr_mac, vrfwd_forwarded, write_pcap, CREDENTIAL};
+use rig::{ip, vr_mac, vrfwd_forwarded, write_pcap};
+use session::Session;
 
 const PORT: u16 = 17790;
 const PER_STANZA: usize = 5000;
 
-/// A protocol session, blocking.
-struct Session {
-    stream: TcpStream,
-    decoder: Decoder,
-    seq: u64,
+/// The benchmark's session: VR 1 with its two interfaces declared.
+fn open_session() -> Result<Session> {
+    let mut s = Session::open(Ipv4Addr::LOCALHOST, PORT, 1)?;
+    s.call(&format!(
+        "<interfaces seq=\"SEQ\"><interface name=\"eth0\" mac=\"{}\" address=\"10.0.0.1/24\"/><interface name=\"eth1\" mac=\"{}\" address=\"10.1.0.1/24\"/></interfaces>",
+        vr_mac(0, 0),
+        vr_mac(0, 1)
+    ))?;
+    Ok(s)
 }
 
 impl Session {
-    fn open() -> Result<Session> {
-        let mut stream = TcpStream::connect(("127.0.0.1", PORT))?;
-        stream.set_nodelay(true)?;
-        stream.write_all(stream_open().as_bytes())?;
-        let mut s = Session {
-            stream,
-            decoder: Decoder::new(Limits::default()),
-            seq: 0,
-        };
-        s.call(&format!(
-            "<hello seq=\"SEQ\" vr=\"1\" generation=\"1\" credential=\"{CREDENTIAL}\"/>"
-        ))?;
-        s.call(&format!(
-            "<interfaces seq=\"SEQ\"><interface name=\"eth0\" mac=\"{}\" address=\"10.0.0.1/24\"/><interface name=\"eth1\" mac=\"{}\" address=\"10.1.0.1/24\"/></interfaces>",
-            vr_mac(0, 0),
-            vr_mac(0, 1)
-        ))?;
-        Ok(s)
-    }
-
-    /// Sends one stanza (`SEQ` replaced by its number) and waits for its ack.
-    fn call(&mut self, stanza: &str) -> Result<()> {
-        self.seq += 1;
-        self.stream
-            .write_all(stanza.replace("SEQ", &self.seq.to_string()).as_bytes())?;
-        self.wait_ack(self.seq)
-    }
-
-    /// Reads until the ack of `want` (acks are cumulative).
-    fn wait_ack(&mut self, want: u64) -> Result<()> {
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(r) = self.decoder.next_stanza() {
-                match r? {
-                    Stanza::Ack { seq } if seq == want => return Ok(()),
-                    Stanza::Ack { .. } | Stanza::Keepalive => {}
-                    other => bail!("vrfwd answered {}", encode(&other)),
-                }
-            }
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                bail!("vrfwd closed the session");
-            }
-            self.decoder.feed(&buf[..n]);
-        }
-    }
-
     fn routes(&mut self, routes: &[(u32, u8)], add: bool) -> Result<()> {
         for chunk in routes.chunks(PER_STANZA) {
             let ops: String = chunk
@@ -143,7 +102,7 @@ fn main() -> Result<()> {
     let _vrfwd = rig::start_vrfwd(&dir, &config)?;
     let forwarded = || vrfwd_forwarded(&socket);
 
-    let mut s = Session::open().context("route-protocol session")?;
+    let mut s = open_session().context("route-protocol session")?;
     let mut times = Vec::new();
     // The second 1M sync finds the table's memory already mapped (the first one
     // pays the page faults of ~300 MiB of fresh table memory).

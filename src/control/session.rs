@@ -28,7 +28,7 @@ use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -701,12 +701,26 @@ impl Session {
         })
     }
 
+    /// `addr` (a gateway or a neighbour, named on the guest's `interface`) must
+    /// lie on the subnet of the VR's interface `iface`.
+    fn on_subnet(&self, iface: usize, addr: Ipv4Addr, interface: &str) -> Result<(), Reject> {
+        let b = self.bound.as_ref().expect("bound");
+        let h = &self.sessions.dp.vrs[b.vr].interfaces[iface];
+        let m = crate::lpm::mask(h.prefix_len);
+        if u32::from(addr) & m == u32::from(h.address) & m {
+            Ok(())
+        } else {
+            Err(reject(
+                ErrorCode::BadAddress,
+                format!("{addr} is not on {interface}'s subnet"),
+            ))
+        }
+    }
+
     /// Validates route operations against the VR: known interfaces, gateways on
     /// their interface's subnet. The route limit is the writer's (it counts what
     /// a sync has staged too).
     fn route_edits(&self, ops: &[RouteOp]) -> Result<Vec<RouteEdit>, Reject> {
-        let b = self.bound.as_ref().expect("bound");
-        let vr = &self.sessions.dp.vrs[b.vr];
         ops.iter()
             .map(|op| match op {
                 RouteOp::Add {
@@ -718,14 +732,7 @@ impl Session {
                     let next_hop = match via {
                         None => NextHop::Attached { iface },
                         Some(via) => {
-                            let h = &vr.interfaces[iface];
-                            let m = crate::lpm::mask(h.prefix_len);
-                            if u32::from(*via) & m != u32::from(h.address) & m {
-                                return Err(reject(
-                                    ErrorCode::BadAddress,
-                                    format!("{via} is not on {interface}'s subnet"),
-                                ));
-                            }
+                            self.on_subnet(iface, *via, interface)?;
                             NextHop::Gateway {
                                 iface,
                                 via: (*via).into(),
@@ -753,10 +760,11 @@ impl Session {
                     address,
                     mac,
                     interface,
-                } => Ok((
-                    neighbor_key(self.iface(interface)?, (*address).into()),
-                    Some(*mac),
-                )),
+                } => {
+                    let iface = self.iface(interface)?;
+                    self.on_subnet(iface, *address, interface)?;
+                    Ok((neighbor_key(iface, (*address).into()), Some(*mac)))
+                }
                 NeighborOp::Delete { address, interface } => Ok((
                     neighbor_key(self.iface(interface)?, (*address).into()),
                     None,
