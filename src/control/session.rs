@@ -647,7 +647,7 @@ impl Session {
             }
         }
         // Accepted: from here on state changes.
-        if !clone && vr.transition(VrState::Standby, VrState::Active) {
+        if !clone && vr.activate_from_session() {
             tracing::info!(vr = vr_id, "the guest's agent is here: active");
         }
         if let Some(active) = &state.active {

@@ -1149,4 +1149,16 @@ mod tests {
         edit(&mut w, batch(4, 1)).unwrap();
         assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), Some(GW));
     }
+
+    #[test]
+    fn a_vr_activated_by_its_agent_still_owes_one_announcement() {
+        let config = crate::config::tests::EXAMPLE.replace("[[vr]]", "[[vr]]\nstandby = true");
+        let (dp, _rcu, _routes) = setup_with(&config);
+        let vr = &dp.vrs[0];
+        assert!(!vr.take_unannounced());
+        assert!(vr.activate_from_session());
+        assert!(!vr.activate_from_session(), "active already");
+        assert!(vr.take_unannounced(), "the guest's first frame announces");
+        assert!(!vr.take_unannounced(), "once");
+    }
 }

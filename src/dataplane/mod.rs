@@ -14,7 +14,7 @@ use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
 use crate::net::arp::{Arp, OP_REPLY};
 use crate::net::MacAddr;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A VR with fewer static routes than this starts on the compact table.
@@ -103,6 +103,9 @@ pub struct Vr {
     pub next_hops: NextHops,
     pub neighbors: AgeingCache,
     state: AtomicU8,
+    /// Activated by its agent's session before the guest's first frame on its
+    /// vif: that frame must still make an lcore announce the VR.
+    unannounced: AtomicBool,
 }
 
 impl Vr {
@@ -130,6 +133,23 @@ impl Vr {
         self.state
             .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Standby → active from the control side (the guest's agent said hello
+    /// here); the guest's next frame on its vif announces the VR.
+    pub fn activate_from_session(&self) -> bool {
+        let activated = self.transition(VrState::Standby, VrState::Active);
+        if activated {
+            self.unannounced.store(true, Ordering::Release);
+        }
+        activated
+    }
+
+    /// Whether an announcement is still owed since [`Vr::activate_from_session`]
+    /// (true once).
+    #[inline]
+    pub fn take_unannounced(&self) -> bool {
+        self.unannounced.load(Ordering::Relaxed) && self.unannounced.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -414,6 +434,7 @@ fn build_vr(
         } else {
             VrState::Active
         } as u8),
+        unannounced: AtomicBool::new(false),
     };
     Ok((vr, VrRoutes { tables, system }))
 }

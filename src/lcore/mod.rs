@@ -292,8 +292,7 @@ impl<'a> Worker<'a> {
             }
         }
         if let PortRole::Vif { vr, iface, .. } = role {
-            let v = &self.dp.vrs[vr];
-            if v.state() != VrState::Active && eth.src == v.interfaces[iface].mac {
+            if eth.src == self.dp.vrs[vr].interfaces[iface].mac {
                 self.guest_is_here(vr);
             }
         }
@@ -378,13 +377,19 @@ impl<'a> Worker<'a> {
     }
 
     /// VR `v`'s guest sent a frame on its vif: it runs here. A VR in standby (or
-    /// still draining after its guest left) becomes active, and announces itself
-    /// once the burst is classified.
+    /// still draining after its guest left, or activated by its agent's hello
+    /// before this frame) becomes active, and announces itself once the burst is
+    /// classified.
     fn guest_is_here(&mut self, v: usize) {
         let vr = &self.dp.vrs[v];
-        if vr.transition(VrState::Standby, VrState::Active)
-            || vr.transition(VrState::Draining, VrState::Active)
-        {
+        let arrived = match vr.state() {
+            VrState::Active => vr.take_unannounced(),
+            VrState::Standby | VrState::Draining => {
+                vr.transition(VrState::Standby, VrState::Active)
+                    || vr.transition(VrState::Draining, VrState::Active)
+            }
+        };
+        if arrived {
             self.arrived = Some(v);
         }
     }
