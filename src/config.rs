@@ -340,7 +340,7 @@ pub struct VrConfig {
     #[serde(default)]
     pub credential: Option<String>,
     /// The VR's guest runs on another host: it waits here, without a fast path,
-    /// until a host clones it and its guest announces itself (DESIGN §4).
+    /// until a host clones it and its guest announces itself (docs/migration.md).
     #[serde(default)]
     pub standby: bool,
     #[serde(rename = "interface", default)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The migration testbed (DESIGN §4–§5): the seed paper's experiment on one machine.
+"""The migration testbed (docs/migration.md): the seed paper's experiment on one machine.
 
     sender 10.1.0.2 ─┐                        ┌─ B (neighbour router, BIRD, OSPF) ─ receiver 10.20.0.2
                      └─ LAN1 ── switch ── LAN2 ┘

@@ -1,4 +1,4 @@
-//! Zero-loss migration, end to end (DESIGN §4–§5): the testbed (testbed/migration.py)
+//! Zero-loss migration, end to end (docs/migration.md): the testbed (testbed/migration.py)
 //! builds hosts A and C, a switch, a sender, a receiver behind an OSPF neighbour,
 //! and a virtual-router guest running BIRD and vrfwd-agent; it migrates the guest
 //! A→C→A→C while a 10 kpps sequence-numbered stream and iperf3 cross it. With

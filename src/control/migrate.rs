@@ -1,4 +1,4 @@
-//! Migration of a VR between hosts, the control-plane half (DESIGN §4; the data
+//! Migration of a VR between hosts, the control-plane half (docs/migration.md; the data
 //! plane switches states on announcements, see `lcore`).
 //!
 //! * **Clone** (`vrfwd ctl migrate VR --to HOST:PORT`, or a hypervisor hook): this

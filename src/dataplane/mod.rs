@@ -67,7 +67,7 @@ impl Interface {
     }
 }
 
-/// Where a VR stands on this host during a migration (DESIGN §4).
+/// Where a VR stands on this host during a migration (docs/migration.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum VrState {

@@ -5,7 +5,7 @@
 //! buffers drained on a TSC deadline. Idle lcores back off so that several
 //! instances can share a core.
 //!
-//! Migration (DESIGN §4) costs the fast path one load of the VR's state per frame:
+//! Migration (docs/migration.md) costs the fast path one load of the VR's state per frame:
 //! a standby VR's frames go to its vif; a draining VR's frames are forwarded with
 //! the segment uplink's own MAC, and its slow-path frames handed to the VR's new
 //! host. A frame from a VR's guest on its vif (QEMU's RARP, Xen's gratuitous ARP
