@@ -5,6 +5,7 @@
 //! route. A generator that could not see loss would measure nothing.
 mod common;
 
+use common::bin_dir;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -34,7 +35,7 @@ impl Trafgen {
                                {"mac": VR_ETH0, "prefixes": ["30.0.0.0/16"]}]});
         let plan_path = dir.join("plan.json");
         std::fs::write(&plan_path, plan.to_string()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vrfwd-trafgen"))
+        let mut child = Command::new(bin_dir().join("vrfwd-trafgen"))
             .arg("--plan")
             .arg(&plan_path)
             .args(["--tx", "net_memif0", "--rx", "net_memif1", "--"])

@@ -8,7 +8,10 @@
 //! Last line: `tables: install_1m_s=<s> vrfwd_mlookups=<M/s> rte_lpm_mlookups=<M/s> ratio=<x>`
 use anyhow::{Context, Result};
 use std::time::Instant;
-use vrfwd::dpdk::{Eal, RteLpm};
+use vrfwd::dpdk::Eal;
+
+mod rte_lpm;
+use rte_lpm::RteLpm;
 use vrfwd::lpm::{FirstEntry, Stride, Table};
 
 #[path = "../gen.rs"]

@@ -1,6 +1,5 @@
 //! The only module of vrfwd that contains `unsafe`: small safe wrappers over the raw
-//! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, and `rte_lpm` as a
-//! benchmark baseline, RCU), the huge-page-backed arrays the route tables live in, and
+//! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, RCU), the huge-page-backed arrays the route tables live in, and
 //! the one socket option std cannot read yet (a Unix socket peer's credentials). Everything above this module is safe Rust.
 //!
 //! Rules kept here: every `unsafe` block says why it is sound (`// SAFETY:`); the
@@ -8,7 +7,6 @@
 //! codes and NULL + `rte_errno` become [`DpdkError`].
 
 mod eal;
-mod lpm;
 mod mbuf;
 mod memory;
 mod mempool;
@@ -17,7 +15,6 @@ mod port;
 mod rcu;
 
 pub use eal::{become_control_thread, cpu_relax, tsc, tsc_hz, Eal};
-pub use lpm::RteLpm;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
@@ -68,7 +65,7 @@ fn call_error(what: impl Into<String>, code: i32) -> DpdkError {
 }
 
 /// Turns a DPDK return code (negative errno on failure) into a `Result`.
-fn check(what: &str, ret: i32) -> Result<i32, DpdkError> {
+pub fn check(what: &str, ret: i32) -> Result<i32, DpdkError> {
     if ret < 0 {
         Err(call_error(what, ret))
     } else {
@@ -77,7 +74,7 @@ fn check(what: &str, ret: i32) -> Result<i32, DpdkError> {
 }
 
 /// The error for a call that returned NULL and set `rte_errno`.
-fn errno_error(what: &str) -> DpdkError {
+pub fn errno_error(what: &str) -> DpdkError {
     // SAFETY: reads this thread's rte_errno; no preconditions.
     call_error(what, unsafe { dpdk_sys::vrfwd_rte_errno() })
 }

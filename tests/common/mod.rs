@@ -21,14 +21,15 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory of the workspace's binaries (vrfwd, vrfwd-agent, vrfwd-stream),
-/// which the testbeds run; they must all be built.
+/// The directory of the workspace's binaries (vrfwd, vrfwd-agent, and the bench
+/// package's vrfwd-stream and vrfwd-trafgen), which the testbeds run; they must
+/// all be built (`cargo build --workspace --bins`).
 pub fn bin_dir() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_vrfwd"))
         .parent()
         .expect("target dir")
         .to_path_buf();
-    for b in ["vrfwd-agent", "vrfwd-stream"] {
+    for b in ["vrfwd-agent", "vrfwd-stream", "vrfwd-trafgen"] {
         assert!(
             bin.join(b).exists(),
             "{} is missing: build the workspace (cargo build --workspace --bins)",

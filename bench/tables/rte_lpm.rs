@@ -1,8 +1,9 @@
 //! `rte_lpm`, wrapped only as the baseline that vrfwd's own table is measured
-//! against (bench/). The data plane does not use it: see `crate::lpm` for why.
-use super::{check, errno_error, DpdkError};
+//! against. The data plane does not use it (`vrfwd::lpm` says why), so it lives
+//! here, outside the product.
 use std::ffi::CString;
 use std::ptr::NonNull;
+use vrfwd::dpdk::{check, errno_error, DpdkError};
 
 /// A DPDK LPM table.
 pub struct RteLpm {
