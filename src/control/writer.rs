@@ -557,36 +557,16 @@ impl<'a> RouteWriter<'a> {
 
     /// After a withdrawal, the next edit or sync first puts vrfwd's own routes back.
     fn restore(&mut self, v: usize) {
-        if std::mem::take(&mut self.vrs[v].withdrawn) {
-            let system = self.vrs[v].routes.system.clone();
-            // These fitted the table at start-up; the table is empty now.
-            let _ = self.publish(v, &system);
+        if !std::mem::take(&mut self.vrs[v].withdrawn) {
+            return;
         }
-    }
-
-    /// Applies `changes` whole (small, known batches: vrfwd's own routes): staged
-    /// while a sync runs (published with its end), published at once otherwise,
-    /// together with anything staged.
-    fn publish(&mut self, v: usize, changes: &[Change]) -> Result<(), WriteError> {
-        let vr = &self.dp.vrs[v];
-        let state = &mut self.vrs[v];
-        match state.routes.tables.stage(changes) {
-            Err(TableError::Full(_)) if state.routes.tables.stride() == Stride::Compact16 => {
-                let mut wide = state.routes.tables.widened(WIDE_MAX_GROUPS)?;
-                wide.stage(changes)?;
-                tracing::info!(vr = vr.id, "route table widened to a 2^24 first level");
-                state.routes.tables = wide;
-            }
-            other => other?,
-        }
-        if let Some(feed) = &mut state.feed {
-            feed.staged.extend_from_slice(changes);
-        }
-        if state.marked.is_none() {
+        let routes = &mut self.vrs[v].routes;
+        // These fitted the table at start-up, and it is empty now: this cannot fail.
+        let _ = routes.tables.stage(&routes.system);
+        if self.vrs[v].marked.is_none() {
             self.publish_staged(v);
         }
         self.account(v);
-        Ok(())
     }
 
     /// Publishes what VR `v` has staged and feeds its subscriber.
