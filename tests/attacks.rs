@@ -379,13 +379,13 @@ fn one_vr_cannot_hold_up_anothers_updates() {
         BLUE_IFACES,
     );
     let mut waits = Vec::new();
-    for i in 0..60 {
+    for i in 0..100 {
         let start = Instant::now();
         blue.ok(&format!(
             r#"<routes seq="SEQ"><add prefix="10.77.{i}.0/24" via="10.0.2.2" interface="g1"/></routes>"#
         ));
         waits.push(start.elapsed());
-        if i == 30 {
+        if i == 50 {
             let start = Instant::now();
             let answer = t.try_ctl(&["routes", "2"]);
             assert!(
@@ -397,7 +397,8 @@ fn one_vr_cannot_hold_up_anothers_updates() {
         }
     }
     waits.sort();
-    let p99 = waits[waits.len() * 99 / 100 - 1].max(waits[waits.len() - 2]);
+    // Nearest-rank p99 of 100 adds: the second slowest.
+    let p99 = waits[(waits.len() * 99).div_ceil(100) - 1];
     eprintln!(
         "victim acks: median {:?}, p99 {p99:?}, max {:?}",
         waits[waits.len() / 2],
