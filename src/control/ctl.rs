@@ -227,10 +227,7 @@ impl Ctl<'_> {
                     .map_err(|_| format!("{addr:?} is not an address"))?;
                 let iface = interfaces
                     .iter()
-                    .position(|i| {
-                        let m = crate::lpm::mask(i.prefix_len);
-                        u32::from(via) & m == u32::from(i.address) & m
-                    })
+                    .position(|i| i.on_subnet(via))
                     .ok_or_else(|| format!("{via} is not on any interface of VR {vr}"))?;
                 NextHop::Gateway {
                     iface,

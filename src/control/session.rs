@@ -705,9 +705,7 @@ impl Session {
     /// lie on the subnet of the VR's interface `iface`.
     fn on_subnet(&self, iface: usize, addr: Ipv4Addr, interface: &str) -> Result<(), Reject> {
         let b = self.bound.as_ref().expect("bound");
-        let h = &self.sessions.dp.vrs[b.vr].interfaces[iface];
-        let m = crate::lpm::mask(h.prefix_len);
-        if u32::from(addr) & m == u32::from(h.address) & m {
+        if self.sessions.dp.vrs[b.vr].interfaces[iface].on_subnet(addr) {
             Ok(())
         } else {
             Err(reject(

@@ -61,7 +61,8 @@ pub struct Interface {
 }
 
 impl Interface {
-    fn on_subnet(&self, ip: Ipv4Addr) -> bool {
+    /// Whether `ip` lies on this interface's subnet.
+    pub fn on_subnet(&self, ip: Ipv4Addr) -> bool {
         let mask = crate::lpm::mask(self.prefix_len);
         u32::from(ip) & mask == u32::from(self.address) & mask
     }
