@@ -1,7 +1,7 @@
 //! A blocking route-protocol session for the benchmarks, as vrfwd-agent opens
 //! it: a version-2 stream from a chosen local address, `hello` proving the
 //! benchmark credential over the host's nonce, then stanzas with `SEQ` filled in.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -42,7 +42,7 @@ impl Session {
         let mut buf = [0u8; 4096];
         let nonce = loop {
             if let Some(h) = s.decoder.header() {
-                break h.nonce.context("a version-2 host sends a nonce")?;
+                break h.challenge()?;
             }
             let n = s.stream.read(&mut buf)?;
             if n == 0 {

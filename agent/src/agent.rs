@@ -133,13 +133,7 @@ impl Link {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(h) = self.decoder.header() {
-                match (h.version, h.nonce) {
-                    (2.., Some(nonce)) => return Ok(nonce),
-                    (version, _) => bail!(
-                        "vrfwd speaks protocol version {version}; this agent needs 2 \
-                         (it never sends its credential in clear text): upgrade vrfwd"
-                    ),
-                }
+                return h.challenge().context("upgrade vrfwd");
             }
             let n = tokio::time::timeout(timeout, self.stream.read(&mut buf))
                 .await

@@ -22,6 +22,6 @@ pub use decode::{DecodeError, Decoder, Limits};
 pub use encode::{encode, stream_close, stream_header, stream_open};
 pub use mac::BadMac;
 pub use stanza::{
-    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId, PROTOCOL_VERSION, VERSIONS,
+    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, NoChallenge, Nonce, Proof, RouteOp,
+    Stanza, StreamHeader, VrId, PROTOCOL_VERSION, VERSIONS,
 };

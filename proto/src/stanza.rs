@@ -42,6 +42,16 @@ impl StreamHeader {
         }
     }
 
+    /// A host's challenge, for a peer that authenticates with version 2 only
+    /// (credentials never in clear text): the nonce, or the version the host
+    /// chose instead.
+    pub fn challenge(&self) -> Result<Nonce, NoChallenge> {
+        match (self.version, self.nonce) {
+            (2.., Some(nonce)) => Ok(nonce),
+            (version, _) => Err(NoChallenge(version)),
+        }
+    }
+
     /// The newest version both this side and the header's sender speak.
     pub fn common_version(&self) -> Option<u8> {
         VERSIONS
@@ -51,6 +61,13 @@ impl StreamHeader {
             .copied()
     }
 }
+
+/// A host answered with a version older than 2: no nonce to prove a credential over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the host speaks protocol version {0}; version 2 is needed (credentials never cross the wire)"
+)]
+pub struct NoChallenge(pub u8);
 
 /// How a `hello` proves it may open a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

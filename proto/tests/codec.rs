@@ -399,6 +399,12 @@ fn stream_headers_negotiate_the_newest_common_version() {
     assert_eq!(client.common_version(), Some(2));
     let nonce = Nonce([0xab; 32]);
     let host = StreamHeader::host(2, Some(nonce));
+    assert_eq!(host.challenge(), Ok(nonce));
+    assert_eq!(
+        StreamHeader::host(1, None).challenge(),
+        Err(NoChallenge(1)),
+        "a version-1 host gives nothing to prove a credential over"
+    );
     assert_eq!(
         header_of(&stream_header(&host)).unwrap().unwrap().nonce,
         Some(nonce)

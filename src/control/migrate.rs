@@ -424,12 +424,7 @@ async fn host_nonce(
 ) -> Result<Nonce, String> {
     loop {
         if let Some(h) = decoder.header() {
-            return match (h.version, h.nonce) {
-                (2.., Some(nonce)) => Ok(nonce),
-                (version, _) => Err(format!(
-                    "the destination speaks protocol version {version}, clones need 2"
-                )),
-            };
+            return h.challenge().map_err(|e| e.to_string());
         }
         let n = rd.read(buf).await.map_err(|e| e.to_string())?;
         if n == 0 {

@@ -35,8 +35,8 @@ impl Client {
         let mut c = Client::bare(source, port);
         c.raw(stream_header(&StreamHeader::client()).as_bytes());
         let h = c.header().expect("the host's stream header");
-        assert_eq!(h.version, 2, "{h:?}");
-        (c, h.nonce.expect("a version-2 host sends a nonce"))
+        let nonce = h.challenge().unwrap_or_else(|e| panic!("{e}: {h:?}"));
+        (c, nonce)
     }
 
     /// The `hello` a version-2 agent sends: a proof of `credential` over `nonce`.
