@@ -7,7 +7,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use vrfwd::net::{ether, ipv4, MacAddr};
+use vrfwd_wire::ethernet::{self, ethertype};
+use vrfwd_wire::{ipv4, MacAddr};
 
 use super::gen::Noise;
 
@@ -34,13 +35,13 @@ pub fn write_pcap(path: &Path, vrs: &[Vec<(u32, u8)>], noise: &mut Noise) -> Res
         let v = i % vrs.len();
         let (net, len) = vrs[v][noise.next() as usize % vrs[v].len()];
         let dst = noise.address_in((net, len));
-        let mut frame = ether::header(
+        let mut frame = ethernet::header(
             vr_mac(v, 0),
             MacAddr([2, 0, 0, 0, 0xaa, 2]),
-            ether::ETHERTYPE_IPV4,
+            ethertype::IPV4,
         )
         .to_vec();
-        frame.extend_from_slice(&ipv4::header(0x0a00_0002, dst, 64, 17, 26));
+        frame.extend_from_slice(&ipv4::header(ip(0x0a00_0002), ip(dst), 64, 17, 26));
         frame.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0, 26, 0, 0]);
         frame.resize(60, 0);
         f.write_all(&0u32.to_le_bytes())?;

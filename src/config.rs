@@ -1,12 +1,12 @@
 //! The operator's TOML configuration: parsed with serde, then validated into
 //! [`Config`] so that a bad file fails at start with the key and the problem named.
 //! Owns no runtime state; `crate::dataplane` builds the running model from it.
-use crate::net::MacAddr;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use vrfwd_wire::MacAddr;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,11 +1,12 @@
 //! vrfwd: the Dom0 data plane of migratable virtual routers.
 //!
 //! - [`dpdk`]: safe wrappers over DPDK, the only `unsafe` code.
-//! - [`net`]: checked views of Ethernet, ARP and IPv4 headers, checksums.
 //! - [`lpm`]: per-VR route tables readable without locks, changed in atomic batches.
 //! - [`config`]: the operator's TOML configuration, validated.
 //! - [`dataplane`]: the shared state lcores read (VRs, segments, neighbours, MAC tables).
-//! - [`lcore`]: the per-lcore forwarding loop: classify, fast path, slow path, switching.
+//! - [`lcore`]: the per-lcore forwarding loop and its stages (docs/architecture.md).
+//!
+//! Packet headers are read through the `vrfwd-wire` crate's checked views.
 //! - [`stats`]: per-lcore counters, summed on read.
 //! - [`control`]: the route writer, the route-protocol sessions, the operator socket.
 //! - [`appliance`]: start-up and shutdown of the whole appliance.
@@ -16,5 +17,4 @@ pub mod dataplane;
 pub mod dpdk;
 pub mod lcore;
 pub mod lpm;
-pub mod net;
 pub mod stats;

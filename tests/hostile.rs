@@ -3,6 +3,7 @@
 //! (loopback: what a port sends comes back on its RX, so floods circulate as in a
 //! switching loop). The lcore must not crash and, after draining, every mbuf must be
 //! back in the pool.
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,9 @@ use vrfwd::config::Config;
 use vrfwd::dataplane::{Clock, Dataplane};
 use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, PortTable, Rcu, TxBuffer};
 use vrfwd::lcore::Worker;
-use vrfwd::net::{ether, ipv4, MacAddr};
 use vrfwd::stats::LcoreCounters;
+use vrfwd_wire::ethernet::{self, ethertype};
+use vrfwd_wire::{ipv4, MacAddr};
 
 #[path = "../bench/gen.rs"]
 #[allow(dead_code)] // shared with the benchmarks
@@ -69,14 +71,20 @@ fn hostile_frames() -> Vec<Vec<u8>> {
             f[..6].copy_from_slice(&vr_mac.0);
         }
         if len >= 14 {
-            f[12..14].copy_from_slice(&ether::ETHERTYPE_IPV4.to_be_bytes());
+            f[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         }
         random.push(f);
     }
     // A valid header with each field at its extremes.
     let base = |ttl: u8, dst: u32| {
-        let mut f = ether::header(vr_mac, src, ether::ETHERTYPE_IPV4).to_vec();
-        f.extend_from_slice(&ipv4::header(0x0a000102, dst, ttl, 17, 8));
+        let mut f = ethernet::header(vr_mac, src, ethertype::IPV4).to_vec();
+        f.extend_from_slice(&ipv4::header(
+            Ipv4Addr::from(0x0a000102),
+            Ipv4Addr::from(dst),
+            ttl,
+            17,
+            8,
+        ));
         f.extend_from_slice(&[0u8; 8]);
         f
     };
@@ -108,7 +116,7 @@ fn hostile_frames() -> Vec<Vec<u8>> {
     }
     // ARP, truncated and full, broadcast and to the VR.
     for dst in [MacAddr::BROADCAST, vr_mac] {
-        let mut f = ether::header(dst, src, ether::ETHERTYPE_ARP).to_vec();
+        let mut f = ethernet::header(dst, src, ethertype::ARP).to_vec();
         f.extend_from_slice(&noise.bytes(28));
         f[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
         for cut in [14, 20, 41, 42] {

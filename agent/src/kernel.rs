@@ -12,7 +12,8 @@ use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, Ro
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use vrfwd_proto::{Interface, MacAddr, NeighborOp, RouteOp};
+use vrfwd_proto::{Interface, NeighborOp, RouteOp};
+use vrfwd_wire::MacAddr;
 
 /// Which routes and interfaces are exported.
 #[derive(Debug, Clone)]

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::net::Ipv4Addr;
 use vrfwd::dpdk::{tsc, tsc_hz, Burst, Eal, Mempool, Port, TxBuffer, BURST_SIZE};
-use vrfwd::net::{ether, ipv4, MacAddr};
+use vrfwd_wire::ethernet::{self, ethertype, EthernetFrame};
+use vrfwd_wire::ipv4::{self, Ipv4Packet};
+use vrfwd_wire::MacAddr;
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -31,7 +33,7 @@ const FRAMES: usize = 4096;
 /// The generator's UDP destination port: what it recognises on receive.
 const UDP_PORT: u16 = 0x5647;
 /// Where the trial stamp starts: after Ethernet, IPv4 and UDP headers.
-const STAMP_AT: usize = ether::HEADER_LEN + ipv4::HEADER_LEN + 8;
+const STAMP_AT: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8;
 /// Trial (16 bits) and sequence (48 bits) in one u64, then the send TSC.
 const STAMP_LEN: usize = 16;
 const SEQ_BITS: u32 = 48;
@@ -81,9 +83,15 @@ impl Plan {
                 let dst = noise.address_in((p.network().into(), p.prefix_len()));
                 // Every VR gets the whole size mix.
                 let len = lengths[i / self.vrs.len() % lengths.len()];
-                let udp_len = (len - ether::HEADER_LEN - ipv4::HEADER_LEN) as u16;
-                let mut f = ether::header(vr.mac, self.src_mac, ether::ETHERTYPE_IPV4).to_vec();
-                f.extend_from_slice(&ipv4::header(self.src_ip.into(), dst, 64, 17, udp_len));
+                let udp_len = (len - ethernet::HEADER_LEN - ipv4::HEADER_LEN) as u16;
+                let mut f = ethernet::header(vr.mac, self.src_mac, ethertype::IPV4).to_vec();
+                f.extend_from_slice(&ipv4::header(
+                    self.src_ip,
+                    Ipv4Addr::from(dst),
+                    64,
+                    17,
+                    udp_len,
+                ));
                 f.extend_from_slice(&UDP_PORT.to_be_bytes());
                 f.extend_from_slice(&UDP_PORT.to_be_bytes());
                 f.extend_from_slice(&udp_len.to_be_bytes());
@@ -226,16 +234,15 @@ impl Receiver {
 /// The generator's stamp in a received frame: (trial, sequence, send TSC).
 #[inline(always)]
 fn stamp_of(frame: &[u8]) -> Option<(u64, u64, u64)> {
-    let eth = ether::parse(frame)?;
-    if eth.ethertype != ether::ETHERTYPE_IPV4 || frame.len() < STAMP_AT + STAMP_LEN {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethertype::IPV4 || frame.len() < STAMP_AT + STAMP_LEN {
         return None;
     }
-    let ip = &frame[ether::HEADER_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl != ipv4::HEADER_LEN || ip[9] != 17 {
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.version() != 4 || ip.header_len() != ipv4::HEADER_LEN || ip.protocol() != 17 {
         return None;
     }
-    let udp = &ip[ihl..];
+    let udp = &eth.payload()[ipv4::HEADER_LEN..];
     if u16::from_be_bytes([udp[2], udp[3]]) != UDP_PORT {
         return None;
     }
@@ -453,7 +460,9 @@ mod tests {
         for (i, f) in frames.iter().enumerate() {
             assert_eq!(f.len(), 60);
             let dst = u32::from_be_bytes(f[30..34].try_into().unwrap());
-            assert_eq!(ipv4::check(f).expect("a valid IPv4 header").dst, dst);
+            let ip = Ipv4Packet::new_checked(&f[ethernet::HEADER_LEN..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(u32::from(ip.dst()), dst);
             if i % 2 == 0 {
                 assert_eq!(&f[0..6], &[2, 0, 0, 1, 0, 1]);
                 assert_eq!(dst >> 16, 20 << 8 | 1);

@@ -13,15 +13,13 @@
 mod auth;
 mod decode;
 mod encode;
-mod mac;
 mod raw;
 mod stanza;
 
 pub use auth::BadHex;
 pub use decode::{DecodeError, Decoder, Limits};
 pub use encode::{encode, stream_close, stream_header, stream_open};
-pub use mac::BadMac;
 pub use stanza::{
-    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, NoChallenge, Nonce, Proof, RouteOp,
-    Stanza, StreamHeader, VrId, PROTOCOL_VERSION, VERSIONS,
+    Auth, ErrorCode, Hello, Interface, NeighborOp, NoChallenge, Nonce, Proof, RouteOp, Stanza,
+    StreamHeader, VrId, PROTOCOL_VERSION, VERSIONS,
 };

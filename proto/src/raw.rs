@@ -1,12 +1,11 @@
 //! Raw stanzas as serde reads them (strings, unchecked), and their validation into
 //! typed [`Stanza`]s. A stanza is validated whole: the first problem rejects it.
-use crate::stanza::{
-    Auth, ErrorCode, Hello, Interface, MacAddr, NeighborOp, RouteOp, Stanza, VrId,
-};
+use crate::stanza::{Auth, ErrorCode, Hello, Interface, NeighborOp, RouteOp, Stanza, VrId};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
+use vrfwd_wire::MacAddr;
 
 /// A rejected stanza: the code and a message naming the problem.
 pub type Reject = (ErrorCode, String);

@@ -1,7 +1,7 @@
 //! Typed, validated stanzas: what the rest of vrfwd sees of the protocol.
-pub use crate::mac::MacAddr;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+use vrfwd_wire::MacAddr;
 
 pub use crate::auth::{Nonce, Proof};
 

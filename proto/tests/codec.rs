@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
 use vrfwd_proto::*;
+use vrfwd_wire::MacAddr;
 
 fn decode_all(bytes: &[u8], chunk: usize) -> Vec<Result<Stanza, DecodeError>> {
     let mut d = Decoder::new(Limits::default());

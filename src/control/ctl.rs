@@ -6,13 +6,13 @@ use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
 use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, PortRole};
 use crate::dpdk::{Mempool, PortTable};
-use crate::net::MacAddr;
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
 use ipnet::Ipv4Net;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
+use vrfwd_wire::MacAddr;
 
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \

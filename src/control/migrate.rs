@@ -14,7 +14,7 @@
 //!   session ends, its routes and learned neighbours go, it waits in standby.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
-use crate::dataplane::{neighbor_of_key, NextHop, Vr, VrState};
+use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, Vr, VrEvent, VrState};
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -306,8 +306,8 @@ impl Sessions {
         self.dp.clock.seconds(crate::dpdk::tsc())
     }
 
-    /// Watches the VRs' states: logs each change, and removes a VR that has
-    /// drained for `control.drain_ms`. Runs until `shutdown` turns true.
+    /// Watches the VRs' states: logs the lcores' migration events, and removes a
+    /// VR that has drained for `control.drain_ms`. Runs until `shutdown` turns true.
     pub async fn supervise(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let drain = Duration::from_millis(self.limits.drain_ms.into());
         let mut seen: Vec<(VrState, Instant)> = self
@@ -317,15 +317,26 @@ impl Sessions {
             .map(|v| (v.state(), Instant::now()))
             .collect();
         let mut tick = interval(SUPERVISE_PERIOD);
+        let mut lost = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            for event in self.dp.events.take() {
+                log_event(&self.dp, event);
+            }
+            if self.dp.events.lost() > lost {
+                lost = self.dp.events.lost();
+                tracing::warn!(
+                    lost,
+                    "migration events lost: the control thread fell behind"
+                );
+            }
             for (v, vr) in self.dp.vrs.iter().enumerate() {
                 let state = vr.state();
                 if state != seen[v].0 {
-                    tracing::info!(vr = vr.id, "{} → {}", seen[v].0.label(), state.label());
+                    tracing::debug!(vr = vr.id, "{} → {}", seen[v].0.label(), state.label());
                     seen[v] = (state, Instant::now());
                 }
                 if state == VrState::Draining
@@ -342,6 +353,19 @@ impl Sessions {
                 }
             }
         }
+    }
+}
+
+/// Logs a migration event an lcore reported.
+fn log_event(dp: &Dataplane, event: VrEvent) {
+    match event {
+        VrEvent::Arrived { vr } => {
+            tracing::info!(vr = dp.vrs[vr].id, "guest runs here: active, announced")
+        }
+        VrEvent::Departed { vr } => tracing::info!(
+            vr = dp.vrs[vr].id,
+            "announced on an uplink: guest runs elsewhere, draining"
+        ),
     }
 }
 
@@ -394,7 +418,7 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
                 let (interface, address) = split(k);
                 NeighborOp::Add {
                     address,
-                    mac: crate::net::MacAddr::from_u64(mac),
+                    mac: vrfwd_wire::MacAddr::from_u64(mac),
                     interface,
                 }
             }),
@@ -455,7 +479,7 @@ mod tests {
     fn neighbours_are_cloned_as_changes() {
         let dp = vr();
         let vr = &dp.vrs[0];
-        let mac = crate::net::MacAddr([2, 0, 0, 0, 0, 7]);
+        let mac = vrfwd_wire::MacAddr([2, 0, 0, 0, 0, 7]);
         let key = neighbor_key(0, u32::from(Ipv4Addr::new(10, 0, 1, 7)));
         let mut sent = HashMap::new();
         assert!(neighbor_changes(vr, 0, &mut sent).is_empty());

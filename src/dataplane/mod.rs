@@ -11,11 +11,11 @@ pub use nexthop::{NextHop, NextHops};
 use crate::config::{Config, TableSize, VrConfig};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
-use crate::net::arp::{Arp, OP_REPLY};
-use crate::net::MacAddr;
+use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use vrfwd_wire::MacAddr;
 
 /// A VR with fewer static routes than this starts on the compact table.
 const COMPACT_TABLE_MAX_ROUTES: usize = 4096;
@@ -174,7 +174,7 @@ pub fn neighbor_of_key(key: u64) -> (usize, Ipv4Addr) {
 }
 
 /// A VR interface MAC on a segment, for the per-frame "is this for a VR" test.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VrMac {
     pub mac: u64,
     pub vr: usize,
@@ -187,17 +187,100 @@ pub struct Segment {
     pub uplink: usize,
     /// All ports: the uplink and every vif.
     pub ports: Vec<usize>,
+    /// Every VR interface on the segment, in config order.
     pub vr_macs: Vec<VrMac>,
+    /// The same, by MAC (the first interface of a MAC, as the list's order says).
+    by_mac: FxHashMap<u64, VrMac>,
+    /// The same, by address.
+    by_address: FxHashMap<Ipv4Addr, Vec<VrMac>>,
     /// Learned station MAC → port index.
     pub macs: AgeingCache,
 }
 
 impl Segment {
-    /// The VR interface that owns `mac`, if any.
+    fn new(name: String, uplink: usize, mac_ageing_s: u32) -> Segment {
+        Segment {
+            name,
+            uplink,
+            ports: vec![uplink],
+            vr_macs: Vec::new(),
+            by_mac: FxHashMap::default(),
+            by_address: FxHashMap::default(),
+            macs: AgeingCache::new(MAC_SLOTS, mac_ageing_s),
+        }
+    }
+
+    /// Attaches VR interface `vm`, with address `address`, through port `vif`.
+    fn attach(&mut self, vm: VrMac, address: Ipv4Addr, vif: usize) {
+        self.ports.push(vif);
+        self.vr_macs.push(vm);
+        self.by_mac.entry(vm.mac).or_insert(vm);
+        self.by_address.entry(address).or_default().push(vm);
+    }
+
+    /// The VR interface that owns `mac`, if any: one hash lookup, whatever the
+    /// number of VRs on the segment.
     #[inline(always)]
     pub fn vr_for_mac(&self, mac: MacAddr) -> Option<VrMac> {
-        let m = mac.to_u64();
-        self.vr_macs.iter().copied().find(|v| v.mac == m)
+        self.by_mac.get(&mac.to_u64()).copied()
+    }
+
+    /// The VR interfaces of the segment that have address `ip` (one, unless the
+    /// operator configured a conflict).
+    pub fn vrs_at(&self, ip: Ipv4Addr) -> &[VrMac] {
+        self.by_address.get(&ip).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A change of a VR's migration state made by an lcore because of a frame
+/// (docs/migration.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrEvent {
+    /// The VR's guest sent a frame on its vif: it runs here; the VR is active and
+    /// announced on its segments' uplinks.
+    Arrived { vr: usize },
+    /// The VR's MAC was announced on an uplink: its guest runs elsewhere, the VR drains.
+    Departed { vr: usize },
+}
+
+/// Events queued before the control side takes them.
+const EVENTS_QUEUED: usize = 4096;
+
+/// The lcores' events on their way to the control side: reporting never blocks
+/// or allocates; when the control side is [`EVENTS_QUEUED`] events behind,
+/// further ones are counted as lost (the VR's state itself is never lost: it is
+/// the VR's).
+pub struct Events {
+    tx: crossbeam_channel::Sender<VrEvent>,
+    rx: crossbeam_channel::Receiver<VrEvent>,
+    lost: AtomicU64,
+}
+
+impl Events {
+    fn new() -> Events {
+        let (tx, rx) = crossbeam_channel::bounded(EVENTS_QUEUED);
+        Events {
+            tx,
+            rx,
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `event` (lcores).
+    pub fn report(&self, event: VrEvent) {
+        if self.tx.try_send(event).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The events queued so far, oldest first (the control side).
+    pub fn take(&self) -> impl Iterator<Item = VrEvent> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// Events that found the queue full.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 }
 
@@ -233,6 +316,8 @@ pub struct Dataplane {
     pub segments: Vec<Segment>,
     pub vrs: Vec<Vr>,
     pub clock: Clock,
+    /// Migration events from the lcores to the control side.
+    pub events: Events,
 }
 
 /// A route table could not be built from the config.
@@ -274,13 +359,7 @@ impl Dataplane {
             .map(|(s, sc)| {
                 let uplink = port_index(&sc.uplink);
                 ports[uplink] = Some(PortRole::Uplink { segment: s });
-                Segment {
-                    name: sc.name.clone(),
-                    uplink,
-                    ports: vec![uplink],
-                    vr_macs: Vec::new(),
-                    macs: AgeingCache::new(MAC_SLOTS, config.timers.mac_ageing_s),
-                }
+                Segment::new(sc.name.clone(), uplink, config.timers.mac_ageing_s)
             })
             .collect();
         let mut vrs = Vec::with_capacity(config.vrs.len());
@@ -298,12 +377,12 @@ impl Dataplane {
                         vr: v,
                         iface: i,
                     });
-                    segments[segment].ports.push(vif);
-                    segments[segment].vr_macs.push(VrMac {
+                    let vm = VrMac {
                         mac: ic.mac.to_u64(),
                         vr: v,
                         iface: i,
-                    });
+                    };
+                    segments[segment].attach(vm, ic.address.addr(), vif);
                     Interface {
                         name: ic.name.clone(),
                         mac: ic.mac,
@@ -328,39 +407,9 @@ impl Dataplane {
             segments,
             vrs,
             clock,
+            events: Events::new(),
         };
         Ok((dp, tables))
-    }
-
-    /// Learns neighbours from an ARP packet seen on `segment`, arriving on `ingress`:
-    /// the sender is a neighbour of every VR interface on that segment whose subnet
-    /// holds it; an ARP reply sent by a guest names the neighbour it answers.
-    pub fn snoop_arp(&self, segment: usize, ingress: PortRole, arp: &Arp, now: u32) {
-        for vm in &self.segments[segment].vr_macs {
-            let vr = &self.vrs[vm.vr];
-            let ifc = &vr.interfaces[vm.iface];
-            let learn = |ip: Ipv4Addr, mac: MacAddr| {
-                if ifc.on_subnet(ip)
-                    && ip != ifc.address
-                    && mac != ifc.mac
-                    && !mac.is_multicast()
-                    && !mac.is_zero()
-                {
-                    vr.neighbors
-                        .learn(neighbor_key(vm.iface, ip.into()), mac.to_u64(), now);
-                }
-            };
-            learn(arp.sender_ip, arp.sender_mac);
-            let from_this_guest = ingress
-                == PortRole::Vif {
-                    segment,
-                    vr: vm.vr,
-                    iface: vm.iface,
-                };
-            if from_this_guest && arp.op == OP_REPLY {
-                learn(arp.target_ip, arp.target_mac);
-            }
-        }
     }
 }
 

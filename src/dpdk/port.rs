@@ -125,11 +125,11 @@ impl Port {
     }
 
     /// The port's own MAC address (for af_packet and af_xdp: the kernel interface's).
-    pub fn mac(&self) -> crate::net::MacAddr {
+    pub fn mac(&self) -> vrfwd_wire::MacAddr {
         let mut a = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid port id and out-pointer. On failure `a` stays zero.
         let _ = unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut a) };
-        crate::net::MacAddr(a.addr_bytes)
+        vrfwd_wire::MacAddr(a.addr_bytes)
     }
 
     /// The device name this port was found by.
@@ -337,7 +337,7 @@ impl PortTable {
     }
 
     /// The MAC address of port `index`, if attached.
-    pub fn mac(&self, index: usize) -> Option<crate::net::MacAddr> {
+    pub fn mac(&self, index: usize) -> Option<vrfwd_wire::MacAddr> {
         self.lock()[index].as_ref().map(|o| o.port.mac())
     }
 

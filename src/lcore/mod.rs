@@ -1,29 +1,42 @@
 //! The per-lcore forwarding loop (after DPDK's l3fwd): poll the RX queues this lcore
-//! owns, classify each frame, forward IPv4 for VRs on the fast path with one
-//! software-pipelined table lookup pass per burst, hand everything else to the
-//! guest, switch the rest inside its segment, and send in bursts from per-port TX
-//! buffers drained on a TSC deadline. Idle lcores back off so that several
-//! instances can share a core.
+//! owns and move each frame through the stages, one module each, in the order a
+//! frame meets them (docs/architecture.md):
 //!
-//! Migration (docs/migration.md) costs the fast path one load of the VR's state per frame:
-//! a standby VR's frames go to its vif; a draining VR's frames are forwarded with
-//! the segment uplink's own MAC, and its slow-path frames handed to the VR's new
-//! host. A frame from a VR's guest on its vif (QEMU's RARP, Xen's gratuitous ARP
-//! come first after a migration) means the guest runs here: the VR becomes active
-//! and announces itself on every uplink. An announcement (RARP, gratuitous ARP)
-//! of an active VR's MAC heard on an uplink means the guest moved away: it drains.
+//! - [`ethernet`]: header, MAC learning, destination (a VR, a flood, a station);
+//! - [`arp`]: neighbour snooping and answers for VR addresses;
+//! - [`migration`]: a guest's frame on its vif activates its VR, an announcement on
+//!   an uplink drains it; changes are reported to the control side as events;
+//! - [`ipv4`]: input (fast path or punt, and why) and forward (next hop, neighbour,
+//!   rewrite);
+//! - [`l2`]: switching inside a segment;
+//! - [`punt`]: to the guest, or to the VR's new host while it drains;
+//! - [`tx`]: per-port TX buffers drained on a TSC deadline.
 //!
-//! Per packet: no allocation, lock, syscall or log line; counters are this lcore's.
+//! The stages decide; this loop only moves mbufs between them and keeps the
+//! table lookups of a burst software-pipelined (every first-level load before any
+//! result is used). Idle lcores back off so that several instances can share a
+//! core. Per packet: no allocation, lock, syscall or log line; counters are this
+//! lcore's.
+mod arp;
+mod ethernet;
+mod ipv4;
+mod l2;
+mod migration;
+mod punt;
+#[cfg(test)]
+mod testing;
+mod tx;
+
 use crate::config::{IdleConfig, Timers};
-use crate::dataplane::{neighbor_key, Dataplane, NextHop, PortRole, VrMac, VrState};
-use crate::dpdk::{
-    self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, TxBuffer, BURST_SIZE,
-};
+use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, BURST_SIZE};
 use crate::lpm::{Fib, FirstEntry};
-use crate::net::{arp, ether, ipv4, MacAddr};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use vrfwd_wire::arp::Arp;
+use vrfwd_wire::ethernet::{ethertype, EthernetFrame};
+use vrfwd_wire::MacAddr;
 
 /// One lcore's state: owned by it, cache-aligned, never shared.
 #[repr(align(64))]
@@ -32,13 +45,13 @@ pub struct Worker<'a> {
     queue: u16,
     dp: &'a Dataplane,
     ports: &'a PortTable,
-    /// For the frames this lcore makes itself (announcements).
+    /// For the frames this lcore makes itself (announcements, ARP replies).
     pool: &'a Mempool,
     /// Each segment's uplink MAC: the source of frames a draining VR still forwards.
     uplink_macs: Vec<MacAddr>,
     /// A VR that became active in the current burst and must announce itself.
     arrived: Option<usize>,
-    tx: Vec<TxBuffer>,
+    tx: tx::Tx<'a>,
     counters: &'a LcoreCounters,
     idle: IdleConfig,
     drain_ticks: u64,
@@ -54,6 +67,21 @@ struct Pending {
     draining: bool,
     dst: u32,
     first: FirstEntry,
+}
+
+/// What classification makes of one frame.
+enum Class {
+    FastPath {
+        vm: VrMac,
+        candidate: ipv4::Candidate,
+    },
+    Punt {
+        vm: VrMac,
+        reason: PuntReason,
+    },
+    Unicast(usize),
+    Flood,
+    Drop(DropReason),
 }
 
 impl<'a> Worker<'a> {
@@ -84,7 +112,7 @@ impl<'a> Worker<'a> {
                 })
                 .collect(),
             arrived: None,
-            tx: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
+            tx: tx::Tx::new(index as u16, ports, counters),
             counters,
             idle: idle.clone(),
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(timers.tx_drain_us),
@@ -116,7 +144,7 @@ impl<'a> Worker<'a> {
                     }
                 }
                 if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
-                    self.flush_all(&section);
+                    self.tx.flush_all(&section);
                     last_drain = now_tsc;
                 }
             }
@@ -129,7 +157,7 @@ impl<'a> Worker<'a> {
             } else {
                 empty_polls = empty_polls.saturating_add(1);
                 if self.idle.max_sleep_us > 0 && empty_polls > self.idle.spin_polls {
-                    self.flush_all(&rcu.section());
+                    self.tx.flush_all(&rcu.section());
                     self.counters.sleeps.inc();
                     rcu.offline_while(|| {
                         std::thread::sleep(Duration::from_micros(u64::from(sleep_us)))
@@ -140,40 +168,12 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-        self.flush_all(&rcu.section());
+        self.tx.flush_all(&rcu.section());
     }
 
-    fn flush_all(&mut self, section: &ReadSection) {
-        for p in 0..self.tx.len() {
-            self.flush(p, section);
-        }
-    }
-
-    fn flush(&mut self, port: usize, section: &ReadSection) {
-        let (sent, dropped) = self
-            .ports
-            .flush(port, self.queue, &mut self.tx[port], section);
-        let c = &self.counters.ports[port];
-        c.tx.add(u64::from(sent));
-        c.tx_dropped.add(u64::from(dropped));
-    }
-
-    /// Queues `m` for `port`, sending a burst when one is full.
-    #[inline(always)]
-    fn send(&mut self, port: usize, m: Mbuf, section: &ReadSection) {
-        if let Err(m) = self.tx[port].push(m) {
-            self.flush(port, section);
-            // The buffer is empty now; a second refusal cannot happen.
-            let _ = self.tx[port].push(m);
-        }
-        if self.tx[port].has_full_burst() {
-            self.flush(port, section);
-        }
-    }
-
-    /// Classifies a burst from `ingress`: slow-path, switched and dropped frames are
-    /// dealt with at once; fast-path candidates are collected, their first-level
-    /// table entries loaded in one tight pass, then resolved.
+    /// Moves a burst from `ingress` through the stages: slow-path, switched and
+    /// dropped frames leave at once; fast-path candidates are collected, their
+    /// first-level table entries loaded in one tight pass, then forwarded.
     fn process_burst(
         &mut self,
         ingress: usize,
@@ -188,45 +188,54 @@ impl<'a> Worker<'a> {
         let mut learned = MacAddr::default();
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            match self.classify(ingress, role, segment, m, now, &mut learned, section) {
-                Class::FastPath { vm, draining, dst } => {
-                    self.pending[pending] = Pending {
-                        slot: i as u8,
-                        vr: vm.vr as u16,
-                        iface: vm.iface as u8,
-                        draining,
-                        dst,
-                        first: FirstEntry::default(),
-                    };
-                    pending += 1;
-                }
-                Class::Punt { vm, reason } => {
-                    let m = burst.take(i).expect("present");
-                    self.punt(vm.vr, vm.iface, reason, m, section);
-                }
+            let class = self.classify(ingress, role, m, now, &mut learned, section);
+            if let Class::FastPath { vm, candidate } = class {
+                self.pending[pending] = Pending {
+                    slot: i as u8,
+                    vr: vm.vr as u16,
+                    iface: vm.iface as u8,
+                    draining: candidate.draining,
+                    dst: candidate.dst,
+                    first: FirstEntry::default(),
+                };
+                pending += 1;
+                continue;
+            }
+            let m = burst.take(i).expect("present");
+            match class {
+                Class::FastPath { .. } => unreachable!("kept in the burst above"),
+                Class::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
                 Class::Unicast(port) => {
                     self.counters.segments[segment].unicast.inc();
-                    let m = burst.take(i).expect("present");
-                    self.send(port, m, section);
+                    self.tx.send(port, m, section);
                 }
                 Class::Flood => {
                     self.counters.segments[segment].flooded.inc();
-                    let m = burst.take(i).expect("present");
-                    self.flood(segment, ingress, m, section);
+                    let targets = l2::flood_targets(&self.dp.segments[segment], ingress);
+                    self.tx.flood(targets, m, section);
                 }
                 Class::Drop(reason) => {
                     self.counters.segments[segment].dropped[reason as usize].inc();
-                    drop(burst.take(i));
                 }
             }
         }
         if let Some(vr) = self.arrived.take() {
             self.announce(vr, section);
         }
-        // The first-level loads of the whole burst, back to back, so that their cache
-        // misses overlap; then each candidate is resolved.
-        // Each candidate keeps the table it started in, even if the writer publishes
-        // a new one meanwhile: the old one lives until this lcore is quiescent.
+        self.forward_pending(burst, pending, now, section);
+    }
+
+    /// The first-level loads of the burst's candidates, back to back so that their
+    /// cache misses overlap; then each is resolved and forwarded. Each candidate
+    /// keeps the table it started in, even if the writer publishes a new one
+    /// meanwhile: the old one lives until this lcore is quiescent.
+    fn forward_pending(
+        &mut self,
+        burst: &mut Burst,
+        pending: usize,
+        now: u32,
+        section: &ReadSection,
+    ) {
         let dp = self.dp;
         let mut fibs: [Option<&Fib>; BURST_SIZE] = [None; BURST_SIZE];
         let mut last: Option<(u16, &Fib)> = None;
@@ -239,250 +248,139 @@ impl<'a> Worker<'a> {
             p.first = table.start_lookup(p.dst);
             *fib = Some(table);
         }
-        let mut resolved = ResolvedNeighbor::default();
+        let mut neighbor = ipv4::LastNeighbor::default();
         for (k, fib) in fibs[..pending].iter().enumerate() {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
-            self.forward(
-                p,
-                m,
-                fib.expect("filled above"),
-                now,
-                &mut resolved,
-                section,
-            );
+            let next_hop = fib.expect("filled above").finish_lookup(p.dst, p.first);
+            self.forward(p, next_hop, m, now, &mut neighbor, section);
         }
     }
 
-    /// Decides what to do with one frame (reads only; learns MACs and neighbours,
-    /// answers ARP for VR addresses). `learned` is the source MAC learned last in
-    /// this burst.
+    /// Runs a frame through Ethernet input, ARP and migration, and says where it
+    /// goes. `learned` is the source MAC learned last in this burst.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn classify(
         &mut self,
         ingress: usize,
         role: PortRole,
-        segment: usize,
         m: &Mbuf,
         now: u32,
         learned: &mut MacAddr,
         section: &ReadSection,
     ) -> Class {
         let frame = m.data();
-        let Some(eth) = ether::parse(frame) else {
-            return Class::Drop(DropReason::Runt);
+        let eth = match ethernet::header(frame) {
+            Ok(eth) => eth,
+            Err(reason) => return Class::Drop(reason),
         };
-        let seg = &self.dp.segments[segment];
-        if eth.src != *learned && !eth.src.is_multicast() && !eth.src.is_zero() {
-            self.learn_mac(segment, eth.src, ingress, now);
+        let dp = self.dp;
+        let segment = role.segment();
+        if ethernet::learns(eth.src, *learned) {
+            if !l2::learn(&dp.segments[segment], eth.src, ingress, now) {
+                self.counters.segments[segment].learn_full.inc();
+            }
             *learned = eth.src;
         }
-        if eth.ethertype == ether::ETHERTYPE_ARP || eth.ethertype == ether::ETHERTYPE_RARP {
-            if let Some(a) = arp::parse(&frame[ether::HEADER_LEN..]) {
-                if eth.ethertype == ether::ETHERTYPE_ARP {
-                    self.dp.snoop_arp(segment, role, &a, now);
-                    self.answer_arp(ingress, segment, &a, section);
+        if let Some(a) = arp::packet(eth.ethertype, frame) {
+            self.arp_input(ingress, role, &eth, &a, now, section);
+        }
+        if let Some(event) = migration::heard_guest(dp, role, eth.src) {
+            self.report(event);
+        }
+        match ethernet::next(dp, ingress, role, eth.dst) {
+            ethernet::Next::Vr(vm) => {
+                self.counters.vrs[vm.vr].rx.inc();
+                let state = dp.vrs[vm.vr].state();
+                match ipv4::input(state, eth.ethertype, frame, m.is_chained()) {
+                    Ok(candidate) => Class::FastPath { vm, candidate },
+                    Err(reason) => Class::Punt { vm, reason },
                 }
-                if matches!(role, PortRole::Uplink { .. })
-                    && arp::announces(eth.ethertype, eth.src, &a)
-                {
-                    self.heard_announcement(segment, eth.src);
+            }
+            ethernet::Next::Flood => Class::Flood,
+            ethernet::Next::Switch => {
+                match l2::switch(&dp.segments[segment], ingress, eth.dst, now) {
+                    l2::Switched::Unicast(port) => Class::Unicast(port),
+                    l2::Switched::Flood => Class::Flood,
+                    l2::Switched::Drop(reason) => Class::Drop(reason),
                 }
             }
-        }
-        if let PortRole::Vif { vr, iface, .. } = role {
-            if eth.src == self.dp.vrs[vr].interfaces[iface].mac {
-                self.guest_is_here(vr);
-            }
-        }
-        if eth.dst.is_multicast() {
-            return Class::Flood;
-        }
-        if let Some(vm) = seg.vr_for_mac(eth.dst) {
-            if ingress == self.dp.vrs[vm.vr].interfaces[vm.iface].vif {
-                return Class::Drop(DropReason::Loop);
-            }
-            self.counters.vrs[vm.vr].rx.inc();
-            let state = self.dp.vrs[vm.vr].state();
-            if state == VrState::Standby {
-                return Class::Punt {
-                    vm,
-                    reason: PuntReason::Standby,
-                };
-            }
-            if eth.ethertype != ether::ETHERTYPE_IPV4 {
-                let reason = if eth.ethertype == ether::ETHERTYPE_ARP {
-                    PuntReason::Arp
-                } else {
-                    PuntReason::NotIpv4
-                };
-                return Class::Punt { vm, reason };
-            }
-            return match ipv4::check(frame) {
-                Ok(f) if !m.is_chained() => Class::FastPath {
-                    vm,
-                    draining: state == VrState::Draining,
-                    dst: f.dst,
-                },
-                Ok(_) => Class::Punt {
-                    vm,
-                    reason: PuntReason::Length,
-                },
-                Err(unfit) => Class::Punt {
-                    vm,
-                    reason: punt_reason(unfit),
-                },
-            };
-        }
-        match seg.macs.get(eth.dst.to_u64(), now) {
-            Some(port) if port as usize == ingress => Class::Drop(DropReason::Filtered),
-            Some(port) => Class::Unicast(port as usize),
-            None => Class::Flood,
+            ethernet::Next::Drop(reason) => Class::Drop(reason),
         }
     }
 
-    /// Answers an ARP request for the address of a VR active here, arriving from
-    /// anywhere but that VR's own vif. The request still goes on to the guest,
-    /// which learns the asker and may answer too; but stations keep their entry
-    /// for the VR while its guest cannot answer (frozen by a migration: seconds
-    /// on slow hosts, long enough for a neighbour entry to fail).
-    fn answer_arp(&mut self, ingress: usize, segment: usize, a: &arp::Arp, section: &ReadSection) {
-        if a.op != arp::OP_REQUEST {
-            return;
-        }
+    /// The ARP stage for an ARP or RARP packet `a`, and announcements for migration.
+    fn arp_input(
+        &mut self,
+        ingress: usize,
+        role: PortRole,
+        eth: &ethernet::Header,
+        a: &Arp,
+        now: u32,
+        section: &ReadSection,
+    ) {
         let dp = self.dp;
-        for vm in &dp.segments[segment].vr_macs {
-            let vr = &dp.vrs[vm.vr];
-            let ifc = &vr.interfaces[vm.iface];
-            if ifc.address != a.target_ip || ifc.vif == ingress || vr.state() != VrState::Active {
-                continue;
+        if eth.ethertype == ethertype::ARP {
+            arp::snoop(dp, role.segment(), role, a, now);
+            if let Some((vr, reply)) = arp::answer(dp, role.segment(), ingress, a) {
+                if self.tx.send_frame(self.pool, ingress, &reply, section) {
+                    self.counters.vrs[vr].arp_answered.inc();
+                }
             }
-            let Some(reply) = arp::reply_to(a, (ifc.mac, ifc.address)) else {
-                return;
-            };
-            if self.send_frame(ingress, &reply, section) {
-                self.counters.vrs[vm.vr].arp_answered.inc();
+        }
+        if migration::announces(eth.ethertype, eth.src, a) {
+            if let Some(event) = migration::heard_announcement(dp, role, eth.src) {
+                self.report(event);
             }
-            return;
         }
     }
 
-    /// `mac` announced itself on an uplink: if it is the MAC of a VR active here,
-    /// its guest resumed on another host, and this one drains.
-    fn heard_announcement(&self, segment: usize, mac: MacAddr) {
-        if let Some(vm) = self.dp.segments[segment].vr_for_mac(mac) {
-            self.dp.vrs[vm.vr].transition(VrState::Active, VrState::Draining);
+    /// Reports a migration event to the control side; an arrived VR is announced
+    /// once the burst is classified.
+    fn report(&mut self, event: VrEvent) {
+        if let VrEvent::Arrived { vr } = event {
+            self.arrived = Some(vr);
         }
+        self.dp.events.report(event);
     }
 
-    /// VR `v`'s guest sent a frame on its vif: it runs here. A VR in standby (or
-    /// still draining after its guest left, or activated by its agent's hello
-    /// before this frame) becomes active, and announces itself once the burst is
-    /// classified.
-    fn guest_is_here(&mut self, v: usize) {
-        let vr = &self.dp.vrs[v];
-        let arrived = match vr.state() {
-            VrState::Active => vr.take_unannounced(),
-            VrState::Standby | VrState::Draining => {
-                vr.transition(VrState::Standby, VrState::Active)
-                    || vr.transition(VrState::Draining, VrState::Active)
-            }
-        };
-        if arrived {
-            self.arrived = Some(v);
-        }
-    }
-
-    /// Announces every interface of VR `v` out of its segment's uplink, so that the
-    /// switches learn at once where the VR's MACs are now.
+    /// Announces every interface of VR `v` out of its segment's uplink.
     fn announce(&mut self, v: usize, section: &ReadSection) {
-        let dp = self.dp;
-        for ifc in &dp.vrs[v].interfaces {
-            if !self.send_frame(
-                dp.segments[ifc.segment].uplink,
-                &arp::rarp_announcement(ifc.mac),
-                section,
-            ) {
+        for (port, frame) in migration::announcements(self.dp, v) {
+            if !self.tx.send_frame(self.pool, port, &frame, section) {
                 return;
             }
         }
     }
 
-    /// Queues a frame vrfwd made itself (an announcement, an ARP reply) for
-    /// `port`; false when no mbuf was free (or the frame did not fit one).
-    fn send_frame(&mut self, port: usize, frame: &[u8], section: &ReadSection) -> bool {
-        let Some(mut m) = self.pool.alloc() else {
-            return false;
-        };
-        let fits = m.append(frame);
-        if fits {
-            self.send(port, m, section);
-        }
-        fits
-    }
-
-    fn learn_mac(&self, segment: usize, mac: MacAddr, port: usize, now: u32) {
-        let seg = &self.dp.segments[segment];
-        if seg.macs.learn(mac.to_u64(), port as u64, now) == crate::dataplane::Learned::Full {
-            self.counters.segments[segment].learn_full.inc();
-        }
-    }
-
-    /// Resolves a fast-path candidate; forwards it or punts it. `resolved` carries
-    /// the last neighbour looked up in this burst (most of a burst shares one).
+    /// Forwards a fast-path candidate whose lookup gave `next_hop`, or punts it.
     #[inline(always)]
     fn forward(
         &mut self,
         p: Pending,
+        next_hop: Option<u32>,
         mut m: Mbuf,
-        fib: &Fib,
         now: u32,
-        resolved: &mut ResolvedNeighbor,
+        neighbor: &mut ipv4::LastNeighbor,
         section: &ReadSection,
     ) {
-        let (v, arrived_on) = (p.vr as usize, p.iface as usize);
-        let vr = &self.dp.vrs[v];
-        let Some(nh) = fib.finish_lookup(p.dst, p.first) else {
-            return self.punt(v, arrived_on, PuntReason::NoRoute, m, section);
-        };
-        let (iface, neighbor) = match vr.next_hops.get(nh) {
-            Some(NextHop::Attached { iface }) => (iface, p.dst),
-            Some(NextHop::Gateway { iface, via }) => (iface, via),
-            Some(NextHop::Local) | None => {
-                return self.punt(v, arrived_on, PuntReason::ToRouter, m, section)
+        let v = p.vr as usize;
+        let draining = p.draining.then_some(&self.uplink_macs[..]);
+        let sent =
+            ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining).and_then(|out| {
+                let frame = m.data_mut().ok_or(PuntReason::Length)?;
+                ipv4::rewrite(frame, &out).map(|()| out.port)
+            });
+        match sent {
+            Ok(port) => {
+                self.counters.vrs[v].forwarded.inc();
+                self.tx.send(port, m, section);
             }
-        };
-        let key = neighbor_key(iface, neighbor);
-        let mac = if resolved.vr == v && resolved.key == key {
-            resolved.mac
-        } else {
-            let Some(mac) = vr.neighbors.get(key, now) else {
-                return self.punt(v, arrived_on, PuntReason::Unresolved, m, section);
-            };
-            *resolved = ResolvedNeighbor { vr: v, key, mac };
-            mac
-        };
-        let egress = &vr.interfaces[iface];
-        let source = if p.draining {
-            self.uplink_macs[egress.segment]
-        } else {
-            egress.mac
-        };
-        let Some(frame) = m.data_mut() else {
-            return self.punt(v, arrived_on, PuntReason::Length, m, section);
-        };
-        ether::set_addresses(frame, MacAddr::from_u64(mac), source);
-        ipv4::decrement_ttl(frame);
-        self.counters.vrs[v].forwarded.inc();
-        let uplink = self.dp.segments[egress.segment].uplink;
-        self.send(uplink, m, section);
+            Err(reason) => self.punt(v, p.iface as usize, reason, m, section),
+        }
     }
 
-    /// Hands `m` to VR `vr`'s guest through the vif of `iface`; while the VR drains,
-    /// to its new host instead: back out of the uplink, still addressed to the VR's
-    /// MAC (which the switches now place at the new host), from the uplink's own
-    /// MAC so that they learn nothing wrong.
+    /// Punts `m` for interface `iface` of VR `vr` where [`punt::target`] says.
     fn punt(
         &mut self,
         vr: usize,
@@ -491,65 +389,18 @@ impl<'a> Worker<'a> {
         mut m: Mbuf,
         section: &ReadSection,
     ) {
-        let ifc = &self.dp.vrs[vr].interfaces[iface];
-        if self.dp.vrs[vr].state() == VrState::Draining {
-            let source = self.uplink_macs[ifc.segment];
-            let uplink = self.dp.segments[ifc.segment].uplink;
-            if let Some(frame) = m.data_mut() {
-                self.counters.vrs[vr].punted[PuntReason::HandedOver as usize].inc();
-                ether::set_source(frame, source);
-                return self.send(uplink, m, section);
+        let mut to = punt::target(self.dp, vr, iface, reason, &self.uplink_macs);
+        if let Some(source) = to.source {
+            let frame = m
+                .data_mut()
+                .and_then(|f| EthernetFrame::new_checked(f).ok());
+            match frame {
+                Some(mut eth) => eth.set_src(source),
+                // Not writable: the guest gets it rather than the new host unchanged.
+                None => to = punt::to_guest(self.dp, vr, iface, reason),
             }
         }
-        self.counters.vrs[vr].punted[reason as usize].inc();
-        self.send(ifc.vif, m, section);
-    }
-
-    fn flood(&mut self, segment: usize, ingress: usize, m: Mbuf, section: &ReadSection) {
-        let dp = self.dp;
-        let mut targets = dp.segments[segment]
-            .ports
-            .iter()
-            .copied()
-            .filter(|&p| p != ingress)
-            .peekable();
-        while let Some(port) = targets.next() {
-            if targets.peek().is_some() {
-                let copy = m.share();
-                self.send(port, copy, section);
-            } else {
-                self.send(port, m, section);
-                return;
-            }
-        }
-        // No other port in the segment: `m` is dropped (freed) here.
-    }
-}
-
-/// A neighbour resolved earlier in the same burst (key 0: none).
-#[derive(Default)]
-struct ResolvedNeighbor {
-    vr: usize,
-    key: u64,
-    mac: u64,
-}
-
-/// The classification of one frame.
-enum Class {
-    FastPath { vm: VrMac, draining: bool, dst: u32 },
-    Punt { vm: VrMac, reason: PuntReason },
-    Unicast(usize),
-    Flood,
-    Drop(DropReason),
-}
-
-fn punt_reason(u: ipv4::Unfit) -> PuntReason {
-    match u {
-        ipv4::Unfit::Truncated => PuntReason::Truncated,
-        ipv4::Unfit::Version => PuntReason::Version,
-        ipv4::Unfit::Options => PuntReason::Options,
-        ipv4::Unfit::Length => PuntReason::Length,
-        ipv4::Unfit::Checksum => PuntReason::Checksum,
-        ipv4::Unfit::TtlExpired => PuntReason::TtlExpired,
+        self.counters.vrs[vr].punted[to.reason as usize].inc();
+        self.tx.send(to.port, m, section);
     }
 }

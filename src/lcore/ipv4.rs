@@ -1,0 +1,336 @@
+//! IPv4 input and forward. Input decides whether a frame addressed to a VR takes
+//! the fast path (an IPv4 header without options, whole, with a good checksum and
+//! a TTL to spare, for a VR not in standby) or goes to its guest, and why. Forward
+//! resolves a looked-up route to the egress interface and the neighbour's MAC,
+//! and rewrites the frame: Ethernet addresses, TTL and checksum. The table lookup
+//! itself is pipelined over the burst by the lcore loop.
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, Vr, VrState};
+use crate::stats::PuntReason;
+use vrfwd_wire::ethernet::{ethertype, EthernetFrame};
+use vrfwd_wire::ipv4::{Ipv4Packet, HEADER_LEN};
+use vrfwd_wire::MacAddr;
+
+/// A frame for a VR that the fast path takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The destination address, host order.
+    pub dst: u32,
+    /// The VR drains: forward with the uplink's MAC, not the VR's.
+    pub draining: bool,
+}
+
+/// Input: whether a frame of `ethertype` addressed to a VR in `state` takes the
+/// fast path. `chained`: the frame spans several mbufs (the fast path rewrites the
+/// first only, so the guest gets those).
+#[inline(always)]
+pub fn input(
+    state: VrState,
+    ethertype: u16,
+    frame: &[u8],
+    chained: bool,
+) -> Result<Candidate, PuntReason> {
+    if state == VrState::Standby {
+        return Err(PuntReason::Standby);
+    }
+    match ethertype {
+        ethertype::IPV4 => {}
+        ethertype::ARP => return Err(PuntReason::Arp),
+        _ => return Err(PuntReason::NotIpv4),
+    }
+    let dst = fit(frame)?;
+    if chained {
+        return Err(PuntReason::Length);
+    }
+    Ok(Candidate {
+        dst,
+        draining: state == VrState::Draining,
+    })
+}
+
+/// The destination of the IPv4 header after the Ethernet header of `frame`, if the
+/// fast path may forward it.
+#[inline(always)]
+fn fit(frame: &[u8]) -> Result<u32, PuntReason> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| PuntReason::Truncated)?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| PuntReason::Truncated)?;
+    if ip.version() != 4 {
+        return Err(PuntReason::Version);
+    }
+    if ip.header_len() != HEADER_LEN {
+        return Err(PuntReason::Options);
+    }
+    if ip.total_len() < HEADER_LEN || ip.total_len() > ip.buffer_len() {
+        return Err(PuntReason::Length);
+    }
+    if !ip.verify_checksum() {
+        return Err(PuntReason::Checksum);
+    }
+    if ip.ttl() <= 1 {
+        return Err(PuntReason::TtlExpired);
+    }
+    Ok(u32::from(ip.dst()))
+}
+
+/// Where a forwarded frame goes and how it is addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Out {
+    pub port: usize,
+    pub dst: MacAddr,
+    pub src: MacAddr,
+}
+
+/// The neighbour resolved last in a burst (most of a burst shares one).
+#[derive(Debug, Default)]
+pub struct LastNeighbor {
+    vr: usize,
+    /// 0: none (neighbour keys are never 0).
+    key: u64,
+    mac: u64,
+}
+
+/// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s table
+/// gave for `dst` to the egress port and the frame's new addresses. A draining
+/// VR's frames leave from `draining_source`'s MAC for the egress segment.
+#[inline(always)]
+pub fn forward(
+    dp: &Dataplane,
+    v: usize,
+    next_hop: Option<u32>,
+    dst: u32,
+    now: u32,
+    last: &mut LastNeighbor,
+    draining_source: Option<&[MacAddr]>,
+) -> Result<Out, PuntReason> {
+    let vr = &dp.vrs[v];
+    let (iface, neighbor) = egress(vr, next_hop.ok_or(PuntReason::NoRoute)?, dst)?;
+    let key = neighbor_key(iface, neighbor);
+    let mac = if last.key == key && last.vr == v {
+        last.mac
+    } else {
+        let mac = vr.neighbors.get(key, now).ok_or(PuntReason::Unresolved)?;
+        *last = LastNeighbor { vr: v, key, mac };
+        mac
+    };
+    let ifc = &vr.interfaces[iface];
+    Ok(Out {
+        port: dp.segments[ifc.segment].uplink,
+        dst: MacAddr::from_u64(mac),
+        src: draining_source.map_or(ifc.mac, |macs| macs[ifc.segment]),
+    })
+}
+
+/// The egress interface and the neighbour to send to for next hop `index`.
+#[inline(always)]
+fn egress(vr: &Vr, index: u32, dst: u32) -> Result<(usize, u32), PuntReason> {
+    match vr.next_hops.get(index) {
+        Some(NextHop::Attached { iface }) => Ok((iface, dst)),
+        Some(NextHop::Gateway { iface, via }) => Ok((iface, via)),
+        Some(NextHop::Local) | None => Err(PuntReason::ToRouter),
+    }
+}
+
+/// Rewrites a frame that passed [`input`] for `out`: addresses, TTL, checksum.
+#[inline(always)]
+pub fn rewrite(frame: &mut [u8], out: &Out) -> Result<(), PuntReason> {
+    let mut eth = EthernetFrame::new_checked(frame).map_err(|_| PuntReason::Truncated)?;
+    eth.set_dst(out.dst);
+    eth.set_src(out.src);
+    let mut ip = Ipv4Packet::new_checked(eth.payload_mut()).map_err(|_| PuntReason::Truncated)?;
+    if !ip.decrement_ttl() {
+        return Err(PuntReason::TtlExpired);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::STATIC;
+    use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR1_LAN2_MAC};
+    use std::net::Ipv4Addr;
+    use vrfwd_wire::ethernet::{header as eth_header, HEADER_LEN as ETH_LEN};
+    use vrfwd_wire::ipv4::header as ip_header;
+
+    const STATION: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+
+    fn frame(ip: [u8; HEADER_LEN], payload: usize) -> Vec<u8> {
+        let mut f = eth_header(VR1_LAN1_MAC, STATION, ethertype::IPV4).to_vec();
+        f.extend_from_slice(&ip);
+        f.resize(ETH_LEN + HEADER_LEN + payload, 0xab);
+        f
+    }
+
+    fn header(ttl: u8) -> [u8; HEADER_LEN] {
+        ip_header(
+            Ipv4Addr::new(10, 0, 1, 2),
+            Ipv4Addr::new(10, 9, 2, 3),
+            ttl,
+            17,
+            8,
+        )
+    }
+
+    fn take(f: &[u8]) -> Result<Candidate, PuntReason> {
+        input(VrState::Active, ethertype::IPV4, f, false)
+    }
+
+    /// `h` with byte `at` changed by `edit` and its checksum made good again.
+    fn edited(at: usize, edit: impl Fn(u8) -> u8) -> [u8; HEADER_LEN] {
+        let mut h = header(64);
+        h[at] = edit(h[at]);
+        Ipv4Packet::new_checked(&mut h[..]).unwrap().fill_checksum();
+        h
+    }
+
+    #[test]
+    fn a_good_header_takes_the_fast_path() {
+        let f = frame(header(64), 8);
+        let dst = u32::from(Ipv4Addr::new(10, 9, 2, 3));
+        assert_eq!(
+            take(&f),
+            Ok(Candidate {
+                dst,
+                draining: false
+            })
+        );
+        assert_eq!(
+            input(VrState::Draining, ethertype::IPV4, &f, false),
+            Ok(Candidate {
+                dst,
+                draining: true
+            })
+        );
+    }
+
+    #[test]
+    fn each_punt_reason() {
+        let f = frame(header(64), 8);
+        assert_eq!(
+            input(VrState::Standby, ethertype::IPV4, &f, false),
+            Err(PuntReason::Standby)
+        );
+        assert_eq!(
+            input(VrState::Active, ethertype::ARP, &f, false),
+            Err(PuntReason::Arp)
+        );
+        assert_eq!(
+            input(VrState::Active, 0x86dd, &f, false),
+            Err(PuntReason::NotIpv4)
+        );
+        assert_eq!(
+            input(VrState::Active, ethertype::IPV4, &f, true),
+            Err(PuntReason::Length)
+        );
+        assert_eq!(
+            take(&frame(edited(0, |b| b & 0x0f | 0x60), 8)),
+            Err(PuntReason::Version)
+        );
+        assert_eq!(
+            take(&frame(edited(0, |_| 0x46), 8)),
+            Err(PuntReason::Options)
+        );
+        assert_eq!(take(&frame(edited(3, |_| 19), 8)), Err(PuntReason::Length));
+        let mut bad = header(64);
+        bad[15] ^= 1;
+        assert_eq!(take(&frame(bad, 8)), Err(PuntReason::Checksum));
+        for ttl in [0, 1] {
+            assert_eq!(take(&frame(header(ttl), 8)), Err(PuntReason::TtlExpired));
+        }
+        assert!(take(&frame(header(2), 8)).is_ok());
+    }
+
+    #[test]
+    fn every_truncation_is_punted() {
+        let f = frame(header(64), 8);
+        for len in 0..ETH_LEN + HEADER_LEN {
+            assert_eq!(take(&f[..len]), Err(PuntReason::Truncated), "len {len}");
+        }
+        // The total length says 28 but only 27 bytes of IP arrived.
+        assert_eq!(
+            take(&f[..ETH_LEN + HEADER_LEN + 7]),
+            Err(PuntReason::Length)
+        );
+    }
+
+    #[test]
+    fn forward_resolves_routes_to_the_uplink_and_the_neighbours_mac() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vr = &dp.vrs[0];
+        let gateway = (Ipv4Addr::new(10, 0, 2, 2), MacAddr([2, 0, 0, 0, 0xbb, 2]));
+        let dst = u32::from(Ipv4Addr::new(10, 9, 2, 3));
+        let fib = &t.routes[0].tables;
+        let route = fib.fib().lookup(dst);
+        let mut last = LastNeighbor::default();
+        assert_eq!(
+            forward(dp, 0, route, dst, 0, &mut last, None),
+            Err(PuntReason::Unresolved)
+        );
+        vr.neighbors.learn(
+            neighbor_key(1, gateway.0.into()),
+            gateway.1.to_u64(),
+            STATIC,
+        );
+        let out = Out {
+            port: dp.segments[1].uplink,
+            dst: gateway.1,
+            src: VR1_LAN2_MAC,
+        };
+        assert_eq!(forward(dp, 0, route, dst, 0, &mut last, None), Ok(out));
+        let uplink_macs = [
+            MacAddr([2, 0, 0, 0, 0xee, 1]),
+            MacAddr([2, 0, 0, 0, 0xee, 2]),
+        ];
+        assert_eq!(
+            forward(dp, 0, route, dst, 0, &mut last, Some(&uplink_macs)),
+            Ok(Out {
+                src: uplink_macs[1],
+                ..out
+            })
+        );
+        assert_eq!(
+            forward(dp, 0, None, dst, 0, &mut last, None),
+            Err(PuntReason::NoRoute)
+        );
+        let own = u32::from(Ipv4Addr::new(10, 0, 1, 1));
+        let local = fib.fib().lookup(own);
+        assert_eq!(
+            forward(dp, 0, local, own, 0, &mut last, None),
+            Err(PuntReason::ToRouter)
+        );
+        // An attached destination is its own neighbour.
+        let attached = u32::from(Ipv4Addr::new(10, 0, 1, 77));
+        assert_eq!(
+            forward(
+                dp,
+                0,
+                fib.fib().lookup(attached),
+                attached,
+                0,
+                &mut last,
+                None
+            ),
+            Err(PuntReason::Unresolved)
+        );
+    }
+
+    #[test]
+    fn rewrite_sets_addresses_and_decrements_the_ttl() {
+        let mut f = frame(header(64), 8);
+        let out = Out {
+            port: 0,
+            dst: MacAddr([2, 0, 0, 0, 0xbb, 2]),
+            src: VR1_LAN2_MAC,
+        };
+        assert_eq!(rewrite(&mut f, &out), Ok(()));
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!((eth.dst(), eth.src()), (out.dst, out.src));
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            rewrite(&mut f[..ETH_LEN + 10], &out),
+            Err(PuntReason::Truncated)
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The migration stage (docs/migration.md): a frame from a VR's guest on its vif
+//! means the guest runs here, so the VR becomes active and announces itself; an
+//! announcement (QEMU's RARP, a gratuitous ARP) of an active VR's MAC heard on an
+//! uplink means the guest resumed elsewhere, so the VR drains. Each change of state
+//! is made with one compare-and-swap on the VR and returned as an event, which the
+//! lcore reports to the control side.
+use crate::dataplane::{Dataplane, PortRole, VrEvent as Event, VrState};
+use vrfwd_wire::arp::{rarp_announcement, Arp, OP_REVERSE_REQUEST};
+use vrfwd_wire::ethernet::{ethertype, MIN_FRAME_LEN};
+use vrfwd_wire::MacAddr;
+
+/// Whether a frame of `ethertype` carrying `a` from `src` announces that `src`
+/// moved: QEMU's RARP after a live migration, or a gratuitous ARP (Xen's netfront
+/// after resume, a guest's own announcement).
+#[inline(always)]
+pub fn announces(ethertype: u16, src: MacAddr, a: &Arp) -> bool {
+    match ethertype {
+        ethertype::RARP => a.op == OP_REVERSE_REQUEST && a.sender_mac == src,
+        ethertype::ARP => a.sender_ip == a.target_ip && a.sender_mac == src,
+        _ => false,
+    }
+}
+
+/// `mac` announced itself on a port of role `role`: if that is an uplink and
+/// `mac` the MAC of a VR active here, the VR drains.
+pub fn heard_announcement(dp: &Dataplane, role: PortRole, mac: MacAddr) -> Option<Event> {
+    let PortRole::Uplink { segment } = role else {
+        return None;
+    };
+    let vm = dp.segments[segment].vr_for_mac(mac)?;
+    dp.vrs[vm.vr]
+        .transition(VrState::Active, VrState::Draining)
+        .then_some(Event::Departed { vr: vm.vr })
+}
+
+/// A frame from `src` arrived on a port of role `role`: if that is a vif and `src`
+/// the MAC of its VR interface, the guest runs here. A VR in standby, or still
+/// draining after its guest left, becomes active; one activated by its agent's
+/// hello before this frame is still owed its announcement.
+#[inline(always)]
+pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr) -> Option<Event> {
+    let PortRole::Vif { vr: v, iface, .. } = role else {
+        return None;
+    };
+    let vr = &dp.vrs[v];
+    if src != vr.interfaces[iface].mac {
+        return None;
+    }
+    let arrived = match vr.state() {
+        VrState::Active => vr.take_unannounced(),
+        VrState::Standby | VrState::Draining => {
+            vr.transition(VrState::Standby, VrState::Active)
+                || vr.transition(VrState::Draining, VrState::Active)
+        }
+    };
+    arrived.then_some(Event::Arrived { vr: v })
+}
+
+/// The frames that announce VR `vr` after it arrived: for each interface, a RARP
+/// naming its MAC out of its segment's uplink (port, frame), so that the switches
+/// learn at once where the VR is now.
+pub fn announcements(
+    dp: &Dataplane,
+    vr: usize,
+) -> impl Iterator<Item = (usize, [u8; MIN_FRAME_LEN])> + '_ {
+    dp.vrs[vr]
+        .interfaces
+        .iter()
+        .map(|ifc| (dp.segments[ifc.segment].uplink, rarp_announcement(ifc.mac)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR1_LAN2_MAC, VR2_LAN1_MAC};
+    use std::net::Ipv4Addr;
+    use vrfwd_wire::arp::OP_REQUEST;
+    use vrfwd_wire::ethernet::EthernetFrame;
+
+    fn rarp(mac: MacAddr) -> Arp {
+        let f = rarp_announcement(mac);
+        Arp::parse(EthernetFrame::new_checked(&f[..]).unwrap().payload()).unwrap()
+    }
+
+    #[test]
+    fn rarp_and_gratuitous_arp_announce_their_sender_only() {
+        let a = rarp(VR1_LAN1_MAC);
+        assert!(announces(ethertype::RARP, VR1_LAN1_MAC, &a));
+        assert!(!announces(ethertype::RARP, VR2_LAN1_MAC, &a));
+        assert!(!announces(ethertype::IPV4, VR1_LAN1_MAC, &a));
+        let ip = Ipv4Addr::new(10, 0, 1, 1);
+        let garp = Arp {
+            op: OP_REQUEST,
+            sender_mac: VR1_LAN1_MAC,
+            sender_ip: ip,
+            target_mac: MacAddr::default(),
+            target_ip: ip,
+        };
+        assert!(announces(ethertype::ARP, VR1_LAN1_MAC, &garp));
+        let request = Arp {
+            target_ip: Ipv4Addr::new(10, 0, 1, 2),
+            ..garp
+        };
+        assert!(!announces(ethertype::ARP, VR1_LAN1_MAC, &request));
+    }
+
+    #[test]
+    fn an_announcement_on_an_uplink_drains_an_active_vr_once() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let uplink = dp.ports[dp.segments[0].uplink];
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        assert_eq!(heard_announcement(dp, vif, VR1_LAN1_MAC), None);
+        assert_eq!(
+            heard_announcement(dp, uplink, MacAddr([2, 0, 0, 0, 9, 9])),
+            None
+        );
+        assert_eq!(
+            heard_announcement(dp, uplink, VR1_LAN1_MAC),
+            Some(Event::Departed { vr: 0 })
+        );
+        assert_eq!(dp.vrs[0].state(), VrState::Draining);
+        assert_eq!(heard_announcement(dp, uplink, VR1_LAN1_MAC), None);
+        assert_eq!(dp.vrs[1].state(), VrState::Active);
+    }
+
+    #[test]
+    fn the_guests_own_frame_on_its_vif_activates_its_vr() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        let uplink = dp.ports[dp.segments[0].uplink];
+        // Active already, nothing owed: no event.
+        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC), None);
+        for from in [VrState::Standby, VrState::Draining] {
+            assert!(dp.vrs[0].transition(VrState::Active, from));
+            // Another MAC on the vif, or the VR's MAC on the uplink: not the guest.
+            assert_eq!(heard_guest(dp, vif, VR2_LAN1_MAC), None);
+            assert_eq!(heard_guest(dp, uplink, VR1_LAN1_MAC), None);
+            assert_eq!(
+                heard_guest(dp, vif, VR1_LAN1_MAC),
+                Some(Event::Arrived { vr: 0 })
+            );
+            assert_eq!(dp.vrs[0].state(), VrState::Active);
+        }
+        assert!(dp.vrs[0].transition(VrState::Active, VrState::Standby));
+        assert!(dp.vrs[0].activate_from_session());
+        assert_eq!(
+            heard_guest(dp, vif, VR1_LAN1_MAC),
+            Some(Event::Arrived { vr: 0 })
+        );
+        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC), None);
+    }
+
+    #[test]
+    fn a_vr_is_announced_on_the_uplink_of_each_interface() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let sent: Vec<(usize, MacAddr)> = announcements(dp, 0)
+            .map(|(port, f)| (port, EthernetFrame::new_checked(&f[..]).unwrap().src()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (dp.segments[0].uplink, VR1_LAN1_MAC),
+                (dp.segments[1].uplink, VR1_LAN2_MAC)
+            ]
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! Checked views of the headers vrfwd reads and rewrites, after smoltcp's `wire`:
+//! a view wraps any `AsRef<[u8]>` (and `AsMut<[u8]>` to write), checks its length
+//! once in `new_checked`, and then reads and writes fields at constant offsets that
+//! cannot be out of range. Nothing here allocates, touches DPDK or decides policy:
+//! which frames the fast path takes is the data plane's stages' business
+//! (docs/architecture.md). New protocols (IPv6, ICMPv6, NDP) join as modules of
+//! the same shape.
+#![deny(unsafe_code)]
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod ipv4;
+mod mac;
+
+pub use mac::{BadMac, MacAddr};
+
+/// A buffer too short for the header a view was asked to read, or a header whose
+/// fixed fields name another protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Shorter than the header.
+    #[error("truncated header")]
+    Truncated,
+    /// A fixed field (ARP's hardware or protocol type) is not the one this view reads.
+    #[error("unsupported header")]
+    Unsupported,
+}
