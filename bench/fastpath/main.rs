@@ -25,7 +25,7 @@ const PREFIXES_PER_VR: usize = 10_000;
 
 /// DPDK's l3fwd built by bench/l3fwd/build.sh (shared with bench/compare).
 fn build_l3fwd(dir: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/l3fwd/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("l3fwd/build.sh");
     let out = Command::new("bash").arg(script).arg(dir).output()?;
     if !out.status.success() {
         bail!(
