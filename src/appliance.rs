@@ -43,7 +43,12 @@ pub enum ApplianceError {
 pub fn eal_args(config: &Config) -> Vec<String> {
     let cores: Vec<String> = config.cores.iter().map(u16::to_string).collect();
     let mut args = vec!["-l".to_owned(), cores.join(",")];
-    for device in config.ports.iter().filter_map(|p| p.device.clone()) {
+    for device in config
+        .topology
+        .ports
+        .iter()
+        .filter_map(|p| p.device.clone())
+    {
         args.push("--vdev".to_owned());
         args.push(device);
     }
@@ -81,6 +86,7 @@ fn run_on(
     )?;
     let rcu = Arc::new(Rcu::new(lcores as u32)?);
     let ports = config
+        .topology
         .ports
         .iter()
         .map(|p| {

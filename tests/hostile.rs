@@ -144,6 +144,7 @@ fn hostile_frames_neither_crash_nor_leak() {
     let pool = Mempool::new("hostile", MBUFS, 0, 2048 + 128).unwrap();
     let rcu = Arc::new(Rcu::new(1).unwrap());
     let ports = config
+        .topology
         .ports
         .iter()
         .map(|p| Some(Port::start(p.device_name().unwrap(), 1, &pool).unwrap()))

@@ -225,9 +225,7 @@ impl Ctl<'_> {
                 let via: Ipv4Addr = addr
                     .parse()
                     .map_err(|_| format!("{addr:?} is not an address"))?;
-                let iface = interfaces
-                    .iter()
-                    .position(|i| i.on_subnet(via))
+                let iface = crate::config::interface_for(interfaces, via)
                     .ok_or_else(|| format!("{via} is not on any interface of VR {vr}"))?;
                 NextHop::Gateway {
                     iface,

@@ -15,7 +15,6 @@
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
 use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, Vr, VrEvent, VrState};
-use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -222,7 +221,7 @@ impl Sessions {
                     .map(|i| vrfwd_proto::Interface {
                         name: i.name.clone(),
                         mac: i.mac,
-                        address: Ipv4Net::new(i.address, i.prefix_len).expect("validated"),
+                        address: i.net(),
                     })
                     .collect(),
             },
@@ -504,7 +503,7 @@ mod tests {
     #[test]
     fn routes_are_cloned_by_interface_name() {
         let dp = vr();
-        let prefix: Ipv4Net = "10.9.0.0/16".parse().unwrap();
+        let prefix: ipnet::Ipv4Net = "10.9.0.0/16".parse().unwrap();
         let via = Ipv4Addr::new(10, 0, 1, 2);
         let gateway = RouteEdit::Add {
             prefix,

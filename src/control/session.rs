@@ -176,7 +176,12 @@ impl Sessions {
     pub fn new(dp: Arc<Dataplane>, writer: Sender<Command>, config: &Config) -> Arc<Sessions> {
         Arc::new(Sessions {
             vrs: Mutex::new((0..dp.vrs.len()).map(|_| VrSession::default()).collect()),
-            credentials: config.vrs.iter().map(|v| v.credential.clone()).collect(),
+            credentials: config
+                .topology
+                .vrs
+                .iter()
+                .map(|v| v.credential.clone())
+                .collect(),
             dp,
             writer,
             limits: config.control.clone(),

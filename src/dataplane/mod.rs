@@ -1,14 +1,17 @@
 //! The running model every lcore reads: ports and their roles, segments (L2
 //! domains with MAC tables), and VRs (interfaces, route table, next hops,
-//! neighbours). Built once from the validated config; afterwards only atomics in
-//! it change (tables, neighbour and MAC learning), so lcores share it by `&`.
+//! neighbours). Built once from the config's resolved topology; afterwards only
+//! atomics in it change (tables, VR states, neighbour and MAC learning, the
+//! migration events queue), so lcores share it by `&`.
 mod cache;
 mod nexthop;
 
 pub use cache::{AgeingCache, Learned, STATIC};
 pub use nexthop::{NextHop, NextHops};
 
-use crate::config::{Config, TableSize, VrConfig};
+pub use crate::config::{Interface, PortRole};
+
+use crate::config::{Config, TableSize};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
 use rustc_hash::FxHashMap;
@@ -27,46 +30,6 @@ const NEIGHBOR_SLOTS: usize = 4096;
 const MAC_SLOTS: usize = 8192;
 /// Next-hop slots per VR.
 const NEXT_HOP_SLOTS: usize = 4096;
-
-/// What a port is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortRole {
-    /// A segment's physical (or outer) port.
-    Uplink { segment: usize },
-    /// The port to a VR interface's guest NIC.
-    Vif {
-        segment: usize,
-        vr: usize,
-        iface: usize,
-    },
-}
-
-impl PortRole {
-    pub fn segment(self) -> usize {
-        match self {
-            PortRole::Uplink { segment } | PortRole::Vif { segment, .. } => segment,
-        }
-    }
-}
-
-/// A VR interface as the fast path needs it.
-#[derive(Debug, Clone)]
-pub struct Interface {
-    pub name: String,
-    pub mac: MacAddr,
-    pub address: Ipv4Addr,
-    pub prefix_len: u8,
-    pub segment: usize,
-    pub vif: usize,
-}
-
-impl Interface {
-    /// Whether `ip` lies on this interface's subnet.
-    pub fn on_subnet(&self, ip: Ipv4Addr) -> bool {
-        let mask = crate::lpm::mask(self.prefix_len);
-        u32::from(ip) & mask == u32::from(self.address) & mask
-    }
-}
 
 /// Where a VR stands on this host during a migration (docs/migration.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,73 +300,31 @@ impl Dataplane {
         clock: Clock,
         rcu: &Arc<Rcu>,
     ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
-        let port_index = |name: &str| {
-            config
-                .ports
-                .iter()
-                .position(|p| p.name == name)
-                .expect("validated")
-        };
-        let segment_index = |name: &str| {
-            config
-                .segments
-                .iter()
-                .position(|s| s.name == name)
-                .expect("validated")
-        };
-        let mut ports = vec![None; config.ports.len()];
-        let mut segments: Vec<Segment> = config
+        let topology = &config.topology;
+        let mut segments: Vec<Segment> = topology
             .segments
             .iter()
-            .enumerate()
-            .map(|(s, sc)| {
-                let uplink = port_index(&sc.uplink);
-                ports[uplink] = Some(PortRole::Uplink { segment: s });
-                Segment::new(sc.name.clone(), uplink, config.timers.mac_ageing_s)
-            })
+            .map(|s| Segment::new(s.name.clone(), s.uplink, config.timers.mac_ageing_s))
             .collect();
-        let mut vrs = Vec::with_capacity(config.vrs.len());
-        let mut tables = Vec::with_capacity(config.vrs.len());
-        for (v, vc) in config.vrs.iter().enumerate() {
-            let interfaces: Vec<Interface> = vc
-                .interfaces
-                .iter()
-                .enumerate()
-                .map(|(i, ic)| {
-                    let segment = segment_index(&ic.segment);
-                    let vif = port_index(&ic.vif);
-                    ports[vif] = Some(PortRole::Vif {
-                        segment,
-                        vr: v,
-                        iface: i,
-                    });
-                    let vm = VrMac {
-                        mac: ic.mac.to_u64(),
-                        vr: v,
-                        iface: i,
-                    };
-                    segments[segment].attach(vm, ic.address.addr(), vif);
-                    Interface {
-                        name: ic.name.clone(),
-                        mac: ic.mac,
-                        address: ic.address.addr(),
-                        prefix_len: ic.address.prefix_len(),
-                        segment,
-                        vif,
-                    }
-                })
-                .collect();
-            let (vr, table) = build_vr(vc, interfaces, config.timers.neighbor_timeout_s, rcu)
+        let mut vrs = Vec::with_capacity(topology.vrs.len());
+        let mut tables = Vec::with_capacity(topology.vrs.len());
+        for (v, vc) in topology.vrs.iter().enumerate() {
+            for (i, ifc) in vc.interfaces.iter().enumerate() {
+                let vm = VrMac {
+                    mac: ifc.mac.to_u64(),
+                    vr: v,
+                    iface: i,
+                };
+                segments[ifc.segment].attach(vm, ifc.address, ifc.vif);
+            }
+            let (vr, table) = build_vr(vc, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
             tables.push(table);
         }
         let dp = Dataplane {
-            port_names: config.ports.iter().map(|p| p.name.clone()).collect(),
-            ports: ports
-                .into_iter()
-                .map(|r| r.expect("validated: every port has a role"))
-                .collect(),
+            port_names: topology.ports.iter().map(|p| p.name.clone()).collect(),
+            ports: topology.ports.iter().map(|p| p.role).collect(),
             segments,
             vrs,
             clock,
@@ -416,8 +337,7 @@ impl Dataplane {
 /// Builds one VR: its interfaces' connected and local routes, its static routes
 /// and neighbours.
 fn build_vr(
-    vc: &VrConfig,
-    interfaces: Vec<Interface>,
+    vc: &crate::config::Vr,
     neighbor_timeout: u32,
     rcu: &Arc<Rcu>,
 ) -> Result<(Vr, VrRoutes), TableError> {
@@ -431,26 +351,24 @@ fn build_vr(
     } else {
         TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS)
     };
-    let next_hops = NextHops::new(NEXT_HOP_SLOTS, interfaces.len());
+    let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
     let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
     // Addresses the guest must see itself: multicast and limited broadcast.
     let mut system = vec![add(0xe000_0000, 4, local), add(u32::MAX, 32, local)];
-    for (i, ifc) in interfaces.iter().enumerate() {
-        let addr = u32::from(ifc.address);
-        let mask = crate::lpm::mask(ifc.prefix_len);
+    for (i, ifc) in vc.interfaces.iter().enumerate() {
+        let subnet = ifc.net();
         let attached = next_hops
             .index_of(NextHop::Attached { iface: i })
             .expect("reserved");
-        system.push(add(addr & mask, ifc.prefix_len, attached));
-        system.push(add(addr, 32, local));
-        system.push(add(addr | !mask, 32, local));
+        system.push(add(subnet.network().into(), subnet.prefix_len(), attached));
+        system.push(add(ifc.address.into(), 32, local));
+        system.push(add(subnet.broadcast().into(), 32, local));
     }
     for r in &vc.routes {
-        let iface = Config::interface_for(vc, r.via).expect("validated");
         let nh = next_hops
             .insert(NextHop::Gateway {
-                iface,
+                iface: r.iface,
                 via: r.via.into(),
             })
             .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
@@ -464,17 +382,16 @@ fn build_vr(
     tables.apply(&system, |_| {})?;
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
-        let iface = Config::interface_for(vc, n.address).expect("validated");
         neighbors.learn(
-            neighbor_key(iface, n.address.into()),
+            neighbor_key(n.iface, n.address.into()),
             n.mac.to_u64(),
             STATIC,
         );
     }
     let vr = Vr {
         id: vc.id,
-        name: vc.name.clone().unwrap_or_else(|| format!("vr{}", vc.id)),
-        interfaces,
+        name: vc.name.clone(),
+        interfaces: vc.interfaces.clone(),
         fib: RcuCell::new(Arc::clone(tables.fib()), Arc::clone(rcu)),
         routes: AtomicUsize::new(tables.rib().len()),
         next_hops,

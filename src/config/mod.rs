@@ -1,11 +1,18 @@
-//! The operator's TOML configuration: parsed with serde, then validated into
-//! [`Config`] so that a bad file fails at start with the key and the problem named.
-//! Owns no runtime state; `crate::dataplane` builds the running model from it.
+//! The operator's TOML configuration: parsed with serde, then validated into a
+//! [`Config`] whose ports, segments and VRs are resolved ([`Topology`]: indices
+//! instead of names, subnets computed), so that a bad file fails at start with the
+//! key and the problem named, and nothing after looks a name up again. Owns no
+//! runtime state; `crate::dataplane` builds the running model from it.
+mod topology;
+
 use ipnet::Ipv4Net;
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+pub use topology::{
+    interface_for, Interface, Port, PortRole, Segment, StaticNeighbor, StaticRoute, Topology, Vr,
+};
 use vrfwd_wire::MacAddr;
 
 /// A configuration that cannot be used.
@@ -47,40 +54,57 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// CPU cores to run forwarding lcores on, one lcore each; the first is EAL's main lcore.
     pub cores: Vec<u16>,
     /// Extra EAL arguments (e.g. `--no-huge`, `--in-memory`, `--file-prefix=x`).
-    #[serde(default)]
     pub eal_args: Vec<String>,
     /// The operator socket `vrfwd stats` talks to.
-    #[serde(default = "default_socket")]
     pub socket: PathBuf,
     /// A group (name or number) whose members may use the operator socket besides
     /// root; without one the socket is mode 0600.
-    #[serde(default)]
     pub socket_group: Option<String>,
-    #[serde(default)]
     pub mempool: MempoolConfig,
-    #[serde(default)]
     pub idle: IdleConfig,
-    #[serde(default)]
     pub timers: Timers,
-    #[serde(default)]
     pub control: ControlConfig,
-    #[serde(default)]
     pub limits: HostLimits,
-    #[serde(default)]
     pub attach: AttachConfig,
+    /// Ports, segments and VRs.
+    pub topology: Topology,
+}
+
+/// The file as written: names not yet resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    cores: Vec<u16>,
+    #[serde(default)]
+    eal_args: Vec<String>,
+    #[serde(default = "default_socket")]
+    socket: PathBuf,
+    #[serde(default)]
+    socket_group: Option<String>,
+    #[serde(default)]
+    mempool: MempoolConfig,
+    #[serde(default)]
+    idle: IdleConfig,
+    #[serde(default)]
+    timers: Timers,
+    #[serde(default)]
+    control: ControlConfig,
+    #[serde(default)]
+    limits: HostLimits,
+    #[serde(default)]
+    attach: AttachConfig,
     #[serde(rename = "port", default)]
-    pub ports: Vec<PortConfig>,
+    ports: Vec<PortConfig>,
     #[serde(rename = "segment", default)]
-    pub segments: Vec<SegmentConfig>,
+    segments: Vec<SegmentConfig>,
     #[serde(rename = "vr", default)]
-    pub vrs: Vec<VrConfig>,
+    vrs: Vec<VrConfig>,
 }
 
 fn default_socket() -> PathBuf {
@@ -90,24 +114,28 @@ fn default_socket() -> PathBuf {
 impl Config {
     /// The group id of `socket_group`: a number, or a name from /etc/group.
     pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
-        let Some(group) = &self.socket_group else {
-            return Ok(None);
-        };
-        if let Ok(gid) = group.parse() {
-            return Ok(Some(gid));
-        }
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        groups
-            .lines()
-            .find_map(|line| {
-                let mut fields = line.split(':');
-                (fields.next() == Some(group.as_str()))
-                    .then(|| fields.nth(1).and_then(|gid| gid.parse().ok()))
-                    .flatten()
-            })
-            .map(Some)
-            .ok_or_else(|| invalid("socket_group", format!("no group {group:?}")))
+        group_id(self.socket_group.as_deref())
     }
+}
+
+fn group_id(group: Option<&str>) -> Result<Option<u32>, ConfigError> {
+    let Some(group) = group else {
+        return Ok(None);
+    };
+    if let Ok(gid) = group.parse() {
+        return Ok(Some(gid));
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(group))
+                .then(|| fields.nth(1).and_then(|gid| gid.parse().ok()))
+                .flatten()
+        })
+        .map(Some)
+        .ok_or_else(|| invalid("socket_group", format!("no group {group:?}")))
 }
 
 /// Packet-buffer pool.
@@ -253,7 +281,7 @@ impl Default for ControlConfig {
 /// A DPDK port.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PortConfig {
+struct PortConfig {
     pub name: String,
     /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`. A vif without
     /// one is attached at run time (`vrfwd ctl attach`, e.g. by Xen's vif hotplug
@@ -263,12 +291,15 @@ pub struct PortConfig {
 }
 
 impl PortConfig {
-    /// The DPDK device name (before the first comma), which names the ethdev.
-    pub fn device_name(&self) -> Option<&str> {
-        self.device
-            .as_deref()
-            .map(|d| d.split(',').next().unwrap_or_default())
+    fn device_name(&self) -> Option<&str> {
+        self.device.as_deref().map(device_name)
     }
+}
+
+/// The DPDK device name of a device string (before the first comma), which names
+/// the ethdev.
+fn device_name(device: &str) -> &str {
+    device.split(',').next().unwrap_or_default()
 }
 
 /// How a vif is attached at run time: the PMD that opens the kernel netdev.
@@ -312,7 +343,7 @@ impl AttachConfig {
 /// An L2 domain: one uplink port and the vif ports of the VR interfaces in it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SegmentConfig {
+struct SegmentConfig {
     pub name: String,
     pub uplink: String,
 }
@@ -330,7 +361,7 @@ pub enum TableSize {
 /// A virtual router.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VrConfig {
+struct VrConfig {
     pub id: u32,
     #[serde(default)]
     pub name: Option<String>,
@@ -354,7 +385,7 @@ pub struct VrConfig {
 /// A VR interface: the guest's NIC on one segment.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InterfaceConfig {
+struct InterfaceConfig {
     pub name: String,
     pub mac: MacAddr,
     /// The VR's address and prefix on this interface, e.g. `10.0.1.1/24`.
@@ -367,7 +398,7 @@ pub struct InterfaceConfig {
 /// A static route (until the guest's agent feeds routes).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteConfig {
+struct RouteConfig {
     pub prefix: Ipv4Net,
     pub via: Ipv4Addr,
 }
@@ -375,7 +406,7 @@ pub struct RouteConfig {
 /// A static neighbour.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NeighborConfig {
+struct NeighborConfig {
     pub address: Ipv4Addr,
     pub mac: MacAddr,
 }
@@ -409,215 +440,75 @@ impl Config {
 
     /// Whether the file names any credential.
     fn holds_credentials(&self) -> bool {
-        self.control.host_credential.is_some() || self.vrs.iter().any(|v| v.credential.is_some())
+        self.control.host_credential.is_some()
+            || self.topology.vrs.iter().any(|v| v.credential.is_some())
     }
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)?;
-        config.validate()?;
-        Ok(config)
+        let file: File = toml::from_str(text)?;
+        file.validate()
     }
+}
 
-    /// The interface of `vr` whose subnet holds `addr`.
-    pub fn interface_for(vr: &VrConfig, addr: Ipv4Addr) -> Option<usize> {
-        vr.interfaces
-            .iter()
-            .position(|i| i.address.trunc().contains(&addr))
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
+impl File {
+    /// The configuration, checked whole: the first problem is an error naming its key.
+    fn validate(self) -> Result<Config, ConfigError> {
         if self.cores.is_empty() {
             return Err(invalid("cores", "at least one core is needed"));
         }
         if self.cores.iter().collect::<HashSet<_>>().len() != self.cores.len() {
             return Err(invalid("cores", "a core is listed twice"));
         }
-        self.socket_gid()?;
-        let c = &self.control;
-        if c.idle_timeout_s == 0 || c.keepalive_s == 0 || c.keepalive_s >= c.idle_timeout_s {
+        group_id(self.socket_group.as_deref())?;
+        self.control.validate()?;
+        if self.mempool.mbufs < 1024 {
+            return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
+        }
+        let topology = Topology::resolve(&self.ports, &self.segments, &self.vrs)?;
+        Ok(Config {
+            cores: self.cores,
+            eal_args: self.eal_args,
+            socket: self.socket,
+            socket_group: self.socket_group,
+            mempool: self.mempool,
+            idle: self.idle,
+            timers: self.timers,
+            control: self.control,
+            limits: self.limits,
+            attach: self.attach,
+            topology,
+        })
+    }
+}
+
+impl ControlConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.idle_timeout_s == 0
+            || self.keepalive_s == 0
+            || self.keepalive_s >= self.idle_timeout_s
+        {
             return Err(invalid(
                 "control.keepalive_s",
                 "needs 0 < keepalive_s < idle_timeout_s",
             ));
         }
-        if c.max_stanza_bytes < 1024
-            || c.max_stanzas_per_s == 0
-            || c.max_sessions_per_source == 0
-            || c.max_connections == 0
-            || c.hello_timeout_s == 0
+        if self.max_stanza_bytes < 1024
+            || self.max_stanzas_per_s == 0
+            || self.max_sessions_per_source == 0
+            || self.max_connections == 0
+            || self.hello_timeout_s == 0
         {
             return Err(invalid(
                 "control",
                 "limits must allow at least one 1 KiB stanza, one connection and a hello",
             ));
         }
-        check_credential("control.host_credential", c.host_credential.as_deref())?;
-        if c.host_credential.is_some() && c.peers.is_empty() {
+        check_credential("control.host_credential", self.host_credential.as_deref())?;
+        if self.host_credential.is_some() && self.peers.is_empty() {
             return Err(invalid(
                 "control.peers",
                 "host_credential needs the peer hosts' addresses (clones are accepted from them only)",
-            ));
-        }
-        if self.mempool.mbufs < 1024 {
-            return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
-        }
-        if self.ports.len() > MAX_PORTS {
-            return Err(invalid("port", format!("more than {MAX_PORTS} ports")));
-        }
-        if self.vrs.len() > MAX_VRS {
-            return Err(invalid("vr", format!("more than {MAX_VRS} VRs")));
-        }
-        let mut port_names = HashSet::new();
-        let mut devices = HashSet::new();
-        for (i, p) in self.ports.iter().enumerate() {
-            if !port_names.insert(p.name.as_str()) {
-                return Err(invalid(
-                    format!("port[{i}].name"),
-                    format!("{:?} is used twice", p.name),
-                ));
-            }
-            if let Some(name) = p.device_name() {
-                if name.is_empty() || !devices.insert(name) {
-                    return Err(invalid(
-                        format!("port[{i}].device"),
-                        format!("{:?} is empty or its device name is used twice", p.device),
-                    ));
-                }
-            }
-        }
-        // Every port has exactly one role: a segment's uplink or an interface's vif.
-        let mut port_role: HashMap<String, String> = HashMap::new();
-        let mut claim = |port: &str, key: String| -> Result<(), ConfigError> {
-            if !port_names.contains(port) {
-                return Err(invalid(key, format!("no [[port]] is named {port:?}")));
-            }
-            if let Some(prev) = port_role.insert(port.to_owned(), key.clone()) {
-                return Err(invalid(
-                    key,
-                    format!("port {port:?} is already used by {prev}"),
-                ));
-            }
-            Ok(())
-        };
-        let mut segment_names = HashSet::new();
-        for (i, s) in self.segments.iter().enumerate() {
-            if !segment_names.insert(s.name.as_str()) {
-                return Err(invalid(
-                    format!("segment[{i}].name"),
-                    format!("{:?} is used twice", s.name),
-                ));
-            }
-            claim(&s.uplink, format!("segment[{i}].uplink"))?;
-            if self
-                .ports
-                .iter()
-                .any(|p| p.name == s.uplink && p.device.is_none())
-            {
-                return Err(invalid(
-                    format!("segment[{i}].uplink"),
-                    format!(
-                        "port {:?} has no device (only vifs are attached at run time)",
-                        s.uplink
-                    ),
-                ));
-            }
-        }
-        let mut vr_ids = HashSet::new();
-        let mut macs = HashSet::new();
-        for (v, vr) in self.vrs.iter().enumerate() {
-            let key = |rest: &str| format!("vr[{v}]{rest}");
-            if vr.id == 0 || !vr_ids.insert(vr.id) {
-                return Err(invalid(
-                    key(".id"),
-                    format!("{} is zero or used twice", vr.id),
-                ));
-            }
-            check_credential(&key(".credential"), vr.credential.as_deref())?;
-            if vr.interfaces.is_empty() || vr.interfaces.len() > MAX_INTERFACES {
-                return Err(invalid(
-                    key(".interface"),
-                    format!("a VR needs 1 to {MAX_INTERFACES} interfaces"),
-                ));
-            }
-            let mut if_names = HashSet::new();
-            for (n, ifc) in vr.interfaces.iter().enumerate() {
-                let k = |f: &str| key(&format!(".interface[{n}].{f}"));
-                if !if_names.insert(ifc.name.as_str()) {
-                    return Err(invalid(
-                        k("name"),
-                        format!("{:?} is used twice in this VR", ifc.name),
-                    ));
-                }
-                if ifc.mac.is_multicast() || ifc.mac.is_zero() {
-                    return Err(invalid(
-                        k("mac"),
-                        format!("{} is not a unicast station address", ifc.mac),
-                    ));
-                }
-                if !macs.insert(ifc.mac) {
-                    return Err(invalid(
-                        k("mac"),
-                        format!("{} belongs to another interface too", ifc.mac),
-                    ));
-                }
-                if ifc.address.prefix_len() > 30
-                    || ifc.address.addr() == ifc.address.network()
-                    || ifc.address.addr() == ifc.address.broadcast()
-                {
-                    return Err(invalid(
-                        k("address"),
-                        format!(
-                            "{} is not a host address on a /30 or wider subnet",
-                            ifc.address
-                        ),
-                    ));
-                }
-                if !segment_names.contains(ifc.segment.as_str()) {
-                    return Err(invalid(
-                        k("segment"),
-                        format!("no [[segment]] is named {:?}", ifc.segment),
-                    ));
-                }
-                claim(&ifc.vif, k("vif"))?;
-            }
-            for (n, r) in vr.routes.iter().enumerate() {
-                if r.prefix.trunc() != r.prefix {
-                    return Err(invalid(
-                        key(&format!(".route[{n}].prefix")),
-                        format!(
-                            "{} has host bits set (did you mean {}?)",
-                            r.prefix,
-                            r.prefix.trunc()
-                        ),
-                    ));
-                }
-                if Config::interface_for(vr, r.via).is_none() {
-                    return Err(invalid(
-                        key(&format!(".route[{n}].via")),
-                        format!("{} is not on any interface's subnet", r.via),
-                    ));
-                }
-            }
-            for (n, nb) in vr.neighbors.iter().enumerate() {
-                if Config::interface_for(vr, nb.address).is_none() {
-                    return Err(invalid(
-                        key(&format!(".neighbor[{n}].address")),
-                        format!("{} is not on any interface's subnet", nb.address),
-                    ));
-                }
-                if nb.mac.is_multicast() || nb.mac.is_zero() {
-                    return Err(invalid(
-                        key(&format!(".neighbor[{n}].mac")),
-                        format!("{} is not a unicast station address", nb.mac),
-                    ));
-                }
-            }
-        }
-        if let Some(p) = self.ports.iter().find(|p| !port_role.contains_key(&p.name)) {
-            return Err(invalid(
-                "port",
-                format!("port {:?} is neither a segment uplink nor a vif", p.name),
             ));
         }
         Ok(())
@@ -655,16 +546,16 @@ pub(crate) mod tests {
 
     #[test]
     fn a_vr_whose_guest_runs_elsewhere_starts_in_standby() {
-        assert!(!Config::parse(EXAMPLE).unwrap().vrs[0].standby);
+        assert!(!Config::parse(EXAMPLE).unwrap().topology.vrs[0].standby);
         let c = Config::parse(&EXAMPLE.replace("[[vr]]", "[[vr]]\nstandby = true")).unwrap();
-        assert!(c.vrs[0].standby);
+        assert!(c.topology.vrs[0].standby);
     }
 
     #[test]
     fn a_vif_without_a_device_is_attached_at_run_time() {
         let c =
             Config::parse(&EXAMPLE.replace("device = \"net_af_packet1,iface=vif1\"", "")).unwrap();
-        assert_eq!(c.ports[1].device, None);
+        assert_eq!(c.topology.ports[1].device, None);
         assert_eq!(
             c.attach.device(1, "vif5.0", 2),
             "net_af_packet_vif1,iface=vif5.0,qpairs=2"

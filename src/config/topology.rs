@@ -1,0 +1,456 @@
+//! The resolved topology: ports, segments and VRs as the data plane is built from
+//! them, every name replaced by an index and every subnet computed once, checked
+//! whole before anything uses it. Indices are positions in vectors that are built
+//! by adding one entity at a time, each checked against those before it: the
+//! shape in which entities can later be added at run time and published under RCU.
+use super::{invalid, ConfigError, NeighborConfig, PortConfig, RouteConfig, SegmentConfig};
+use super::{TableSize, VrConfig, MAX_INTERFACES, MAX_PORTS, MAX_VRS};
+use ipnet::Ipv4Net;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use vrfwd_wire::MacAddr;
+
+/// What a port is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRole {
+    /// A segment's physical (or outer) port.
+    Uplink { segment: usize },
+    /// The port to a VR interface's guest NIC.
+    Vif {
+        segment: usize,
+        vr: usize,
+        iface: usize,
+    },
+}
+
+impl PortRole {
+    pub fn segment(self) -> usize {
+        match self {
+            PortRole::Uplink { segment } | PortRole::Vif { segment, .. } => segment,
+        }
+    }
+}
+
+/// A DPDK port and its role.
+#[derive(Debug, Clone)]
+pub struct Port {
+    pub name: String,
+    /// A DPDK device string; none for a vif attached at run time.
+    pub device: Option<String>,
+    pub role: PortRole,
+}
+
+impl Port {
+    /// The DPDK device name (before the first comma of the device string).
+    pub fn device_name(&self) -> Option<&str> {
+        self.device.as_deref().map(super::device_name)
+    }
+}
+
+/// An L2 domain.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub name: String,
+    /// Its uplink's port index.
+    pub uplink: usize,
+}
+
+/// A VR interface: the guest's NIC on one segment.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub segment: usize,
+    /// Its vif's port index.
+    pub vif: usize,
+    network: u32,
+    mask: u32,
+}
+
+impl Interface {
+    pub fn new(name: String, mac: MacAddr, net: Ipv4Net, segment: usize, vif: usize) -> Self {
+        let mask = u32::from(net.netmask());
+        Interface {
+            name,
+            mac,
+            address: net.addr(),
+            prefix_len: net.prefix_len(),
+            segment,
+            vif,
+            network: u32::from(net.addr()) & mask,
+            mask,
+        }
+    }
+
+    /// The interface's address with its prefix.
+    pub fn net(&self) -> Ipv4Net {
+        Ipv4Net::new(self.address, self.prefix_len).expect("a prefix length from an Ipv4Net")
+    }
+
+    /// Whether `ip` lies on this interface's subnet.
+    #[inline(always)]
+    pub fn on_subnet(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask == self.network
+    }
+}
+
+/// The interface among `interfaces` whose subnet holds `addr` (the first, if
+/// subnets overlap).
+pub fn interface_for(interfaces: &[Interface], addr: Ipv4Addr) -> Option<usize> {
+    interfaces.iter().position(|i| i.on_subnet(addr))
+}
+
+/// A static route, its gateway resolved to an interface.
+#[derive(Debug, Clone)]
+pub struct StaticRoute {
+    pub prefix: Ipv4Net,
+    pub via: Ipv4Addr,
+    pub iface: usize,
+}
+
+/// A static neighbour, resolved to an interface.
+#[derive(Debug, Clone)]
+pub struct StaticNeighbor {
+    pub address: Ipv4Addr,
+    pub mac: MacAddr,
+    pub iface: usize,
+}
+
+/// A virtual router.
+#[derive(Debug, Clone)]
+pub struct Vr {
+    pub id: u32,
+    /// The configured name, or `vr<id>`.
+    pub name: String,
+    pub table: TableSize,
+    pub credential: Option<String>,
+    pub standby: bool,
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<StaticRoute>,
+    pub neighbors: Vec<StaticNeighbor>,
+}
+
+/// Ports, segments and VRs, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    pub ports: Vec<Port>,
+    pub segments: Vec<Segment>,
+    pub vrs: Vec<Vr>,
+}
+
+/// The state of a resolution: names seen so far and the roles ports were given.
+#[derive(Default)]
+struct Resolver<'a> {
+    ports: HashMap<&'a str, usize>,
+    roles: Vec<Option<(PortRole, String)>>,
+    segments: HashMap<&'a str, usize>,
+    vr_ids: HashSet<u32>,
+    macs: HashSet<MacAddr>,
+}
+
+impl Topology {
+    /// Checks and resolves the configured ports, segments and VRs; the first
+    /// problem is an error naming its key.
+    pub(super) fn resolve(
+        ports: &[PortConfig],
+        segments: &[SegmentConfig],
+        vrs: &[VrConfig],
+    ) -> Result<Topology, ConfigError> {
+        if ports.len() > MAX_PORTS {
+            return Err(invalid("port", format!("more than {MAX_PORTS} ports")));
+        }
+        if vrs.len() > MAX_VRS {
+            return Err(invalid("vr", format!("more than {MAX_VRS} VRs")));
+        }
+        let mut r = Resolver::default();
+        let mut devices = HashSet::new();
+        for (i, p) in ports.iter().enumerate() {
+            r.add_port(i, p, &mut devices)?;
+        }
+        let mut topology = Topology::default();
+        for (i, s) in segments.iter().enumerate() {
+            let segment = r.add_segment(i, s, ports)?;
+            topology.segments.push(segment);
+        }
+        for (v, vc) in vrs.iter().enumerate() {
+            let vr = r.add_vr(v, vc)?;
+            topology.vrs.push(vr);
+        }
+        for (p, role) in ports.iter().zip(r.roles) {
+            let Some((role, _)) = role else {
+                return Err(invalid(
+                    "port",
+                    format!("port {:?} is neither a segment uplink nor a vif", p.name),
+                ));
+            };
+            topology.ports.push(Port {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                role,
+            });
+        }
+        Ok(topology)
+    }
+}
+
+impl<'a> Resolver<'a> {
+    fn add_port(
+        &mut self,
+        i: usize,
+        p: &'a PortConfig,
+        devices: &mut HashSet<&'a str>,
+    ) -> Result<(), ConfigError> {
+        if self.ports.insert(p.name.as_str(), i).is_some() {
+            return Err(invalid(
+                format!("port[{i}].name"),
+                format!("{:?} is used twice", p.name),
+            ));
+        }
+        if let Some(name) = p.device_name() {
+            if name.is_empty() || !devices.insert(name) {
+                return Err(invalid(
+                    format!("port[{i}].device"),
+                    format!("{:?} is empty or its device name is used twice", p.device),
+                ));
+            }
+        }
+        self.roles.push(None);
+        Ok(())
+    }
+
+    /// Gives port `name` its one role; `key` names the claim in errors.
+    fn claim(&mut self, name: &str, role: PortRole, key: String) -> Result<usize, ConfigError> {
+        let Some(&port) = self.ports.get(name) else {
+            return Err(invalid(key, format!("no [[port]] is named {name:?}")));
+        };
+        if let Some((_, prev)) = &self.roles[port] {
+            return Err(invalid(
+                key,
+                format!("port {name:?} is already used by {prev}"),
+            ));
+        }
+        self.roles[port] = Some((role, key));
+        Ok(port)
+    }
+
+    fn add_segment(
+        &mut self,
+        i: usize,
+        s: &'a SegmentConfig,
+        ports: &[PortConfig],
+    ) -> Result<Segment, ConfigError> {
+        if self.segments.insert(s.name.as_str(), i).is_some() {
+            return Err(invalid(
+                format!("segment[{i}].name"),
+                format!("{:?} is used twice", s.name),
+            ));
+        }
+        let key = format!("segment[{i}].uplink");
+        let uplink = self.claim(&s.uplink, PortRole::Uplink { segment: i }, key.clone())?;
+        if ports[uplink].device.is_none() {
+            return Err(invalid(
+                key,
+                format!(
+                    "port {:?} has no device (only vifs are attached at run time)",
+                    s.uplink
+                ),
+            ));
+        }
+        Ok(Segment {
+            name: s.name.clone(),
+            uplink,
+        })
+    }
+
+    fn add_vr(&mut self, v: usize, vr: &VrConfig) -> Result<Vr, ConfigError> {
+        let key = |rest: &str| format!("vr[{v}]{rest}");
+        if vr.id == 0 || !self.vr_ids.insert(vr.id) {
+            return Err(invalid(
+                key(".id"),
+                format!("{} is zero or used twice", vr.id),
+            ));
+        }
+        super::check_credential(&key(".credential"), vr.credential.as_deref())?;
+        if vr.interfaces.is_empty() || vr.interfaces.len() > MAX_INTERFACES {
+            return Err(invalid(
+                key(".interface"),
+                format!("a VR needs 1 to {MAX_INTERFACES} interfaces"),
+            ));
+        }
+        let mut interfaces: Vec<Interface> = Vec::with_capacity(vr.interfaces.len());
+        for (n, ifc) in vr.interfaces.iter().enumerate() {
+            let k = |f: &str| key(&format!(".interface[{n}].{f}"));
+            if interfaces.iter().any(|i| i.name == ifc.name) {
+                return Err(invalid(
+                    k("name"),
+                    format!("{:?} is used twice in this VR", ifc.name),
+                ));
+            }
+            if !is_station(ifc.mac) {
+                return Err(invalid(
+                    k("mac"),
+                    format!("{} is not a unicast station address", ifc.mac),
+                ));
+            }
+            if !self.macs.insert(ifc.mac) {
+                return Err(invalid(
+                    k("mac"),
+                    format!("{} belongs to another interface too", ifc.mac),
+                ));
+            }
+            if ifc.address.prefix_len() > 30
+                || ifc.address.addr() == ifc.address.network()
+                || ifc.address.addr() == ifc.address.broadcast()
+            {
+                return Err(invalid(
+                    k("address"),
+                    format!(
+                        "{} is not a host address on a /30 or wider subnet",
+                        ifc.address
+                    ),
+                ));
+            }
+            let Some(&segment) = self.segments.get(ifc.segment.as_str()) else {
+                return Err(invalid(
+                    k("segment"),
+                    format!("no [[segment]] is named {:?}", ifc.segment),
+                ));
+            };
+            let role = PortRole::Vif {
+                segment,
+                vr: v,
+                iface: n,
+            };
+            let vif = self.claim(&ifc.vif, role, k("vif"))?;
+            interfaces.push(Interface::new(
+                ifc.name.clone(),
+                ifc.mac,
+                ifc.address,
+                segment,
+                vif,
+            ));
+        }
+        let routes = vr
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(n, r)| static_route(&interfaces, r, || key(&format!(".route[{n}]"))))
+            .collect::<Result<_, _>>()?;
+        let neighbors = vr
+            .neighbors
+            .iter()
+            .enumerate()
+            .map(|(n, nb)| static_neighbor(&interfaces, nb, || key(&format!(".neighbor[{n}]"))))
+            .collect::<Result<_, _>>()?;
+        Ok(Vr {
+            id: vr.id,
+            name: vr.name.clone().unwrap_or_else(|| format!("vr{}", vr.id)),
+            table: vr.table,
+            credential: vr.credential.clone(),
+            standby: vr.standby,
+            interfaces,
+            routes,
+            neighbors,
+        })
+    }
+}
+
+fn is_station(mac: MacAddr) -> bool {
+    !mac.is_multicast() && !mac.is_zero()
+}
+
+fn static_route(
+    interfaces: &[Interface],
+    r: &RouteConfig,
+    key: impl Fn() -> String,
+) -> Result<StaticRoute, ConfigError> {
+    if r.prefix.trunc() != r.prefix {
+        return Err(invalid(
+            key() + ".prefix",
+            format!(
+                "{} has host bits set (did you mean {}?)",
+                r.prefix,
+                r.prefix.trunc()
+            ),
+        ));
+    }
+    let iface = interface_for(interfaces, r.via).ok_or_else(|| {
+        invalid(
+            key() + ".via",
+            format!("{} is not on any interface's subnet", r.via),
+        )
+    })?;
+    Ok(StaticRoute {
+        prefix: r.prefix,
+        via: r.via,
+        iface,
+    })
+}
+
+fn static_neighbor(
+    interfaces: &[Interface],
+    nb: &NeighborConfig,
+    key: impl Fn() -> String,
+) -> Result<StaticNeighbor, ConfigError> {
+    let iface = interface_for(interfaces, nb.address).ok_or_else(|| {
+        invalid(
+            key() + ".address",
+            format!("{} is not on any interface's subnet", nb.address),
+        )
+    })?;
+    if !is_station(nb.mac) {
+        return Err(invalid(
+            key() + ".mac",
+            format!("{} is not a unicast station address", nb.mac),
+        ));
+    }
+    Ok(StaticNeighbor {
+        address: nb.address,
+        mac: nb.mac,
+        iface,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{tests::EXAMPLE, Config};
+
+    #[test]
+    fn names_become_indices_and_every_port_has_its_role() {
+        let t = Config::parse(EXAMPLE).unwrap().topology;
+        assert_eq!(t.segments[0].uplink, 0);
+        assert_eq!(t.ports[0].role, PortRole::Uplink { segment: 0 });
+        assert_eq!(
+            t.ports[1].role,
+            PortRole::Vif {
+                segment: 0,
+                vr: 0,
+                iface: 0
+            }
+        );
+        let vr = &t.vrs[0];
+        assert_eq!(vr.name, "vr1");
+        assert_eq!((vr.interfaces[0].segment, vr.interfaces[0].vif), (0, 1));
+        assert_eq!(vr.routes[0].iface, 0);
+    }
+
+    #[test]
+    fn the_interface_whose_subnet_holds_an_address() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let ifcs = [
+            Interface::new("a".into(), mac, "10.0.1.1/24".parse().unwrap(), 0, 0),
+            Interface::new("b".into(), mac, "10.0.2.1/30".parse().unwrap(), 0, 1),
+        ];
+        let at = |s: &str| interface_for(&ifcs, s.parse().unwrap());
+        assert_eq!(at("10.0.1.0"), Some(0));
+        assert_eq!(at("10.0.1.255"), Some(0));
+        assert_eq!(at("10.0.2.2"), Some(1));
+        assert_eq!(at("10.0.2.3"), Some(1));
+        assert_eq!(at("10.0.2.4"), None);
+        assert_eq!(at("10.0.0.255"), None);
+        assert_eq!(ifcs[1].net().to_string(), "10.0.2.1/30");
+    }
+}
