@@ -59,6 +59,8 @@ pub fn eal_args(config: &Config) -> Vec<String> {
 /// Runs the appliance until `quit` is set (SIGINT/SIGTERM). Returns the final
 /// counters.
 pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceError> {
+    // Before the EAL pins this thread to the main lcore's core.
+    let control_cores = ControlCores::new(&config.cores);
     let eal = Eal::init(&eal_args(config))?;
     let lcores = eal.lcore_count() as usize;
     if lcores != config.cores.len() {
@@ -67,7 +69,7 @@ pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceErro
             want: config.cores.len(),
         });
     }
-    let snapshot = run_on(&eal, config, lcores, quit);
+    let snapshot = run_on(&eal, config, lcores, &control_cores, quit);
     drop(eal);
     snapshot
 }
@@ -76,6 +78,7 @@ fn run_on(
     eal: &Eal,
     config: &Config,
     lcores: usize,
+    control_cores: &ControlCores,
     quit: &AtomicBool,
 ) -> Result<Snapshot, ApplianceError> {
     let pool = Mempool::new(
@@ -138,9 +141,8 @@ fn run_on(
     let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
     let (ports_ref, pool_ref) = (&ports, &pool);
     let result = std::thread::scope(|s| {
-        let cores = &config.cores;
         s.spawn(move || {
-            off_lcores(cores);
+            control_cores.enter();
             let budget = Budget {
                 max_routes: config.control.max_routes_per_vr,
                 table_memory: config.limits.table_memory_mib << 20,
@@ -150,12 +152,12 @@ fn run_on(
         if let Some(listener) = control_listener {
             let sessions = Arc::clone(sessions_ref);
             s.spawn(move || {
-                off_lcores(cores);
+                control_cores.enter();
                 control_thread(sessions, listener, shutdown_rx)
             });
         }
         s.spawn(move || {
-            off_lcores(cores);
+            control_cores.enter();
             let ctl = Ctl {
                 dp,
                 writer: to_writer,
@@ -217,11 +219,47 @@ fn control_thread(
     }
 }
 
-/// Moves a control thread off the forwarding cores (it inherited the main lcore's
-/// pinning) and below the lcores' priority; a failure only costs performance, so
-/// it is logged.
-fn off_lcores(cores: &[u16]) {
-    if let Err(e) = dpdk::become_control_thread(cores) {
-        tracing::warn!("cannot move a control thread off the lcores' cores: {e}");
+/// Scheduling niceness of control threads: where they must share a core with a
+/// forwarding loop (fewer cores than threads), the loop gets ≈ 90% of it.
+const CONTROL_NICE: i32 = 10;
+
+/// The cores control threads run on: every core this process may use that the
+/// lcores leave free (all of them when the lcores take every core), handed out in
+/// turn so that the control threads spread over them. Made before `rte_eal_init`
+/// pins the main thread; threads spawned after it inherit the main lcore's pinning
+/// and priority, so each control thread moves itself.
+struct ControlCores {
+    cores: Vec<core_affinity::CoreId>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl ControlCores {
+    fn new(lcore_cores: &[u16]) -> ControlCores {
+        let online = core_affinity::get_core_ids().unwrap_or_default();
+        let free: Vec<_> = online
+            .iter()
+            .copied()
+            .filter(|c| !lcore_cores.iter().any(|&l| usize::from(l) == c.id))
+            .collect();
+        ControlCores {
+            cores: if free.is_empty() { online } else { free },
+            next: Default::default(),
+        }
+    }
+
+    /// Pins the calling thread to the next control core and lowers its priority
+    /// below the lcores', so that a burst of control work (a million routes to
+    /// decode) never starves a forwarding loop; a failure only costs performance,
+    /// so it is logged.
+    fn enter(&self) {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let pinned = !self.cores.is_empty()
+            && core_affinity::set_for_current(self.cores[turn % self.cores.len()]);
+        if !pinned {
+            tracing::warn!("cannot move a control thread off the lcores' cores");
+        }
+        if let Err(e) = dpdk::set_thread_niceness(CONTROL_NICE) {
+            tracing::warn!("cannot lower a control thread's priority: {e}");
+        }
     }
 }

@@ -14,11 +14,11 @@ mod os;
 mod port;
 mod rcu;
 
-pub use eal::{become_control_thread, cpu_relax, tsc, tsc_hz, Eal};
+pub use eal::{cpu_relax, tsc, tsc_hz, Eal};
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
-pub use os::{euid, peer_cred, PeerCred};
+pub use os::{euid, peer_cred, set_thread_niceness, PeerCred};
 pub use port::{AttachError, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 

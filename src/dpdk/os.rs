@@ -1,5 +1,6 @@
 //! The few Linux calls outside DPDK that need `unsafe` and have no safe std
-//! equivalent yet: who is at the other end of a Unix socket.
+//! equivalent yet: who is at the other end of a Unix socket, and a thread's
+//! scheduling priority.
 use std::os::fd::AsRawFd;
 
 /// The credentials of a Unix socket's peer, as the kernel recorded them when it
@@ -44,4 +45,16 @@ pub fn peer_cred(socket: &impl AsRawFd) -> std::io::Result<PeerCred> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory.
     unsafe { libc::geteuid() }
+}
+
+/// Sets the calling thread's niceness (on Linux, `PRIO_PROCESS` with a thread id
+/// names that thread only).
+pub fn set_thread_niceness(nice: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls without pointers.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
