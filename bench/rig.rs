@@ -2,11 +2,13 @@
 //! addresses in the VRs' prefixes, a config with pcap ports and ring vifs, and a
 //! rate measurement from vrfwd's own counters.
 use anyhow::{bail, Context, Result};
-use std::fmt::Write as _;
+use ipnet::Ipv4Net;
 use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vrfwd::config::{Builder, IdleConfig, TableSize, VrBuilder};
 use vrfwd_wire::ethernet::{self, ethertype};
 use vrfwd_wire::{ipv4, MacAddr};
 
@@ -73,63 +75,68 @@ pub const CREDENTIAL: &str = "bench-credential-0123456789";
 
 /// A config with pcap ports for `vrs` (their routes as static routes) and, with
 /// `control`, the route protocol on port `control` of every local address.
-pub fn vrfwd_config(dir: &Path, core: u16, vrs: &[Vec<(u32, u8)>], control: Option<u16>) -> String {
-    let mut c = String::new();
-    let _ = writeln!(c, "cores = [{core}]");
-    let _ = writeln!(c, "eal_args = [\"--no-huge\", \"--no-shconf\", \"--no-pci\", \"--file-prefix=vrfwd-bench\", \"--log-level=lib.eal:warning\"]");
-    let _ = writeln!(c, "socket = \"{}\"", dir.join("vrfwd.sock").display());
+pub fn vrfwd_config(
+    dir: &Path,
+    core: u16,
+    vrs: &[Vec<(u32, u8)>],
+    control: Option<u16>,
+) -> Builder {
+    let mut b = Builder::new(core, "vrfwd-bench", dir.join("vrfwd.sock"))
+        .idle(IdleConfig::default().spin_polls, 0)
+        .port(
+            "in",
+            Some(&format!(
+                "net_pcap0,rx_pcap={},infinite_rx=1",
+                dir.join("in.pcap").display()
+            )),
+        )
+        .port(
+            "out",
+            Some(&format!(
+                "net_pcap1,rx_pcap={}",
+                dir.join("empty.pcap").display()
+            )),
+        )
+        .segment("lan0", "in")
+        .segment("lan1", "out");
     if let Some(port) = control {
-        let _ = writeln!(
-            c,
-            "[control]\nlisten = \"0.0.0.0:{port}\"\nmax_stanzas_per_s = 1000000"
-        );
+        b = b.control(|c| {
+            c.listen = Some(SocketAddr::from(([0, 0, 0, 0], port)));
+            c.max_stanzas_per_s = 1_000_000;
+        });
     }
-    let _ = writeln!(c, "[idle]\nmax_sleep_us = 0\n[mempool]\nmbufs = 8191");
-    let _ = writeln!(
-        c,
-        "[[port]]\nname = \"in\"\ndevice = \"net_pcap0,rx_pcap={},infinite_rx=1\"",
-        dir.join("in.pcap").display()
-    );
-    let _ = writeln!(
-        c,
-        "[[port]]\nname = \"out\"\ndevice = \"net_pcap1,rx_pcap={}\"",
-        dir.join("empty.pcap").display()
-    );
-    let _ = writeln!(c, "[[segment]]\nname = \"lan0\"\nuplink = \"in\"\n[[segment]]\nname = \"lan1\"\nuplink = \"out\"");
     let (ifaces, gateway) = if vrs.len() > 1 {
         (1, GATEWAY_ONE_ARM)
     } else {
         (2, GATEWAY)
     };
+    let gateway: Ipv4Addr = gateway.parse().expect("an address");
     for (v, routes) in vrs.iter().enumerate() {
+        let mut vr = VrBuilder::new(v as u32 + 1)
+            .table(TableSize::Wide)
+            .credential(CREDENTIAL)
+            .neighbor(gateway, GATEWAY_MAC.parse().expect("a MAC"));
         for i in 0..ifaces {
-            let _ = writeln!(
-                c,
-                "[[port]]\nname = \"vif{v}_{i}\"\ndevice = \"net_ring{}\"",
-                v * ifaces + i
+            let vif = format!("vif{v}_{i}");
+            b = b.port(&vif, Some(&format!("net_ring{}", v * ifaces + i)));
+            let address = Ipv4Net::new(Ipv4Addr::new(10, i as u8, 0, 1), 24).expect("a /24");
+            vr = vr.interface(
+                &format!("eth{i}"),
+                vr_mac(v, i),
+                address,
+                &format!("lan{i}"),
+                &vif,
             );
         }
-        let _ = writeln!(
-            c,
-            "[[vr]]\nid = {}\ntable = \"wide\"\ncredential = \"{CREDENTIAL}\"",
-            v + 1
-        );
-        for i in 0..ifaces {
-            let _ = writeln!(c, "[[vr.interface]]\nname = \"eth{i}\"\nmac = \"{}\"\naddress = \"10.{i}.0.1/24\"\nsegment = \"lan{i}\"\nvif = \"vif{v}_{i}\"", vr_mac(v, i));
-        }
-        let _ = writeln!(
-            c,
-            "[[vr.neighbor]]\naddress = \"{gateway}\"\nmac = \"{GATEWAY_MAC}\""
-        );
         for &(net, len) in routes {
-            let _ = writeln!(
-                c,
-                "[[vr.route]]\nprefix = \"{}/{len}\"\nvia = \"{gateway}\"",
-                ip(net)
+            vr = vr.route(
+                Ipv4Net::new(ip(net), len).expect("a prefix length"),
+                gateway,
             );
         }
+        b = b.vr(vr);
     }
-    c
+    b
 }
 
 /// A running forwarder (vrfwd or l3fwd), stopped with SIGINT on drop.
@@ -195,9 +202,9 @@ pub fn vrfwd_forwarded(socket: &Path) -> Option<u64> {
 }
 
 /// Starts vrfwd from `config` (in `dir`), replaying `dir/in.pcap`.
-pub fn start_vrfwd(dir: &Path, config: &str) -> Result<Running> {
+pub fn start_vrfwd(dir: &Path, config: &Builder) -> Result<Running> {
     let conf = dir.join("vrfwd.toml");
-    std::fs::write(&conf, config)?;
+    config.write(&conf)?;
     let bin = std::env::current_exe()?.with_file_name("vrfwd");
     let mut cmd = Command::new(bin);
     cmd.args(["run", "-c"]).arg(&conf);

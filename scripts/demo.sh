@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --bin vrfwd
+cargo build --release --bin vrfwd --bin vrfwd-config
 P=demo
 CONF=$(mktemp /tmp/vrfwd-demo.XXXX.toml)
 cleanup() {

@@ -14,7 +14,10 @@
 # credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
 # MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits;
-# HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones.
+# HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones;
+# LCORES (default 1) runs that many lcores from core VRFWD_CORE (default 0) on,
+# each with a queue pair on every port. The config is written by vrfwd-config
+# (in VRFWD_BIN, default target/release), the builder the tests and benchmarks use.
 #
 # usage: topology.sh up PREFIX CONFIG_OUT | down PREFIX
 set -euo pipefail
@@ -59,74 +62,41 @@ up() {
   ns "${P}h" sysctl -qw net.ipv4.ip_forward=1
   # No ICMP rate limit in the guests: tests count every error they send.
   for g in g h; do ns "$P$g" sysctl -qw net.ipv4.icmp_ratelimit=0; done
-  cat > "$out" <<TOML
-cores = [${VRFWD_CORE:-0}]
-eal_args = ["--no-huge", "--no-shconf", "--no-pci", "--file-prefix=vrfwd-$P", "--log-level=lib.eal:warning"]
-socket = "/run/vrfwd-$P.sock"
-
-[mempool]
-mbufs = 8191
-
-[control]
-listen = "0.0.0.0:${CONTROL_PORT:-7700}"
-hold_time_s = ${HOLD_TIME_S:-90}
-idle_timeout_s = ${IDLE_TIMEOUT_S:-30}
-keepalive_s = ${KEEPALIVE_S:-10}
-write_timeout_s = ${WRITE_TIMEOUT_S:-10}
-max_routes_per_vr = ${MAX_ROUTES:-2000000}
-max_stanzas_per_s = ${MAX_STANZAS_PER_S:-10000}
-max_sessions_per_source = ${MAX_SESSIONS_PER_SOURCE:-16}
-max_connections = ${MAX_CONNECTIONS:-2048}
-hello_timeout_s = ${HELLO_TIMEOUT_S:-5}
-max_auth_failures_per_min = ${MAX_AUTH_FAILURES:-10}
-accept_v1 = ${ACCEPT_V1:-true}
-$([ -n "${HOST_CREDENTIAL:-}" ] && printf 'host_credential = "%s"\npeers = ["%s"]\n' "$HOST_CREDENTIAL" "${PEER:-10.99.99.99}")
-
-[idle]
-spin_polls = 512
-max_sleep_us = 200
-
-$(for i in 0 1 2 3; do printf '[[port]]\nname = "u%s"\ndevice = "net_af_packet%s%s,iface=%su%s"\n\n' $i "$P" $i "$P" $i; done)
-$(for i in 0 1 2 3; do printf '[[port]]\nname = "v%s"\ndevice = "net_af_packet%sv%s,iface=%sv%s"\n\n' $i "$P" $i "$P" $i; done)
-$(for i in 0 1 2 3; do printf '[[segment]]\nname = "lan%s"\nuplink = "u%s"\n\n' $i $i; done)
-[[vr]]
-id = 1
-name = "red"
-credential = "red-secret-for-tests"
-[[vr.interface]]
-name = "eth0"
-mac = "02:00:00:00:01:01"
-address = "10.0.1.1/24"
-segment = "lan0"
-vif = "v0"
-[[vr.interface]]
-name = "eth1"
-mac = "02:00:00:00:02:01"
-address = "10.0.2.1/24"
-segment = "lan1"
-vif = "v1"
-[[vr.route]]
-prefix = "10.9.0.0/16"
-via = "10.0.2.2"
-
-[[vr]]
-id = 2
-name = "blue"
-credential = "blue-secret-for-tests"
-[[vr.interface]]
-name = "eth0"
-mac = "02:00:00:01:01:01"
-address = "10.0.1.1/24"
-segment = "lan2"
-vif = "v2"
-[[vr.interface]]
-name = "eth1"
-mac = "02:00:00:01:02:01"
-address = "10.0.2.1/24"
-segment = "lan3"
-vif = "v3"
-TOML
-  chmod 600 "$out"   # it holds the VRs' credentials
+  local lcores=${LCORES:-1} cores qpairs="" args=()
+  cores=$(seq -s, "${VRFWD_CORE:-0}" $((${VRFWD_CORE:-0} + lcores - 1)))
+  [ "$lcores" -gt 1 ] && qpairs=",qpairs=$lcores"
+  for p in u v; do
+    for i in 0 1 2 3; do args+=(--port "$p$i=net_af_packet$P$p$i,iface=$P$p$i$qpairs"); done
+  done
+  for i in 0 1 2 3; do args+=(--segment "lan$i=u$i"); done
+  [ -n "${HOST_CREDENTIAL:-}" ] && args+=(
+    --set "control.host_credential=\"$HOST_CREDENTIAL\""
+    --set "control.peers=[\"${PEER:-10.99.99.99}\"]")
+  "${VRFWD_BIN:-$(dirname "$0")/../target/release}/vrfwd-config" \
+    --core "${VRFWD_CORE:-0}" --prefix "vrfwd-$P" --socket "/run/vrfwd-$P.sock" \
+    --set "cores=[$cores]" \
+    --set "control.listen=\"0.0.0.0:${CONTROL_PORT:-7700}\"" \
+    --set "control.hold_time_s=${HOLD_TIME_S:-90}" \
+    --set "control.idle_timeout_s=${IDLE_TIMEOUT_S:-30}" \
+    --set "control.keepalive_s=${KEEPALIVE_S:-10}" \
+    --set "control.write_timeout_s=${WRITE_TIMEOUT_S:-10}" \
+    --set "control.max_routes_per_vr=${MAX_ROUTES:-2000000}" \
+    --set "control.max_stanzas_per_s=${MAX_STANZAS_PER_S:-10000}" \
+    --set "control.max_sessions_per_source=${MAX_SESSIONS_PER_SOURCE:-16}" \
+    --set "control.max_connections=${MAX_CONNECTIONS:-2048}" \
+    --set "control.hello_timeout_s=${HELLO_TIMEOUT_S:-5}" \
+    --set "control.max_auth_failures_per_min=${MAX_AUTH_FAILURES:-10}" \
+    --set "control.accept_v1=${ACCEPT_V1:-true}" \
+    --set "idle.spin_polls=512" --set "idle.max_sleep_us=200" \
+    "${args[@]}" \
+    --vr 1,name=red,credential=red-secret-for-tests \
+    --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0 \
+    --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1 \
+    --route 1,10.9.0.0/16,10.0.2.2 \
+    --vr 2,name=blue,credential=blue-secret-for-tests \
+    --interface 2,eth0,02:00:00:01:01:01,10.0.1.1/24,lan2,v2 \
+    --interface 2,eth1,02:00:00:01:02:01,10.0.2.1/24,lan3,v3 \
+    -o "$out"   # mode 0600: it holds the VRs' credentials
 }
 
 down() {

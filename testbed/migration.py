@@ -262,46 +262,21 @@ class Testbed:
         # A deep af_packet ring (4096 frames: 0.4 s at 10 kpps): on this 2-core machine
         # the lcore shares its core with QEMU, whose migration can keep it off the
         # CPU for tens of milliseconds (the default 512 frames overflowed once).
-        ports = ''.join(
-            f'[[port]]\nname = "{n}"\ndevice = "net_af_packet{p}{h}{n},iface={p}{h}{n},framecnt=4096"\n\n'
-            for n in ('u1', 'u2', 't0', 't1'))
-        ifaces = ''.join(
-            f'[[vr.interface]]\nname = "eth{i}"\nmac = "{MACS[i]}"\naddress = "{GUEST_ADDR[i]}"\n'
-            f'segment = "lan{i + 1}"\nvif = "t{i}"\n' for i in range(DATA_IFACES))
-        with open(cfg, 'w') as f:
-            f.write(f'''cores = [{CORES[h]}]
-eal_args = ["--no-huge", "--no-shconf", "--no-pci", "--file-prefix=vrfwd-{p}{h}", "--log-level=lib.eal:warning"]
-socket = "{self.socket(h)}"
-
-[mempool]
-mbufs = 8191
-
-[control]
-listen = "0.0.0.0:{CONTROL_PORT}"
-host_credential = "host-secret-for-testbeds"
-peers = ["10.99.0.1", "10.99.0.3"]
-drain_ms = {self.a.drain_ms}
-keepalive_s = 2
-idle_timeout_s = 6
-
-[idle]
-spin_polls = 256
-max_sleep_us = 100
-
-{ports}[[segment]]
-name = "lan1"
-uplink = "u1"
-
-[[segment]]
-name = "lan2"
-uplink = "u2"
-
-[[vr]]
-id = 1
-name = "router"
-credential = "vr1-secret-for-testbeds"
-standby = {"true" if standby else "false"}
-{ifaces}''')
+        args = [os.path.join(os.path.dirname(self.a.vrfwd), 'vrfwd-config'),
+                '--core', str(CORES[h]), '--prefix', f'vrfwd-{p}{h}', '--socket', self.socket(h),
+                '--set', f'control.listen="0.0.0.0:{CONTROL_PORT}"',
+                '--set', 'control.host_credential="host-secret-for-testbeds"',
+                '--set', 'control.peers=["10.99.0.1", "10.99.0.3"]',
+                '--set', f'control.drain_ms={self.a.drain_ms}',
+                '--set', 'control.keepalive_s=2', '--set', 'control.idle_timeout_s=6',
+                '--set', 'idle.spin_polls=256', '--set', 'idle.max_sleep_us=100']
+        for n in ('u1', 'u2', 't0', 't1'):
+            args += ['--port', f'{n}=net_af_packet{p}{h}{n},iface={p}{h}{n},framecnt=4096']
+        args += ['--segment', 'lan1=u1', '--segment', 'lan2=u2',
+                 '--vr', f'1,name=router,credential=vr1-secret-for-testbeds,standby={str(standby).lower()}']
+        for i in range(DATA_IFACES):
+            args += ['--interface', f'1,eth{i},{MACS[i]},{GUEST_ADDR[i]},lan{i + 1},t{i}']
+        run(*args, '-o', cfg)
         out = open(os.path.join(self.work, f'vrfwd-{h}.log'), 'w')
         self.procs[f'vrfwd-{h}'] = spawn(self.a.vrfwd, 'run', '-c', cfg, ns=self.ns[h], out=out)
         wait_for(f'vrfwd on {h}', lambda: self.ctl(h, 'vrs', check=False) is not None, 30)

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use vrfwd::config::Config;
+use vrfwd::config::{Builder, Config, VrBuilder};
 use vrfwd::dataplane::{Clock, Dataplane};
 use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, PortTable, Rcu, TxBuffer};
 use vrfwd::lcore::Worker;
@@ -20,40 +20,30 @@ use vrfwd_wire::{ipv4, MacAddr};
 mod gen;
 use gen::Noise;
 
-const CONFIG: &str = r#"
-    cores = [0]
-    [idle]
-    max_sleep_us = 0
-    [[port]]
-    name = "up0"
-    device = "net_ring0"
-    [[port]]
-    name = "vif0"
-    device = "net_ring1"
-    [[port]]
-    name = "up1"
-    device = "net_ring2"
-    [[segment]]
-    name = "lan0"
-    uplink = "up0"
-    [[segment]]
-    name = "lan1"
-    uplink = "up1"
-    [[vr]]
-    id = 1
-    [[vr.interface]]
-    name = "eth0"
-    mac = "02:00:00:00:01:01"
-    address = "10.0.1.1/24"
-    segment = "lan0"
-    vif = "vif0"
-    [[vr.route]]
-    prefix = "0.0.0.0/0"
-    via = "10.0.1.2"
-    [[vr.neighbor]]
-    address = "10.0.1.2"
-    mac = "02:00:00:00:aa:02"
-"#;
+/// VR 1 on lan0 (ring 0 and its vif, ring 1), a default route to a static
+/// neighbour; lan1 (ring 2) for frames switched away.
+fn config() -> Config {
+    let gateway: Ipv4Addr = "10.0.1.2".parse().unwrap();
+    Builder::new(0, "hostile", "/run/vrfwd-hostile.sock")
+        .idle(0, 0)
+        .port("up0", Some("net_ring0"))
+        .port("vif0", Some("net_ring1"))
+        .port("up1", Some("net_ring2"))
+        .segment("lan0", "up0")
+        .segment("lan1", "up1")
+        .vr(VrBuilder::new(1)
+            .interface(
+                "eth0",
+                MacAddr([2, 0, 0, 0, 1, 1]),
+                "10.0.1.1/24".parse().unwrap(),
+                "lan0",
+                "vif0",
+            )
+            .route("0.0.0.0/0".parse().unwrap(), gateway)
+            .neighbor(gateway, MacAddr([2, 0, 0, 0, 0xaa, 2])))
+        .build()
+        .unwrap()
+}
 
 const MBUFS: u32 = 8191;
 
@@ -129,7 +119,7 @@ fn hostile_frames() -> Vec<Vec<u8>> {
 
 #[test]
 fn hostile_frames_neither_crash_nor_leak() {
-    let config = Config::parse(CONFIG).unwrap();
+    let config = config();
     let eal = Eal::init(&[
         "--no-huge",
         "--no-shconf",

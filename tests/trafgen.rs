@@ -8,8 +8,10 @@ mod common;
 use common::bin_dir;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
+use vrfwd::config::{Builder, VrBuilder};
 
 const VR_ETH0: &str = "02:00:00:00:00:01";
 const VR_ETH1: &str = "02:00:00:00:01:01";
@@ -76,54 +78,44 @@ impl Trafgen {
     }
 }
 
-fn vrfwd_config(dir: &std::path::Path, memif: &str) -> String {
-    format!(
-        r#"cores = [1]
-eal_args = ["--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--file-prefix=vrfwd-trafgen-test-{pid}", "--log-level=*:warning"]
-socket = "{dir}/vrfwd.sock"
-[[port]]
-name = "in"
-device = "net_memif0,role=client,socket={memif},id=0"
-[[port]]
-name = "out"
-device = "net_memif1,role=client,socket={memif},id=1"
-[[port]]
-name = "vif0"
-device = "net_ring0"
-[[port]]
-name = "vif1"
-device = "net_ring1"
-[[segment]]
-name = "lan0"
-uplink = "in"
-[[segment]]
-name = "lan1"
-uplink = "out"
-[[vr]]
-id = 1
-credential = "trafgen-test-credential"
-[[vr.interface]]
-name = "eth0"
-mac = "{VR_ETH0}"
-address = "10.0.0.1/24"
-segment = "lan0"
-vif = "vif0"
-[[vr.interface]]
-name = "eth1"
-mac = "{VR_ETH1}"
-address = "10.1.0.1/24"
-segment = "lan1"
-vif = "vif1"
-[[vr.neighbor]]
-address = "10.1.0.2"
-mac = "02:00:00:00:ee:02"
-[[vr.route]]
-prefix = "20.0.0.0/8"
-via = "10.1.0.2"
-"#,
-        pid = std::process::id(),
-        dir = dir.display(),
-    )
+fn vrfwd_config(dir: &std::path::Path, memif: &str) -> Builder {
+    let prefix = format!("vrfwd-trafgen-test-{}", std::process::id());
+    let gateway: Ipv4Addr = "10.1.0.2".parse().unwrap();
+    Builder::new(1, &prefix, dir.join("vrfwd.sock"))
+        .eal_arg("-m")
+        .eal_arg("256")
+        .eal_arg("--log-level=*:warning")
+        .mbufs(16383)
+        .port(
+            "in",
+            Some(&format!("net_memif0,role=client,socket={memif},id=0")),
+        )
+        .port(
+            "out",
+            Some(&format!("net_memif1,role=client,socket={memif},id=1")),
+        )
+        .port("vif0", Some("net_ring0"))
+        .port("vif1", Some("net_ring1"))
+        .segment("lan0", "in")
+        .segment("lan1", "out")
+        .vr(VrBuilder::new(1)
+            .credential("trafgen-test-credential")
+            .interface(
+                "eth0",
+                VR_ETH0.parse().unwrap(),
+                "10.0.0.1/24".parse().unwrap(),
+                "lan0",
+                "vif0",
+            )
+            .interface(
+                "eth1",
+                VR_ETH1.parse().unwrap(),
+                "10.1.0.1/24".parse().unwrap(),
+                "lan1",
+                "vif1",
+            )
+            .neighbor(gateway, "02:00:00:00:ee:02".parse().unwrap())
+            .route("20.0.0.0/8".parse().unwrap(), gateway))
 }
 
 #[test]
@@ -132,7 +124,7 @@ fn the_generator_measures_vrfwd_over_memif_and_sees_every_loss() {
     std::fs::create_dir_all(&dir).unwrap();
     let memif = dir.join("memif.sock").display().to_string();
     let config = dir.join("vrfwd.toml");
-    std::fs::write(&config, vrfwd_config(&dir, &memif)).unwrap();
+    vrfwd_config(&dir, &memif).write(&config).unwrap();
     let socket = dir.join("vrfwd.sock");
     let stats = || -> Option<vrfwd::stats::Snapshot> {
         let reply = vrfwd::control::request(&socket, "stats-json").ok()?;

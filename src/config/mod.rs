@@ -3,10 +3,13 @@
 //! instead of names, subnets computed), so that a bad file fails at start with the
 //! key and the problem named, and nothing after looks a name up again. Owns no
 //! runtime state; `crate::dataplane` builds the running model from it.
+mod builder;
 mod topology;
 
+pub use builder::{Builder, VrBuilder};
+
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -77,7 +80,7 @@ pub struct Config {
 }
 
 /// The file as written: names not yet resolved.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     cores: Vec<u16>,
@@ -139,7 +142,7 @@ fn group_id(group: Option<&str>) -> Result<Option<u32>, ConfigError> {
 }
 
 /// Packet-buffer pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolConfig {
     pub mbufs: u32,
@@ -158,7 +161,7 @@ impl Default for MempoolConfig {
 /// Idle back-off: after `spin_polls` empty polls in a row an lcore sleeps, doubling
 /// the sleep up to `max_sleep_us`, so an idle instance does not hold a core.
 /// `max_sleep_us = 0` polls without ever sleeping (dedicated cores).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdleConfig {
     pub spin_polls: u32,
@@ -175,7 +178,7 @@ impl Default for IdleConfig {
 }
 
 /// Host-wide budgets that no VR may push the host past.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostLimits {
     /// Route-table memory of all VRs together, both copies of each counted with
@@ -193,7 +196,7 @@ impl Default for HostLimits {
 }
 
 /// Timers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timers {
     /// TX buffers are sent at the latest this long after the first packet entered them.
@@ -215,7 +218,7 @@ impl Default for Timers {
 }
 
 /// The route-protocol listener and its limits (docs/protocol.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Where guests (and migrating hosts) connect; no listener when unset.
@@ -279,7 +282,7 @@ impl Default for ControlConfig {
 }
 
 /// A DPDK port.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct PortConfig {
     pub name: String,
@@ -303,7 +306,7 @@ fn device_name(device: &str) -> &str {
 }
 
 /// How a vif is attached at run time: the PMD that opens the kernel netdev.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttachConfig {
     pub driver: AttachDriver,
@@ -312,7 +315,7 @@ pub struct AttachConfig {
 }
 
 /// PMDs that open a kernel netdev.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AttachDriver {
     #[default]
@@ -341,7 +344,7 @@ impl AttachConfig {
 }
 
 /// An L2 domain: one uplink port and the vif ports of the VR interfaces in it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct SegmentConfig {
     pub name: String,
@@ -349,7 +352,7 @@ struct SegmentConfig {
 }
 
 /// Which first level a VR's table uses: by its size unless set.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TableSize {
     #[default]
@@ -359,7 +362,7 @@ pub enum TableSize {
 }
 
 /// A virtual router.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct VrConfig {
     pub id: u32,
@@ -383,7 +386,7 @@ struct VrConfig {
 }
 
 /// A VR interface: the guest's NIC on one segment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct InterfaceConfig {
     pub name: String,
@@ -396,7 +399,7 @@ struct InterfaceConfig {
 }
 
 /// A static route (until the guest's agent feeds routes).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RouteConfig {
     pub prefix: Ipv4Net,
@@ -404,7 +407,7 @@ struct RouteConfig {
 }
 
 /// A static neighbour.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct NeighborConfig {
     pub address: Ipv4Addr,

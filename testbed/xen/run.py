@@ -112,64 +112,28 @@ vcpus = 1
 vif = [ {", ".join(vifs)} ]
 on_crash = "preserve"
 ''')
+        # vrfwd in the Dom0 of each nested Xen host: uplinks eth1 (lan1) and eth2
+        # (lan2); the router DomU's vifs have no device here: vif-vrfwd attaches them
+        # when xl creates the domain or migrates it in.
         for h in HOSTS:
-            ifaces = ''.join(
-                f'[[vr.interface]]\nname = "eth{i}"\nmac = "{MACS[i]}"\naddress = "{GUEST_ADDR[i]}"\n'
-                f'segment = "lan{i + 1}"\nvif = "vif{i}"\n' for i in range(2))
-            with open(os.path.join(self.share, f'vrfwd-{h}.toml'), 'w') as f:
-                f.write(f'''# vrfwd in the Dom0 of nested Xen host {h}: uplinks eth1 (lan1) and eth2 (lan2);
-# the router DomU's vifs have no device here: vif-vrfwd attaches them when xl
-# creates the domain or migrates it in.
-cores = [1]
-eal_args = ["--no-huge", "--no-shconf", "--no-pci", "--file-prefix=vrfwd", "--log-level=lib.eal:warning"]
-socket = "/run/vrfwd.sock"
-
-[mempool]
-mbufs = 8191
-
-[control]
-listen = "0.0.0.0:{CONTROL_PORT}"
-host_credential = "host-secret-for-testbeds"
-peers = ["{HOSTS['A']}", "{HOSTS['B']}"]
-drain_ms = 2000
-keepalive_s = 2
-idle_timeout_s = 10
-
-[idle]
-spin_polls = 64
-max_sleep_us = 200
-
-[attach]
-args = "framecnt=2048"
-
-[[port]]
-name = "up1"
-device = "net_af_packet_up1,iface=eth1,framecnt=2048"
-
-[[port]]
-name = "up2"
-device = "net_af_packet_up2,iface=eth2,framecnt=2048"
-
-[[port]]
-name = "vif0"
-
-[[port]]
-name = "vif1"
-
-[[segment]]
-name = "lan1"
-uplink = "up1"
-
-[[segment]]
-name = "lan2"
-uplink = "up2"
-
-[[vr]]
-id = 1
-name = "{DOMAIN}"
-credential = "vr1-secret-for-testbeds"
-standby = {"false" if h == "A" else "true"}
-{ifaces}''')
+            args = [os.path.join(self.a.bin, 'vrfwd-config'),
+                    '--core', '1', '--prefix', 'vrfwd', '--socket', '/run/vrfwd.sock',
+                    '--set', f'control.listen="0.0.0.0:{CONTROL_PORT}"',
+                    '--set', 'control.host_credential="host-secret-for-testbeds"',
+                    '--set', f'control.peers=["{HOSTS["A"]}", "{HOSTS["B"]}"]',
+                    '--set', 'control.drain_ms=2000',
+                    '--set', 'control.keepalive_s=2', '--set', 'control.idle_timeout_s=10',
+                    '--set', 'idle.spin_polls=64', '--set', 'idle.max_sleep_us=200',
+                    '--attach-args', 'framecnt=2048',
+                    '--port', 'up1=net_af_packet_up1,iface=eth1,framecnt=2048',
+                    '--port', 'up2=net_af_packet_up2,iface=eth2,framecnt=2048',
+                    '--port', 'vif0', '--port', 'vif1',
+                    '--segment', 'lan1=up1', '--segment', 'lan2=up2',
+                    '--vr', f'1,name={DOMAIN},credential=vr1-secret-for-testbeds,'
+                            f'standby={"false" if h == "A" else "true"}']
+            for i in range(2):
+                args += ['--interface', f'1,eth{i},{MACS[i]},{GUEST_ADDR[i]},lan{i + 1},vif{i}']
+            run(*args, '-o', os.path.join(self.share, f'vrfwd-{h}.toml'))
 
     # ---- the outer network ----------------------------------------------------
     def up(self):

@@ -29,7 +29,12 @@ pub fn bin_dir() -> PathBuf {
         .parent()
         .expect("target dir")
         .to_path_buf();
-    for b in ["vrfwd-agent", "vrfwd-stream", "vrfwd-trafgen"] {
+    for b in [
+        "vrfwd-agent",
+        "vrfwd-config",
+        "vrfwd-stream",
+        "vrfwd-trafgen",
+    ] {
         assert!(
             bin.join(b).exists(),
             "{} is missing: build the workspace (cargo build --workspace --bins)",
@@ -77,22 +82,9 @@ impl Topology {
             .arg(root().join("scripts/topology.sh"))
             .args(["up", prefix])
             .arg(&config)
+            .env("VRFWD_BIN", bin_dir())
+            .env("LCORES", lcores.to_string())
             .envs(env.iter().copied()));
-        if lcores > 1 {
-            let cores: Vec<String> = (0..lcores).map(|c| c.to_string()).collect();
-            let text: Vec<String> = std::fs::read_to_string(&config)
-                .unwrap()
-                .lines()
-                .map(|line| match line.strip_suffix('"') {
-                    Some(dev) if line.starts_with("device = \"net_af_packet") => {
-                        format!("{dev},qpairs={lcores}\"")
-                    }
-                    _ if line == "cores = [0]" => format!("cores = [{}]", cores.join(", ")),
-                    _ => line.to_owned(),
-                })
-                .collect();
-            std::fs::write(&config, text.join("\n")).unwrap();
-        }
         topo
     }
 

@@ -1,0 +1,188 @@
+//! `vrfwd-config`: writes a vrfwd configuration from command-line options through
+//! the config builder (`vrfwd::config::Builder`), so that the shell and Python
+//! testbeds assemble theirs the way the Rust tests and benchmarks do, checked by
+//! vrfwd's own validation before anything starts.
+//!
+//!   vrfwd-config --core 0 --prefix vrfwd-x --socket /run/x.sock \
+//!     --set control.listen='"0.0.0.0:7700"' --port u0=net_af_packet0,iface=u0 \
+//!     --port v0 --segment lan0=u0 --vr 1,name=red,credential=SECRET \
+//!     --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0 \
+//!     --route 1,10.9.0.0/16,10.0.1.2 --neighbor 1,10.0.1.2,02:00:00:00:aa:02 -o x.toml
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use vrfwd::config::{Builder, TableSize, VrBuilder};
+
+#[derive(Parser)]
+#[command(about = "Write a vrfwd configuration (for testbeds)")]
+struct Args {
+    /// The lcore's core.
+    #[arg(long)]
+    core: u16,
+    /// The EAL file prefix (unique per instance on a host).
+    #[arg(long)]
+    prefix: String,
+    /// The operator socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// An extra EAL argument.
+    #[arg(long = "eal-arg", allow_hyphen_values = true)]
+    eal_args: Vec<String>,
+    #[arg(long)]
+    mbufs: Option<u32>,
+    /// Extra device arguments of vifs attached at run time.
+    #[arg(long)]
+    attach_args: Option<String>,
+    /// KEY=VALUE: a dotted key and a TOML value, e.g. control.hold_time_s=90.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// NAME or NAME=DEVICE.
+    #[arg(long = "port")]
+    ports: Vec<String>,
+    /// NAME=UPLINK.
+    #[arg(long = "segment")]
+    segments: Vec<String>,
+    /// ID[,name=N][,credential=C][,standby=true|false][,table=auto|compact|wide].
+    #[arg(long = "vr")]
+    vrs: Vec<String>,
+    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF.
+    #[arg(long = "interface")]
+    interfaces: Vec<String>,
+    /// VR,PREFIX,VIA.
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// A file of routes, one VR,PREFIX,VIA a line (for tables too long for a command line).
+    #[arg(long)]
+    route_file: Option<PathBuf>,
+    /// VR,ADDRESS,MAC.
+    #[arg(long = "neighbor")]
+    neighbors: Vec<String>,
+    /// Where to write (mode 0600); standard output if unset.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let mut a = Args::parse();
+    if let Some(path) = &a.route_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        a.routes.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut b = Builder::new(a.core, &a.prefix, a.socket.clone());
+    for arg in &a.eal_args {
+        b = b.eal_arg(arg);
+    }
+    if let Some(n) = a.mbufs {
+        b = b.mbufs(n);
+    }
+    if let Some(args) = &a.attach_args {
+        b = b.attach_args(args);
+    }
+    for port in &a.ports {
+        b = match port.split_once('=') {
+            Some((name, device)) => b.port(name, Some(device)),
+            None => b.port(port, None),
+        };
+    }
+    for s in &a.segments {
+        let (name, uplink) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--segment {s:?}: expected NAME=UPLINK"))?;
+        b = b.segment(name, uplink);
+    }
+    let ids: Vec<&str> = a
+        .vrs
+        .iter()
+        .map(|v| v.split(',').next().unwrap_or_default())
+        .collect();
+    for item in a.interfaces.iter().chain(&a.routes).chain(&a.neighbors) {
+        let vr = item.split(',').next().unwrap_or_default();
+        if !ids.contains(&vr) {
+            bail!("{item:?} names VR {vr:?}, which no --vr declares");
+        }
+    }
+    for vr in &a.vrs {
+        b = add_vr(b, vr, &a)?;
+    }
+    for set in &a.sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {set:?}: expected KEY=VALUE"))?;
+        b = b.set(key, value)?;
+    }
+    match &a.output {
+        Some(path) => {
+            b.write(path)?;
+        }
+        None => {
+            b.build()?;
+            print!("{}", b.to_toml());
+        }
+    }
+    Ok(())
+}
+
+/// Adds the VR described by `spec` with the interfaces, routes and neighbours the
+/// options give it.
+fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
+    let mut fields = spec.split(',');
+    let id: u32 = fields
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("--vr {spec:?}: id"))?;
+    let mut v = VrBuilder::new(id);
+    for f in fields {
+        let (key, value) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--vr {spec:?}: {f:?} is not KEY=VALUE"))?;
+        v = match key {
+            "name" => v.name(value),
+            "credential" => v.credential(value),
+            "standby" => v.standby(value.parse()?),
+            "table" => v.table(match value {
+                "auto" => TableSize::Auto,
+                "compact" => TableSize::Compact,
+                "wide" => TableSize::Wide,
+                _ => bail!("--vr {spec:?}: table {value:?}"),
+            }),
+            _ => bail!("--vr {spec:?}: unknown setting {key:?}"),
+        };
+    }
+    for f in of_vr(id, &a.interfaces) {
+        let [name, mac, address, segment, vif] = &f[..] else {
+            bail!(
+                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF",
+                f.join(",")
+            );
+        };
+        v = v.interface(name, mac.parse()?, address.parse()?, segment, vif);
+    }
+    for f in of_vr(id, &a.routes) {
+        let [prefix, via] = &f[..] else {
+            bail!("--route {id},{}: expected VR,PREFIX,VIA", f.join(","));
+        };
+        v = v.route(prefix.parse()?, via.parse()?);
+    }
+    for f in of_vr(id, &a.neighbors) {
+        let [address, mac] = &f[..] else {
+            bail!("--neighbor {id},{}: expected VR,ADDRESS,MAC", f.join(","));
+        };
+        v = v.neighbor(address.parse()?, mac.parse()?);
+    }
+    Ok(b.vr(v))
+}
+
+/// The comma-separated fields after the VR id of the options in `items` for VR `id`.
+fn of_vr(id: u32, items: &[String]) -> Vec<Vec<&str>> {
+    items
+        .iter()
+        .filter_map(|i| i.split_once(','))
+        .filter(|(vr, _)| vr.parse() == Ok(id))
+        .map(|(_, rest)| rest.split(',').collect())
+        .collect()
+}
