@@ -69,16 +69,19 @@ struct Pending {
     first: FirstEntry,
 }
 
-/// What classification makes of one frame.
+/// What classification makes of one frame: a fast-path candidate, which stays in
+/// the burst for the pipelined lookups, or an exit it takes at once.
 enum Class {
     FastPath {
         vm: VrMac,
         candidate: ipv4::Candidate,
     },
-    Punt {
-        vm: VrMac,
-        reason: PuntReason,
-    },
+    Exit(Exit),
+}
+
+/// Where a frame that does not take the fast path goes.
+enum Exit {
+    Punt { vm: VrMac, reason: PuntReason },
     Unicast(usize),
     Flood,
     Drop(DropReason),
@@ -188,34 +191,22 @@ impl<'a> Worker<'a> {
         let mut learned = MacAddr::default();
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            let class = self.classify(ingress, role, m, now, &mut learned, section);
-            if let Class::FastPath { vm, candidate } = class {
-                self.pending[pending] = Pending {
-                    slot: i as u8,
-                    vr: vm.vr as u16,
-                    iface: vm.iface as u8,
-                    draining: candidate.draining,
-                    dst: candidate.dst,
-                    first: FirstEntry::default(),
-                };
-                pending += 1;
-                continue;
-            }
-            let m = burst.take(i).expect("present");
-            match class {
-                Class::FastPath { .. } => unreachable!("kept in the burst above"),
-                Class::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
-                Class::Unicast(port) => {
-                    self.counters.segments[segment].unicast.inc();
-                    self.tx.send(port, m, section);
+            match self.classify(ingress, role, m, now, &mut learned, section) {
+                Class::FastPath { vm, candidate } => {
+                    self.pending[pending] = Pending {
+                        slot: i as u8,
+                        vr: vm.vr as u16,
+                        iface: vm.iface as u8,
+                        draining: candidate.draining,
+                        dst: candidate.dst,
+                        first: FirstEntry::default(),
+                    };
+                    pending += 1;
                 }
-                Class::Flood => {
-                    self.counters.segments[segment].flooded.inc();
-                    let targets = l2::flood_targets(&self.dp.segments[segment], ingress);
-                    self.tx.flood(targets, m, section);
-                }
-                Class::Drop(reason) => {
-                    self.counters.segments[segment].dropped[reason as usize].inc();
+                Class::Exit(exit) => {
+                    if let Some(m) = burst.take(i) {
+                        self.exit(ingress, segment, exit, m, section);
+                    }
                 }
             }
         }
@@ -257,6 +248,25 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Sends a frame that leaves without the fast path where `exit` says.
+    fn exit(&mut self, ingress: usize, segment: usize, exit: Exit, m: Mbuf, section: &ReadSection) {
+        let counters = &self.counters.segments[segment];
+        match exit {
+            Exit::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
+            Exit::Unicast(port) => {
+                counters.unicast.inc();
+                self.tx.send(port, m, section);
+            }
+            Exit::Flood => {
+                counters.flooded.inc();
+                let targets = l2::flood_targets(&self.dp.segments[segment], ingress);
+                self.tx.flood(targets, m, section);
+            }
+            // `m` is freed here.
+            Exit::Drop(reason) => counters.dropped[reason as usize].inc(),
+        }
+    }
+
     /// Runs a frame through Ethernet input, ARP and migration, and says where it
     /// goes. `learned` is the source MAC learned last in this burst.
     #[inline(always)]
@@ -272,7 +282,7 @@ impl<'a> Worker<'a> {
         let frame = m.data();
         let eth = match ethernet::header(frame) {
             Ok(eth) => eth,
-            Err(reason) => return Class::Drop(reason),
+            Err(reason) => return Class::Exit(Exit::Drop(reason)),
         };
         let dp = self.dp;
         let segment = role.segment();
@@ -288,25 +298,26 @@ impl<'a> Worker<'a> {
         if let Some(event) = migration::heard_guest(dp, role, eth.src) {
             self.report(event);
         }
-        match ethernet::next(dp, ingress, role, eth.dst) {
+        let exit = match ethernet::next(dp, ingress, role, eth.dst) {
             ethernet::Next::Vr(vm) => {
                 self.counters.vrs[vm.vr].rx.inc();
                 let state = dp.vrs[vm.vr].state();
                 match ipv4::input(state, eth.ethertype, frame, m.is_chained()) {
-                    Ok(candidate) => Class::FastPath { vm, candidate },
-                    Err(reason) => Class::Punt { vm, reason },
+                    Ok(candidate) => return Class::FastPath { vm, candidate },
+                    Err(reason) => Exit::Punt { vm, reason },
                 }
             }
-            ethernet::Next::Flood => Class::Flood,
+            ethernet::Next::Flood => Exit::Flood,
             ethernet::Next::Switch => {
                 match l2::switch(&dp.segments[segment], ingress, eth.dst, now) {
-                    l2::Switched::Unicast(port) => Class::Unicast(port),
-                    l2::Switched::Flood => Class::Flood,
-                    l2::Switched::Drop(reason) => Class::Drop(reason),
+                    l2::Switched::Unicast(port) => Exit::Unicast(port),
+                    l2::Switched::Flood => Exit::Flood,
+                    l2::Switched::Drop(reason) => Exit::Drop(reason),
                 }
             }
-            ethernet::Next::Drop(reason) => Class::Drop(reason),
-        }
+            ethernet::Next::Drop(reason) => Exit::Drop(reason),
+        };
+        Class::Exit(exit)
     }
 
     /// The ARP stage for an ARP or RARP packet `a`, and announcements for migration.
