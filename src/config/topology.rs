@@ -65,12 +65,22 @@ pub struct Interface {
     pub segment: usize,
     /// Its vif's port index.
     pub vif: usize,
+    /// Its segment's uplink port index (where it forwards and announces).
+    pub uplink: usize,
     network: u32,
     mask: u32,
 }
 
 impl Interface {
-    pub fn new(name: String, mac: MacAddr, net: Ipv4Net, segment: usize, vif: usize) -> Self {
+    /// Interface `name` with address `net` on `segment` (whose uplink is port
+    /// `uplink`), reached through port `vif`.
+    pub fn new(
+        name: String,
+        mac: MacAddr,
+        net: Ipv4Net,
+        (segment, uplink): (usize, usize),
+        vif: usize,
+    ) -> Self {
         let mask = u32::from(net.netmask());
         Interface {
             name,
@@ -79,6 +89,7 @@ impl Interface {
             prefix_len: net.prefix_len(),
             segment,
             vif,
+            uplink,
             network: u32::from(net.addr()) & mask,
             mask,
         }
@@ -145,7 +156,8 @@ pub struct Topology {
 struct Resolver<'a> {
     ports: HashMap<&'a str, usize>,
     roles: Vec<Option<(PortRole, String)>>,
-    segments: HashMap<&'a str, usize>,
+    /// Segment name → (index, uplink port).
+    segments: HashMap<&'a str, (usize, usize)>,
     vr_ids: HashSet<u32>,
     macs: HashSet<MacAddr>,
 }
@@ -241,7 +253,7 @@ impl<'a> Resolver<'a> {
         s: &'a SegmentConfig,
         ports: &[PortConfig],
     ) -> Result<Segment, ConfigError> {
-        if self.segments.insert(s.name.as_str(), i).is_some() {
+        if self.segments.contains_key(s.name.as_str()) {
             return Err(invalid(
                 format!("segment[{i}].name"),
                 format!("{:?} is used twice", s.name),
@@ -249,6 +261,7 @@ impl<'a> Resolver<'a> {
         }
         let key = format!("segment[{i}].uplink");
         let uplink = self.claim(&s.uplink, PortRole::Uplink { segment: i }, key.clone())?;
+        self.segments.insert(s.name.as_str(), (i, uplink));
         if ports[uplink].device.is_none() {
             return Err(invalid(
                 key,
@@ -312,7 +325,7 @@ impl<'a> Resolver<'a> {
                     ),
                 ));
             }
-            let Some(&segment) = self.segments.get(ifc.segment.as_str()) else {
+            let Some(&(segment, uplink)) = self.segments.get(ifc.segment.as_str()) else {
                 return Err(invalid(
                     k("segment"),
                     format!("no [[segment]] is named {:?}", ifc.segment),
@@ -328,7 +341,7 @@ impl<'a> Resolver<'a> {
                 ifc.name.clone(),
                 ifc.mac,
                 ifc.address,
-                segment,
+                (segment, uplink),
                 vif,
             ));
         }
@@ -433,7 +446,8 @@ mod tests {
         );
         let vr = &t.vrs[0];
         assert_eq!(vr.name, "vr1");
-        assert_eq!((vr.interfaces[0].segment, vr.interfaces[0].vif), (0, 1));
+        let ifc = &vr.interfaces[0];
+        assert_eq!((ifc.segment, ifc.vif, ifc.uplink), (0, 1, 0));
         assert_eq!(vr.routes[0].iface, 0);
     }
 
@@ -441,8 +455,8 @@ mod tests {
     fn the_interface_whose_subnet_holds_an_address() {
         let mac = MacAddr([2, 0, 0, 0, 0, 1]);
         let ifcs = [
-            Interface::new("a".into(), mac, "10.0.1.1/24".parse().unwrap(), 0, 0),
-            Interface::new("b".into(), mac, "10.0.2.1/30".parse().unwrap(), 0, 1),
+            Interface::new("a".into(), mac, "10.0.1.1/24".parse().unwrap(), (0, 0), 1),
+            Interface::new("b".into(), mac, "10.0.2.1/30".parse().unwrap(), (0, 0), 2),
         ];
         let at = |s: &str| interface_for(&ifcs, s.parse().unwrap());
         assert_eq!(at("10.0.1.0"), Some(0));

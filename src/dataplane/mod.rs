@@ -4,9 +4,11 @@
 //! atomics in it change (tables, VR states, neighbour and MAC learning, the
 //! migration events queue), so lcores share it by `&`.
 mod cache;
+mod macindex;
 mod nexthop;
 
 pub use cache::{AgeingCache, Learned, STATIC};
+use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};
 
 pub use crate::config::{Interface, PortRole};
@@ -142,6 +144,8 @@ pub struct VrMac {
     pub mac: u64,
     pub vr: usize,
     pub iface: usize,
+    /// The interface's vif (a guest's frame to its own MAC is a loop).
+    pub vif: usize,
 }
 
 /// An L2 domain.
@@ -153,7 +157,7 @@ pub struct Segment {
     /// Every VR interface on the segment, in config order.
     pub vr_macs: Vec<VrMac>,
     /// The same, by MAC (the first interface of a MAC, as the list's order says).
-    by_mac: FxHashMap<u64, VrMac>,
+    by_mac: MacIndex,
     /// The same, by address.
     by_address: FxHashMap<Ipv4Addr, Vec<VrMac>>,
     /// Learned station MAC → port index.
@@ -167,17 +171,17 @@ impl Segment {
             uplink,
             ports: vec![uplink],
             vr_macs: Vec::new(),
-            by_mac: FxHashMap::default(),
+            by_mac: MacIndex::new(&[]),
             by_address: FxHashMap::default(),
             macs: AgeingCache::new(MAC_SLOTS, mac_ageing_s),
         }
     }
 
-    /// Attaches VR interface `vm`, with address `address`, through port `vif`.
-    fn attach(&mut self, vm: VrMac, address: Ipv4Addr, vif: usize) {
-        self.ports.push(vif);
+    /// Attaches VR interface `vm`, with address `address`, through its vif.
+    fn attach(&mut self, vm: VrMac, address: Ipv4Addr) {
+        self.ports.push(vm.vif);
         self.vr_macs.push(vm);
-        self.by_mac.entry(vm.mac).or_insert(vm);
+        self.by_mac = MacIndex::new(&self.vr_macs);
         self.by_address.entry(address).or_default().push(vm);
     }
 
@@ -185,7 +189,7 @@ impl Segment {
     /// number of VRs on the segment.
     #[inline(always)]
     pub fn vr_for_mac(&self, mac: MacAddr) -> Option<VrMac> {
-        self.by_mac.get(&mac.to_u64()).copied()
+        self.by_mac.get(mac.to_u64())
     }
 
     /// The VR interfaces of the segment that have address `ip` (one, unless the
@@ -314,8 +318,9 @@ impl Dataplane {
                     mac: ifc.mac.to_u64(),
                     vr: v,
                     iface: i,
+                    vif: ifc.vif,
                 };
-                segments[ifc.segment].attach(vm, ifc.address, ifc.vif);
+                segments[ifc.segment].attach(vm, ifc.address);
             }
             let (vr, table) = build_vr(vc, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;

@@ -54,9 +54,7 @@ pub fn next(dp: &Dataplane, ingress: usize, role: PortRole, dst: MacAddr) -> Nex
         return Next::Flood;
     }
     match dp.segments[role.segment()].vr_for_mac(dst) {
-        Some(vm) if dp.vrs[vm.vr].interfaces[vm.iface].vif == ingress => {
-            Next::Drop(DropReason::Loop)
-        }
+        Some(vm) if vm.vif == ingress => Next::Drop(DropReason::Loop),
         Some(vm) => Next::Vr(vm),
         None => Next::Switch,
     }

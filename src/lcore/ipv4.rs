@@ -113,7 +113,7 @@ pub fn forward(
     };
     let ifc = &vr.interfaces[iface];
     Ok(Out {
-        port: dp.segments[ifc.segment].uplink,
+        port: ifc.uplink,
         dst: MacAddr::from_u64(mac),
         src: draining_source.map_or(ifc.mac, |macs| macs[ifc.segment]),
     })

@@ -66,7 +66,7 @@ pub fn announcements(
     dp.vrs[vr]
         .interfaces
         .iter()
-        .map(|ifc| (dp.segments[ifc.segment].uplink, rarp_announcement(ifc.mac)))
+        .map(|ifc| (ifc.uplink, rarp_announcement(ifc.mac)))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub fn target(
     let ifc = &dp.vrs[vr].interfaces[iface];
     if dp.vrs[vr].state() == VrState::Draining {
         return Punt {
-            port: dp.segments[ifc.segment].uplink,
+            port: ifc.uplink,
             reason: PuntReason::HandedOver,
             source: Some(uplink_macs[ifc.segment]),
         };

@@ -20,8 +20,9 @@ impl MacAddr {
     /// The address as the low 48 bits of a u64 (for table keys and atomics).
     #[inline(always)]
     pub fn to_u64(self) -> u64 {
-        let b = self.0;
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+        // Two loads and byte swaps (the eight-byte form compiles to a vector shuffle).
+        let [a, b, c, d, e, f] = self.0;
+        (u64::from(u32::from_be_bytes([a, b, c, d])) << 16) | u64::from(u16::from_be_bytes([e, f]))
     }
 
     /// The inverse of [`MacAddr::to_u64`] (high bits ignored).
