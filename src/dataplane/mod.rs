@@ -13,7 +13,7 @@ pub use nexthop::{NextHop, NextHops};
 
 pub use crate::config::{Interface, PortRole};
 
-use crate::config::{Config, TableSize};
+use crate::config::{Config, TableSize, Topology};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
 use rustc_hash::FxHashMap;
@@ -165,28 +165,43 @@ pub struct Segment {
 }
 
 impl Segment {
-    fn new(name: String, uplink: usize, mac_ageing_s: u32) -> Segment {
+    /// Segment `s` of `topology`, with the VR interfaces on it.
+    fn new(topology: &Topology, s: usize, mac_ageing_s: u32) -> Segment {
+        let mut vr_macs = Vec::new();
+        let mut by_address: FxHashMap<Ipv4Addr, Vec<VrMac>> = FxHashMap::default();
+        for (v, vr) in topology.vrs.iter().enumerate() {
+            for (i, ifc) in vr
+                .interfaces
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.segment == s)
+            {
+                let vm = VrMac {
+                    mac: ifc.mac.to_u64(),
+                    vr: v,
+                    iface: i,
+                    vif: ifc.vif,
+                };
+                vr_macs.push(vm);
+                by_address.entry(ifc.address).or_default().push(vm);
+            }
+        }
+        let uplink = topology.segments[s].uplink;
         Segment {
-            name,
+            name: topology.segments[s].name.clone(),
             uplink,
-            ports: vec![uplink],
-            vr_macs: Vec::new(),
-            by_mac: MacIndex::new(&[]),
-            by_address: FxHashMap::default(),
+            ports: std::iter::once(uplink)
+                .chain(vr_macs.iter().map(|vm| vm.vif))
+                .collect(),
+            by_mac: MacIndex::new(&vr_macs),
+            vr_macs,
+            by_address,
             macs: AgeingCache::new(MAC_SLOTS, mac_ageing_s),
         }
     }
 
-    /// Attaches VR interface `vm`, with address `address`, through its vif.
-    fn attach(&mut self, vm: VrMac, address: Ipv4Addr) {
-        self.ports.push(vm.vif);
-        self.vr_macs.push(vm);
-        self.by_mac = MacIndex::new(&self.vr_macs);
-        self.by_address.entry(address).or_default().push(vm);
-    }
-
-    /// The VR interface that owns `mac`, if any: one hash lookup, whatever the
-    /// number of VRs on the segment.
+    /// The VR interface that owns `mac`, if any: bounded work, whatever the number
+    /// of VRs on the segment.
     #[inline(always)]
     pub fn vr_for_mac(&self, mac: MacAddr) -> Option<VrMac> {
         self.by_mac.get(mac.to_u64())
@@ -305,23 +320,12 @@ impl Dataplane {
         rcu: &Arc<Rcu>,
     ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
         let topology = &config.topology;
-        let mut segments: Vec<Segment> = topology
-            .segments
-            .iter()
-            .map(|s| Segment::new(s.name.clone(), s.uplink, config.timers.mac_ageing_s))
+        let segments = (0..topology.segments.len())
+            .map(|s| Segment::new(topology, s, config.timers.mac_ageing_s))
             .collect();
         let mut vrs = Vec::with_capacity(topology.vrs.len());
         let mut tables = Vec::with_capacity(topology.vrs.len());
-        for (v, vc) in topology.vrs.iter().enumerate() {
-            for (i, ifc) in vc.interfaces.iter().enumerate() {
-                let vm = VrMac {
-                    mac: ifc.mac.to_u64(),
-                    vr: v,
-                    iface: i,
-                    vif: ifc.vif,
-                };
-                segments[ifc.segment].attach(vm, ifc.address);
-            }
+        for vc in &topology.vrs {
             let (vr, table) = build_vr(vc, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
