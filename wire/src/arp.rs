@@ -47,14 +47,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     #[inline(always)]
     fn packet(&self) -> &[u8; PACKET_LEN] {
-        self.buffer.as_ref()[..PACKET_LEN]
-            .try_into()
-            .expect("length checked in new_checked")
-    }
-
-    fn ip(&self, range: core::ops::Range<usize>) -> Ipv4Addr {
-        let b: [u8; 4] = self.packet()[range].try_into().expect("four bytes");
-        Ipv4Addr::from(b)
+        crate::fixed(self.buffer.as_ref())
     }
 
     pub fn op(&self) -> u16 {
@@ -67,7 +60,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn sender_ip(&self) -> Ipv4Addr {
-        self.ip(field::SENDER_IP)
+        crate::ipv4_addr(self.packet(), field::SENDER_IP)
     }
 
     pub fn target_mac(&self) -> MacAddr {
@@ -75,15 +68,13 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn target_ip(&self) -> Ipv4Addr {
-        self.ip(field::TARGET_IP)
+        crate::ipv4_addr(self.packet(), field::TARGET_IP)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     fn packet_mut(&mut self) -> &mut [u8; PACKET_LEN] {
-        (&mut self.buffer.as_mut()[..PACKET_LEN])
-            .try_into()
-            .expect("length checked in new_checked")
+        crate::fixed_mut(self.buffer.as_mut())
     }
 
     /// Writes every field of `arp` (the format included).

@@ -38,9 +38,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     #[inline(always)]
     fn header(&self) -> &[u8; HEADER_LEN] {
-        self.buffer.as_ref()[..HEADER_LEN]
-            .try_into()
-            .expect("length checked in new_checked")
+        crate::fixed(self.buffer.as_ref())
     }
 
     #[inline(always)]
@@ -75,9 +73,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     #[inline(always)]
     fn header_mut(&mut self) -> &mut [u8; HEADER_LEN] {
-        (&mut self.buffer.as_mut()[..HEADER_LEN])
-            .try_into()
-            .expect("length checked in new_checked")
+        crate::fixed_mut(self.buffer.as_mut())
     }
 
     #[inline(always)]

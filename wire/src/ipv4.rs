@@ -38,9 +38,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     #[inline(always)]
     fn header(&self) -> &[u8; HEADER_LEN] {
-        self.buffer.as_ref()[..HEADER_LEN]
-            .try_into()
-            .expect("length checked in new_checked")
+        crate::fixed(self.buffer.as_ref())
     }
 
     /// Bytes in the buffer from the start of the header.
@@ -87,14 +85,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     #[inline(always)]
     pub fn src(&self) -> Ipv4Addr {
-        let b: [u8; 4] = self.header()[field::SRC].try_into().expect("four bytes");
-        Ipv4Addr::from(b)
+        crate::ipv4_addr(self.header(), field::SRC)
     }
 
     #[inline(always)]
     pub fn dst(&self) -> Ipv4Addr {
-        let b: [u8; 4] = self.header()[field::DST].try_into().expect("four bytes");
-        Ipv4Addr::from(b)
+        crate::ipv4_addr(self.header(), field::DST)
     }
 
     /// Whether the fixed header's checksum verifies (a header with options is
@@ -108,9 +104,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline(always)]
     fn header_mut(&mut self) -> &mut [u8; HEADER_LEN] {
-        (&mut self.buffer.as_mut()[..HEADER_LEN])
-            .try_into()
-            .expect("length checked in new_checked")
+        crate::fixed_mut(self.buffer.as_mut())
     }
 
     #[inline(always)]

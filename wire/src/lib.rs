@@ -26,3 +26,26 @@ pub enum Error {
     #[error("unsupported header")]
     Unsupported,
 }
+
+/// The first `N` bytes of a buffer that a view's `new_checked` found long enough.
+#[inline(always)]
+fn fixed<const N: usize>(buffer: &[u8]) -> &[u8; N] {
+    buffer[..N]
+        .try_into()
+        .expect("length checked in new_checked")
+}
+
+/// As [`fixed`], to write.
+#[inline(always)]
+fn fixed_mut<const N: usize>(buffer: &mut [u8]) -> &mut [u8; N] {
+    (&mut buffer[..N])
+        .try_into()
+        .expect("length checked in new_checked")
+}
+
+/// The IPv4 address in the four bytes of `field` of `header`.
+#[inline(always)]
+fn ipv4_addr(header: &[u8], field: core::ops::Range<usize>) -> std::net::Ipv4Addr {
+    let b: [u8; 4] = header[field].try_into().expect("a four-byte field");
+    b.into()
+}
