@@ -73,21 +73,46 @@ impl Mbuf {
         self.raw().refcnt != 1
     }
 
-    /// A second reference to the same buffer (refcount + 1), for flooding a frame to
-    /// several ports. Neither reference may then write the data.
+    /// A second reference to the same frame, for flooding it to several ports: the
+    /// reference count of every segment of the chain goes up by one, as dropping
+    /// a reference frees the whole chain. Neither reference may then write the data.
     pub fn share(&self) -> Mbuf {
-        // SAFETY: we hold a reference, so the mbuf is alive; the update is atomic.
-        unsafe { dpdk_sys::rte_mbuf_refcnt_update(self.0.as_ptr(), 1) };
+        // SAFETY: we hold a reference, so every segment of the chain is alive;
+        // rte_pktmbuf_refcnt_update walks the chain and updates each segment's
+        // count atomically.
+        unsafe { dpdk_sys::rte_pktmbuf_refcnt_update(self.0.as_ptr(), 1) };
         Mbuf(self.0)
     }
 
-    /// Appends `bytes` to the packet (used to build frames in tests and benchmarks).
-    /// Returns false if the buffer has no room.
+    /// Appends the packet `tail` after this packet's last segment (a PMD does
+    /// this for frames larger than one mbuf; tests and benchmarks build such
+    /// frames with it). `tail` comes back when either packet is shared or the chain
+    /// would be too long.
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        if self.is_shared() || tail.is_shared() {
+            return Err(tail);
+        }
+        // SAFETY: both packets are alive and referenced only by us; on success
+        // the head owns the tail's segments and frees them with its own.
+        let rc = unsafe { dpdk_sys::rte_pktmbuf_chain(self.0.as_ptr(), tail.0.as_ptr()) };
+        if rc != 0 {
+            return Err(tail);
+        }
+        // Owned by the head now: dropping `tail` would free its segments twice.
+        std::mem::forget(tail);
+        Ok(())
+    }
+
+    /// Appends `bytes` to the packet's last segment (used to build frames in tests
+    /// and benchmarks). Returns false if it has no room.
     pub fn append(&mut self, bytes: &[u8]) -> bool {
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            return false;
+        };
         // SAFETY: rte_pktmbuf_append returns NULL or a pointer to `len` fresh bytes
-        // inside this mbuf's buffer.
-        let dst = unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), bytes.len() as u16) };
-        if dst.is_null() || bytes.len() > u16::MAX as usize {
+        // inside the last segment's buffer.
+        let dst = unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), len) };
+        if dst.is_null() {
             return false;
         }
         // SAFETY: dst points to bytes.len() writable bytes (see above).
