@@ -11,6 +11,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 # Integration tests start DPDK processes and namespaces: one test binary at a time.
 cargo test --workspace --all-targets -- --test-threads=1
+# The lock-free cache's seqlock under loom's memory model (its own cfg, so its own
+# target dir: ≈ 1.5 min to build, the check itself takes a second).
+RUSTFLAGS="--cfg vrfwd_loom" CARGO_TARGET_DIR=target/loom \
+  cargo test --release -p vrfwd --lib loom_tests
 # The TRex profiles, loaded by TRex's own client (PyPI: lbr-trex-client, in a
 # venv; no TRex server), and the NDR/PDR search against simulated devices.
 venv=${VRFWD_TREX_VENV:-/var/cache/vrfwd-testbed/trex-venv}

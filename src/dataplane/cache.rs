@@ -3,11 +3,17 @@
 //! learn into while other lcores read them.
 //!
 //! Slots are three atomics (key, value, seen). A reader loads the key, the value and
-//! the key again (a one-slot seqlock), so it never pairs one key with another key's
-//! value. Learning a new key takes an empty slot or one whose entry has aged out:
-//! the writer marks the slot busy, writes value and time, then publishes the key.
+//! the key again (a one-slot seqlock, as crossbeam-utils' `atomic/seq_lock.rs`), so
+//! it never pairs one key with another key's value. Learning a new key takes an
+//! empty slot or one whose entry has aged out: the writer marks the slot busy (then
+//! a release fence, so that no reader can see the new value without seeing the
+//! slot busy), writes value and time, then publishes the key. The protocol is
+//! model-checked with `loom` (`RUSTFLAGS="--cfg vrfwd_loom"`, see the `loom` tests).
 //! Entries never move; lookups probe at most [`PROBES`] slots; nothing allocates
 //! after construction, so learning is safe on the per-packet path.
+#[cfg(vrfwd_loom)]
+use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(vrfwd_loom))]
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Slots probed per key.
@@ -150,6 +156,9 @@ impl AgeingCache {
         {
             return Learned::Full; // another lcore is writing this slot; the next frame retries
         }
+        // The stores below must not be seen before BUSY: a reader that reads the new
+        // value then re-reads the key (after its acquire fence) sees BUSY or later.
+        fence(Ordering::Release);
         slot.value.store(value, Ordering::Relaxed);
         slot.seen.store(now, Ordering::Relaxed);
         slot.key.store(key, Ordering::Release);
@@ -245,6 +254,48 @@ mod tests {
                     }
                 });
             }
+        });
+    }
+}
+
+/// The seqlock under `loom`'s model of the C11 memory model (which x86 cannot
+/// show): `RUSTFLAGS="--cfg vrfwd_loom" cargo test --release --lib loom`.
+#[cfg(all(test, vrfwd_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A cache whose eight slots hold keys 1..=8 (value key × 10), seen at 0 and
+    /// dead from time 2 on.
+    fn full() -> AgeingCache {
+        let c = AgeingCache::new(PROBES, 1);
+        for k in 1..=8 {
+            assert_eq!(c.learn(k, k * 10, 0), Learned::Updated);
+        }
+        c
+    }
+
+    #[test]
+    fn a_reader_never_pairs_a_key_with_another_keys_value() {
+        loom::model(|| {
+            // Which key learning key 9 evicts (the first dead slot it probes).
+            let probe = full();
+            probe.learn(9, 90, 5);
+            let victim = (1..=8)
+                .find(|&k| probe.get(k, 0).is_none())
+                .expect("a slot reused");
+            let cache = Arc::new(full());
+            let writer = {
+                let cache = Arc::clone(&cache);
+                loom::thread::spawn(move || assert_eq!(cache.learn(9, 90, 5), Learned::Updated))
+            };
+            // A reader at time 0, to which the victim is still alive.
+            let seen = cache.get(victim, 0);
+            assert!(
+                seen.is_none() || seen == Some(victim * 10),
+                "key {victim} read with value {seen:?}"
+            );
+            writer.join().unwrap();
         });
     }
 }
