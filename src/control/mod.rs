@@ -9,6 +9,7 @@
 pub mod ctl;
 pub mod migrate;
 pub mod session;
+mod slots;
 pub mod writer;
 
 use crate::dpdk::{peer_cred, PeerCred};

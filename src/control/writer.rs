@@ -14,12 +14,13 @@
 //! delay another VR's by about one quantum, not by their whole cost
 //! (docs/security.md). Every sender has at most one command in flight, so the
 //! queues are bounded by the number of sessions and operator connections.
+use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
 use crate::lpm::{mask, validate, Change, Stride, TableError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipnet::Ipv4Net;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -150,8 +151,8 @@ struct VrState {
     /// The prefixes of vrfwd's own routes (`routes.system`), which sessions,
     /// syncs and feeds leave alone.
     own: FxHashSet<(u32, u8)>,
-    /// Next hop → its slot, so that adds do not scan the next-hop array.
-    slots: FxHashMap<NextHop, u32>,
+    /// Next-hop slots and the routes using them.
+    slots: Slots,
     /// Prefixes announced since `SyncBegin`, while a sync runs.
     marked: Option<FxHashSet<(u32, u8)>>,
     withdrawn: bool,
@@ -173,6 +174,10 @@ struct Job {
     staged: usize,
     /// Where the batch starts among the pair's staged changes (to undo it).
     mark: usize,
+    /// Its effect on the routes using each next-hop slot, once accepted.
+    delta: Delta,
+    /// Next-hop slots allocated for it (emptied again if it is refused).
+    fresh: Vec<u32>,
     done: Done,
 }
 
@@ -231,8 +236,8 @@ impl<'a> RouteWriter<'a> {
             .map(|routes| VrState {
                 own: routes.system.iter().map(key).collect(),
                 memory: routes.tables.settled_memory_bytes(),
+                slots: Slots::new(&routes.system),
                 routes,
-                slots: FxHashMap::default(),
                 marked: None,
                 withdrawn: false,
                 feed: None,
@@ -349,7 +354,7 @@ impl<'a> RouteWriter<'a> {
             Command::Edit { edits, reply, .. } => {
                 self.restore(v);
                 match self.changes(v, &edits) {
-                    Ok(changes) => self.begin(v, changes, Done::Edit(reply)),
+                    Ok((changes, fresh)) => self.begin(v, changes, fresh, Done::Edit(reply)),
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
@@ -372,7 +377,7 @@ impl<'a> RouteWriter<'a> {
                         })
                         .map(|(net, len, _)| Change::Delete { net, len })
                         .collect();
-                    self.begin(v, stale, Done::SyncEnd(reply));
+                    self.begin(v, stale, Vec::new(), Done::SyncEnd(reply));
                 }
             },
             Command::Withdraw { reply, .. } => {
@@ -384,7 +389,7 @@ impl<'a> RouteWriter<'a> {
                     .iter()
                     .map(|(net, len, _)| Change::Delete { net, len })
                     .collect();
-                self.begin(v, all, Done::Withdraw(reply));
+                self.begin(v, all, Vec::new(), Done::Withdraw(reply));
             }
             Command::Subscribe { feed, reply, .. } => {
                 let routes = self.vrs[v].routes.tables.rib().iter();
@@ -407,14 +412,25 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
-    fn begin(&mut self, v: usize, changes: Vec<Change>, done: Done) {
-        let mark = self.vrs[v].routes.tables.mark();
+    fn begin(&mut self, v: usize, changes: Vec<Change>, fresh: Vec<u32>, done: Done) {
+        let tables = &self.vrs[v].routes.tables;
+        let (mark, delta) = (tables.mark(), slots::delta(tables.staged_rib(), &changes));
         self.vrs[v].job = Some(Job {
             changes,
             staged: 0,
             mark,
+            delta,
+            fresh,
             done,
         });
+    }
+
+    /// Refuses VR `v`'s job (nothing of it is staged any more) with `e`.
+    fn refuse(&mut self, v: usize, job: Job, e: WriteError) {
+        self.vrs[v]
+            .slots
+            .release(&self.dp.vrs[v].next_hops, &job.fresh);
+        job.done.fail(e);
     }
 
     /// Stages about `budget` entries of VR `v`'s job; completes it when all is staged.
@@ -446,19 +462,20 @@ impl<'a> RouteWriter<'a> {
                         job.mark = tables.mark();
                         job.staged = 0;
                     }
-                    Err(e) => state.job.take().expect("a job").done.fail(e.into()),
+                    Err(e) => {
+                        let job = state.job.take().expect("a job");
+                        self.refuse(v, job, e.into());
+                    }
                 }
             }
             Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 => {
-                let budget = self.memory_budget >> 20;
-                state
-                    .job
-                    .take()
-                    .expect("a job")
-                    .done
-                    .fail(WriteError::Memory(budget));
+                let job = state.job.take().expect("a job");
+                self.refuse(v, job, WriteError::Memory(self.memory_budget >> 20));
             }
-            Err(e) => state.job.take().expect("a job").done.fail(e.into()),
+            Err(e) => {
+                let job = state.job.take().expect("a job");
+                self.refuse(v, job, e.into());
+            }
         }
     }
 
@@ -470,7 +487,7 @@ impl<'a> RouteWriter<'a> {
             self.complete(v, job);
         } else {
             self.vrs[v].routes.tables.unstage(job.mark);
-            job.done.fail(WriteError::Memory(self.memory_budget >> 20));
+            self.refuse(v, job, WriteError::Memory(self.memory_budget >> 20));
         }
     }
 
@@ -478,6 +495,7 @@ impl<'a> RouteWriter<'a> {
     fn complete(&mut self, v: usize, job: Job) {
         self.account(v);
         let state = &mut self.vrs[v];
+        state.slots.apply(&job.delta);
         if let Some(feed) = &mut state.feed {
             feed.staged.extend_from_slice(&job.changes);
         }
@@ -502,9 +520,28 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
-    /// `edits` as table changes: vrfwd's own routes left out, next-hop slots
-    /// allocated, every change valid, the VR's route limit kept.
-    fn changes(&mut self, v: usize, edits: &[RouteEdit]) -> Result<Vec<Change>, WriteError> {
+    /// `edits` as table changes, with the next-hop slots allocated for them:
+    /// vrfwd's own routes left out, every change valid, the VR's route limit kept.
+    /// A refused batch leaves no slot allocated.
+    fn changes(
+        &mut self,
+        v: usize,
+        edits: &[RouteEdit],
+    ) -> Result<(Vec<Change>, Vec<u32>), WriteError> {
+        let mut fresh = Vec::new();
+        let changes = self.changes_allocating(v, edits, &mut fresh);
+        if changes.is_err() {
+            self.vrs[v].slots.release(&self.dp.vrs[v].next_hops, &fresh);
+        }
+        changes.map(|c| (c, fresh))
+    }
+
+    fn changes_allocating(
+        &mut self,
+        v: usize,
+        edits: &[RouteEdit],
+        fresh: &mut Vec<u32>,
+    ) -> Result<Vec<Change>, WriteError> {
         let next_hops = &self.dp.vrs[v].next_hops;
         let VrState {
             own, slots, routes, ..
@@ -536,14 +573,7 @@ impl<'a> RouteWriter<'a> {
                     // The address as given: a prefix with host bits is refused, not truncated.
                     net: prefix.addr().into(),
                     len: prefix.prefix_len(),
-                    next_hop: match slots.get(&next_hop) {
-                        Some(&slot) => slot,
-                        None => {
-                            let slot = next_hops.insert(next_hop).ok_or(WriteError::NextHops)?;
-                            slots.insert(next_hop, slot);
-                            slot
-                        }
-                    },
+                    next_hop: slots.slot(next_hops, next_hop, fresh)?,
                 }),
                 RouteEdit::Delete { prefix } => Ok(Change::Delete {
                     net: prefix.addr().into(),
@@ -574,6 +604,9 @@ impl<'a> RouteWriter<'a> {
         let vr = &self.dp.vrs[v];
         let tables = &mut self.vrs[v].routes.tables;
         tables.publish_staged(|fib| drop(vr.fib.replace(fib)));
+        // No reader can use the old table any more (replace waited).
+        self.vrs[v].slots.published(&vr.next_hops);
+        let tables = &self.vrs[v].routes.tables;
         vr.routes.store(tables.rib().len(), Ordering::Relaxed);
         self.feed(v);
     }
@@ -936,6 +969,89 @@ mod tests {
         drop(changes);
         edit(&mut w, vec![del]).unwrap();
         assert!(w.vrs[0].feed.is_none());
+    }
+
+    /// A route to `prefix` through gateway number `i` (a distinct next hop each).
+    fn via_gateway(prefix: &str, i: u32) -> RouteEdit {
+        RouteEdit::Add {
+            prefix: net(prefix),
+            next_hop: NextHop::Gateway {
+                iface: 0,
+                via: 0x0b00_0000 + i,
+            },
+        }
+    }
+
+    #[test]
+    fn next_hop_slots_are_freed_when_their_last_route_goes_or_their_batch_is_refused() {
+        let (dp, rcu, routes) = setup();
+        let system = dp.vrs[0].routes.load(Ordering::Relaxed);
+        let mut w = RouteWriter::new(
+            &dp,
+            routes,
+            Budget {
+                max_routes: system + 10,
+                ..BUDGET
+            },
+        );
+        // More distinct gateways over the VR's life than it has slots (4096).
+        for i in 0..5000 {
+            // Refused after its gateways got slots (the last prefix has host bits):
+            // its slots are not kept.
+            let refused = ["31.0.0.0/24", "32.0.0.0/24", "33.0.0.1/24"];
+            let refused = (0..3).map(|k| via_gateway(refused[k], 3 * i + k as u32));
+            assert!(matches!(
+                edit(&mut w, refused.collect()),
+                Err(WriteError::Table(TableError::HostBits(..)))
+            ));
+            // Accepted, replacing the route of the turn before and so freeing its
+            // gateway's slot once published.
+            assert_eq!(
+                edit(&mut w, vec![via_gateway("30.0.0.0/24", 10_000 + i)]),
+                Ok(()),
+                "turn {i}"
+            );
+        }
+        assert_eq!(
+            lookup(&dp, &rcu, "30.0.0.9"),
+            Some(NextHop::Gateway {
+                iface: 0,
+                via: 0x0b00_0000 + 10_000 + 4999
+            })
+        );
+        // Only the local, attached, configured and current gateways hold slots.
+        let used = (0..4096)
+            .filter(|&i| dp.vrs[0].next_hops.get(i).is_some())
+            .count();
+        assert_eq!(
+            used, 4,
+            "local, attached eth0, 10.0.1.2 and the last gateway"
+        );
+        // The configured gateway's slot is shared by a session route and stays
+        // when that route goes.
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("30.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        edit(
+            &mut w,
+            vec![RouteEdit::Add {
+                prefix: net("30.0.0.0/24"),
+                next_hop: GW,
+            }],
+        )
+        .unwrap();
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("30.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(lookup(&dp, &rcu, "10.9.0.1"), Some(GW));
     }
 
     #[test]

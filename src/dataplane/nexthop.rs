@@ -81,6 +81,14 @@ impl NextHops {
             .map(|i| i as u32)
     }
 
+    /// Empties slot `index` (writer only; no route table any reader can still
+    /// use may point at it). Reserved slots stay.
+    pub fn remove(&self, index: u32) {
+        if matches!(self.get(index), Some(NextHop::Gateway { .. })) {
+            self.slots[index as usize].store(0, Ordering::Release);
+        }
+    }
+
     /// The slot of `nh`, adding it if new (writer only). None when full.
     pub fn insert(&self, nh: NextHop) -> Option<u32> {
         if let Some(i) = self.index_of(nh) {
@@ -114,5 +122,10 @@ mod tests {
         assert_eq!(n.get(i), Some(g));
         assert_eq!(n.get(7), None);
         assert_eq!(n.get(99), None);
+        n.remove(i);
+        assert_eq!(n.get(i), None);
+        n.remove(0);
+        assert_eq!(n.get(0), Some(NextHop::Local), "reserved slots stay");
+        assert_eq!(n.insert(g), Some(3), "a freed slot is reused");
     }
 }
