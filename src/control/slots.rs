@@ -1,5 +1,6 @@
 //! The route writer's next-hop slots of one VR, reference-counted (as grout's
-//! `nexthop_incref`/`decref`): how many routes of the staged table use each slot.
+//! `nexthop_incref`/`decref`): how many routes of the staged table use each slot,
+//! counted from what each staged change replaced (no extra RIB lookup).
 //! A slot is emptied only when no table a reader can use points at it: at once
 //! for a slot allocated by a batch that was then refused (no table ever held it),
 //! otherwise after the publication that took its last route away (the publish
@@ -7,7 +8,7 @@
 //! attached, configured gateways) are never emptied.
 use super::writer::WriteError;
 use crate::dataplane::{NextHop, NextHops};
-use crate::lpm::{Change, Rib};
+use crate::lpm::Change;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Route counts per slot that a batch changes (applied when it is accepted).
@@ -97,31 +98,18 @@ impl Slots {
     }
 }
 
-/// How `changes`, applied in order to a table holding `rib`, change the number
-/// of routes using each slot.
-pub fn delta(rib: &Rib, changes: &[Change]) -> Delta {
-    // A prefix changed earlier in the batch: its next hop now.
-    let mut changed: FxHashMap<(u32, u8), Option<u32>> = FxHashMap::default();
-    let mut delta = Delta::default();
-    for c in changes {
-        let (key, new) = match *c {
-            Change::Add { net, len, next_hop } => ((net, len), Some(next_hop)),
-            Change::Delete { net, len } => ((net, len), None),
-        };
-        let old = match changed.get(&key) {
-            Some(&old) => old,
-            None => rib.get(key.0, key.1),
-        };
-        if let Some(old) = old {
-            *delta.entry(old).or_default() -= 1;
-        }
-        if let Some(new) = new {
-            *delta.entry(new).or_default() += 1;
-        }
-        changed.insert(key, new);
+/// Records in `delta` that a staged change replaced next hop `old` by `new`
+/// (None: no route).
+pub fn record(delta: &mut Delta, old: Option<u32>, new: Option<u32>) {
+    if old == new {
+        return;
     }
-    delta.retain(|_, d| *d != 0);
-    delta
+    if let Some(old) = old {
+        *delta.entry(old).or_default() -= 1;
+    }
+    if let Some(new) = new {
+        *delta.entry(new).or_default() += 1;
+    }
 }
 
 #[cfg(test)]
@@ -129,32 +117,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delta_follows_a_batch_in_order() {
-        let mut rib = Rib::default();
-        rib.insert(10 << 24, 8, 5);
-        rib.insert(11 << 24, 8, 5);
-        let add = |net: u32, next_hop| Change::Add {
-            net: net << 24,
-            len: 8,
-            next_hop,
-        };
-        let del = |net: u32| Change::Delete {
-            net: net << 24,
-            len: 8,
-        };
-        // 10/8 moves to 6, then back to 5; 11/8 is deleted; 12/8 added via 7
-        // then deleted; 13/8 deleted though absent.
-        let d = delta(
-            &rib,
-            &[
-                add(10, 6),
-                add(10, 5),
-                del(11),
-                add(12, 7),
-                del(12),
-                del(13),
-            ],
-        );
+    fn delta_counts_what_each_change_replaced() {
+        let mut d = Delta::default();
+        // 10/8 moves from 5 to 6, then back to 5; 11/8 via 5 is deleted; 12/8 is
+        // added via 7 then deleted; a delete of an absent prefix.
+        for (old, new) in [
+            (Some(5), Some(6)),
+            (Some(6), Some(5)),
+            (Some(5), None),
+            (None, Some(7)),
+            (Some(7), None),
+            (None, None),
+        ] {
+            record(&mut d, old, new);
+        }
+        d.retain(|_, n| *n != 0);
         assert_eq!(d, Delta::from_iter([(5, -1)]));
     }
 

@@ -174,7 +174,8 @@ struct Job {
     staged: usize,
     /// Where the batch starts among the pair's staged changes (to undo it).
     mark: usize,
-    /// Its effect on the routes using each next-hop slot, once accepted.
+    /// Its effect on the routes using each next-hop slot, recorded as it is
+    /// staged and applied once it is accepted.
     delta: Delta,
     /// Next-hop slots allocated for it (emptied again if it is refused).
     fresh: Vec<u32>,
@@ -413,13 +414,12 @@ impl<'a> RouteWriter<'a> {
     }
 
     fn begin(&mut self, v: usize, changes: Vec<Change>, fresh: Vec<u32>, done: Done) {
-        let tables = &self.vrs[v].routes.tables;
-        let (mark, delta) = (tables.mark(), slots::delta(tables.staged_rib(), &changes));
+        let mark = self.vrs[v].routes.tables.mark();
         self.vrs[v].job = Some(Job {
             changes,
             staged: 0,
             mark,
-            delta,
+            delta: Delta::default(),
             fresh,
             done,
         });
@@ -440,7 +440,16 @@ impl<'a> RouteWriter<'a> {
         let state = &mut self.vrs[v];
         let job = state.job.as_mut().expect("a job");
         let tables = &mut state.routes.tables;
-        let staged = tables.stage_some(job.mark, &job.changes[job.staged..], budget);
+        // A batch restaged on a widened table (which holds what was staged of it
+        // already) records, for that part, changes that replace a next hop by
+        // itself: the counts stay exact.
+        let delta = &mut job.delta;
+        let staged = tables.stage_some(
+            job.mark,
+            &job.changes[job.staged..],
+            budget,
+            &mut |old, new| slots::record(delta, old, new),
+        );
         match staged {
             Ok(n) => {
                 job.staged += n;

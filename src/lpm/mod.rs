@@ -102,8 +102,9 @@ impl Table {
         &self.rib
     }
 
-    /// Installs or replaces `net/len → next_hop`.
-    pub fn add(&mut self, net: u32, len: u8, next_hop: u32) -> Result<(), TableError> {
+    /// Installs or replaces `net/len → next_hop`. Returns the next hop it had, or
+    /// None if it was not installed.
+    pub fn add(&mut self, net: u32, len: u8, next_hop: u32) -> Result<Option<u32>, TableError> {
         check_prefix(net, len)?;
         if next_hop > MAX_NEXT_HOP {
             return Err(TableError::NextHopRange(next_hop));
@@ -117,11 +118,11 @@ impl Table {
             return Err(TableError::Full(self.fib.max_groups()));
         }
         // One hash operation on the common path: the RIB is large and cold.
-        if self.rib.insert(net, len, next_hop) == Some(next_hop) {
-            return Ok(());
+        let old = self.rib.insert(net, len, next_hop);
+        if old != Some(next_hop) {
+            self.write_prefix(net, len, &Write::Add(leaf(len, next_hop)));
         }
-        self.write_prefix(net, len, &Write::Add(leaf(len, next_hop)));
-        Ok(())
+        Ok(old)
     }
 
     /// Applies `op` for `net/len` at the level the prefix lives in: the short

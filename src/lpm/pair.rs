@@ -95,7 +95,8 @@ impl TablePair {
         validate(changes)?;
         self.catch_up();
         let mark = self.mark();
-        self.stage_some(mark, changes, u64::MAX).map(|_| ())
+        self.stage_some(mark, changes, u64::MAX, &mut |_, _| {})
+            .map(|_| ())
     }
 
     /// Where a batch starts among the staged changes, for [`TablePair::stage_some`].
@@ -104,15 +105,17 @@ impl TablePair {
     }
 
     /// Stages changes from the front of `changes` (already validated) until about
-    /// `budget` entries are written, at least one; returns how many it staged. The
-    /// private copy must be caught up ([`TablePair::catch_up_some`] returned true).
-    /// On error everything staged since `mark` (this batch's earlier calls
-    /// included) is undone.
+    /// `budget` entries are written, at least one; returns how many it staged,
+    /// telling `staged_next_hops` the next hop each change replaced and the one it
+    /// put in (None: no route). The private copy must be caught up
+    /// ([`TablePair::catch_up_some`] returned true). On error everything staged
+    /// since `mark` (this batch's earlier calls included) is undone.
     pub fn stage_some(
         &mut self,
         mark: usize,
         changes: &[Change],
         budget: u64,
+        staged_next_hops: &mut impl FnMut(Option<u32>, Option<u32>),
     ) -> Result<usize, TableError> {
         debug_assert!(self.behind.is_empty(), "stage on a caught-up copy");
         let start = self.shadow.work();
@@ -121,9 +124,12 @@ impl TablePair {
             if staged > 0 && self.shadow.work() - start >= budget {
                 break;
             }
-            if let Err(e) = apply_one(&mut self.shadow, c) {
-                self.rollback(mark);
-                return Err(e);
+            match apply_one(&mut self.shadow, c) {
+                Ok((old, new)) => staged_next_hops(old, new),
+                Err(e) => {
+                    self.rollback(mark);
+                    return Err(e);
+                }
             }
             self.ahead.push(*c);
             staged += 1;
@@ -246,13 +252,16 @@ pub fn validate(changes: &[Change]) -> Result<(), TableError> {
 }
 
 fn apply_to(t: &mut Table, changes: &[Change]) -> Result<(), TableError> {
-    changes.iter().try_for_each(|c| apply_one(t, c))
+    changes.iter().try_for_each(|c| apply_one(t, c).map(|_| ()))
 }
 
-fn apply_one(t: &mut Table, c: &Change) -> Result<(), TableError> {
+/// Applies `c`; returns the next hop it replaced and the one it put in.
+fn apply_one(t: &mut Table, c: &Change) -> Result<(Option<u32>, Option<u32>), TableError> {
     match *c {
-        Change::Add { net, len, next_hop } => t.add(net, len, next_hop),
-        Change::Delete { net, len } => t.delete(net, len).map(|_| ()),
+        Change::Add { net, len, next_hop } => {
+            t.add(net, len, next_hop).map(|old| (old, Some(next_hop)))
+        }
+        Change::Delete { net, len } => t.delete(net, len).map(|old| (old, None)),
     }
 }
 
@@ -362,7 +371,9 @@ mod tests {
         let mut done = 0;
         let mut calls = 0;
         while done < batch.len() {
-            done += p.stage_some(mark, &batch[done..], 64).unwrap();
+            done += p
+                .stage_some(mark, &batch[done..], 64, &mut |_, _| {})
+                .unwrap();
             calls += 1;
             assert_eq!(
                 p.fib().lookup(1 << 24),
@@ -397,7 +408,7 @@ mod tests {
             .collect();
         let mut done = 0;
         let err = loop {
-            match p.stage_some(mark, &grow[done..], 1) {
+            match p.stage_some(mark, &grow[done..], 1, &mut |_, _| {}) {
                 Ok(n) => done += n,
                 Err(e) => break e,
             }
