@@ -75,6 +75,8 @@ reasons! {
         Loop = "loop",
         /// Unicast whose learned port is the one it came in on.
         Filtered = "filtered",
+        /// From a vif, not from its VR interface's MAC (or ARP not for its address).
+        Spoofed = "spoofed",
     }
 }
 
@@ -84,6 +86,8 @@ pub struct PortCounters {
     pub rx: Counter,
     pub tx: Counter,
     pub tx_dropped: Counter,
+    /// Frames a vif sent that port security dropped.
+    pub spoofed: Counter,
 }
 
 #[repr(align(64))]
@@ -171,6 +175,9 @@ pub struct PortSnapshot {
     pub rx: u64,
     pub tx: u64,
     pub tx_dropped: u64,
+    /// Frames a vif sent that port security dropped.
+    #[serde(default)]
+    pub spoofed: u64,
     /// What the PMD itself counted (missed, errors).
     pub pmd: Option<PortStats>,
 }
@@ -240,6 +247,7 @@ impl Snapshot {
                     rx: sum(lcores.iter().map(|l| &l.ports[p].rx)),
                     tx: sum(lcores.iter().map(|l| &l.ports[p].tx)),
                     tx_dropped: sum(lcores.iter().map(|l| &l.ports[p].tx_dropped)),
+                    spoofed: sum(lcores.iter().map(|l| &l.ports[p].spoofed)),
                     pmd: pmd(p),
                 })
                 .collect(),
@@ -284,15 +292,15 @@ impl Snapshot {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "{:<16} {:>12} {:>12} {:>10} {:>10}",
-            "port", "rx", "tx", "tx_drop", "rx_missed"
+            "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10}",
+            "port", "rx", "tx", "tx_drop", "rx_missed", "spoofed"
         );
         for p in &self.ports {
             let missed = p.pmd.map_or(0, |s| s.rx_missed);
             let _ = writeln!(
                 o,
-                "{:<16} {:>12} {:>12} {:>10} {:>10}",
-                p.name, p.rx, p.tx, p.tx_dropped, missed
+                "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10}",
+                p.name, p.rx, p.tx, p.tx_dropped, missed, p.spoofed
             );
         }
         let _ = writeln!(

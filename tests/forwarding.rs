@@ -114,6 +114,37 @@ fn forwards_punts_switches_and_isolates() {
     assert!(r.is_empty(), "nothing of VR 2 leaks into VR 1: {r:?}");
     assert!(t.vr(2).forwarded >= 20);
 
+    // Port security: VR 1's guest announcing VR 2's MAC on its vif (the RARP that
+    // would move VR 2 off this host) leaves nothing on the segment and is counted;
+    // its announcement of its own MAC still goes out.
+    let spoofed = |t: &Topology| {
+        let ports = t.stats().ports;
+        ports
+            .iter()
+            .find(|p| p.name == "v0")
+            .expect("vif v0")
+            .spoofed
+    };
+    let pkt = root().join("tests/helpers/pkt.py");
+    let rarp = |mac: &str, count: &str| {
+        let script = pkt.to_str().unwrap();
+        t.exec("g", &["/usr/bin/python3", script, "rarp", "g0", mac, count]);
+    };
+    let spoofed_before = spoofed(&t);
+    let at_sender = t.sniff("s", "eth0", 3, "rarp");
+    rarp(VR2_ETH0, "5");
+    rarp(VR1_ETH0, "1");
+    let seen = at_sender.packets();
+    assert!(
+        seen.iter().all(|p| p["src_mac"] != VR2_ETH0),
+        "a forged announcement left the vif: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|p| p["src_mac"] == VR1_ETH0),
+        "the guest's own announcement goes out: {seen:?}"
+    );
+    assert_eq!(spoofed(&t) - spoofed_before, 5);
+
     // Clean shutdown on SIGINT (checked by Drop), nothing left behind.
 }
 

@@ -3,6 +3,7 @@
 //! frame meets them (docs/architecture.md):
 //!
 //! - [`ethernet`]: header, MAC learning, destination (a VR, a flood, a station);
+//! - [`port_security`]: a vif's frames carry its VR interface's MAC and address;
 //! - [`arp`]: neighbour snooping and answers for VR addresses;
 //! - [`migration`]: a guest's frame on its vif activates its VR, an announcement on
 //!   an uplink drains it; changes are reported to the control side as events;
@@ -22,6 +23,7 @@ mod ethernet;
 mod ipv4;
 mod l2;
 mod migration;
+mod port_security;
 mod punt;
 #[cfg(test)]
 mod testing;
@@ -285,6 +287,11 @@ impl<'a> Worker<'a> {
             Err(reason) => return Class::Exit(Exit::Drop(reason)),
         };
         let dp = self.dp;
+        let arp = arp::packet(eth.ethertype, frame);
+        if let Err(reason) = port_security::check(dp, role, &eth, arp.as_ref()) {
+            self.counters.ports[ingress].spoofed.inc();
+            return Class::Exit(Exit::Drop(reason));
+        }
         let segment = role.segment();
         if ethernet::learns(eth.src, *learned) {
             if !l2::learn(&dp.segments[segment], eth.src, ingress, now) {
@@ -292,7 +299,7 @@ impl<'a> Worker<'a> {
             }
             *learned = eth.src;
         }
-        if let Some(a) = arp::packet(eth.ethertype, frame) {
+        if let Some(a) = arp {
             self.arp_input(ingress, role, &eth, &a, now, section);
         }
         if let Some(event) = migration::heard_guest(dp, role, eth.src) {

@@ -5,12 +5,14 @@
       sends COUNT UDP packets (sport 4000, dport 5000) to DST_IP via DST_MAC.
   pkt.py sniff IFACE SECONDS BPF
       prints READY once capturing, then one JSON object per captured IPv4 packet: macs, ttl, checksum_ok,
-      proto, icmp type, src, dst, payload tag.
+      proto, icmp type, src, dst, payload tag (other frames: macs and ethertype).
+  pkt.py rarp IFACE MAC COUNT
+      sends COUNT RARP announcements of MAC from MAC, as QEMU does after a migration.
 """
 import json
 import sys
 
-from scapy.all import ICMP, IP, UDP, Ether, Raw, conf, get_if_hwaddr, sendp, sniff
+from scapy.all import ARP, ICMP, IP, UDP, Ether, Raw, conf, get_if_hwaddr, sendp, sniff
 
 conf.verb = 0
 
@@ -26,6 +28,13 @@ def send(iface, dst_mac, dst_ip, count, ttl, tag="vrfwd-test"):
         for i in range(int(count))
     ]
     sendp(frames, iface=iface, inter=0.001)
+
+
+def rarp(iface, mac, count):
+    frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff", type=0x8035) / ARP(
+        op=3, hwsrc=mac, psrc="0.0.0.0", hwdst=mac, pdst="0.0.0.0"
+    )
+    sendp([frame] * int(count), iface=iface, inter=0.01)
 
 
 def describe(p):
@@ -56,6 +65,8 @@ def sniff_cmd(iface, seconds, bpf):
     for p in pkts:
         if IP in p:
             print(json.dumps(describe(p)), flush=True)
+        elif Ether in p:
+            print(json.dumps({"src_mac": p[Ether].src, "dst_mac": p[Ether].dst, "ethertype": p[Ether].type}), flush=True)
 
 
 if __name__ == "__main__":
@@ -64,5 +75,7 @@ if __name__ == "__main__":
         send(*args)
     elif cmd == "sniff":
         sniff_cmd(*args)
+    elif cmd == "rarp":
+        rarp(*args)
     else:
         sys.exit(f"unknown command {cmd}")

@@ -1,0 +1,134 @@
+//! Port security on vifs, the first check a frame from a guest meets (before
+//! anything learns from it): it must come from the MAC of the VR interface its
+//! vif belongs to, and an ARP packet must name that MAC and that interface's
+//! address as sender. Migration's own frames pass: QEMU's RARP (sender 0.0.0.0)
+//! and a guest's gratuitous ARP for its own address. Everything else is dropped
+//! and counted on the vif (docs/security.md). Frames from uplinks are not
+//! checked here.
+use crate::dataplane::{Dataplane, PortRole};
+use crate::stats::DropReason;
+use vrfwd_wire::arp::Arp;
+use vrfwd_wire::ethernet::ethertype;
+
+use super::ethernet::Header;
+
+/// Whether a frame with header `eth` (and ARP packet `arp`, if any) that arrived
+/// on a port of role `role` may go on.
+#[inline(always)]
+pub fn check(
+    dp: &Dataplane,
+    role: PortRole,
+    eth: &Header,
+    arp: Option<&Arp>,
+) -> Result<(), DropReason> {
+    let PortRole::Vif { vr, iface, .. } = role else {
+        return Ok(());
+    };
+    let ifc = &dp.vrs[vr].interfaces[iface];
+    let allowed = eth.src == ifc.mac
+        && arp.is_none_or(|a| {
+            a.sender_mac == ifc.mac
+                && (eth.ethertype == ethertype::RARP || a.sender_ip == ifc.address)
+        });
+    if allowed {
+        Ok(())
+    } else {
+        Err(DropReason::Spoofed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR2_LAN1_MAC};
+    use std::net::Ipv4Addr;
+    use vrfwd_wire::arp::{rarp_announcement, OP_REPLY, OP_REQUEST};
+    use vrfwd_wire::ethernet::EthernetFrame;
+    use vrfwd_wire::MacAddr;
+
+    const VR1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+
+    fn eth(src: MacAddr, ethertype: u16) -> Header {
+        Header {
+            dst: MacAddr::BROADCAST,
+            src,
+            ethertype,
+        }
+    }
+
+    fn arp(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Arp {
+        Arp {
+            op: OP_REQUEST,
+            sender_mac,
+            sender_ip,
+            target_mac: MacAddr::default(),
+            target_ip,
+        }
+    }
+
+    #[test]
+    fn a_vif_speaks_only_for_its_own_interface() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        let ok = |e: &Header, a: Option<&Arp>| check(dp, vif, e, a);
+        // IPv4 and other frames from the interface's MAC pass; from any other MAC
+        // (another VR's, a station's) they do not.
+        assert_eq!(ok(&eth(VR1_LAN1_MAC, ethertype::IPV4), None), Ok(()));
+        for src in [VR2_LAN1_MAC, MacAddr([2, 0, 0, 0, 0xaa, 1])] {
+            assert_eq!(
+                ok(&eth(src, ethertype::IPV4), None),
+                Err(DropReason::Spoofed)
+            );
+        }
+        // ARP: its own address as sender (a request, a reply, a gratuitous ARP).
+        let station = Ipv4Addr::new(10, 0, 1, 2);
+        let arp_eth = eth(VR1_LAN1_MAC, ethertype::ARP);
+        assert_eq!(ok(&arp_eth, Some(&arp(VR1_LAN1_MAC, VR1, station))), Ok(()));
+        let reply = Arp {
+            op: OP_REPLY,
+            ..arp(VR1_LAN1_MAC, VR1, station)
+        };
+        assert_eq!(ok(&arp_eth, Some(&reply)), Ok(()));
+        assert_eq!(ok(&arp_eth, Some(&arp(VR1_LAN1_MAC, VR1, VR1))), Ok(()));
+        // ... not another address, not another MAC inside the packet, not 0.0.0.0.
+        for a in [
+            arp(VR1_LAN1_MAC, Ipv4Addr::new(10, 0, 1, 101), station),
+            arp(VR2_LAN1_MAC, VR1, station),
+            arp(VR1_LAN1_MAC, Ipv4Addr::UNSPECIFIED, VR1),
+        ] {
+            assert_eq!(ok(&arp_eth, Some(&a)), Err(DropReason::Spoofed), "{a:?}");
+        }
+        // QEMU's RARP for the interface's MAC passes; one for another VR's does not.
+        let rarp = |mac: MacAddr| {
+            let f = rarp_announcement(mac);
+            Arp::parse(EthernetFrame::new_checked(&f[..]).unwrap().payload()).unwrap()
+        };
+        let rarp_eth = |mac| eth(mac, ethertype::RARP);
+        assert_eq!(
+            ok(&rarp_eth(VR1_LAN1_MAC), Some(&rarp(VR1_LAN1_MAC))),
+            Ok(())
+        );
+        assert_eq!(
+            ok(&rarp_eth(VR2_LAN1_MAC), Some(&rarp(VR2_LAN1_MAC))),
+            Err(DropReason::Spoofed)
+        );
+        assert_eq!(
+            ok(&rarp_eth(VR1_LAN1_MAC), Some(&rarp(VR2_LAN1_MAC))),
+            Err(DropReason::Spoofed)
+        );
+    }
+
+    #[test]
+    fn uplinks_are_not_checked_here() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let uplink = dp.ports[dp.segments[0].uplink];
+        let station = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+        let a = arp(station, Ipv4Addr::new(10, 0, 1, 2), VR1);
+        assert_eq!(
+            check(dp, uplink, &eth(station, ethertype::ARP), Some(&a)),
+            Ok(())
+        );
+    }
+}
