@@ -1099,40 +1099,30 @@ mod tests {
         assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 20);
     }
 
-    /// Two VRs, each with one interface on its own segment.
-    const TWO_VRS: &str = r#"
-        cores = [0]
-        [[port]]
-        name = "up0"
-        device = "net_null0"
-        [[port]]
-        name = "vif1"
-        [[port]]
-        name = "vif2"
-        [[segment]]
-        name = "lan0"
-        uplink = "up0"
-        [[vr]]
-        id = 1
-        [[vr.interface]]
-        name = "eth0"
-        mac = "02:00:00:00:01:01"
-        address = "10.0.1.1/24"
-        segment = "lan0"
-        vif = "vif1"
-        [[vr]]
-        id = 2
-        [[vr.interface]]
-        name = "eth0"
-        mac = "02:00:00:00:02:01"
-        address = "10.0.1.1/24"
-        segment = "lan0"
-        vif = "vif2"
-    "#;
+    /// Two VRs with the same address, each with one interface on segment lan0.
+    fn two_vrs() -> String {
+        let vr = |id: u32, mac: [u8; 6], vif: &str| {
+            crate::config::VrBuilder::new(id).interface(
+                "eth0",
+                vrfwd_wire::MacAddr(mac),
+                net("10.0.1.1/24"),
+                "lan0",
+                vif,
+            )
+        };
+        crate::config::Builder::new(0, "writer-test", "/run/vrfwd-writer-test.sock")
+            .port("up0", Some("net_null0"))
+            .port("vif1", None)
+            .port("vif2", None)
+            .segment("lan0", "up0")
+            .vr(vr(1, [2, 0, 0, 0, 1, 1], "vif1"))
+            .vr(vr(2, [2, 0, 0, 0, 2, 1], "vif2"))
+            .to_toml()
+    }
 
     #[test]
     fn an_expensive_batch_does_not_hold_up_another_vrs_edit() {
-        let (dp, rcu, routes) = setup_with(TWO_VRS);
+        let (dp, rcu, routes) = setup_with(&two_vrs());
         let mut w = RouteWriter::new(&dp, routes, BUDGET);
         // VR 1 widens (like the attack: its table has a 2^24 first level), then
         // queues flaps of a /9, the costliest single change (2^15 entries in each
