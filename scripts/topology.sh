@@ -29,6 +29,10 @@ ns() { ip netns exec "$1" "${@:2}"; }
 veth() {
   local n=$1 nsif=$2 hostif=$3 addr=$4 mac=${5:-}
   ip link add "$hostif" type veth peer name "$nsif" netns "$n"
+  # The host end belongs to vrfwd (af_packet also hands it what the host sends
+  # there): no IPv6 chatter of the host's own (MLD, router solicitations) from
+  # a MAC that port security would count as spoofed.
+  sysctl -qw "net.ipv6.conf.$hostif.disable_ipv6=1"
   ip link set "$hostif" up
   ethtool -K "$hostif" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
   if [ -n "$mac" ]; then ns "$n" ip link set "$nsif" address "$mac"; fi
