@@ -180,7 +180,7 @@ fn mac(s: &str) -> Result<MacAddr, Reject> {
 /// A neighbour's MAC: a station's (unicast, not all zeros).
 fn station_mac(s: &str) -> Result<MacAddr, Reject> {
     let m = mac(s)?;
-    if m.is_multicast() || m.is_zero() {
+    if !m.is_station() {
         return Err((
             ErrorCode::BadMac,
             format!("{m} is not a station's MAC (broadcast, multicast or zero)"),

@@ -301,7 +301,7 @@ impl<'a> Resolver<'a> {
                     format!("{:?} is used twice in this VR", ifc.name),
                 ));
             }
-            if !is_station(ifc.mac) {
+            if !ifc.mac.is_station() {
                 return Err(invalid(
                     k("mac"),
                     format!("{} is not a unicast station address", ifc.mac),
@@ -370,10 +370,6 @@ impl<'a> Resolver<'a> {
     }
 }
 
-fn is_station(mac: MacAddr) -> bool {
-    !mac.is_multicast() && !mac.is_zero()
-}
-
 fn static_route(
     interfaces: &[Interface],
     r: &RouteConfig,
@@ -413,7 +409,7 @@ fn static_neighbor(
             format!("{} is not on any interface's subnet", nb.address),
         )
     })?;
-    if !is_station(nb.mac) {
+    if !nb.mac.is_station() {
         return Err(invalid(
             key() + ".mac",
             format!("{} is not a unicast station address", nb.mac),

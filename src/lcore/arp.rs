@@ -20,11 +20,7 @@ pub fn packet(ethertype: u16, frame: &[u8]) -> Option<Arp> {
 /// Whether interface `ifc` learns that `ip` is at `mac`: a station on its subnet
 /// other than itself.
 fn learnable(ifc: &Interface, ip: Ipv4Addr, mac: MacAddr) -> bool {
-    ifc.on_subnet(ip)
-        && ip != ifc.address
-        && mac != ifc.mac
-        && !mac.is_multicast()
-        && !mac.is_zero()
+    ifc.on_subnet(ip) && ip != ifc.address && mac != ifc.mac && mac.is_station()
 }
 
 /// The (address, MAC) pairs an ARP packet arriving on `ingress` teaches VR
@@ -95,8 +91,7 @@ pub fn reply_to(request: &Arp, owner: (MacAddr, Ipv4Addr)) -> Option<[u8; MIN_FR
         && request.target_ip == ip
         && request.sender_ip != request.target_ip
         && !request.sender_ip.is_unspecified()
-        && !request.sender_mac.is_multicast()
-        && !request.sender_mac.is_zero();
+        && request.sender_mac.is_station();
     if !real {
         return None;
     }

@@ -43,7 +43,7 @@ pub fn header(frame: &[u8]) -> Result<Header, DropReason> {
 /// (`last` is the source learned last in the burst).
 #[inline(always)]
 pub fn learns(src: MacAddr, last: MacAddr) -> bool {
-    src != last && !src.is_multicast() && !src.is_zero()
+    src != last && src.is_station()
 }
 
 /// Where `dst` sends a frame that arrived on `ingress` (whose role is `role`).

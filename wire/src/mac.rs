@@ -42,6 +42,12 @@ impl MacAddr {
     pub fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }
+
+    /// A station's address: neither a group (broadcast, multicast) nor zero.
+    #[inline(always)]
+    pub fn is_station(self) -> bool {
+        !self.is_multicast() && !self.is_zero()
+    }
 }
 
 impl fmt::Display for MacAddr {
@@ -109,6 +115,14 @@ mod tests {
         assert_eq!(MacAddr::from_u64(m.to_u64()), m);
         assert!(!m.is_multicast());
         assert!(MacAddr::BROADCAST.is_multicast());
+        assert!(m.is_station());
+        for not_station in [
+            MacAddr::BROADCAST,
+            MacAddr([1, 0, 0x5e, 0, 0, 1]),
+            MacAddr::default(),
+        ] {
+            assert!(!not_station.is_station(), "{not_station}");
+        }
         for bad in [
             "",
             "02:aa:bb:cc:dd",
