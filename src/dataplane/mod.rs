@@ -165,27 +165,19 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Segment `s` of `topology`, with the VR interfaces on it.
-    fn new(topology: &Topology, s: usize, mac_ageing_s: u32) -> Segment {
-        let mut vr_macs = Vec::new();
+    /// Segment `s` of `topology` with `members`, its VR interfaces (and their
+    /// addresses) in config order.
+    fn new(
+        topology: &Topology,
+        s: usize,
+        members: Vec<(VrMac, Ipv4Addr)>,
+        mac_ageing_s: u32,
+    ) -> Segment {
         let mut by_address: FxHashMap<Ipv4Addr, Vec<VrMac>> = FxHashMap::default();
-        for (v, vr) in topology.vrs.iter().enumerate() {
-            for (i, ifc) in vr
-                .interfaces
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| i.segment == s)
-            {
-                let vm = VrMac {
-                    mac: ifc.mac.to_u64(),
-                    vr: v,
-                    iface: i,
-                    vif: ifc.vif,
-                };
-                vr_macs.push(vm);
-                by_address.entry(ifc.address).or_default().push(vm);
-            }
+        for &(vm, address) in &members {
+            by_address.entry(address).or_default().push(vm);
         }
+        let vr_macs: Vec<VrMac> = members.into_iter().map(|(vm, _)| vm).collect();
         let uplink = topology.segments[s].uplink;
         Segment {
             name: topology.segments[s].name.clone(),
@@ -320,8 +312,23 @@ impl Dataplane {
         rcu: &Arc<Rcu>,
     ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
         let topology = &config.topology;
-        let segments = (0..topology.segments.len())
-            .map(|s| Segment::new(topology, s, config.timers.mac_ageing_s))
+        // Each segment's VR interfaces, in one pass over the VRs.
+        let mut members = vec![Vec::new(); topology.segments.len()];
+        for (v, vr) in topology.vrs.iter().enumerate() {
+            for (i, ifc) in vr.interfaces.iter().enumerate() {
+                let vm = VrMac {
+                    mac: ifc.mac.to_u64(),
+                    vr: v,
+                    iface: i,
+                    vif: ifc.vif,
+                };
+                members[ifc.segment].push((vm, ifc.address));
+            }
+        }
+        let segments = members
+            .into_iter()
+            .enumerate()
+            .map(|(s, m)| Segment::new(topology, s, m, config.timers.mac_ageing_s))
             .collect();
         let mut vrs = Vec::with_capacity(topology.vrs.len());
         let mut tables = Vec::with_capacity(topology.vrs.len());
