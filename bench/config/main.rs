@@ -94,13 +94,9 @@ fn main() -> Result<()> {
             .ok_or_else(|| anyhow!("--segment {s:?}: expected NAME=UPLINK"))?;
         b = b.segment(name, uplink);
     }
-    let ids: Vec<&str> = a
-        .vrs
-        .iter()
-        .map(|v| v.split(',').next().unwrap_or_default())
-        .collect();
+    let ids: Vec<&str> = a.vrs.iter().map(|v| split_vr(v).0).collect();
     for item in a.interfaces.iter().chain(&a.routes).chain(&a.neighbors) {
-        let vr = item.split(',').next().unwrap_or_default();
+        let vr = split_vr(item).0;
         if !ids.contains(&vr) {
             bail!("{item:?} names VR {vr:?}, which no --vr declares");
         }
@@ -129,14 +125,14 @@ fn main() -> Result<()> {
 /// Adds the VR described by `spec` with the interfaces, routes and neighbours the
 /// options give it.
 fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
-    let mut fields = spec.split(',');
-    let id: u32 = fields
-        .next()
-        .unwrap_or_default()
+    let (id_text, settings) = split_vr(spec);
+    let id: u32 = id_text
         .parse()
         .with_context(|| format!("--vr {spec:?}: id"))?;
     let mut v = VrBuilder::new(id);
-    for f in fields {
+    // No settings at all (`--vr 1`), or each one KEY=VALUE.
+    let settings = Some(settings).filter(|s| !s.is_empty());
+    for f in settings.into_iter().flat_map(|s| s.split(',')) {
         let (key, value) = f
             .split_once('=')
             .ok_or_else(|| anyhow!("--vr {spec:?}: {f:?} is not KEY=VALUE"))?;
@@ -153,7 +149,7 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
             _ => bail!("--vr {spec:?}: unknown setting {key:?}"),
         };
     }
-    for f in of_vr(id, &a.interfaces) {
+    for f in of_vr(id_text, &a.interfaces) {
         let [name, mac, address, segment, vif] = &f[..] else {
             bail!(
                 "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF",
@@ -162,13 +158,13 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
         };
         v = v.interface(name, mac.parse()?, address.parse()?, segment, vif);
     }
-    for f in of_vr(id, &a.routes) {
+    for f in of_vr(id_text, &a.routes) {
         let [prefix, via] = &f[..] else {
             bail!("--route {id},{}: expected VR,PREFIX,VIA", f.join(","));
         };
         v = v.route(prefix.parse()?, via.parse()?);
     }
-    for f in of_vr(id, &a.neighbors) {
+    for f in of_vr(id_text, &a.neighbors) {
         let [address, mac] = &f[..] else {
             bail!("--neighbor {id},{}: expected VR,ADDRESS,MAC", f.join(","));
         };
@@ -177,12 +173,18 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
     Ok(b.vr(v))
 }
 
-/// The comma-separated fields after the VR id of the options in `items` for VR `id`.
-fn of_vr(id: u32, items: &[String]) -> Vec<Vec<&str>> {
+/// An option's VR id (its first comma-separated field) and the rest.
+fn split_vr(option: &str) -> (&str, &str) {
+    option.split_once(',').unwrap_or((option, ""))
+}
+
+/// The comma-separated fields after the VR id of the options in `items` for the
+/// VR whose id is written `id`.
+fn of_vr<'a>(id: &str, items: &'a [String]) -> Vec<Vec<&'a str>> {
     items
         .iter()
-        .filter_map(|i| i.split_once(','))
-        .filter(|(vr, _)| vr.parse() == Ok(id))
+        .map(|i| split_vr(i))
+        .filter(|&(vr, _)| vr == id)
         .map(|(_, rest)| rest.split(',').collect())
         .collect()
 }
