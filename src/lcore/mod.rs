@@ -269,8 +269,8 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Runs a frame through Ethernet input, ARP and migration, and says where it
-    /// goes. `learned` is the source MAC learned last in this burst.
+    /// Runs a frame through Ethernet input, port security, ARP and migration, and
+    /// says where it goes. `learned` is the source MAC learned last in this burst.
     #[inline(always)]
     fn classify(
         &mut self,
