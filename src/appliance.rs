@@ -9,7 +9,7 @@ use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane};
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
-use crate::stats::{LcoreCounters, Snapshot};
+use crate::stats::{LcoreCounters, MempoolSnapshot, Snapshot};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -115,6 +115,10 @@ fn run_on(
             &counters,
             &dp,
             &|p| ports.stats(p),
+            MempoolSnapshot {
+                available: pool.available(),
+                in_use: pool.in_use(),
+            },
             dp.clock.seconds(dpdk::tsc()),
         )
     };
@@ -171,16 +175,7 @@ fn run_on(
         });
         let result = eal.run_on_all_lcores(&|index| {
             let mut reader = rcu.reader(index as u32).expect("one RCU reader per lcore");
-            Worker::new(
-                index,
-                dp,
-                &ports,
-                &pool,
-                &counters[index],
-                &config.idle,
-                &config.timers,
-            )
-            .run(quit, &mut reader)
+            Worker::new(index, dp, &ports, &pool, &counters[index], config).run(quit, &mut reader)
         });
         stop.store(true, Ordering::Relaxed);
         let _ = shutdown.send(true);

@@ -73,7 +73,8 @@ reasons! {
         Runt = "runt",
         /// A guest sent a frame to its own MAC.
         Loop = "loop",
-        /// Unicast whose learned port is the one it came in on.
+        /// Unicast for a station behind the port it came in on (from an uplink:
+        /// any MAC not behind a vif).
         Filtered = "filtered",
         /// From a vif, not from its VR interface's MAC (or ARP not for its address).
         Spoofed = "spoofed",
@@ -88,6 +89,8 @@ pub struct PortCounters {
     pub tx_dropped: Counter,
     /// Frames a vif sent that port security dropped.
     pub spoofed: Counter,
+    /// Broadcast and multicast frames past the port's storm limit, dropped.
+    pub flood_limited: Counter,
 }
 
 #[repr(align(64))]
@@ -114,7 +117,6 @@ impl Default for VrCounters {
 pub struct SegmentCounters {
     pub unicast: Counter,
     pub flooded: Counter,
-    pub learn_full: Counter,
     pub dropped: [Counter; DropReason::COUNT],
 }
 
@@ -123,7 +125,6 @@ impl Default for SegmentCounters {
         SegmentCounters {
             unicast: Counter::default(),
             flooded: Counter::default(),
-            learn_full: Counter::default(),
             dropped: std::array::from_fn(|_| Counter::default()),
         }
     }
@@ -160,6 +161,16 @@ pub struct Snapshot {
     pub ports: Vec<PortSnapshot>,
     pub vrs: Vec<VrSnapshot>,
     pub segments: Vec<SegmentSnapshot>,
+    #[serde(default)]
+    pub mempool: MempoolSnapshot,
+}
+
+/// The packet-buffer pool: with no traffic in flight, `available` is back to
+/// the pool's size less what the ports hold for receiving.
+#[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct MempoolSnapshot {
+    pub available: u32,
+    pub in_use: u32,
 }
 
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
@@ -178,6 +189,9 @@ pub struct PortSnapshot {
     /// Frames a vif sent that port security dropped.
     #[serde(default)]
     pub spoofed: u64,
+    /// Broadcast and multicast frames past the port's storm limit.
+    #[serde(default)]
+    pub flood_limited: u64,
     /// What the PMD itself counted (missed, errors).
     pub pmd: Option<PortStats>,
 }
@@ -200,8 +214,6 @@ pub struct SegmentSnapshot {
     pub name: String,
     pub unicast: u64,
     pub flooded: u64,
-    pub learn_full: u64,
-    pub macs: usize,
     pub dropped: BTreeMap<String, u64>,
 }
 
@@ -227,6 +239,7 @@ impl Snapshot {
         lcores: &[LcoreCounters],
         dp: &crate::dataplane::Dataplane,
         pmd: &dyn Fn(usize) -> Option<PortStats>,
+        mempool: MempoolSnapshot,
         now: u32,
     ) -> Snapshot {
         Snapshot {
@@ -248,6 +261,7 @@ impl Snapshot {
                     tx: sum(lcores.iter().map(|l| &l.ports[p].tx)),
                     tx_dropped: sum(lcores.iter().map(|l| &l.ports[p].tx_dropped)),
                     spoofed: sum(lcores.iter().map(|l| &l.ports[p].spoofed)),
+                    flood_limited: sum(lcores.iter().map(|l| &l.ports[p].flood_limited)),
                     pmd: pmd(p),
                 })
                 .collect(),
@@ -276,13 +290,12 @@ impl Snapshot {
                     name: seg.name.clone(),
                     unicast: sum(lcores.iter().map(|l| &l.segments[s].unicast)),
                     flooded: sum(lcores.iter().map(|l| &l.segments[s].flooded)),
-                    learn_full: sum(lcores.iter().map(|l| &l.segments[s].learn_full)),
-                    macs: seg.macs.entries(now).len(),
                     dropped: by_reason(DropReason::ALL, DropReason::label, |i| {
                         sum(lcores.iter().map(|l| &l.segments[s].dropped[i]))
                     }),
                 })
                 .collect(),
+            mempool,
         }
     }
 
@@ -292,15 +305,15 @@ impl Snapshot {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10}",
-            "port", "rx", "tx", "tx_drop", "rx_missed", "spoofed"
+            "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "port", "rx", "tx", "tx_drop", "rx_missed", "spoofed", "flood_lim"
         );
         for p in &self.ports {
             let missed = p.pmd.map_or(0, |s| s.rx_missed);
             let _ = writeln!(
                 o,
-                "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10}",
-                p.name, p.rx, p.tx, p.tx_dropped, missed, p.spoofed
+                "{:<16} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                p.name, p.rx, p.tx, p.tx_dropped, missed, p.spoofed, p.flood_limited
             );
         }
         let _ = writeln!(
@@ -325,21 +338,25 @@ impl Snapshot {
         }
         let _ = writeln!(
             o,
-            "\n{:<12} {:>12} {:>12} {:>6}  dropped",
-            "segment", "unicast", "flooded", "macs"
+            "\n{:<12} {:>12} {:>12}  dropped",
+            "segment", "unicast", "flooded"
         );
         for s in &self.segments {
             let dropped: Vec<String> = s.dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(
                 o,
-                "{:<12} {:>12} {:>12} {:>6}  {}",
+                "{:<12} {:>12} {:>12}  {}",
                 s.name,
                 s.unicast,
                 s.flooded,
-                s.macs,
                 dropped.join(" ")
             );
         }
+        let _ = writeln!(
+            o,
+            "\nmempool: available={} in_use={}",
+            self.mempool.available, self.mempool.in_use
+        );
         for (i, l) in self.lcores.iter().enumerate() {
             let _ = writeln!(
                 o,

@@ -153,16 +153,7 @@ fn hostile_frames_neither_crash_nor_leak() {
                 quit.store(true, Ordering::Relaxed);
             });
             let mut reader = rcu.reader(0).unwrap();
-            Worker::new(
-                0,
-                &dp,
-                &ports,
-                &pool,
-                &counters,
-                &config.idle,
-                &config.timers,
-            )
-            .run(&quit, &mut reader);
+            Worker::new(0, &dp, &ports, &pool, &counters, &config).run(&quit, &mut reader);
         });
     };
     // Inject in ring-sized batches (what up0 or up1 sends loops back to its RX),

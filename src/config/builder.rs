@@ -5,9 +5,9 @@
 //! or PCI, EAL files named per instance, quiet EAL logs, 8191 mbufs.
 use super::{invalid, Config};
 use super::{
-    AttachConfig, ConfigError, ControlConfig, File, HostLimits, IdleConfig, InterfaceConfig,
-    MempoolConfig, NeighborConfig, PortConfig, RouteConfig, SegmentConfig, TableSize, Timers,
-    VrConfig,
+    AttachConfig, ConfigError, ControlConfig, File, FloodConfig, HostLimits, IdleConfig,
+    InterfaceConfig, MempoolConfig, NeighborConfig, PortConfig, RouteConfig, SegmentConfig,
+    TableSize, Timers, VrConfig,
 };
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -50,6 +50,7 @@ impl Builder {
                 },
                 idle: IdleConfig::default(),
                 timers: Timers::default(),
+                flood: FloodConfig::default(),
                 control: ControlConfig::default(),
                 limits: HostLimits::default(),
                 attach: AttachConfig::default(),
@@ -218,8 +219,29 @@ impl VrBuilder {
             address,
             segment: segment.to_owned(),
             vif: vif.to_owned(),
+            extra_macs: Vec::new(),
+            extra_addresses: Vec::new(),
         });
         self
+    }
+
+    /// Declares `mac` an extra MAC of the interface added last.
+    pub fn extra_mac(mut self, mac: MacAddr) -> Self {
+        self.last_interface().extra_macs.push(mac);
+        self
+    }
+
+    /// Declares `address` an extra address of the interface added last.
+    pub fn extra_address(mut self, address: Ipv4Addr) -> Self {
+        self.last_interface().extra_addresses.push(address);
+        self
+    }
+
+    fn last_interface(&mut self) -> &mut InterfaceConfig {
+        self.vr
+            .interfaces
+            .last_mut()
+            .expect("an interface is added before its extras")
     }
 
     pub fn route(mut self, prefix: Ipv4Net, via: Ipv4Addr) -> Self {
@@ -284,7 +306,7 @@ mod tests {
             .unwrap()
             .set("control.peers", r#"["10.99.0.1"]"#)
             .unwrap()
-            .set("timers.mac_ageing_s", "7")
+            .set("timers.neighbor_timeout_s", "7")
             .unwrap();
         let c = b.build().unwrap();
         assert!(!c.control.accept_v1);
@@ -292,7 +314,7 @@ mod tests {
             c.control.peers,
             ["10.99.0.1".parse::<std::net::IpAddr>().unwrap()]
         );
-        assert_eq!(c.timers.mac_ageing_s, 7);
+        assert_eq!(c.timers.neighbor_timeout_s, 7);
         for (key, value) in [
             ("control.hold_time_s", "\"ninety\""),
             ("control.bogus", "1"),

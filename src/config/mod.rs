@@ -72,6 +72,7 @@ pub struct Config {
     pub mempool: MempoolConfig,
     pub idle: IdleConfig,
     pub timers: Timers,
+    pub flood: FloodConfig,
     pub control: ControlConfig,
     pub limits: HostLimits,
     pub attach: AttachConfig,
@@ -96,6 +97,8 @@ struct File {
     idle: IdleConfig,
     #[serde(default)]
     timers: Timers,
+    #[serde(default)]
+    flood: FloodConfig,
     #[serde(default)]
     control: ControlConfig,
     #[serde(default)]
@@ -195,6 +198,43 @@ impl Default for HostLimits {
     }
 }
 
+/// Storm control: broadcast and multicast frames a port may send into its
+/// segment (each is copied to every other port), in frames per second with a
+/// burst allowance, host-wide for the port (shared out among the lcores). Past
+/// that they are dropped and counted on the port. 0 pps: no limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodConfig {
+    /// Each vif (a guest's broadcasts: ARP, DHCP, routing-protocol hellos).
+    pub vif_pps: u32,
+    pub vif_burst: u32,
+    /// Each uplink (the LAN's broadcasts, copied to every vif of the segment).
+    pub uplink_pps: u32,
+    pub uplink_burst: u32,
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        FloodConfig {
+            vif_pps: 1000,
+            vif_burst: 1000,
+            uplink_pps: 0,
+            uplink_burst: 1000,
+        }
+    }
+}
+
+impl FloodConfig {
+    /// The limit of a port of role `role`: (frames per second, burst), none if unlimited.
+    pub fn limit(&self, role: PortRole) -> Option<(u32, u32)> {
+        let (pps, burst) = match role {
+            PortRole::Vif { .. } => (self.vif_pps, self.vif_burst),
+            PortRole::Uplink { .. } => (self.uplink_pps, self.uplink_burst),
+        };
+        (pps > 0).then_some((pps, burst.max(1)))
+    }
+}
+
 /// Timers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,8 +243,6 @@ pub struct Timers {
     pub tx_drain_us: u32,
     /// A learned neighbour not confirmed by ARP for this long is unresolved again.
     pub neighbor_timeout_s: u32,
-    /// A learned MAC not seen for this long is flooded again.
-    pub mac_ageing_s: u32,
 }
 
 impl Default for Timers {
@@ -212,7 +250,6 @@ impl Default for Timers {
         Timers {
             tx_drain_us: 100,
             neighbor_timeout_s: 300,
-            mac_ageing_s: 300,
         }
     }
 }
@@ -396,6 +433,15 @@ struct InterfaceConfig {
     pub segment: String,
     /// The port that reaches the guest's NIC (its vif or tap).
     pub vif: String,
+    /// Further MACs the guest may send from on this interface (e.g. a VRRP
+    /// virtual router's 00:00:5e:00:01:xx); frames to them are switched to its vif.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_macs: Vec<MacAddr>,
+    /// Further addresses of the guest on this interface's subnet (e.g. a VRRP
+    /// virtual address): it may name them in ARP; the fast path hands what is
+    /// addressed to them to the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_addresses: Vec<Ipv4Addr>,
 }
 
 /// A static route (until the guest's agent feeds routes).
@@ -477,6 +523,7 @@ impl File {
             mempool: self.mempool,
             idle: self.idle,
             timers: self.timers,
+            flood: self.flood,
             control: self.control,
             limits: self.limits,
             attach: self.attach,
@@ -555,6 +602,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_interface_may_declare_extra_macs_and_addresses() {
+        let c = Config::parse(&EXAMPLE.replace(
+            "vif = \"vif1\"",
+            "vif = \"vif1\"\nextra_macs = [\"00:00:5e:00:01:07\"]\nextra_addresses = [\"10.0.1.254\"]",
+        ))
+        .unwrap();
+        let ifc = &c.topology.vrs[0].interfaces[0];
+        let vrrp: MacAddr = "00:00:5e:00:01:07".parse().unwrap();
+        assert!(ifc.sends_from(ifc.mac) && ifc.sends_from(vrrp));
+        assert!(!ifc.sends_from("02:00:00:00:01:02".parse().unwrap()));
+        assert!(ifc.owns(ifc.address) && ifc.owns("10.0.1.254".parse().unwrap()));
+        assert!(!ifc.owns("10.0.1.253".parse().unwrap()));
+    }
+
+    #[test]
+    fn flood_limits_by_role_and_zero_is_none() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        let (uplink, vif) = (c.topology.ports[0].role, c.topology.ports[1].role);
+        assert_eq!(c.flood.limit(vif), Some((1000, 1000)));
+        assert_eq!(c.flood.limit(uplink), None);
+        let c = Config::parse(&format!(
+            "{EXAMPLE}\n[flood]\nvif_pps = 0\nuplink_pps = 50\nuplink_burst = 0"
+        ))
+        .unwrap();
+        assert_eq!(c.flood.limit(vif), None);
+        assert_eq!(c.flood.limit(uplink), Some((50, 1)));
+    }
+
+    #[test]
     fn a_vif_without_a_device_is_attached_at_run_time() {
         let c =
             Config::parse(&EXAMPLE.replace("device = \"net_af_packet1,iface=vif1\"", "")).unwrap();
@@ -606,6 +682,26 @@ pub(crate) mod tests {
             ),
             ("10.0.1.1/24", "10.0.1.0/24", "vr[0].interface[0].address"),
             ("id = 1", "id = 0", "vr[0].id"),
+            (
+                "vif = \"vif1\"",
+                "vif = \"vif1\"\nextra_macs = [\"02:00:00:00:01:01\"]",
+                "vr[0].interface[0].extra_macs: 02:00:00:00:01:01 is not a unicast station",
+            ),
+            (
+                "vif = \"vif1\"",
+                "vif = \"vif1\"\nextra_macs = [\"01:00:5e:00:00:01\"]",
+                "vr[0].interface[0].extra_macs",
+            ),
+            (
+                "vif = \"vif1\"",
+                "vif = \"vif1\"\nextra_addresses = [\"10.0.2.5\"]",
+                "vr[0].interface[0].extra_addresses: 10.0.2.5 is not another host address on 10.0.1.1/24",
+            ),
+            (
+                "vif = \"vif1\"",
+                "vif = \"vif1\"\nextra_addresses = [\"10.0.1.1\"]",
+                "vr[0].interface[0].extra_addresses",
+            ),
             ("[[vr]]", "[[vr]]\nbogus = 1", "unknown field `bogus`"),
             (
                 "eal_args = [\"--no-huge\", \"--in-memory\"]",

@@ -3,7 +3,8 @@
 //! whole before anything uses it. Indices are positions in vectors that are built
 //! by adding one entity at a time, each checked against those before it: the
 //! shape in which entities can later be added at run time and published under RCU.
-use super::{invalid, ConfigError, NeighborConfig, PortConfig, RouteConfig, SegmentConfig};
+use super::SegmentConfig;
+use super::{invalid, ConfigError, InterfaceConfig, NeighborConfig, PortConfig, RouteConfig};
 use super::{TableSize, VrConfig, MAX_INTERFACES, MAX_PORTS, MAX_VRS};
 use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
@@ -67,6 +68,10 @@ pub struct Interface {
     pub vif: usize,
     /// Its segment's uplink port index (where it forwards and announces).
     pub uplink: usize,
+    /// Further MACs its guest may send from (e.g. VRRP's), none by default.
+    pub extra_macs: Vec<MacAddr>,
+    /// Further addresses of its guest on its subnet (e.g. VRRP's), none by default.
+    pub extra_addresses: Vec<Ipv4Addr>,
     network: u32,
     mask: u32,
 }
@@ -90,6 +95,8 @@ impl Interface {
             segment,
             vif,
             uplink,
+            extra_macs: Vec::new(),
+            extra_addresses: Vec::new(),
             network: u32::from(net.addr()) & mask,
             mask,
         }
@@ -98,6 +105,18 @@ impl Interface {
     /// The interface's address with its prefix.
     pub fn net(&self) -> Ipv4Net {
         Ipv4Net::new(self.address, self.prefix_len).expect("a prefix length from an Ipv4Net")
+    }
+
+    /// Whether the guest may send from `mac` on this interface.
+    #[inline(always)]
+    pub fn sends_from(&self, mac: MacAddr) -> bool {
+        mac == self.mac || self.extra_macs.contains(&mac)
+    }
+
+    /// Whether `ip` is one of this interface's own addresses.
+    #[inline(always)]
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        ip == self.address || self.extra_addresses.contains(&ip)
     }
 
     /// Whether `ip` lies on this interface's subnet.
@@ -159,7 +178,10 @@ struct Resolver<'a> {
     /// Segment name → (index, uplink port).
     segments: HashMap<&'a str, (usize, usize)>,
     vr_ids: HashSet<u32>,
+    /// Interfaces' own MACs, and their extra MACs (which interfaces may share,
+    /// e.g. the two routers of a VRRP pair, but no interface may own).
     macs: HashSet<MacAddr>,
+    extra_macs: HashSet<MacAddr>,
 }
 
 impl Topology {
@@ -307,7 +329,7 @@ impl<'a> Resolver<'a> {
                     format!("{} is not a unicast station address", ifc.mac),
                 ));
             }
-            if !self.macs.insert(ifc.mac) {
+            if self.extra_macs.contains(&ifc.mac) || !self.macs.insert(ifc.mac) {
                 return Err(invalid(
                     k("mac"),
                     format!("{} belongs to another interface too", ifc.mac),
@@ -337,13 +359,16 @@ impl<'a> Resolver<'a> {
                 iface: n,
             };
             let vif = self.claim(&ifc.vif, role, k("vif"))?;
-            interfaces.push(Interface::new(
+            let mut interface = Interface::new(
                 ifc.name.clone(),
                 ifc.mac,
                 ifc.address,
                 (segment, uplink),
                 vif,
-            ));
+            );
+            interface.extra_macs = self.extra_macs(ifc, &k("extra_macs"))?;
+            interface.extra_addresses = extra_addresses(&interface, ifc, &k("extra_addresses"))?;
+            interfaces.push(interface);
         }
         let routes = vr
             .routes
@@ -368,6 +393,45 @@ impl<'a> Resolver<'a> {
             neighbors,
         })
     }
+}
+
+impl Resolver<'_> {
+    /// The extra MACs of interface `ifc`: stations, none an interface's own MAC.
+    fn extra_macs(
+        &mut self,
+        ifc: &InterfaceConfig,
+        key: &str,
+    ) -> Result<Vec<MacAddr>, ConfigError> {
+        for &mac in &ifc.extra_macs {
+            if !mac.is_station() || mac == ifc.mac || self.macs.contains(&mac) {
+                return Err(invalid(
+                    key,
+                    format!("{mac} is not a unicast station address or is an interface's own MAC"),
+                ));
+            }
+            self.extra_macs.insert(mac);
+        }
+        Ok(ifc.extra_macs.clone())
+    }
+}
+
+/// The extra addresses of `ifc` (resolved as `interface`): host addresses on its
+/// subnet other than its own.
+fn extra_addresses(
+    interface: &Interface,
+    ifc: &InterfaceConfig,
+    key: &str,
+) -> Result<Vec<Ipv4Addr>, ConfigError> {
+    let net = interface.net();
+    for &ip in &ifc.extra_addresses {
+        if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() || ip == net.addr() {
+            return Err(invalid(
+                key,
+                format!("{ip} is not another host address on {net}"),
+            ));
+        }
+    }
+    Ok(ifc.extra_addresses.clone())
 }
 
 fn static_route(

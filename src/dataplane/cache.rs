@@ -1,5 +1,5 @@
 //! A fixed-capacity, lock-free hash map from u64 keys to u64 values with a
-//! last-seen time per entry: the neighbour caches and MAC tables that lcores
+//! last-seen time per entry: the VRs' neighbour caches, which lcores
 //! learn into while other lcores read them.
 //!
 //! Slots are three atomics (key, value, seen). A reader loads the key, the value and

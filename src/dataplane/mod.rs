@@ -1,8 +1,9 @@
 //! The running model every lcore reads: ports and their roles, segments (L2
-//! domains with MAC tables), and VRs (interfaces, route table, next hops,
+//! domains: an uplink and the vifs of the VR interfaces on it, every MAC behind
+//! a vif known from the config), and VRs (interfaces, route table, next hops,
 //! neighbours). Built once from the config's resolved topology; afterwards only
-//! atomics in it change (tables, VR states, neighbour and MAC learning, the
-//! migration events queue), so lcores share it by `&`.
+//! atomics in it change (tables, VR states, neighbour learning, the migration
+//! events queue), so lcores share it by `&`.
 mod cache;
 mod macindex;
 mod nexthop;
@@ -27,9 +28,8 @@ const COMPACT_TABLE_MAX_ROUTES: usize = 4096;
 const COMPACT_MAX_GROUPS: u32 = 4096;
 /// A full Internet table has ≈ 10% of prefixes longer than /24, each needing a group.
 pub const WIDE_MAX_GROUPS: u32 = 1 << 18;
-/// Neighbour-cache and MAC-table slots.
+/// Neighbour-cache slots per VR.
 const NEIGHBOR_SLOTS: usize = 4096;
-const MAC_SLOTS: usize = 8192;
 /// Next-hop slots per VR.
 const NEXT_HOP_SLOTS: usize = 4096;
 
@@ -148,7 +148,10 @@ pub struct VrMac {
     pub vif: usize,
 }
 
-/// An L2 domain.
+/// An L2 domain: an uplink and the vifs of the VR interfaces on it. Port
+/// security lets a vif send only from its interface's MACs, so every MAC behind
+/// a vif is known from the config and any other is behind the uplink: nothing
+/// is learned, no frame can fill a table, and unicast is never flooded.
 pub struct Segment {
     pub name: String,
     pub uplink: usize,
@@ -160,22 +163,20 @@ pub struct Segment {
     by_mac: MacIndex,
     /// The same, by address.
     by_address: FxHashMap<Ipv4Addr, Vec<VrMac>>,
-    /// Learned station MAC → port index.
-    pub macs: AgeingCache,
+    /// Extra MACs (e.g. VRRP's) → the vifs whose interfaces declare them.
+    extra_macs: FxHashMap<MacAddr, Vec<usize>>,
 }
 
 impl Segment {
-    /// Segment `s` of `topology` with `members`, its VR interfaces (and their
-    /// addresses) in config order.
-    fn new(
-        topology: &Topology,
-        s: usize,
-        members: Vec<(VrMac, Ipv4Addr)>,
-        mac_ageing_s: u32,
-    ) -> Segment {
+    /// Segment `s` of `topology` with `members`, its VR interfaces in config order.
+    fn new(topology: &Topology, s: usize, members: Vec<(VrMac, &Interface)>) -> Segment {
         let mut by_address: FxHashMap<Ipv4Addr, Vec<VrMac>> = FxHashMap::default();
-        for &(vm, address) in &members {
-            by_address.entry(address).or_default().push(vm);
+        let mut extra_macs: FxHashMap<MacAddr, Vec<usize>> = FxHashMap::default();
+        for &(vm, ifc) in &members {
+            by_address.entry(ifc.address).or_default().push(vm);
+            for &mac in &ifc.extra_macs {
+                extra_macs.entry(mac).or_default().push(vm.vif);
+            }
         }
         let vr_macs: Vec<VrMac> = members.into_iter().map(|(vm, _)| vm).collect();
         let uplink = topology.segments[s].uplink;
@@ -188,8 +189,13 @@ impl Segment {
             by_mac: MacIndex::new(&vr_macs),
             vr_macs,
             by_address,
-            macs: AgeingCache::new(MAC_SLOTS, mac_ageing_s),
+            extra_macs,
         }
+    }
+
+    /// The vifs behind extra MAC `mac` (none if it is no interface's extra MAC).
+    pub fn vifs_of_extra(&self, mac: MacAddr) -> &[usize] {
+        self.extra_macs.get(&mac).map_or(&[], Vec::as_slice)
     }
 
     /// The VR interface that owns `mac`, if any: bounded work, whatever the number
@@ -322,13 +328,13 @@ impl Dataplane {
                     iface: i,
                     vif: ifc.vif,
                 };
-                members[ifc.segment].push((vm, ifc.address));
+                members[ifc.segment].push((vm, ifc));
             }
         }
         let segments = members
             .into_iter()
             .enumerate()
-            .map(|(s, m)| Segment::new(topology, s, m, config.timers.mac_ageing_s))
+            .map(|(s, m)| Segment::new(topology, s, m))
             .collect();
         let mut vrs = Vec::with_capacity(topology.vrs.len());
         let mut tables = Vec::with_capacity(topology.vrs.len());
@@ -378,7 +384,9 @@ fn build_vr(
             .index_of(NextHop::Attached { iface: i })
             .expect("reserved");
         system.push(add(subnet.network().into(), subnet.prefix_len(), attached));
-        system.push(add(ifc.address.into(), 32, local));
+        for &own in std::iter::once(&ifc.address).chain(&ifc.extra_addresses) {
+            system.push(add(own.into(), 32, local));
+        }
         system.push(add(subnet.broadcast().into(), 32, local));
     }
     for r in &vc.routes {

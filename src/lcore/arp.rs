@@ -18,41 +18,36 @@ pub fn packet(ethertype: u16, frame: &[u8]) -> Option<Arp> {
 }
 
 /// Whether interface `ifc` learns that `ip` is at `mac`: a station on its subnet
-/// other than itself.
+/// other than its own guest.
 fn learnable(ifc: &Interface, ip: Ipv4Addr, mac: MacAddr) -> bool {
-    ifc.on_subnet(ip) && ip != ifc.address && mac != ifc.mac && mac.is_station()
+    ifc.on_subnet(ip) && !ifc.owns(ip) && !ifc.sends_from(mac) && mac.is_station()
 }
 
-/// The (address, MAC) pairs an ARP packet arriving on `ingress` teaches VR
-/// interface `(vr, iface)` of `segment`: its sender; and, for an ARP reply sent by
-/// that interface's own guest, the neighbour it answers.
-fn teaches(
-    segment: usize,
-    ingress: PortRole,
-    vr: usize,
-    iface: usize,
-    arp: &Arp,
-) -> [Option<(Ipv4Addr, MacAddr)>; 2] {
-    let own_guest = ingress == PortRole::Vif { segment, vr, iface };
-    let answered = (own_guest && arp.op == OP_REPLY).then_some((arp.target_ip, arp.target_mac));
-    [Some((arp.sender_ip, arp.sender_mac)), answered]
+/// Teaches interface `iface` of VR `v` that `ip` is at `mac`, if it may learn it.
+fn teach(dp: &Dataplane, v: usize, iface: usize, (ip, mac): (Ipv4Addr, MacAddr), now: u32) {
+    let vr = &dp.vrs[v];
+    if learnable(&vr.interfaces[iface], ip, mac) {
+        vr.neighbors
+            .learn(neighbor_key(iface, ip.into()), mac.to_u64(), now);
+    }
 }
 
-/// Learns neighbours from an ARP packet seen on `segment`, arriving on `ingress`,
-/// for every VR interface of the segment whose subnet holds them.
+/// Learns neighbours from an ARP packet seen on `segment`, arriving on a port of
+/// role `ingress`. From the uplink, its sender teaches every VR interface of the
+/// segment whose subnet holds it. From a vif, only that vif's own interface
+/// learns, and only whom its guest answered (the sender is the guest itself):
+/// one guest never teaches another VR anything (docs/security.md).
 pub fn snoop(dp: &Dataplane, segment: usize, ingress: PortRole, arp: &Arp, now: u32) {
-    for vm in &dp.segments[segment].vr_macs {
-        let vr = &dp.vrs[vm.vr];
-        let ifc = &vr.interfaces[vm.iface];
-        for (ip, mac) in teaches(segment, ingress, vm.vr, vm.iface, arp)
-            .into_iter()
-            .flatten()
-        {
-            if learnable(ifc, ip, mac) {
-                vr.neighbors
-                    .learn(neighbor_key(vm.iface, ip.into()), mac.to_u64(), now);
+    match ingress {
+        PortRole::Uplink { .. } => {
+            for vm in &dp.segments[segment].vr_macs {
+                teach(dp, vm.vr, vm.iface, (arp.sender_ip, arp.sender_mac), now);
             }
         }
+        PortRole::Vif { vr, iface, .. } if arp.op == OP_REPLY => {
+            teach(dp, vr, iface, (arp.target_ip, arp.target_mac), now);
+        }
+        PortRole::Vif { .. } => {}
     }
 }
 
@@ -242,5 +237,41 @@ mod tests {
         snoop(dp, 0, dp.ports[vif], &reply, 0);
         assert_eq!(dp.vrs[0].neighbors.get(key, 0), Some(station.1.to_u64()));
         assert_eq!(dp.vrs[1].neighbors.get(key, 0), None);
+    }
+
+    #[test]
+    fn a_guest_teaches_no_other_vr_even_what_port_security_lets_through() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        // VR 1's guest's own request and gratuitous ARP: VR 2 (same segment and
+        // subnet) learns nothing, not even VR 1's true address.
+        let own = Arp {
+            sender_mac: VR1_LAN1_MAC,
+            sender_ip: VR1,
+            ..request(Ipv4Addr::new(10, 0, 1, 2))
+        };
+        let gratuitous = Arp {
+            target_ip: VR1,
+            ..own
+        };
+        // And what port security would drop: a station's address under its MAC.
+        let forged = Arp {
+            sender_ip: Ipv4Addr::new(10, 0, 1, 2),
+            ..own
+        };
+        for a in [own, gratuitous, forged] {
+            snoop(dp, 0, vif, &a, 0);
+            let reply = Arp {
+                op: OP_REPLY,
+                target_mac: VR1_LAN1_MAC,
+                target_ip: Ipv4Addr::new(10, 0, 1, 9),
+                ..a
+            };
+            snoop(dp, 0, vif, &reply, 0);
+        }
+        assert!(dp.vrs[1].neighbors.entries(0).is_empty());
+        // Its own guest's reply naming itself teaches VR 1 nothing either.
+        assert!(dp.vrs[0].neighbors.entries(0).is_empty());
     }
 }

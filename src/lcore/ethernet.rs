@@ -1,6 +1,5 @@
-//! Ethernet input, the first stage every frame meets: reads the header, says
-//! which source MACs the segment learns, and where the destination MAC sends the
-//! frame: to a VR of the segment (through its MAC index, whatever the number of
+//! Ethernet input, the first stage every frame meets: reads the header and says
+//! where the destination MAC sends the frame: to a VR of the segment (through its MAC index, whatever the number of
 //! VRs), to every port (group addresses), or to L2 switching. It changes nothing.
 use crate::dataplane::{Dataplane, PortRole, VrMac};
 use crate::stats::DropReason;
@@ -36,14 +35,6 @@ pub fn header(frame: &[u8]) -> Result<Header, DropReason> {
         src: eth.src(),
         ethertype: eth.ethertype(),
     })
-}
-
-/// Whether the segment learns `src`'s port from this frame: stations only (never
-/// a group or the zero address), and once per run of frames from one station
-/// (`last` is the source learned last in the burst).
-#[inline(always)]
-pub fn learns(src: MacAddr, last: MacAddr) -> bool {
-    src != last && src.is_station()
 }
 
 /// Where `dst` sends a frame that arrived on `ingress` (whose role is `role`).
@@ -82,15 +73,6 @@ mod tests {
                 ethertype: ethertype::ARP
             })
         );
-    }
-
-    #[test]
-    fn learns_stations_once_per_run() {
-        assert!(learns(STATION, MacAddr::default()));
-        assert!(!learns(STATION, STATION));
-        assert!(!learns(MacAddr::BROADCAST, STATION));
-        assert!(!learns(MacAddr([1, 0, 0x5e, 0, 0, 1]), STATION));
-        assert!(!learns(MacAddr::default(), STATION));
     }
 
     #[test]

@@ -1,31 +1,34 @@
-//! L2 switching inside a segment: learns which port a station's MAC is behind,
-//! sends a frame for a known station out of that port (never back where it came
-//! from), and floods the rest to every other port of the segment.
-use crate::dataplane::{Learned, Segment};
+//! L2 switching inside a segment, for unicast to a MAC that is not a VR
+//! interface's. Every MAC behind a vif is known from the config (port security
+//! holds a vif to its interface's MACs), so nothing is learned: a frame to an
+//! extra MAC goes to the vifs that declare it, any other MAC is behind the
+//! uplink. Unicast is never flooded; broadcast and multicast go to every other
+//! port of the segment.
+use crate::dataplane::Segment;
 use crate::stats::DropReason;
 use vrfwd_wire::MacAddr;
 
-/// Where switching sends a frame.
+/// Where switching sends a unicast frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Switched {
-    Unicast(usize),
-    Flood,
+pub enum Switched<'a> {
+    /// To these ports (one, unless several interfaces share an extra MAC).
+    To(&'a [usize]),
     Drop(DropReason),
 }
 
-/// Learns that `mac` is behind `port`; false when the segment's MAC table is full.
+/// Where a frame from `ingress` to station `dst` goes: the vifs behind `dst` if it
+/// is an extra MAC, else the uplink; never back where it came from.
 #[inline(always)]
-pub fn learn(segment: &Segment, mac: MacAddr, port: usize, now: u32) -> bool {
-    segment.macs.learn(mac.to_u64(), port as u64, now) != Learned::Full
-}
-
-/// Where a frame from `ingress` to station `dst` goes.
-#[inline(always)]
-pub fn switch(segment: &Segment, ingress: usize, dst: MacAddr, now: u32) -> Switched {
-    match segment.macs.get(dst.to_u64(), now) {
-        Some(port) if port as usize == ingress => Switched::Drop(DropReason::Filtered),
-        Some(port) => Switched::Unicast(port as usize),
-        None => Switched::Flood,
+pub fn switch<'s>(segment: &'s Segment, ingress: usize, dst: MacAddr) -> Switched<'s> {
+    let vifs = segment.vifs_of_extra(dst);
+    let to = if vifs.is_empty() {
+        std::slice::from_ref(&segment.uplink)
+    } else {
+        vifs
+    };
+    match to {
+        [port] if *port == ingress => Switched::Drop(DropReason::Filtered),
+        to => Switched::To(to),
     }
 }
 
@@ -38,19 +41,24 @@ pub fn flood_targets(segment: &Segment, ingress: usize) -> impl Iterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lcore::testing::dataplane;
+    use crate::lcore::testing::{dataplane, VRRP_MAC};
 
     #[test]
-    fn learned_stations_are_switched_unknown_ones_flooded_hairpins_dropped() {
+    fn stations_are_behind_the_uplink_extra_macs_behind_their_vifs() {
         let t = dataplane();
         let seg = &t.dp.segments[0];
         let (uplink, vif) = (seg.uplink, seg.ports[1]);
         let station = MacAddr([2, 0, 0, 0, 0xaa, 1]);
-        assert_eq!(switch(seg, vif, station, 0), Switched::Flood);
-        assert!(learn(seg, station, uplink, 0));
-        assert_eq!(switch(seg, vif, station, 0), Switched::Unicast(uplink));
+        assert_eq!(switch(seg, vif, station), Switched::To(&[uplink]));
+        // The LAN's own traffic that reached us is not ours to send back.
         assert_eq!(
-            switch(seg, uplink, station, 0),
+            switch(seg, uplink, station),
+            Switched::Drop(DropReason::Filtered)
+        );
+        // VR 1's interface declares the VRRP MAC.
+        assert_eq!(switch(seg, uplink, VRRP_MAC), Switched::To(&[vif]));
+        assert_eq!(
+            switch(seg, vif, VRRP_MAC),
             Switched::Drop(DropReason::Filtered)
         );
     }

@@ -2,14 +2,16 @@
 //! owns and move each frame through the stages, one module each, in the order a
 //! frame meets them (docs/architecture.md):
 //!
-//! - [`ethernet`]: header, MAC learning, destination (a VR, a flood, a station);
+//! - [`ethernet`]: header, destination (a VR, a flood, a station);
 //! - [`port_security`]: a vif's frames carry its VR interface's MAC and address;
-//! - [`arp`]: neighbour snooping and answers for VR addresses;
+//! - [`arp`]: neighbour snooping (scoped per VR) and answers for VR addresses;
 //! - [`migration`]: a guest's frame on its vif activates its VR, an announcement on
 //!   an uplink drains it; changes are reported to the control side as events;
 //! - [`ipv4`]: input (fast path or punt, and why) and forward (next hop, neighbour,
 //!   rewrite);
-//! - [`l2`]: switching inside a segment;
+//! - [`l2`]: switching inside a segment (nothing learned: every MAC behind a vif
+//!   is known);
+//! - [`storm`]: each port's broadcast and multicast, limited;
 //! - [`punt`]: to the guest, or to the VR's new host while it drains;
 //! - [`tx`]: per-port TX buffers drained on a TSC deadline.
 //!
@@ -25,11 +27,12 @@ mod l2;
 mod migration;
 mod port_security;
 mod punt;
+mod storm;
 #[cfg(test)]
 mod testing;
 mod tx;
 
-use crate::config::{IdleConfig, Timers};
+use crate::config::{Config, IdleConfig};
 use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac};
 use crate::dpdk::{self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, BURST_SIZE};
 use crate::lpm::{Fib, FirstEntry};
@@ -53,6 +56,9 @@ pub struct Worker<'a> {
     uplink_macs: Vec<MacAddr>,
     /// A VR that became active in the current burst and must announce itself.
     arrived: Option<usize>,
+    /// The TSC when the current burst was received.
+    now_tsc: u64,
+    storm: storm::StormControl,
     tx: tx::Tx<'a>,
     counters: &'a LcoreCounters,
     idle: IdleConfig,
@@ -73,18 +79,24 @@ struct Pending {
 
 /// What classification makes of one frame: a fast-path candidate, which stays in
 /// the burst for the pipelined lookups, or an exit it takes at once.
-enum Class {
+enum Class<'d> {
     FastPath {
         vm: VrMac,
         candidate: ipv4::Candidate,
     },
-    Exit(Exit),
+    Exit(Exit<'d>),
 }
 
 /// Where a frame that does not take the fast path goes.
-enum Exit {
-    Punt { vm: VrMac, reason: PuntReason },
+enum Exit<'d> {
+    Punt {
+        vm: VrMac,
+        reason: PuntReason,
+    },
     Unicast(usize),
+    /// Unicast switched to these ports (an extra MAC several vifs share).
+    Switch(&'d [usize]),
+    /// Broadcast or multicast, within the ingress port's storm limit.
     Flood,
     Drop(DropReason),
 }
@@ -99,8 +111,7 @@ impl<'a> Worker<'a> {
         ports: &'a PortTable,
         pool: &'a Mempool,
         counters: &'a LcoreCounters,
-        idle: &IdleConfig,
-        timers: &Timers,
+        config: &Config,
     ) -> Self {
         Worker {
             queue: index as u16,
@@ -117,10 +128,12 @@ impl<'a> Worker<'a> {
                 })
                 .collect(),
             arrived: None,
+            now_tsc: 0,
+            storm: storm::StormControl::new(dp, &config.flood, config.cores.len()),
             tx: tx::Tx::new(index as u16, ports, counters),
             counters,
-            idle: idle.clone(),
-            drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(timers.tx_drain_us),
+            idle: config.idle.clone(),
+            drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(config.timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
         }
     }
@@ -135,6 +148,7 @@ impl<'a> Worker<'a> {
         let mut last_drain = dpdk::tsc();
         while !quit.load(Ordering::Relaxed) {
             let now_tsc = dpdk::tsc();
+            self.now_tsc = now_tsc;
             let now = self.dp.clock.seconds(now_tsc);
             let mut received = 0;
             {
@@ -189,11 +203,9 @@ impl<'a> Worker<'a> {
         let role = self.dp.ports[ingress];
         let segment = role.segment();
         let mut pending = 0;
-        // A burst mostly comes from one station: learn each source MAC once per burst.
-        let mut learned = MacAddr::default();
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            match self.classify(ingress, role, m, now, &mut learned, section) {
+            match self.classify(ingress, role, m, now, section) {
                 Class::FastPath { vm, candidate } => {
                     self.pending[pending] = Pending {
                         slot: i as u8,
@@ -251,13 +263,29 @@ impl<'a> Worker<'a> {
     }
 
     /// Sends a frame that leaves without the fast path where `exit` says.
-    fn exit(&mut self, ingress: usize, segment: usize, exit: Exit, m: Mbuf, section: &ReadSection) {
+    fn exit(
+        &mut self,
+        ingress: usize,
+        segment: usize,
+        exit: Exit<'_>,
+        m: Mbuf,
+        section: &ReadSection,
+    ) {
         let counters = &self.counters.segments[segment];
         match exit {
             Exit::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
             Exit::Unicast(port) => {
                 counters.unicast.inc();
                 self.tx.send(port, m, section);
+            }
+            Exit::Switch(ports) => {
+                counters.unicast.inc();
+                let targets = ports.iter().copied().filter(|&p| p != ingress);
+                self.tx.flood(targets, m, section);
+            }
+            Exit::Flood if !self.storm.admit(ingress, self.now_tsc) => {
+                // `m` is freed here.
+                self.counters.ports[ingress].flood_limited.inc();
             }
             Exit::Flood => {
                 counters.flooded.inc();
@@ -270,7 +298,7 @@ impl<'a> Worker<'a> {
     }
 
     /// Runs a frame through Ethernet input, port security, ARP and migration, and
-    /// says where it goes. `learned` is the source MAC learned last in this burst.
+    /// says where it goes.
     #[inline(always)]
     fn classify(
         &mut self,
@@ -278,9 +306,8 @@ impl<'a> Worker<'a> {
         role: PortRole,
         m: &Mbuf,
         now: u32,
-        learned: &mut MacAddr,
         section: &ReadSection,
-    ) -> Class {
+    ) -> Class<'a> {
         let frame = m.data();
         let eth = match ethernet::header(frame) {
             Ok(eth) => eth,
@@ -293,12 +320,6 @@ impl<'a> Worker<'a> {
             return Class::Exit(Exit::Drop(reason));
         }
         let segment = role.segment();
-        if ethernet::learns(eth.src, *learned) {
-            if !l2::learn(&dp.segments[segment], eth.src, ingress, now) {
-                self.counters.segments[segment].learn_full.inc();
-            }
-            *learned = eth.src;
-        }
         if let Some(a) = arp {
             self.arp_input(ingress, role, &eth, &a, now, section);
         }
@@ -315,13 +336,11 @@ impl<'a> Worker<'a> {
                 }
             }
             ethernet::Next::Flood => Exit::Flood,
-            ethernet::Next::Switch => {
-                match l2::switch(&dp.segments[segment], ingress, eth.dst, now) {
-                    l2::Switched::Unicast(port) => Exit::Unicast(port),
-                    l2::Switched::Flood => Exit::Flood,
-                    l2::Switched::Drop(reason) => Exit::Drop(reason),
-                }
-            }
+            ethernet::Next::Switch => match l2::switch(&dp.segments[segment], ingress, eth.dst) {
+                l2::Switched::To(&[port]) => Exit::Unicast(port),
+                l2::Switched::To(ports) => Exit::Switch(ports),
+                l2::Switched::Drop(reason) => Exit::Drop(reason),
+            },
             ethernet::Next::Drop(reason) => Exit::Drop(reason),
         };
         Class::Exit(exit)

@@ -1,10 +1,11 @@
 //! Port security on vifs, the first check a frame from a guest meets (before
-//! anything learns from it): it must come from the MAC of the VR interface its
-//! vif belongs to, and an ARP packet must name that MAC and that interface's
-//! address as sender. Migration's own frames pass: QEMU's RARP (sender 0.0.0.0)
-//! and a guest's gratuitous ARP for its own address. Everything else is dropped
-//! and counted on the vif (docs/security.md). Frames from uplinks are not
-//! checked here.
+//! anything learns from it): it must come from a MAC of the VR interface its vif
+//! belongs to (its own, or an extra one the config declares, e.g. VRRP's), and an
+//! ARP packet must name such a MAC and one of that interface's addresses as
+//! sender. Migration's own frames pass: QEMU's RARP (sender 0.0.0.0) and a
+//! guest's gratuitous ARP for its own address. Everything else is dropped and
+//! counted on the vif (docs/security.md). Frames from uplinks are not checked
+//! here.
 use crate::dataplane::{Dataplane, PortRole};
 use crate::stats::DropReason;
 use vrfwd_wire::arp::Arp;
@@ -25,10 +26,10 @@ pub fn check(
         return Ok(());
     };
     let ifc = &dp.vrs[vr].interfaces[iface];
-    let allowed = eth.src == ifc.mac
+    let allowed = ifc.sends_from(eth.src)
         && arp.is_none_or(|a| {
-            a.sender_mac == ifc.mac
-                && (eth.ethertype == ethertype::RARP || a.sender_ip == ifc.address)
+            ifc.sends_from(a.sender_mac)
+                && (eth.ethertype == ethertype::RARP || ifc.owns(a.sender_ip))
         });
     if allowed {
         Ok(())
@@ -40,7 +41,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR2_LAN1_MAC};
+    use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR2_LAN1_MAC, VRRP_ADDRESS, VRRP_MAC};
     use std::net::Ipv4Addr;
     use vrfwd_wire::arp::{rarp_announcement, OP_REPLY, OP_REQUEST};
     use vrfwd_wire::ethernet::EthernetFrame;
@@ -115,6 +116,45 @@ mod tests {
         );
         assert_eq!(
             ok(&rarp_eth(VR1_LAN1_MAC), Some(&rarp(VR2_LAN1_MAC))),
+            Err(DropReason::Spoofed)
+        );
+    }
+
+    #[test]
+    fn a_vif_may_speak_for_its_interfaces_extra_macs_and_addresses() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vif = |v: usize| dp.ports[dp.vrs[v].interfaces[0].vif];
+        let station = Ipv4Addr::new(10, 0, 1, 2);
+        // VRRP's gratuitous ARP: the virtual MAC and address.
+        let vrrp = arp(VRRP_MAC, VRRP_ADDRESS, VRRP_ADDRESS);
+        assert_eq!(
+            check(dp, vif(0), &eth(VRRP_MAC, ethertype::ARP), Some(&vrrp)),
+            Ok(())
+        );
+        assert_eq!(
+            check(dp, vif(0), &eth(VRRP_MAC, ethertype::IPV4), None),
+            Ok(())
+        );
+        // The extra address with the interface's own MAC, in a request.
+        let own_mac = arp(VR1_LAN1_MAC, VRRP_ADDRESS, station);
+        assert_eq!(
+            check(
+                dp,
+                vif(0),
+                &eth(VR1_LAN1_MAC, ethertype::ARP),
+                Some(&own_mac)
+            ),
+            Ok(())
+        );
+        // They are VR 1's eth0's only: not VR 2's.
+        assert_eq!(
+            check(dp, vif(1), &eth(VRRP_MAC, ethertype::IPV4), None),
+            Err(DropReason::Spoofed)
+        );
+        let claim = arp(VR2_LAN1_MAC, VRRP_ADDRESS, station);
+        assert_eq!(
+            check(dp, vif(1), &eth(VR2_LAN1_MAC, ethertype::ARP), Some(&claim)),
             Err(DropReason::Spoofed)
         );
     }

@@ -1,16 +1,20 @@
 //! A data plane for the stages' unit tests, built from a config without the EAL:
 //! segment `lan1` (uplink `up1`) holds interface `eth0` of VR 1 (10.0.1.1/24) and
 //! of VR 2 (10.0.1.101/24); segment `lan2` (uplink `up2`) holds VR 1's `eth1`
-//! (10.0.2.1/24). VR 1 routes 10.9.0.0/16 via 10.0.2.2.
+//! (10.0.2.1/24). VR 1 routes 10.9.0.0/16 via 10.0.2.2; its `eth0` declares a
+//! VRRP MAC and address (10.0.1.254).
 use crate::config::{Builder, Config, VrBuilder};
 use crate::dataplane::{Clock, Dataplane, VrRoutes};
 use crate::dpdk::Rcu;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use vrfwd_wire::MacAddr;
 
 pub const VR1_LAN1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
 pub const VR1_LAN2_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]);
 pub const VR2_LAN1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 2, 1]);
+pub const VRRP_MAC: MacAddr = MacAddr([0, 0, 0x5e, 0, 1, 7]);
+pub const VRRP_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 254);
 
 /// The data plane and what keeps it valid.
 pub struct TestPlane {
@@ -30,6 +34,8 @@ fn config() -> Config {
         .segment("lan2", "up2")
         .vr(VrBuilder::new(1)
             .interface("eth0", VR1_LAN1_MAC, net("10.0.1.1/24"), "lan1", "vif1.0")
+            .extra_mac(VRRP_MAC)
+            .extra_address(VRRP_ADDRESS)
             .interface("eth1", VR1_LAN2_MAC, net("10.0.2.1/24"), "lan2", "vif1.1")
             .route(net("10.9.0.0/16"), "10.0.2.2".parse().expect("an address")))
         .vr(VrBuilder::new(2).interface(
