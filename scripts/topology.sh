@@ -9,6 +9,9 @@
 #   ${P}g (guest of VR 1: g0, g1; ip_forward=1) ── ${P}v0, ${P}v1 (vifs)
 #   ${P}t (sender of VR 2) / ${P}q (receiver of VR 2) / ${P}h (guest of VR 2)
 #
+# SHARED_LAN=1 puts VR 2's eth0 on lan0 beside VR 1's, as 10.0.1.101/24 (lan2
+# and ${P}t are then a segment without VRs): the isolation tests' set-up.
+#
 # vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
@@ -42,7 +45,8 @@ veth() {
 }
 
 up() {
-  local out=$1
+  local out=$1 vr2_lan=lan2 vr2_addr=10.0.1.1
+  if [ -n "${SHARED_LAN:-}" ]; then vr2_lan=lan0 vr2_addr=10.0.1.101; fi
   for n in s r g t q h; do ip netns add "$P$n"; ns "$P$n" ip link set lo up; done
   # VR 1
   veth "${P}s" eth0 "${P}u0" 10.0.1.2/24 02:00:00:00:aa:02
@@ -59,7 +63,7 @@ up() {
   # VR 2: overlapping addresses, its own segments and guest
   veth "${P}t" eth0 "${P}u2" 10.0.1.2/24 02:00:00:00:cc:02
   veth "${P}q" eth0 "${P}u3" 10.0.2.2/24 02:00:00:00:dd:02
-  veth "${P}h" g0 "${P}v2" 10.0.1.1/24 02:00:00:01:01:01
+  veth "${P}h" g0 "${P}v2" "$vr2_addr/24" 02:00:00:01:01:01
   veth "${P}h" g1 "${P}v3" 10.0.2.1/24 02:00:00:01:02:01
   ns "${P}t" ip route add default via 10.0.1.1
   ns "${P}q" ip route add default via 10.0.2.1
@@ -98,7 +102,7 @@ up() {
     --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1 \
     --route 1,10.9.0.0/16,10.0.2.2 \
     --vr 2,name=blue,credential=blue-secret-for-tests \
-    --interface 2,eth0,02:00:00:01:01:01,10.0.1.1/24,lan2,v2 \
+    --interface "2,eth0,02:00:00:01:01:01,$vr2_addr/24,$vr2_lan,v2" \
     --interface 2,eth1,02:00:00:01:02:01,10.0.2.1/24,lan3,v3 \
     -o "$out"   # mode 0600: it holds the VRs' credentials
 }

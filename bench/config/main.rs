@@ -45,7 +45,7 @@ struct Args {
     /// ID[,name=N][,credential=C][,standby=true|false][,table=auto|compact|wide].
     #[arg(long = "vr")]
     vrs: Vec<String>,
-    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF.
+    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF[,extra_mac=MAC][,extra_address=ADDRESS]...
     #[arg(long = "interface")]
     interfaces: Vec<String>,
     /// VR,PREFIX,VIA.
@@ -150,13 +150,23 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
         };
     }
     for f in of_vr(id_text, &a.interfaces) {
-        let [name, mac, address, segment, vif] = &f[..] else {
+        let [name, mac, address, segment, vif, extras @ ..] = &f[..] else {
             bail!(
-                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF",
+                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF[,extra_mac=MAC|extra_address=ADDRESS]...",
                 f.join(",")
             );
         };
         v = v.interface(name, mac.parse()?, address.parse()?, segment, vif);
+        for extra in extras {
+            v = match extra.split_once('=') {
+                Some(("extra_mac", mac)) => v.extra_mac(mac.parse()?),
+                Some(("extra_address", ip)) => v.extra_address(ip.parse()?),
+                _ => bail!(
+                    "--interface {id},{}: unknown setting {extra:?}",
+                    f.join(",")
+                ),
+            };
+        }
     }
     for f in of_vr(id_text, &a.routes) {
         let [prefix, via] = &f[..] else {

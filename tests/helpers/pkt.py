@@ -5,12 +5,23 @@
       sends COUNT UDP packets (sport 4000, dport 5000) to DST_IP via DST_MAC.
   pkt.py sniff IFACE SECONDS BPF
       prints READY once capturing, then one JSON object per captured IPv4 packet: macs, ttl, checksum_ok,
-      proto, icmp type, src, dst, payload tag (other frames: macs and ethertype).
+      proto, icmp type, src, dst, payload tag (ARP: macs, op, psrc, pdst; other
+      frames: macs and ethertype).
   pkt.py rarp IFACE MAC COUNT
       sends COUNT RARP announcements of MAC from MAC, as QEMU does after a migration.
+  pkt.py arp IFACE MAC IP COUNT
+      sends COUNT gratuitous ARP replies and COUNT requests (for 10.0.1.77) from MAC
+      claiming IP: what a guest poisoning others' neighbours sends.
+  pkt.py blast IFACE COUNT SRC_MAC|random DST_MAC
+      sends COUNT 60-byte frames of ethertype 0x88b5 as fast as a raw socket
+      takes them (random: a different source MAC each frame); prints the seconds
+      it took.
 """
 import json
+import os
+import socket
 import sys
+import time
 
 from scapy.all import ARP, ICMP, IP, UDP, Ether, Raw, conf, get_if_hwaddr, sendp, sniff
 
@@ -35,6 +46,32 @@ def rarp(iface, mac, count):
         op=3, hwsrc=mac, psrc="0.0.0.0", hwdst=mac, pdst="0.0.0.0"
     )
     sendp([frame] * int(count), iface=iface, inter=0.01)
+
+
+def arp(iface, mac, ip, count):
+    claim = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=mac, psrc=ip, hwdst=mac, pdst=ip)
+    ask = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst="10.0.1.77")
+    sendp([claim, ask] * int(count), iface=iface, inter=0.005)
+
+
+def blast(iface, count, src, dst):
+    def mac(text):
+        return bytes.fromhex(text.replace(":", ""))
+
+    def frame(source):
+        return mac(dst) + source + (0x88B5).to_bytes(2, "big") + b"vrfwd-attack".ljust(46, b"\0")
+
+    if src == "random":
+        # Locally administered unicast: what a MAC-table flood uses.
+        frames = [frame(bytes([0x02]) + os.urandom(5)) for _ in range(4096)]
+    else:
+        frames = [frame(mac(src))]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    start = time.monotonic()
+    for i in range(int(count)):
+        s.send(frames[i % len(frames)])
+    print(f"{time.monotonic() - start:.3f}", flush=True)
 
 
 def describe(p):
@@ -65,6 +102,10 @@ def sniff_cmd(iface, seconds, bpf):
     for p in pkts:
         if IP in p:
             print(json.dumps(describe(p)), flush=True)
+        elif ARP in p:
+            a = p[ARP]
+            d = {"src_mac": p[Ether].src, "dst_mac": p[Ether].dst, "ethertype": p[Ether].type}
+            print(json.dumps(d | {"op": a.op, "psrc": a.psrc, "pdst": a.pdst}), flush=True)
         elif Ether in p:
             print(json.dumps({"src_mac": p[Ether].src, "dst_mac": p[Ether].dst, "ethertype": p[Ether].type}), flush=True)
 
@@ -77,5 +118,9 @@ if __name__ == "__main__":
         sniff_cmd(*args)
     elif cmd == "rarp":
         rarp(*args)
+    elif cmd == "arp":
+        arp(*args)
+    elif cmd == "blast":
+        blast(*args)
     else:
         sys.exit(f"unknown command {cmd}")
