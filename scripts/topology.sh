@@ -18,6 +18,9 @@
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
 # MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits;
 # HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones;
+# STANDBY=1 starts VR 1 in standby (a migration's destination; its guest's NICs
+# down until a test brings them up); QUIET_MS and
+# DRAIN_MS set control.quiet_ms and control.drain_ms;
 # LCORES (default 1) runs that many lcores from core VRFWD_CORE (default 0) on,
 # each with a queue pair on every port. The config is written by vrfwd-config
 # (in VRFWD_BIN, default target/release), the builder the tests and benchmarks use.
@@ -47,6 +50,8 @@ veth() {
 up() {
   local out=$1 vr2_lan=lan2 vr2_addr=10.0.1.1
   if [ -n "${SHARED_LAN:-}" ]; then vr2_lan=lan0 vr2_addr=10.0.1.101; fi
+  local standby=false
+  if [ -n "${STANDBY:-}" ]; then standby=true; fi
   for n in s r g t q h; do ip netns add "$P$n"; ns "$P$n" ip link set lo up; done
   # VR 1
   veth "${P}s" eth0 "${P}u0" 10.0.1.2/24 02:00:00:00:aa:02
@@ -68,6 +73,10 @@ up() {
   ns "${P}t" ip route add default via 10.0.1.1
   ns "${P}q" ip route add default via 10.0.2.1
   ns "${P}h" sysctl -qw net.ipv4.ip_forward=1
+  # A standby VR's guest runs elsewhere: its NICs stay down here until it "arrives".
+  if [ "$standby" = true ]; then
+    for i in g0 g1; do ns "${P}g" ip link set "$i" down; done
+  fi
   # No ICMP rate limit in the guests: tests count every error they send.
   for g in g h; do ns "$P$g" sysctl -qw net.ipv4.icmp_ratelimit=0; done
   local lcores=${LCORES:-1} cores qpairs="" args=()
@@ -95,9 +104,11 @@ up() {
     --set "control.hello_timeout_s=${HELLO_TIMEOUT_S:-5}" \
     --set "control.max_auth_failures_per_min=${MAX_AUTH_FAILURES:-10}" \
     --set "control.accept_v1=${ACCEPT_V1:-true}" \
+    --set "control.quiet_ms=${QUIET_MS:-2000}" \
+    --set "control.drain_ms=${DRAIN_MS:-2000}" \
     --set "idle.spin_polls=512" --set "idle.max_sleep_us=200" \
     "${args[@]}" \
-    --vr 1,name=red,credential=red-secret-for-tests \
+    --vr "1,name=red,credential=red-secret-for-tests,standby=$standby" \
     --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0 \
     --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1 \
     --route 1,10.9.0.0/16,10.0.2.2 \

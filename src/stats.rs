@@ -99,6 +99,9 @@ pub struct VrCounters {
     pub forwarded: Counter,
     /// ARP requests for the VR's own addresses answered by vrfwd.
     pub arp_answered: Counter,
+    /// Announcements of the VR's MACs heard on an uplink while it was active
+    /// and not being cloned: forged, or a migration nobody told this host of.
+    pub announcements_ignored: Counter,
     pub punted: [Counter; PuntReason::COUNT],
 }
 
@@ -108,6 +111,7 @@ impl Default for VrCounters {
             rx: Counter::default(),
             forwarded: Counter::default(),
             arp_answered: Counter::default(),
+            announcements_ignored: Counter::default(),
             punted: std::array::from_fn(|_| Counter::default()),
         }
     }
@@ -204,6 +208,9 @@ pub struct VrSnapshot {
     pub forwarded: u64,
     #[serde(default)]
     pub arp_answered: u64,
+    /// Announcements of the VR's MACs on an uplink that changed nothing.
+    #[serde(default)]
+    pub announcements_ignored: u64,
     pub punted: BTreeMap<String, u64>,
     pub routes: usize,
     pub neighbors: usize,
@@ -275,6 +282,9 @@ impl Snapshot {
                     rx: sum(lcores.iter().map(|l| &l.vrs[v].rx)),
                     forwarded: sum(lcores.iter().map(|l| &l.vrs[v].forwarded)),
                     arp_answered: sum(lcores.iter().map(|l| &l.vrs[v].arp_answered)),
+                    announcements_ignored: sum(lcores
+                        .iter()
+                        .map(|l| &l.vrs[v].announcements_ignored)),
                     punted: by_reason(PuntReason::ALL, PuntReason::label, |i| {
                         sum(lcores.iter().map(|l| &l.vrs[v].punted[i]))
                     }),
@@ -318,14 +328,14 @@ impl Snapshot {
         }
         let _ = writeln!(
             o,
-            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8}  punted",
-            "vr", "name", "rx", "forwarded", "routes", "neigh", "arp_ans"
+            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8}  punted",
+            "vr", "name", "rx", "forwarded", "routes", "neigh", "arp_ans", "ann_ign"
         );
         for v in &self.vrs {
             let punted: Vec<String> = v.punted.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(
                 o,
-                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8}  {}",
+                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8}  {}",
                 v.id,
                 v.name,
                 v.rx,
@@ -333,6 +343,7 @@ impl Snapshot {
                 v.routes,
                 v.neighbors,
                 v.arp_answered,
+                v.announcements_ignored,
                 punted.join(" ")
             );
         }

@@ -452,6 +452,11 @@ class Testbed:
         rec['migration_ended_unix'] = time.time()
         if abort and vrfwd:
             rec['cancel'] = self.ctl(src, 'migrate', '1', '--cancel', check=False)
+        elif vrfwd:
+            # As hooks/vrfwd-migrate: the hypervisor's word once it completed (the
+            # destination's word over the clone session usually came first).
+            rec['source_before_drain'] = self.vr_state(src)
+            rec['drain'] = self.ctl(src, 'drain', '1').strip()
         out, _ = sender.communicate(timeout=duration + 30)
         rec['sent'] = int(out.split('sent=')[1].split()[0])
         rec['sender'] = out.strip()

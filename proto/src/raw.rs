@@ -351,6 +351,10 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
             de::<RawEmpty>(name, xml)?;
             Stanza::Keepalive
         }
+        "arrived" => {
+            de::<RawEmpty>(name, xml)?;
+            Stanza::Arrived
+        }
         "error" => {
             let r: RawError = de(name, xml)?;
             Stanza::Error {

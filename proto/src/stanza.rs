@@ -230,6 +230,9 @@ pub enum Stanza {
         seq: u64,
     },
     Keepalive,
+    /// Host to cloning host, on a clone session: the VR's guest runs here now
+    /// (it sent frames on its vif, or its agent took over); the cloning host drains it.
+    Arrived,
     Error {
         seq: Option<u64>,
         code: ErrorCode,
@@ -247,7 +250,7 @@ impl Stanza {
             | Stanza::Neighbors { seq, .. }
             | Stanza::SyncBegin { seq }
             | Stanza::SyncEnd { seq } => Some(*seq),
-            Stanza::Ack { .. } | Stanza::Keepalive | Stanza::Error { .. } => None,
+            Stanza::Ack { .. } | Stanza::Keepalive | Stanza::Arrived | Stanza::Error { .. } => None,
         }
     }
 }

@@ -272,6 +272,7 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
         any::<u64>().prop_map(|seq| Stanza::SyncEnd { seq }),
         any::<u64>().prop_map(|seq| Stanza::Ack { seq }),
         Just(Stanza::Keepalive),
+        Just(Stanza::Arrived),
         (
             proptest::option::of(any::<u64>()),
             proptest::sample::select(ErrorCode::ALL),

@@ -63,6 +63,7 @@ const TOKENS: &[&[u8]] = &[
     b"<add prefix=\"0.0.0.0/0\" interface=\"e\"/>",
     b"<delete prefix=\"10.0.0.0/8\"/>",
     b"<keepalive/>",
+    b"<arrived/>",
     b"<x:add ",
     b"xmlns:x=\"u\"",
     b"seq=\"18446744073709551616\"",

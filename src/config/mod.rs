@@ -293,6 +293,9 @@ pub struct ControlConfig {
     /// How long a VR that migrated away keeps forwarding what still reaches this
     /// host before it is removed here.
     pub drain_ms: u32,
+    /// How long a VR being cloned stays quiet after an announcement of its MAC
+    /// on an uplink, waiting for the destination's word, before it is active again.
+    pub quiet_ms: u32,
 }
 
 impl Default for ControlConfig {
@@ -314,6 +317,7 @@ impl Default for ControlConfig {
             peers: Vec::new(),
             accept_v1: true,
             drain_ms: 2000,
+            quiet_ms: 2000,
         }
     }
 }

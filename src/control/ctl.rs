@@ -17,7 +17,7 @@ use vrfwd_wire::MacAddr;
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
 route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX | \
-migrate VR --to HOST:PORT | migrate VR --cancel | ports | \
+migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
 
 /// The longest an operator command waits for the route writer: it answers
@@ -58,6 +58,7 @@ impl Ctl<'_> {
             ["migrate", vr, "--cancel"] => self
                 .vr(vr)
                 .and_then(|v| self.sessions.cancel_migration(v).map_err(|e| e.to_string())),
+            ["drain", vr] => self.vr(vr).map(|v| self.sessions.drain(v)),
             ["ports"] => Ok(self.ports()),
             ["attach", vr, mac, netdev] => self.attach(vr, mac, netdev, None),
             ["attach", vr, mac, netdev, "--segment", segment] => {

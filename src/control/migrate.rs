@@ -9,9 +9,15 @@
 //!   agent replaces the clone at the destination, the operator cancels it, or the
 //!   VR has drained here. The operator's command returns once the destination has
 //!   acknowledged the whole sync: the VR is in standby there.
-//! * **Drain**: a VR the data plane marked draining (its guest announced itself on
-//!   another host) is removed from this host after `control.drain_ms`: its
-//!   session ends, its routes and learned neighbours go, it waits in standby.
+//! * **Cut-over**: only authenticated word drains a VR here: the destination's
+//!   `<arrived/>` on the clone session (its guest's frames reached the
+//!   destination's vif), the destination replacing the clone with the guest's
+//!   own agent, or the operator (`vrfwd ctl drain VR`, which the hypervisor
+//!   wrapper runs once the migration completed). An announcement of the VR's MAC
+//!   on an uplink only makes a VR being cloned quiet (the data plane); quiet
+//!   turns active again after `control.quiet_ms` without such word.
+//! * **Drain**: a draining VR is removed from this host after `control.drain_ms`:
+//!   its session ends, its routes and learned neighbours go, it waits in standby.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
 use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, Vr, VrEvent, VrState};
@@ -102,6 +108,7 @@ impl Sessions {
             }
             let cancel = Arc::clone(&cancel);
             clones.insert(v, Outgoing { to, cancel });
+            vr.set_cloning(true);
         }
         let (ready, answer) = crossbeam_channel::bounded(1);
         let sessions = Arc::clone(self);
@@ -123,6 +130,7 @@ impl Sessions {
                 .is_some_and(|c| Arc::ptr_eq(&c.cancel, &cancel))
             {
                 clones.remove(&v);
+                sessions.dp.vrs[v].set_cloning(false);
             }
         });
         answer
@@ -138,6 +146,22 @@ impl Sessions {
         let c = clones.get(&v).ok_or(MigrateError::NotCloning(id))?;
         c.cancel.notify_one();
         Ok(format!("vr {id}: clone to {} cancelled", c.to))
+    }
+
+    /// The operator's (or the hypervisor wrapper's) word that VR `v`'s guest runs
+    /// elsewhere now: the VR drains here.
+    /// Draining or standby already: nothing to do (the wrapper runs this after
+    /// every migration, usually after the destination's word).
+    pub fn drain(&self, v: usize) -> String {
+        let vr = &self.dp.vrs[v];
+        if vr.depart() {
+            tracing::info!(
+                vr = vr.id,
+                "the operator says the guest runs elsewhere: draining"
+            );
+            return format!("vr {}: draining", vr.id);
+        }
+        format!("vr {}: {} already", vr.id, vr.state().label())
     }
 
     /// Where VR `v` is being cloned to, if it is.
@@ -262,7 +286,11 @@ impl Sessions {
                                     )));
                                 }
                             }
+                            Ok(Stanza::Arrived) if ready.is_none() => {
+                                departed(vr, to, "its guest runs there");
+                            }
                             Ok(Stanza::Error { code: ErrorCode::Replaced, .. }) if ready.is_none() => {
+                                departed(vr, to, "its guest's agent took over there");
                                 return Ok(CloneEnd::Replaced);
                             }
                             Ok(Stanza::Error { code, message, .. }) => {
@@ -305,10 +333,13 @@ impl Sessions {
         self.dp.clock.seconds(crate::dpdk::tsc())
     }
 
-    /// Watches the VRs' states: logs the lcores' migration events, and removes a
-    /// VR that has drained for `control.drain_ms`. Runs until `shutdown` turns true.
+    /// Watches the VRs' states: takes the lcores' migration events (a VR whose
+    /// guest arrived here tells the host cloning it), turns a VR quiet for
+    /// `control.quiet_ms` active again, and removes a VR that has drained for
+    /// `control.drain_ms`. Runs until `shutdown` turns true.
     pub async fn supervise(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let drain = Duration::from_millis(self.limits.drain_ms.into());
+        let quiet = Duration::from_millis(self.limits.quiet_ms.into());
         let mut seen: Vec<(VrState, Instant)> = self
             .dp
             .vrs
@@ -324,6 +355,9 @@ impl Sessions {
             }
             for event in self.dp.events.take() {
                 log_event(&self.dp, event);
+                if let VrEvent::Arrived { vr } = event {
+                    self.guest_arrived(vr);
+                }
             }
             if self.dp.events.lost() > lost {
                 lost = self.dp.events.lost();
@@ -337,6 +371,13 @@ impl Sessions {
                 if state != seen[v].0 {
                     tracing::debug!(vr = vr.id, "{} → {}", seen[v].0.label(), state.label());
                     seen[v] = (state, Instant::now());
+                }
+                if state == VrState::Quiet && seen[v].1.elapsed() >= quiet && vr.unquiet() {
+                    tracing::warn!(
+                        vr = vr.id,
+                        "announced elsewhere, but no word from the destination: active again"
+                    );
+                    seen[v] = (VrState::Active, Instant::now());
                 }
                 if state == VrState::Draining
                     && seen[v].1.elapsed() >= drain
@@ -361,10 +402,18 @@ fn log_event(dp: &Dataplane, event: VrEvent) {
         VrEvent::Arrived { vr } => {
             tracing::info!(vr = dp.vrs[vr].id, "guest runs here: active, announced")
         }
-        VrEvent::Departed { vr } => tracing::info!(
+        VrEvent::Quieted { vr } => tracing::info!(
             vr = dp.vrs[vr].id,
-            "announced on an uplink: guest runs elsewhere, draining"
+            "announced on an uplink while being cloned: quiet until the destination confirms"
         ),
+    }
+}
+
+/// The destination `to` of VR `vr`'s clone said the guest runs there (`why`):
+/// the VR drains here.
+fn departed(vr: &Vr, to: SocketAddr, why: &str) {
+    if vr.depart() {
+        tracing::info!(vr = vr.id, %to, "{why}: draining");
     }
 }
 

@@ -135,6 +135,8 @@ struct Active {
     generation: u64,
     peer: SocketAddr,
     kick: Arc<Notify>,
+    /// Told when the VR's guest runs here (a clone session then says `arrived`).
+    arrived: Arc<Notify>,
     clone: bool,
 }
 
@@ -258,6 +260,7 @@ impl Sessions {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             bound: None,
             kick: Arc::new(Notify::new()),
+            arrived: Arc::new(Notify::new()),
             peer_errors: (None, 0),
             version: None,
             nonce: Nonce(random_nonce()),
@@ -327,6 +330,16 @@ impl Sessions {
             .map(|a| a.generation)
     }
 
+    /// The guest of VR `v` runs on this host now: if a host is cloning the VR
+    /// here, its session tells that host (`<arrived/>`), which drains it.
+    pub(super) fn guest_arrived(&self, v: usize) {
+        if let Some(a) = &self.vrs.lock().expect("session registry")[v].active {
+            if a.clone {
+                a.arrived.notify_one();
+            }
+        }
+    }
+
     /// Ends VR `v`'s active session, if any (its guest left this host).
     pub(super) fn end_session(&self, v: usize) {
         if let Some(a) = &self.vrs.lock().expect("session registry")[v].active {
@@ -357,6 +370,8 @@ struct Session {
     id: u64,
     bound: Option<Bound>,
     kick: Arc<Notify>,
+    /// Told when the VR this clone session is for has its guest here.
+    arrived: Arc<Notify>,
     /// When a peer's `<error>` was last logged, and how many were not since.
     peer_errors: (Option<Instant>, u64),
     /// The version agreed in the stream headers, once the peer's has arrived.
@@ -400,6 +415,7 @@ impl Session {
         let mut window = (Instant::now(), 0u32);
         let mut buf = vec![0u8; 16 * 1024];
         let kick = Arc::clone(&self.kick);
+        let arrived = Arc::clone(&self.arrived);
         loop {
             let (deadline, why) = match self.bound {
                 None if hello_by < idle_by => (
@@ -423,6 +439,10 @@ impl Session {
                     return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
                 }
                 _ = shutdown.changed() => return send(&mut wr, stream_close().as_bytes(), write_timeout).await,
+                _ = arrived.notified() => {
+                    send(&mut wr, encode(&Stanza::Arrived).as_bytes(), write_timeout).await?;
+                    last_sent = Instant::now();
+                }
                 read = rd.read(&mut buf) => {
                     let n = read?;
                     if n == 0 {
@@ -546,6 +566,10 @@ impl Session {
                 }
             }
             (Some(_), Stanza::Keepalive | Stanza::Ack { .. }) => Ok(false),
+            (Some(_), Stanza::Arrived) => Err(reject(
+                ErrorCode::Forbidden,
+                "arrived is a host's word to the host cloning a VR to it",
+            )),
             (Some(_), Stanza::Error { code, message, .. }) => {
                 self.log_peer_error(code, &message);
                 Ok(false)
@@ -663,6 +687,7 @@ impl Session {
             generation,
             peer: self.peer,
             kick: Arc::clone(&self.kick),
+            arrived: Arc::clone(&self.arrived),
             clone,
         });
         state.epoch += 1;

@@ -42,9 +42,15 @@ pub enum VrState {
     /// Its guest runs elsewhere (or has not arrived): no fast path, frames for it
     /// go to its vif; a clone session may be filling its table.
     Standby = 1,
-    /// Its guest moved to another host, which announced it: what still arrives
-    /// here is forwarded, but never with the VR's MACs, until the drain ends.
+    /// Its guest moved to another host, on authenticated word (the destination
+    /// over the clone session, the hypervisor's hook, the operator): what still
+    /// arrives here is forwarded, but never with the VR's MACs, until the drain ends.
     Draining = 2,
+    /// Its MAC was announced on an uplink while it is being cloned: it forwards
+    /// as when draining (never with its MACs, no ARP answers) but hands nothing
+    /// over; active again unless the authenticated word follows in
+    /// `control.quiet_ms`.
+    Quiet = 3,
 }
 
 impl VrState {
@@ -53,7 +59,15 @@ impl VrState {
             VrState::Active => "active",
             VrState::Standby => "standby",
             VrState::Draining => "draining",
+            VrState::Quiet => "quiet",
         }
+    }
+
+    /// Whether the fast path forwards from the uplink's MAC rather than the VR's
+    /// (another host may own the VR's MACs now).
+    #[inline(always)]
+    pub fn anonymous(self) -> bool {
+        matches!(self, VrState::Draining | VrState::Quiet)
     }
 }
 
@@ -72,6 +86,9 @@ pub struct Vr {
     /// Activated by its agent's session before the guest's first frame on its
     /// vif: that frame must still make an lcore announce the VR.
     unannounced: AtomicBool,
+    /// This host is cloning the VR to another (a migration is under way): an
+    /// announcement of its MAC on an uplink makes it quiet, not more.
+    cloning: AtomicBool,
 }
 
 impl Vr {
@@ -80,8 +97,36 @@ impl Vr {
         match self.state.load(Ordering::Acquire) {
             0 => VrState::Active,
             1 => VrState::Standby,
-            _ => VrState::Draining,
+            2 => VrState::Draining,
+            _ => VrState::Quiet,
         }
+    }
+
+    /// Marks the start (true) or end (false) of a clone of this VR to another host.
+    pub fn set_cloning(&self, cloning: bool) {
+        self.cloning.store(cloning, Ordering::Release);
+    }
+
+    #[inline]
+    pub fn is_cloning(&self) -> bool {
+        self.cloning.load(Ordering::Acquire)
+    }
+
+    /// Active or quiet → draining, on authenticated word that the guest runs
+    /// elsewhere; false in any other state.
+    pub fn depart(&self) -> bool {
+        self.transition(VrState::Active, VrState::Draining)
+            || self.transition(VrState::Quiet, VrState::Draining)
+    }
+
+    /// Quiet → active (no word followed the announcement); the guest's next
+    /// frame announces the VR again, correcting the switches.
+    pub fn unquiet(&self) -> bool {
+        let back = self.transition(VrState::Quiet, VrState::Active);
+        if back {
+            self.unannounced.store(true, Ordering::Release);
+        }
+        back
     }
 
     /// Forgets every neighbour learned or announced (static ones stay).
@@ -219,8 +264,9 @@ pub enum VrEvent {
     /// The VR's guest sent a frame on its vif: it runs here; the VR is active and
     /// announced on its segments' uplinks.
     Arrived { vr: usize },
-    /// The VR's MAC was announced on an uplink: its guest runs elsewhere, the VR drains.
-    Departed { vr: usize },
+    /// The VR's MAC was announced on an uplink while it is being cloned: quiet,
+    /// until the authenticated word (drain) or `control.quiet_ms` (active again).
+    Quieted { vr: usize },
 }
 
 /// Events queued before the control side takes them.
@@ -426,6 +472,7 @@ fn build_vr(
             VrState::Active
         } as u8),
         unannounced: AtomicBool::new(false),
+        cloning: AtomicBool::new(false),
     };
     Ok((vr, VrRoutes { tables, system }))
 }

@@ -15,7 +15,7 @@ use vrfwd_wire::MacAddr;
 pub struct Candidate {
     /// The destination address, host order.
     pub dst: u32,
-    /// The VR drains: forward with the uplink's MAC, not the VR's.
+    /// The VR drains or is quiet: forward with the uplink's MAC, not the VR's.
     pub draining: bool,
 }
 
@@ -43,7 +43,7 @@ pub fn input(
     }
     Ok(Candidate {
         dst,
-        draining: state == VrState::Draining,
+        draining: state.anonymous(),
     })
 }
 

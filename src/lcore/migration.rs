@@ -1,8 +1,10 @@
 //! The migration stage (docs/migration.md): a frame from a VR's guest on its vif
-//! means the guest runs here, so the VR becomes active and announces itself; an
+//! means the guest runs here, so the VR becomes active and announces itself. An
 //! announcement (QEMU's RARP, a gratuitous ARP) of an active VR's MAC heard on an
-//! uplink means the guest resumed elsewhere, so the VR drains. Each change of state
-//! is made with one compare-and-swap on the VR and returned as an event, which the
+//! uplink proves nothing (any station can send one): it makes a VR that is being
+//! cloned quiet, a reversible step, and changes nothing otherwise (counted). Only
+//! authenticated word drains a VR (the control side). Each change of state is
+//! made with one compare-and-swap on the VR and returned as an event, which the
 //! lcore reports to the control side.
 use crate::dataplane::{Dataplane, PortRole, VrEvent as Event, VrState};
 use vrfwd_wire::arp::{rarp_announcement, Arp, OP_REVERSE_REQUEST};
@@ -21,22 +23,40 @@ pub fn announces(ethertype: u16, src: MacAddr, a: &Arp) -> bool {
     }
 }
 
+/// What an announcement on an uplink did to a VR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// The VR is being cloned: it went quiet.
+    Quieted(Event),
+    /// Active and not being cloned: nothing changed (a forged or unexpected
+    /// announcement, counted on the VR).
+    Ignored { vr: usize },
+}
+
 /// `mac` announced itself on a port of role `role`: if that is an uplink and
-/// `mac` the MAC of a VR active here, the VR drains.
-pub fn heard_announcement(dp: &Dataplane, role: PortRole, mac: MacAddr) -> Option<Event> {
+/// `mac` the MAC of a VR active here, the VR goes quiet if it is being cloned,
+/// and is left as it is otherwise.
+pub fn heard_announcement(dp: &Dataplane, role: PortRole, mac: MacAddr) -> Option<Heard> {
     let PortRole::Uplink { segment } = role else {
         return None;
     };
-    let vm = dp.segments[segment].vr_for_mac(mac)?;
-    dp.vrs[vm.vr]
-        .transition(VrState::Active, VrState::Draining)
-        .then_some(Event::Departed { vr: vm.vr })
+    let v = dp.segments[segment].vr_for_mac(mac)?.vr;
+    let vr = &dp.vrs[v];
+    if vr.state() != VrState::Active {
+        return None;
+    }
+    if !vr.is_cloning() {
+        return Some(Heard::Ignored { vr: v });
+    }
+    vr.transition(VrState::Active, VrState::Quiet)
+        .then_some(Heard::Quieted(Event::Quieted { vr: v }))
 }
 
 /// A frame from `src` arrived on a port of role `role`: if that is a vif and `src`
-/// the MAC of its VR interface, the guest runs here. A VR in standby, or still
-/// draining after its guest left, becomes active; one activated by its agent's
-/// hello before this frame is still owed its announcement.
+/// the MAC of its VR interface, the guest runs here. A VR in standby, still
+/// draining after its guest left, or quiet after an announcement elsewhere,
+/// becomes active; one activated by its agent's hello before this frame is still
+/// owed its announcement.
 #[inline(always)]
 pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr) -> Option<Event> {
     let PortRole::Vif { vr: v, iface, .. } = role else {
@@ -48,10 +68,7 @@ pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr) -> Option<Event
     }
     let arrived = match vr.state() {
         VrState::Active => vr.take_unannounced(),
-        VrState::Standby | VrState::Draining => {
-            vr.transition(VrState::Standby, VrState::Active)
-                || vr.transition(VrState::Draining, VrState::Active)
-        }
+        from => vr.transition(from, VrState::Active),
     };
     arrived.then_some(Event::Arrived { vr: v })
 }
@@ -105,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn an_announcement_on_an_uplink_drains_an_active_vr_once() {
+    fn an_announcement_on_an_uplink_changes_nothing_without_a_clone() {
         let t = dataplane();
         let dp = &t.dp;
         let uplink = dp.ports[dp.segments[0].uplink];
@@ -115,13 +132,48 @@ mod tests {
             heard_announcement(dp, uplink, MacAddr([2, 0, 0, 0, 9, 9])),
             None
         );
+        for _ in 0..3 {
+            assert_eq!(
+                heard_announcement(dp, uplink, VR1_LAN1_MAC),
+                Some(Heard::Ignored { vr: 0 })
+            );
+            assert_eq!(dp.vrs[0].state(), VrState::Active);
+        }
+    }
+
+    #[test]
+    fn an_announcement_quiets_a_vr_being_cloned_once_and_its_guest_revives_it() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let uplink = dp.ports[dp.segments[0].uplink];
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        dp.vrs[0].set_cloning(true);
         assert_eq!(
             heard_announcement(dp, uplink, VR1_LAN1_MAC),
-            Some(Event::Departed { vr: 0 })
+            Some(Heard::Quieted(Event::Quieted { vr: 0 }))
         );
-        assert_eq!(dp.vrs[0].state(), VrState::Draining);
+        assert_eq!(dp.vrs[0].state(), VrState::Quiet);
+        assert!(dp.vrs[0].state().anonymous());
         assert_eq!(heard_announcement(dp, uplink, VR1_LAN1_MAC), None);
-        assert_eq!(dp.vrs[1].state(), VrState::Active);
+        assert_eq!(dp.vrs[1].state(), VrState::Active, "only the VR announced");
+        // Its guest still speaks here: it never left.
+        assert_eq!(
+            heard_guest(dp, vif, VR1_LAN1_MAC),
+            Some(Event::Arrived { vr: 0 })
+        );
+        assert_eq!(dp.vrs[0].state(), VrState::Active);
+        // Quiet, then authenticated word: draining; quiet, then no word: active
+        // again, owing an announcement.
+        assert!(dp.vrs[0].transition(VrState::Active, VrState::Quiet));
+        assert!(dp.vrs[0].depart());
+        assert_eq!(dp.vrs[0].state(), VrState::Draining);
+        assert!(!dp.vrs[0].depart(), "once");
+        assert!(dp.vrs[0].transition(VrState::Draining, VrState::Quiet));
+        assert!(dp.vrs[0].unquiet());
+        assert_eq!(
+            heard_guest(dp, vif, VR1_LAN1_MAC),
+            Some(Event::Arrived { vr: 0 })
+        );
     }
 
     #[test]
@@ -132,7 +184,7 @@ mod tests {
         let uplink = dp.ports[dp.segments[0].uplink];
         // Active already, nothing owed: no event.
         assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC), None);
-        for from in [VrState::Standby, VrState::Draining] {
+        for from in [VrState::Standby, VrState::Draining, VrState::Quiet] {
             assert!(dp.vrs[0].transition(VrState::Active, from));
             // Another MAC on the vif, or the VR's MAC on the uplink: not the guest.
             assert_eq!(heard_guest(dp, vif, VR2_LAN1_MAC), None);

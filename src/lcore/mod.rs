@@ -6,7 +6,8 @@
 //! - [`port_security`]: a vif's frames carry its VR interface's MAC and address;
 //! - [`arp`]: neighbour snooping (scoped per VR) and answers for VR addresses;
 //! - [`migration`]: a guest's frame on its vif activates its VR, an announcement on
-//!   an uplink drains it; changes are reported to the control side as events;
+//!   an uplink quiets it if it is being cloned; changes are reported to the
+//!   control side as events;
 //! - [`ipv4`]: input (fast path or punt, and why) and forward (next hop, neighbour,
 //!   rewrite);
 //! - [`l2`]: switching inside a segment (nothing learned: every MAC behind a vif
@@ -366,8 +367,12 @@ impl<'a> Worker<'a> {
             }
         }
         if migration::announces(eth.ethertype, eth.src, a) {
-            if let Some(event) = migration::heard_announcement(dp, role, eth.src) {
-                self.report(event);
+            match migration::heard_announcement(dp, role, eth.src) {
+                Some(migration::Heard::Quieted(event)) => self.report(event),
+                Some(migration::Heard::Ignored { vr }) => {
+                    self.counters.vrs[vr].announcements_ignored.inc()
+                }
+                None => {}
             }
         }
     }

@@ -1,0 +1,171 @@
+//! The migration cut-over only on authenticated word (docs/migration.md), between
+//! two real vrfwd hosts on one machine: A runs VR 1 (scripts/topology.sh, prefix
+//! `ca`), B waits for it in standby (prefix `cb`, `STANDBY=1`); A clones VR 1 to
+//! B over the route protocol on 127.0.0.1. A station on A's LAN forges QEMU's
+//! RARP and gratuitous ARPs for VR 1's MAC: with no clone in progress nothing
+//! changes (counted); with one, VR 1 only goes quiet (forwarding on, from the
+//! uplink's MAC; routes and sessions untouched) and is active again after
+//! `control.quiet_ms`. A clone cancelled
+//! before the guest moves leaves A active and B in standby. When the guest's
+//! frames reach B's vif, B says `arrived` over the clone session and A drains:
+//! exactly one host is active at every step. Needs root.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const A_PORT: &str = "7711";
+const B_PORT: &str = "7712";
+const HOST_SECRET: &str = "host-secret-for-the-cutover-test";
+/// Long enough to watch a quiet VR forward (scapy starts in about a second).
+const QUIET_MS: u64 = 6000;
+
+fn host(prefix: &str, port: &str, standby: bool) -> Topology {
+    let mut env = vec![
+        ("CONTROL_PORT", port),
+        ("HOST_CREDENTIAL", HOST_SECRET),
+        ("PEER", "127.0.0.1"),
+        ("QUIET_MS", "6000"),
+        ("DRAIN_MS", "1000"),
+    ];
+    if standby {
+        env.push(("STANDBY", "1"));
+    }
+    let mut t = Topology::up_with(prefix, 1, &env);
+    t.start();
+    t
+}
+
+/// VR 1's state (without "cloning to …") and route count on `t`.
+fn vr1(t: &Topology) -> (String, u64) {
+    let vrs = t.ctl(&["vrs"]);
+    let line = vrs
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .expect("VR 1's line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let routes = words
+        .iter()
+        .skip(3)
+        .find_map(|w| w.parse().ok())
+        .expect("a route count");
+    (words[2].to_owned(), routes)
+}
+
+fn state(t: &Topology) -> String {
+    vr1(t).0
+}
+
+/// Waits up to `within` for VR 1 on `t` to be in `want`.
+fn await_state(t: &Topology, want: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while state(t) != want {
+        assert!(
+            Instant::now() < deadline,
+            "VR 1 on {} is {}, not {want}",
+            t.prefix,
+            state(t)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A LAN station (A's sender namespace) forges 5 of QEMU's RARPs for VR 1's MAC.
+fn forge_rarps(a: &Topology) {
+    let pkt = root().join("tests/helpers/pkt.py");
+    let script = pkt.to_str().unwrap();
+    a.exec(
+        "s",
+        &["/usr/bin/python3", script, "rarp", "eth0", VR1_ETH0, "5"],
+    );
+}
+
+/// The same station forges 5 gratuitous ARPs for VR 1's MAC and address.
+fn forge_gratuitous_arps(a: &Topology) {
+    let pkt = root().join("tests/helpers/pkt.py");
+    let script = pkt.to_str().unwrap();
+    let arp = [script, "arp", "eth0", VR1_ETH0, "10.0.1.1", "5"];
+    a.exec("s", &[&["/usr/bin/python3"][..], &arp].concat());
+}
+
+/// Sends 5 packets through VR 1 on `a` and returns the source MACs they left with.
+fn forwarded_from(a: &Topology) -> Vec<String> {
+    let at_receiver = a.sniff("r", "eth0", 3, "udp");
+    a.send("s", "eth0", VR1_ETH0, "10.0.2.2", 5, 64);
+    at_receiver
+        .packets()
+        .iter()
+        .map(|p| p["src_mac"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
+    let a = host("ca", A_PORT, false);
+    let b = host("cb", B_PORT, true);
+    // A resolves the receiver (the guest's kernel forwards the first packets).
+    a.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let (_, routes) = vr1(&a);
+    let sessions = a.ctl(&["sessions"]);
+    assert_eq!(
+        (state(&a).as_str(), state(&b).as_str()),
+        ("active", "standby")
+    );
+
+    // 1. No clone in progress: forged announcements change nothing, and are counted.
+    let ignored = a.vr(1).announcements_ignored;
+    forge_rarps(&a);
+    forge_gratuitous_arps(&a);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(vr1(&a), ("active".to_owned(), routes));
+    assert_eq!(a.ctl(&["sessions"]), sessions);
+    assert!(
+        a.vr(1).announcements_ignored - ignored >= 10,
+        "counted: {}",
+        a.vr(1).announcements_ignored - ignored
+    );
+    assert_eq!(forwarded_from(&a), vec![VR1_ETH1; 5]);
+
+    // 2. A clone cancelled before the guest moves: A stays active, B drops its standby.
+    let to = format!("127.0.0.1:{B_PORT}");
+    a.ctl(&["migrate", "1", "--to", &to]);
+    assert_eq!(state(&b), "standby");
+    a.ctl(&["migrate", "1", "--cancel"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (state(&a).as_str(), state(&b).as_str()),
+        ("active", "standby")
+    );
+
+    // 3. A clone in progress: forged announcements make VR 1 quiet on A, never
+    //    draining; it keeps forwarding (from the uplink's MAC, never VR 1's) and is
+    //    active again after quiet_ms without word from B.
+    a.ctl(&["migrate", "1", "--to", &to]);
+    assert_eq!(state(&a), "active");
+    forge_rarps(&a);
+    assert_eq!(state(&a), "quiet");
+    let quiet = forwarded_from(&a);
+    assert_eq!(quiet.len(), 5, "forwarding goes on while quiet");
+    assert!(quiet.iter().all(|mac| mac != VR1_ETH1), "{quiet:?}");
+    assert_eq!(state(&b), "standby");
+    await_state(&a, "active", Duration::from_millis(QUIET_MS + 1500));
+    assert_eq!(vr1(&a).1, routes, "routes untouched");
+    assert_eq!(forwarded_from(&a), vec![VR1_ETH1; 5]);
+
+    // 4. The guest moves: its frames reach B's vif, B activates and says so over
+    //    the clone session, A drains, then stands by.
+    for nic in ["g0", "g1"] {
+        b.exec("g", &["ip", "link", "set", nic, "up"]);
+    }
+    b.exec(
+        "g",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.2"],
+    );
+    await_state(&b, "active", Duration::from_secs(2));
+    await_state(&a, "draining", Duration::from_secs(2));
+    await_state(&a, "standby", Duration::from_secs(4));
+    assert_eq!(state(&b), "active");
+}
