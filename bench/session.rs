@@ -83,7 +83,7 @@ impl Session {
             while let Some(r) = self.decoder.next_stanza() {
                 match r? {
                     Stanza::Ack { seq } if seq == want => return Ok(()),
-                    Stanza::Ack { .. } | Stanza::Keepalive => {}
+                    Stanza::Ack { .. } | Stanza::Keepalive | Stanza::Generation { .. } => {}
                     other => bail!("vrfwd answered {}", encode(&other)),
                 }
             }

@@ -1,6 +1,7 @@
 //! The route protocol against a running vrfwd (namespaces + af_packet): bad input
 //! of every kind is rejected with a named error and leaves the tables as they
-//! were; sessions are authenticated, replaced by higher generations, held after a
+//! were; sessions are authenticated, replaced by higher generations (version 3:
+//! the generation the host handed out last), held after a
 //! drop and withdrawn after the hold time; route churn and full resyncs never
 //! disturb a stream forwarded meanwhile. Needs root.
 mod common;
@@ -8,6 +9,7 @@ mod common;
 use common::client::{error_code, Client};
 use common::*;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use vrfwd_proto::{ErrorCode, Stanza};
 
@@ -242,6 +244,37 @@ fn sessions_hold_replace_resync_and_withdraw() {
     let fwd = forwarded(&t);
     t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 3, 64);
     assert!(forwarded(&t) - fwd >= 3);
+
+    // Version 3: the host hands out generations, and an agent presents the last
+    // one it got, whatever its clock says. An older one is a stale twin's: refused,
+    // and the refusal changes nothing.
+    drop(d);
+    std::thread::sleep(Duration::from_millis(300));
+    let v3 = |generation: u64| {
+        let (mut c, nonce) = Client::connect_v2(Ipv4Addr::LOCALHOST, port);
+        let hello = c.hello_v2(1, generation, "red-secret-for-tests", &nonce);
+        c.raw(hello.as_bytes());
+        let reply = c.recv();
+        (c, reply)
+    };
+    let (mut e, reply) = v3(0);
+    assert_eq!(reply, Some(Stanza::Ack { seq: 1 }));
+    e.ok(r#"<sync-begin seq="SEQ"/>"#);
+    let handed = e.generation.expect("a generation handed out");
+    assert!(handed > 7, "after every generation seen: {handed}");
+    let sessions = t.ctl(&["sessions"]);
+    let (_stale, reply) = v3(handed - 1);
+    assert_eq!(error_code(reply), ErrorCode::Replaced);
+    assert_eq!(
+        t.ctl(&["sessions"]),
+        sessions,
+        "a refused hello changes nothing"
+    );
+    let (mut f, reply) = v3(handed);
+    assert_eq!(reply, Some(Stanza::Ack { seq: 1 }));
+    assert_eq!(error_code(e.recv()), ErrorCode::Replaced);
+    f.ok(r#"<sync-begin seq="SEQ"/>"#);
+    assert_eq!(f.generation, Some(handed + 1));
 }
 
 /// 100k route changes and a full resync of 100k routes while a 10k packet/s stream

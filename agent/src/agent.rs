@@ -1,5 +1,6 @@
 //! The agent's loop: subscribe to the kernel's route, link and address events,
-//! dump the kernel's state, connect to vrfwd, say hello with a fresh generation,
+//! dump the kernel's state, connect to vrfwd, say hello with the generation the
+//! host handed out last (version 3; the clock with older hosts),
 //! declare the interfaces, send the whole table between `sync-begin` and
 //! `sync-end`, then stream changes, coalesced over a short window. Any failure
 //! (TCP error, silence from the host, an interface flapping after a migration)
@@ -24,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 use vrfwd_proto::{
     encode, stream_header, Auth, Decoder, Hello, Limits, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId,
+    StreamHeader, VrId, HOST_GENERATIONS,
 };
 
 /// Routes per `routes` stanza.
@@ -52,6 +53,9 @@ pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
         .context("subscribing to route events")?;
     tokio::spawn(connection);
     let mut backoff = Duration::from_millis(100);
+    // The generation the host handed out last (none yet): it survives reconnects
+    // and migrations (the agent's memory moves with the guest), not a restart.
+    let mut generation = 0u64;
     loop {
         // Subscribed first, dumped second: an event that races the dump is applied
         // after it, so nothing is missed.
@@ -60,7 +64,15 @@ pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
             .await
             .context("dumping the kernel's routes")?;
         let started = Instant::now();
-        match session(&config, &credential, &mut kernel, &mut events).await {
+        match session(
+            &config,
+            &credential,
+            &mut kernel,
+            &mut events,
+            &mut generation,
+        )
+        .await
+        {
             Ok(()) => tracing::info!("session closed by the host"),
             Err(e) => tracing::warn!("session ended: {e:#}"),
         }
@@ -97,6 +109,8 @@ struct Link {
     decoder: Decoder,
     seq: u64,
     acked: u64,
+    /// The generation the host handed out for this session (version 3).
+    handed_out: Option<u64>,
 }
 
 impl Link {
@@ -118,6 +132,7 @@ impl Link {
         while let Some(s) = self.decoder.next_stanza() {
             match s? {
                 Stanza::Ack { seq } => self.acked = self.acked.max(seq),
+                Stanza::Generation { generation } => self.handed_out = Some(generation),
                 Stanza::Error { seq, code, message } => {
                     bail!("vrfwd refused stanza {seq:?}: {} {message}", code.as_str())
                 }
@@ -127,13 +142,14 @@ impl Link {
         Ok(())
     }
 
-    /// Reads vrfwd's stream header and returns its challenge. The agent speaks
-    /// version 2 only: its credential never crosses the wire.
-    async fn host_nonce(&mut self, timeout: Duration) -> Result<Nonce> {
+    /// Reads vrfwd's stream header and returns the version it chose and its
+    /// challenge. The agent speaks versions 2 and up only: its credential never
+    /// crosses the wire.
+    async fn host_header(&mut self, timeout: Duration) -> Result<(u8, Nonce)> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(h) = self.decoder.header() {
-                return h.challenge().context("upgrade vrfwd");
+                return Ok((h.version, h.challenge().context("upgrade vrfwd")?));
             }
             let n = tokio::time::timeout(timeout, self.stream.read(&mut buf))
                 .await
@@ -178,6 +194,7 @@ async fn session(
     credential: &str,
     kernel: &mut KernelState,
     events: &mut Events,
+    last_generation: &mut u64,
 ) -> Result<()> {
     let keepalive = Duration::from_millis(config.keepalive_ms);
     let host_timeout = Duration::from_millis(config.host_timeout_ms);
@@ -191,15 +208,20 @@ async fn session(
         decoder: Decoder::new(Limits::default()),
         seq: 0,
         acked: 0,
+        handed_out: None,
     };
     link.stream
         .write_all(stream_header(&StreamHeader::client()).as_bytes())
         .await?;
-    let nonce = link.host_nonce(host_timeout).await?;
-    // Generations grow across restarts and migrations: the clock in milliseconds.
-    let generation = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64);
+    let (version, nonce) = link.host_header(host_timeout).await?;
+    let generation = if version >= HOST_GENERATIONS {
+        *last_generation
+    } else {
+        // An older host compares generations itself: the clock in milliseconds.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64)
+    };
     let hello = Hello {
         seq: 0,
         vr: VrId(config.vr),
@@ -237,6 +259,9 @@ async fn session(
     }
     let end = link.send(&Stanza::SyncEnd { seq: 0 }).await?;
     link.drain(0, host_timeout).await?;
+    // Handed out right after the hello's ack, so here by now.
+    let generation = link.handed_out.unwrap_or(generation);
+    *last_generation = generation;
     tracing::info!(
         routes = kernel.route_count(),
         generation,

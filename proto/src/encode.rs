@@ -115,6 +115,7 @@ fn write_stanza(o: &mut String, s: &Stanza) -> std::fmt::Result {
         Stanza::SyncEnd { seq } => write!(o, "<sync-end seq=\"{seq}\"/>"),
         Stanza::Ack { seq } => write!(o, "<ack seq=\"{seq}\"/>"),
         Stanza::Keepalive => o.write_str("<keepalive/>"),
+        Stanza::Generation { generation } => write!(o, "<generation value=\"{generation}\"/>"),
         Stanza::Arrived => o.write_str("<arrived/>"),
         Stanza::Error { seq, code, message } => {
             o.write_str("<error")?;

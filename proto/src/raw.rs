@@ -132,6 +132,13 @@ struct RawEmpty {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawGeneration {
+    #[serde(rename = "@value")]
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawError {
     #[serde(rename = "@seq", default)]
     seq: Option<String>,
@@ -350,6 +357,17 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
         "keepalive" => {
             de::<RawEmpty>(name, xml)?;
             Stanza::Keepalive
+        }
+        "generation" => {
+            let r: RawGeneration = de(name, xml)?;
+            Stanza::Generation {
+                generation: number(&r.value).ok_or_else(|| {
+                    (
+                        ErrorCode::InvalidStanza,
+                        format!("generation {:?} is not a number", r.value),
+                    )
+                })?,
+            }
         }
         "arrived" => {
             de::<RawEmpty>(name, xml)?;

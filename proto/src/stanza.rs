@@ -6,11 +6,15 @@ use vrfwd_wire::MacAddr;
 pub use crate::auth::{Nonce, Proof};
 
 /// The protocol versions this crate speaks, oldest first: 1 authenticates with
-/// the credential itself, 2 with a proof over the host's nonce (docs/protocol.md).
-pub const VERSIONS: &[u8] = &[1, 2];
+/// the credential itself, 2 with a proof over the host's nonce, 3 as 2 with
+/// generations handed out by the host (docs/protocol.md).
+pub const VERSIONS: &[u8] = &[1, 2, 3];
 
 /// The newest version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
+
+/// The first version in which the host hands out generations.
+pub const HOST_GENERATIONS: u8 = 3;
 
 /// A stream's opening tag, `<vrfwd version="2" versions="1 2" nonce="…">`: the
 /// version its sender uses (a host: the one it chose), every version the sender
@@ -230,6 +234,11 @@ pub enum Stanza {
         seq: u64,
     },
     Keepalive,
+    /// Host to agent (version 3), after the `hello`'s ack: the generation of
+    /// this session, to present in the agent's next `hello` for the VR.
+    Generation {
+        generation: u64,
+    },
     /// Host to cloning host, on a clone session: the VR's guest runs here now
     /// (it sent frames on its vif, or its agent took over); the cloning host drains it.
     Arrived,
@@ -250,7 +259,11 @@ impl Stanza {
             | Stanza::Neighbors { seq, .. }
             | Stanza::SyncBegin { seq }
             | Stanza::SyncEnd { seq } => Some(*seq),
-            Stanza::Ack { .. } | Stanza::Keepalive | Stanza::Arrived | Stanza::Error { .. } => None,
+            Stanza::Ack { .. }
+            | Stanza::Keepalive
+            | Stanza::Generation { .. }
+            | Stanza::Arrived
+            | Stanza::Error { .. } => None,
         }
     }
 }

@@ -273,6 +273,7 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
         any::<u64>().prop_map(|seq| Stanza::Ack { seq }),
         Just(Stanza::Keepalive),
         Just(Stanza::Arrived),
+        any::<u64>().prop_map(|generation| Stanza::Generation { generation }),
         (
             proptest::option::of(any::<u64>()),
             proptest::sample::select(ErrorCode::ALL),
@@ -398,7 +399,7 @@ fn stream_headers_negotiate_the_newest_common_version() {
         .unwrap()
         .unwrap();
     assert_eq!(client, StreamHeader::client());
-    assert_eq!(client.common_version(), Some(2));
+    assert_eq!(client.common_version(), Some(3));
     let nonce = Nonce([0xab; 32]);
     let host = StreamHeader::host(2, Some(nonce));
     assert_eq!(host.challenge(), Ok(nonce));
@@ -411,11 +412,16 @@ fn stream_headers_negotiate_the_newest_common_version() {
         header_of(&stream_header(&host)).unwrap().unwrap().nonce,
         Some(nonce)
     );
+    assert_eq!(StreamHeader::host(3, Some(nonce)).challenge(), Ok(nonce));
     // A newer peer that also speaks 2 is understood; one that speaks only 9 is not.
     let newer = header_of(r#"<vrfwd version="9" versions="2 9">"#)
         .unwrap()
         .unwrap();
     assert_eq!(newer.common_version(), Some(2));
+    let older = header_of(r#"<vrfwd version="2" versions="1 2">"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(older.common_version(), Some(2), "a version-2 agent");
     for bad in [
         r#"<vrfwd version="9">"#,
         r#"<vrfwd version="2" versions="1">"#,

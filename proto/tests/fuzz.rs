@@ -64,6 +64,7 @@ const TOKENS: &[&[u8]] = &[
     b"<delete prefix=\"10.0.0.0/8\"/>",
     b"<keepalive/>",
     b"<arrived/>",
+    b"<generation value=\"7\"/>",
     b"<x:add ",
     b"xmlns:x=\"u\"",
     b"seq=\"18446744073709551616\"",

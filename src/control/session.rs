@@ -40,7 +40,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use vrfwd_proto::{
     encode, stream_close, stream_header, stream_open, Auth, Decoder, ErrorCode, Limits, NeighborOp,
-    Nonce, RouteOp, Stanza, StreamHeader,
+    Nonce, RouteOp, Stanza, StreamHeader, HOST_GENERATIONS,
 };
 
 /// The largest stanza a peer may send before its `hello` succeeded.
@@ -125,6 +125,9 @@ pub struct Sessions {
 #[derive(Default)]
 struct VrSession {
     active: Option<Active>,
+    /// The highest generation this host has seen or handed out for the VR: a
+    /// version-3 guest session gets the next one.
+    generation: u64,
     /// Bumped whenever the VR gains or loses its session: a hold timer only fires
     /// for the epoch it was started in.
     epoch: u64,
@@ -264,6 +267,7 @@ impl Sessions {
             peer_errors: (None, 0),
             version: None,
             nonce: Nonce(random_nonce()),
+            handed_out: None,
         };
         if let Err(e) = session.run(stream, admitted, shutdown).await {
             tracing::debug!(%peer, "session ended: {e}");
@@ -378,6 +382,8 @@ struct Session {
     version: Option<u8>,
     /// This connection's challenge (version 2).
     nonce: Nonce,
+    /// The generation handed out by the last `hello`, to send after its ack.
+    handed_out: Option<u64>,
 }
 
 /// A session after a successful `hello`.
@@ -489,6 +495,9 @@ impl Session {
                             send(&mut wr, encode(&reply).as_bytes(), write_timeout).await?;
                             last_sent = Instant::now();
                         }
+                        if let Some(generation) = self.handed_out.take() {
+                            send(&mut wr, encode(&Stanza::Generation { generation }).as_bytes(), write_timeout).await?;
+                        }
                         if fatal {
                             return Ok(());
                         }
@@ -566,9 +575,9 @@ impl Session {
                 }
             }
             (Some(_), Stanza::Keepalive | Stanza::Ack { .. }) => Ok(false),
-            (Some(_), Stanza::Arrived) => Err(reject(
+            (Some(_), Stanza::Arrived | Stanza::Generation { .. }) => Err(reject(
                 ErrorCode::Forbidden,
-                "arrived is a host's word to the host cloning a VR to it",
+                "a host's stanza: a host sends it, never receives it",
             )),
             (Some(_), Stanza::Error { code, message, .. }) => {
                 self.log_peer_error(code, &message);
@@ -626,14 +635,14 @@ impl Session {
             ));
         }
         match (self.version, auth) {
-            (Some(1), Auth::Credential(_)) | (Some(2), Auth::Proof(_)) => {}
+            (Some(1), Auth::Credential(_)) | (Some(2..), Auth::Proof(_)) => {}
             (version, _) => {
                 return Err(fatal(
                     ErrorCode::Auth,
                     format!(
                         "version {} authenticates with {}",
                         version.unwrap_or(1),
-                        if version == Some(2) {
+                        if version >= Some(2) {
                             "a proof"
                         } else {
                             "a credential"
@@ -661,11 +670,19 @@ impl Session {
         }
         let mut vrs = sessions.vrs.lock().expect("session registry");
         let state = &mut vrs[v];
+        let handed_out = !clone && self.version >= Some(HOST_GENERATIONS);
         if let Some(active) = &state.active {
             // The guest's own agent always takes over from a clone (whatever
-            // generation the other host gave it); otherwise the higher generation wins.
+            // generation the other host gave it). Otherwise, version 3: the agent
+            // that presents the generation this host gave last (or a later one)
+            // takes over; older versions: the higher generation wins.
             let guest_over_clone = !clone && active.clone;
-            if !guest_over_clone && active.generation >= generation {
+            let stale = if handed_out {
+                generation < active.generation
+            } else {
+                generation <= active.generation
+            };
+            if !guest_over_clone && stale {
                 return Err(fatal(
                     ErrorCode::Replaced,
                     format!(
@@ -676,6 +693,14 @@ impl Session {
             }
         }
         // Accepted: from here on state changes.
+        let generation = if handed_out {
+            let next = state.generation.max(generation).saturating_add(1);
+            self.handed_out = Some(next);
+            next
+        } else {
+            generation
+        };
+        state.generation = state.generation.max(generation);
         if !clone && vr.activate_from_session() {
             tracing::info!(vr = vr_id, "the guest's agent is here: active");
         }

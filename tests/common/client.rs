@@ -14,6 +14,8 @@ pub struct Client {
     pub stream: TcpStream,
     decoder: Decoder,
     pub seq: u64,
+    /// The generation the host handed out last (version 3).
+    pub generation: Option<u64>,
 }
 
 impl Client {
@@ -92,6 +94,7 @@ impl Client {
             stream,
             decoder: Decoder::new(Limits::default()),
             seq: 0,
+            generation: None,
         }
     }
 
@@ -99,13 +102,15 @@ impl Client {
         let _ = self.stream.write_all(bytes);
     }
 
-    /// The next stanza from vrfwd other than a keepalive; None once it closed.
+    /// The next stanza from vrfwd other than a keepalive or a handed-out
+    /// generation (kept in `generation`); None once it closed.
     pub fn recv(&mut self) -> Option<Stanza> {
         let mut buf = [0u8; 4096];
         loop {
             while let Some(r) = self.decoder.next_stanza() {
                 match r.expect("vrfwd sends valid stanzas") {
                     Stanza::Keepalive => continue,
+                    Stanza::Generation { generation } => self.generation = Some(generation),
                     s => return Some(s),
                 }
             }
