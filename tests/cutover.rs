@@ -7,8 +7,10 @@
 //! uplink's MAC; routes and sessions untouched) and is active again after
 //! `control.quiet_ms`. A clone cancelled
 //! before the guest moves leaves A active and B in standby. When the guest's
-//! frames reach B's vif, B says `arrived` over the clone session and A drains:
-//! exactly one host is active at every step. Needs root.
+//! frames reach B's vif, B says `arrived` over the clone session and A drains.
+//! When the clone session drops before the guest moves back (a partition), both
+//! hosts are active until the wrapper's `vrfwd ctl drain` on the source breaks
+//! the tie. Needs root.
 mod common;
 
 use common::*;
