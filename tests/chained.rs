@@ -6,15 +6,13 @@
 //! holding its own bytes, and every mbuf must be back in the pool. Before
 //! `Mbuf::share` counted every segment, the first vif to send a frame freed its
 //! tail segments under the other two references: the next frames reused them.
+#[allow(dead_code)] // shared by the in-process loop tests; not each uses every part
+mod rig;
+
+use rig::Rig;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 use vrfwd::config::{Builder, Config, VrBuilder};
-use vrfwd::dataplane::{Clock, Dataplane};
-use vrfwd::dpdk::{self, Eal, Mbuf, Mempool, Port, PortTable, Rcu, TxBuffer};
-use vrfwd::lcore::Worker;
-use vrfwd::stats::LcoreCounters;
+use vrfwd::dpdk::{Mbuf, Mempool};
 use vrfwd_wire::ethernet;
 use vrfwd_wire::MacAddr;
 
@@ -134,54 +132,26 @@ fn a_flooded_jumbo_frame_reaches_every_vif_whole() {
         ));
     }
     let eal_args: Vec<&str> = eal_args.iter().map(String::as_str).collect();
-    let eal = Eal::init(&eal_args).expect("EAL");
-    let config = config();
-    let pool = Mempool::new("chained", MBUFS, 0, 2048 + 128).unwrap();
-    let rcu = Arc::new(Rcu::new(1).unwrap());
-    let ports = config
-        .topology
-        .ports
-        .iter()
-        .map(|p| Some(Port::start(p.device_name().unwrap(), 1, &pool).unwrap()))
-        .collect();
-    let ports = PortTable::new(ports, 1, Arc::clone(&rcu));
-    let (dp, _routes) =
-        Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu).unwrap();
-    let counters = LcoreCounters::new(ports.len(), VIFS, 1);
-    let run_for = |ms: u64| {
-        let quit = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(ms));
-                quit.store(true, Ordering::Relaxed);
-            });
-            let mut reader = rcu.reader(0).unwrap();
-            Worker::new(0, &dp, &ports, &pool, &counters, &config).run(&quit, &mut reader);
-        });
-    };
+    let mut rig = Rig::new(config(), &eal_args, "chained", MBUFS);
     // Batches into the uplink's ring, the lcore flooding each before the next
     // batch allocates (reusing whatever was freed).
     for (b, first) in (0..FRAMES).step_by(BATCH).enumerate() {
-        {
-            let injector = rcu.reader(0).unwrap();
-            let section = injector.section();
-            let mut tx = TxBuffer::default();
-            for f in first..first + BATCH {
-                assert!(tx.push(frame(&pool, f)).is_ok());
-            }
-            let (sent, dropped) = ports.flush(0, 0, &mut tx, &section);
-            assert_eq!((sent, dropped), (BATCH as u32, 0), "batch {b}");
-        }
-        run_for(50);
+        let sent = rig.inject(0, (first..first + BATCH).map(|f| frame(&rig.pool, f)));
+        assert_eq!(sent, (BATCH as u32, 0), "batch {b}");
+        rig.run_for(50);
     }
     assert_eq!(
-        counters.segments[0].flooded.get(),
+        rig.counters.segments[0].flooded.get(),
         FRAMES as u64,
         "every frame flooded"
     );
-    assert_eq!(pool.available(), MBUFS, "every mbuf is back in the pool");
+    assert_eq!(
+        rig.pool.available(),
+        MBUFS,
+        "every mbuf is back in the pool"
+    );
     // Stopping the ports closes the pcap files.
-    drop(ports);
+    rig.stop_ports();
     for v in 0..VIFS {
         let frames = read_pcap(&vif_pcap(v));
         assert_eq!(frames.len(), FRAMES, "vif {v}");
@@ -199,7 +169,6 @@ fn a_flooded_jumbo_frame_reaches_every_vif_whole() {
             }
         }
     }
-    drop(pool);
-    drop(eal);
+    drop(rig);
     let _ = std::fs::remove_dir_all(dir());
 }

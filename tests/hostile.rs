@@ -3,15 +3,13 @@
 //! (loopback: what a port sends comes back on its RX, so floods circulate as in a
 //! switching loop). The lcore must not crash and, after draining, every mbuf must be
 //! back in the pool.
+#[allow(dead_code)] // shared by the in-process loop tests; not each uses every part
+mod rig;
+
+use rig::Rig;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 use vrfwd::config::{Builder, Config, VrBuilder};
-use vrfwd::dataplane::{Clock, Dataplane};
-use vrfwd::dpdk::{self, Burst, Eal, Mempool, Port, PortTable, Rcu, TxBuffer};
-use vrfwd::lcore::Worker;
-use vrfwd::stats::LcoreCounters;
+use vrfwd::dpdk::Burst;
 use vrfwd_wire::ethernet::{self, ethertype};
 use vrfwd_wire::{ipv4, MacAddr};
 
@@ -119,87 +117,55 @@ fn hostile_frames() -> Vec<Vec<u8>> {
 
 #[test]
 fn hostile_frames_neither_crash_nor_leak() {
-    let config = config();
-    let eal = Eal::init(&[
-        "--no-huge",
-        "--no-shconf",
-        "--no-pci",
-        "--file-prefix=vrfwd-hostile",
-        "--log-level=lib.eal:warning",
-        "--vdev=net_ring0",
-        "--vdev=net_ring1",
-        "--vdev=net_ring2",
-    ])
-    .expect("EAL");
-    let pool = Mempool::new("hostile", MBUFS, 0, 2048 + 128).unwrap();
-    let rcu = Arc::new(Rcu::new(1).unwrap());
-    let ports = config
-        .topology
-        .ports
-        .iter()
-        .map(|p| Some(Port::start(p.device_name().unwrap(), 1, &pool).unwrap()))
-        .collect();
-    let ports = PortTable::new(ports, 1, Arc::clone(&rcu));
-    let (dp, _routes) =
-        Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu).unwrap();
-    let counters = LcoreCounters::new(ports.len(), 1, 2);
-    let frames = hostile_frames();
-
-    let run_for = |ms: u64| {
-        let quit = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(ms));
-                quit.store(true, Ordering::Relaxed);
-            });
-            let mut reader = rcu.reader(0).unwrap();
-            Worker::new(0, &dp, &ports, &pool, &counters, &config).run(&quit, &mut reader);
-        });
-    };
+    let rig = Rig::new(
+        config(),
+        &[
+            "--no-huge",
+            "--no-shconf",
+            "--no-pci",
+            "--file-prefix=vrfwd-hostile",
+            "--log-level=lib.eal:warning",
+            "--vdev=net_ring0",
+            "--vdev=net_ring1",
+            "--vdev=net_ring2",
+        ],
+        "hostile",
+        MBUFS,
+    );
     // Inject in ring-sized batches (what up0 or up1 sends loops back to its RX),
     // letting the lcore chew on each batch and on the floods it causes.
-    // The injecting thread reads ports as an RCU reader too, between the runs.
-    for (batch, chunk) in frames.chunks(512).enumerate() {
-        {
-            let injector = rcu.reader(0).unwrap();
-            let section = injector.section();
-            let mut tx = TxBuffer::default();
-            for f in chunk {
-                let mut m = pool.alloc().expect("mbuf");
-                assert!(m.append(f));
-                if let Err(m) = tx.push(m) {
-                    ports.flush(batch % 2 * 2, 0, &mut tx, &section);
-                    assert!(tx.push(m).is_ok());
-                }
-            }
-            ports.flush(batch % 2 * 2, 0, &mut tx, &section);
-        }
-        run_for(100);
+    for (batch, chunk) in hostile_frames().chunks(512).enumerate() {
+        let mbufs = chunk.iter().map(|f| {
+            let mut m = rig.pool.alloc().expect("mbuf");
+            assert!(m.append(f));
+            m
+        });
+        rig.inject(batch % 2 * 2, mbufs);
+        rig.run_for(100);
     }
     // Drain what still circulates, then every mbuf must be home.
-    {
-        let injector = rcu.reader(0).unwrap();
-        let section = injector.section();
+    rig.with_section(|ports, section| {
         let mut burst = Burst::default();
         for _ in 0..100 {
             for p in 0..ports.len() {
-                while ports.rx_burst(p, 0, &mut burst, &section) > 0 {
+                while ports.rx_burst(p, 0, &mut burst, section) > 0 {
                     burst.clear();
                 }
             }
         }
-    }
-    let vr = &counters.vrs[0];
+    });
+    let vr = &rig.counters.vrs[0];
     assert!(
         vr.rx.get() > 0 && vr.forwarded.get() > 0,
         "the VR saw and forwarded traffic"
     );
     assert!(
-        counters.segments[0].dropped[0].get() > 0,
+        rig.counters.segments[0].dropped[0].get() > 0,
         "runts were dropped"
     );
-    assert_eq!(pool.available(), MBUFS, "every mbuf is back in the pool");
-    drop(ports);
-    drop(pool);
-    drop(eal);
+    assert_eq!(
+        rig.pool.available(),
+        MBUFS,
+        "every mbuf is back in the pool"
+    );
 }
