@@ -94,8 +94,8 @@ enum Exit<'d> {
         vm: VrMac,
         reason: PuntReason,
     },
-    Unicast(usize),
-    /// Unicast switched to these ports (an extra MAC several vifs share).
+    /// Unicast switched to these ports (the uplink, or the vifs of an extra MAC;
+    /// never the ingress port).
     Switch(&'d [usize]),
     /// Broadcast or multicast, within the ingress port's storm limit.
     Flood,
@@ -275,10 +275,6 @@ impl<'a> Worker<'a> {
         let counters = &self.counters.segments[segment];
         match exit {
             Exit::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
-            Exit::Unicast(port) => {
-                counters.unicast.inc();
-                self.tx.send(port, m, section);
-            }
             Exit::Switch(ports) => {
                 counters.unicast.inc();
                 let targets = ports.iter().copied().filter(|&p| p != ingress);
@@ -338,7 +334,6 @@ impl<'a> Worker<'a> {
             }
             ethernet::Next::Flood => Exit::Flood,
             ethernet::Next::Switch => match l2::switch(&dp.segments[segment], ingress, eth.dst) {
-                l2::Switched::To(&[port]) => Exit::Unicast(port),
                 l2::Switched::To(ports) => Exit::Switch(ports),
                 l2::Switched::Drop(reason) => Exit::Drop(reason),
             },
