@@ -131,7 +131,13 @@ fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
     );
     assert_eq!(forwarded_from(&a), vec![VR1_ETH1; 5]);
 
-    // 2. A clone cancelled before the guest moves: A stays active, B drops its standby.
+    // 2. A clone session that never completes its sync (nothing listens there) or
+    //    is cancelled before the guest moves: A stays active, B drops its standby.
+    let nowhere = a
+        .try_ctl(&["migrate", "1", "--to", "127.0.0.1:7719"])
+        .expect_err("no host listens there");
+    assert!(nowhere.contains("127.0.0.1:7719"), "{nowhere}");
+    assert_eq!(state(&a), "active");
     let to = format!("127.0.0.1:{B_PORT}");
     a.ctl(&["migrate", "1", "--to", &to]);
     assert_eq!(state(&b), "standby");
