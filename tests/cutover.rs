@@ -74,20 +74,12 @@ fn await_state(t: &Topology, want: &str, within: Duration) {
 
 /// A LAN station (A's sender namespace) forges 5 of QEMU's RARPs for VR 1's MAC.
 fn forge_rarps(a: &Topology) {
-    let pkt = root().join("tests/helpers/pkt.py");
-    let script = pkt.to_str().unwrap();
-    a.exec(
-        "s",
-        &["/usr/bin/python3", script, "rarp", "eth0", VR1_ETH0, "5"],
-    );
+    a.pkt("s", &["rarp", "eth0", VR1_ETH0, "5"]);
 }
 
 /// The same station forges 5 gratuitous ARPs for VR 1's MAC and address.
 fn forge_gratuitous_arps(a: &Topology) {
-    let pkt = root().join("tests/helpers/pkt.py");
-    let script = pkt.to_str().unwrap();
-    let arp = [script, "arp", "eth0", VR1_ETH0, "10.0.1.1", "5"];
-    a.exec("s", &[&["/usr/bin/python3"][..], &arp].concat());
+    a.pkt("s", &["arp", "eth0", VR1_ETH0, "10.0.1.1", "5"]);
 }
 
 /// Sends 5 packets through VR 1 on `a` and returns the source MACs they left with.

@@ -125,11 +125,7 @@ fn forwards_punts_switches_and_isolates() {
             .expect("vif v0")
             .spoofed
     };
-    let pkt = root().join("tests/helpers/pkt.py");
-    let rarp = |mac: &str, count: &str| {
-        let script = pkt.to_str().unwrap();
-        t.exec("g", &["/usr/bin/python3", script, "rarp", "g0", mac, count]);
-    };
+    let rarp = |mac: &str, count: &str| t.pkt("g", &["rarp", "g0", mac, count]);
     let spoofed_before = spoofed(&t);
     let at_sender = t.sniff("s", "eth0", 3, "rarp");
     rarp(VR2_ETH0, "5");

@@ -31,20 +31,11 @@ fn rx_packets(t: &Topology, n: &str, iface: &str) -> u64 {
 /// Runs `pkt.py blast` from VR 1's guest: `count` frames from `src` to broadcast;
 /// returns the seconds the sending took.
 fn blast(t: &Topology, count: u32, src: &str) -> f64 {
-    let pkt = root().join("tests/helpers/pkt.py");
-    let out = t.exec(
-        "g",
-        &[
-            "/usr/bin/python3",
-            pkt.to_str().unwrap(),
-            "blast",
-            "g0",
-            &count.to_string(),
-            src,
-            "ff:ff:ff:ff:ff:ff",
-        ],
-    );
-    out.trim().parse().expect("seconds")
+    let count = count.to_string();
+    t.pkt("g", &["blast", "g0", &count, src, "ff:ff:ff:ff:ff:ff"])
+        .trim()
+        .parse()
+        .expect("seconds")
 }
 
 /// VR 2's neighbour entry for the station, as `vrfwd ctl neighbors 2` shows it.
@@ -94,8 +85,6 @@ fn a_guest_cannot_impersonate_poison_or_flood_another_vr() {
     let at_station = t.sniff("s", "eth0", 12, "udp and src host 10.0.2.2");
     let at_station_forged = t.sniff("s", "eth0", 12, "ether proto 0x88b5 or arp");
     let at_vr2_guest = t.sniff("h", "g0", 12, "ether proto 0x88b5 or arp");
-    let pkt = root().join("tests/helpers/pkt.py");
-    let script = pkt.to_str().unwrap();
     let (phases, storm_s) = std::thread::scope(|s| {
         let victim = s.spawn(|| t.send("q", "eth0", VR2_ETH1, "10.0.1.2", VICTIM_PACKETS, 64));
         std::thread::sleep(Duration::from_millis(500));
@@ -110,10 +99,7 @@ fn a_guest_cannot_impersonate_poison_or_flood_another_vr() {
             (VR1_ETH0, "10.0.1.101"),
             (VR2_ETH0, "10.0.1.101"),
         ] {
-            t.exec(
-                "g",
-                &["/usr/bin/python3", script, "arp", "g0", mac, ip, "5"],
-            );
+            t.pkt("g", &["arp", "g0", mac, ip, "5"]);
         }
         phases.push(t.stats());
         // 3. A different source MAC in every frame (what fills a MAC table).

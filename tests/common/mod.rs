@@ -175,23 +175,16 @@ impl Topology {
         Sniffer(Some(child), lines)
     }
 
-    pub fn send(&self, n: &str, iface: &str, dst_mac: &str, dst_ip: &str, count: u32, ttl: u8) {
+    /// Runs `tests/helpers/pkt.py ARGS` in namespace `n`; returns what it printed.
+    pub fn pkt(&self, n: &str, args: &[&str]) -> String {
         let pkt = root().join("tests/helpers/pkt.py");
-        let count = count.to_string();
-        let ttl = ttl.to_string();
-        self.exec(
-            n,
-            &[
-                "/usr/bin/python3",
-                pkt.to_str().unwrap(),
-                "send",
-                iface,
-                dst_mac,
-                dst_ip,
-                &count,
-                &ttl,
-            ],
-        );
+        let script = pkt.to_str().expect("a UTF-8 path");
+        self.exec(n, &[&["/usr/bin/python3", script][..], args].concat())
+    }
+
+    pub fn send(&self, n: &str, iface: &str, dst_mac: &str, dst_ip: &str, count: u32, ttl: u8) {
+        let (count, ttl) = (count.to_string(), ttl.to_string());
+        self.pkt(n, &["send", iface, dst_mac, dst_ip, &count, &ttl]);
     }
 
     pub fn vr(&self, id: u32) -> vrfwd::stats::VrSnapshot {
