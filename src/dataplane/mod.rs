@@ -122,11 +122,17 @@ impl Vr {
     /// Quiet → active (no word followed the announcement); the guest's next
     /// frame announces the VR again, correcting the switches.
     pub fn unquiet(&self) -> bool {
-        let back = self.transition(VrState::Quiet, VrState::Active);
-        if back {
+        self.activate_unannounced(VrState::Quiet)
+    }
+
+    /// `from` → active by the control side, owing the announcement that the
+    /// guest's next frame on its vif makes an lcore send.
+    fn activate_unannounced(&self, from: VrState) -> bool {
+        let activated = self.transition(from, VrState::Active);
+        if activated {
             self.unannounced.store(true, Ordering::Release);
         }
-        back
+        activated
     }
 
     /// Forgets every neighbour learned or announced (static ones stay).
@@ -149,11 +155,7 @@ impl Vr {
     /// Standby → active from the control side (the guest's agent said hello
     /// here); the guest's next frame on its vif announces the VR.
     pub fn activate_from_session(&self) -> bool {
-        let activated = self.transition(VrState::Standby, VrState::Active);
-        if activated {
-            self.unannounced.store(true, Ordering::Release);
-        }
-        activated
+        self.activate_unannounced(VrState::Standby)
     }
 
     /// Whether an announcement is still owed since [`Vr::activate_from_session`]

@@ -27,7 +27,7 @@ pub fn announces(ethertype: u16, src: MacAddr, a: &Arp) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heard {
     /// The VR is being cloned: it went quiet.
-    Quieted(Event),
+    Quieted { vr: usize },
     /// Active and not being cloned: nothing changed (a forged or unexpected
     /// announcement, counted on the VR).
     Ignored { vr: usize },
@@ -49,7 +49,7 @@ pub fn heard_announcement(dp: &Dataplane, role: PortRole, mac: MacAddr) -> Optio
         return Some(Heard::Ignored { vr: v });
     }
     vr.transition(VrState::Active, VrState::Quiet)
-        .then_some(Heard::Quieted(Event::Quieted { vr: v }))
+        .then_some(Heard::Quieted { vr: v })
 }
 
 /// A frame from `src` arrived on a port of role `role`: if that is a vif and `src`
@@ -150,7 +150,7 @@ mod tests {
         dp.vrs[0].set_cloning(true);
         assert_eq!(
             heard_announcement(dp, uplink, VR1_LAN1_MAC),
-            Some(Heard::Quieted(Event::Quieted { vr: 0 }))
+            Some(Heard::Quieted { vr: 0 })
         );
         assert_eq!(dp.vrs[0].state(), VrState::Quiet);
         assert!(dp.vrs[0].state().anonymous());

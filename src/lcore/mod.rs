@@ -363,7 +363,7 @@ impl<'a> Worker<'a> {
         }
         if migration::announces(eth.ethertype, eth.src, a) {
             match migration::heard_announcement(dp, role, eth.src) {
-                Some(migration::Heard::Quieted(event)) => self.report(event),
+                Some(migration::Heard::Quieted { vr }) => self.report(VrEvent::Quieted { vr }),
                 Some(migration::Heard::Ignored { vr }) => {
                     self.counters.vrs[vr].announcements_ignored.inc()
                 }
