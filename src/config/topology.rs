@@ -403,7 +403,8 @@ impl Resolver<'_> {
         key: &str,
     ) -> Result<Vec<MacAddr>, ConfigError> {
         for &mac in &ifc.extra_macs {
-            if !mac.is_station() || mac == ifc.mac || self.macs.contains(&mac) {
+            // (`macs` holds this interface's own MAC already.)
+            if !mac.is_station() || self.macs.contains(&mac) {
                 return Err(invalid(
                     key,
                     format!("{mac} is not a unicast station address or is an interface's own MAC"),
