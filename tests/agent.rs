@@ -1,7 +1,8 @@
 //! vrfwd-agent in a guest namespace against a running vrfwd: routes installed in
 //! the guest kernel reach the VR's table and the fast path, withdrawals follow,
-//! and a killed and restarted agent resyncs to exactly the kernel's routes while
-//! unchanged prefixes keep forwarding. Needs root.
+//! a killed and restarted agent resyncs to exactly the kernel's routes while
+//! unchanged prefixes keep forwarding, and an agent whose clock steps back a day
+//! still reconnects. Needs root.
 mod common;
 
 use common::*;
@@ -41,6 +42,24 @@ struct Agent(Child);
 
 impl Agent {
     fn start(t: &Topology, config: &std::path::Path) -> Agent {
+        Agent::spawn(t, config, Command::new("ip"))
+    }
+
+    /// The agent under `clock`, its log (without colours) in `log`.
+    fn start_on_clock(
+        t: &Topology,
+        config: &std::path::Path,
+        clock: &SteppedClock,
+        log: &std::path::Path,
+    ) -> Agent {
+        let mut ip = Command::new("ip");
+        ip.envs(clock.env())
+            .env("NO_COLOR", "1")
+            .stderr(std::fs::File::create(log).unwrap());
+        Agent::spawn(t, config, ip)
+    }
+
+    fn spawn(t: &Topology, config: &std::path::Path, mut ip: Command) -> Agent {
         // Built with the workspace, beside the vrfwd binary.
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_vrfwd")).with_file_name("vrfwd-agent");
         assert!(
@@ -48,7 +67,7 @@ impl Agent {
             "{} is missing: build the workspace (cargo build --workspace)",
             bin.display()
         );
-        let child = Command::new("ip")
+        let child = ip
             .args(["netns", "exec", &t.ns("g")])
             .arg(bin)
             .arg("-c")
@@ -69,6 +88,63 @@ impl Drop for Agent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The guest's wall clock as the agent sees it (libfaketime, package faketime):
+/// true at first, stepped at run time by rewriting the offset file; monotonic
+/// time is left alone.
+struct SteppedClock {
+    file: std::path::PathBuf,
+}
+
+impl SteppedClock {
+    const LIB: &'static str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+    fn new(dir: &std::path::Path) -> SteppedClock {
+        assert!(
+            std::path::Path::new(Self::LIB).exists(),
+            "{} is missing: scripts/setup.sh installs faketime",
+            Self::LIB
+        );
+        let clock = SteppedClock {
+            file: dir.join("clock"),
+        };
+        clock.step("+0");
+        clock
+    }
+
+    /// Sets the offset from the true time (libfaketime's syntax: "-1d").
+    fn step(&self, offset: &str) {
+        std::fs::write(&self.file, offset).unwrap();
+    }
+
+    fn env(&self) -> [(&'static str, std::ffi::OsString); 4] {
+        [
+            ("LD_PRELOAD", Self::LIB.into()),
+            ("FAKETIME_TIMESTAMP_FILE", self.file.clone().into()),
+            ("FAKETIME_NO_CACHE", "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+        ]
+    }
+}
+
+/// The agent log's "synced with vrfwd" lines: (timestamp, generation) each.
+fn syncs(log: &std::path::Path) -> Vec<(String, u64)> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("synced with vrfwd"))
+        .map(|l| {
+            let stamp = l.split_whitespace().next().unwrap().to_string();
+            let generation = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("generation="))
+                .expect("the generation is logged")
+                .parse()
+                .unwrap();
+            (stamp, generation)
+        })
+        .collect()
 }
 
 /// Waits until `check` holds (up to 10 s); returns how long it took.
@@ -343,7 +419,7 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
 }
 
 #[test]
-fn agent_resyncs_after_a_host_restart_and_an_outage() {
+fn agent_resyncs_after_a_host_restart_and_an_outage_across_a_clock_step() {
     let mut t = Topology::up_with(
         "vu",
         1,
@@ -361,6 +437,8 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
         "keepalive_ms = 500\nhost_timeout_ms = 2000\nreconnect_max_ms = 500\n",
     );
     let config = files.config.clone();
+    let clock = SteppedClock::new(&files.dir);
+    let log = files.dir.join("agent.log");
     t.exec(
         "g",
         &[
@@ -374,7 +452,7 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
             "static",
         ],
     );
-    let _agent = Agent::start(&t, &config);
+    let _agent = Agent::start_on_clock(&t, &config, &clock, &log);
     let routes = |t: &Topology| {
         t.try_stats()
             .map(|_| t.ctl(&["routes", "1"]))
@@ -390,9 +468,13 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
         routes(&t).contains("10.66.0.0/16 via 10.0.2.2 dev eth1")
     });
 
-    // The host unreachable for longer than the hold time: vrfwd drops the silent
-    // session (idle 2 s), holds (3 s), withdraws the fast path; the agent
-    // reconnects and resyncs once the control link is back.
+    // The guest's clock steps back a day (as after a migration to a host whose
+    // time differs), then the host is unreachable for longer than the hold time:
+    // vrfwd drops the silent session (idle 2 s), holds (3 s), withdraws the fast
+    // path; the agent reconnects and resyncs once the control link is back, its
+    // hello accepted whatever its clock says (the host hands out generations).
+    let before_step = syncs(&log).last().expect("synced").1;
+    clock.step("-1d");
     t.exec("g", &["ip", "link", "set", "ctl0", "down"]);
     eventually_within(
         "withdrawal after the hold time",
@@ -410,6 +492,20 @@ fn agent_resyncs_after_a_host_restart_and_an_outage() {
     );
     t.send("s", "eth0", VR1_ETH0, "10.66.1.1", 3, 64);
     assert!(t.vr(1).forwarded - before >= 3, "the fast path is back");
+    let yesterday = Command::new("date")
+        .args(["-u", "-d", "yesterday", "+%F"])
+        .output()
+        .unwrap();
+    let yesterday = String::from_utf8(yesterday.stdout).unwrap();
+    let (stamp, after_step) = syncs(&log).last().cloned().unwrap();
+    assert!(
+        stamp.starts_with(yesterday.trim()),
+        "the agent's clock was stepped back a day: {stamp}"
+    );
+    assert!(
+        after_step > before_step,
+        "generations go on rising across the step: {before_step} then {after_step}"
+    );
 }
 
 /// FRR's zebra and staticd in a namespace; stopped on drop (zebra then removes
