@@ -57,10 +57,30 @@ def one_run(mode, index, a):
 def row(rec):
     r = rec.get('report')
     if r is None:
-        return f"| {rec['run']} | {rec['mode']} | {rec['started']} | failed: {rec['error']} | | | | | |"
+        return f"| {rec['run']} | {rec['mode']} | {rec['started']} | failed: {rec['error']} | | | | | | | |"
     gap = f"{r['longest_gap_ms']} ms at {r['longest_gap_at_s']} s"
     return (f"| {rec['run']} | {rec['mode']} | {rec['started']} | {r['sent']} | {r['lost']} | "
-            f"{r['duplicates']} | {r['reordered']} | {gap} | {r['migration_s']} |")
+            f"{r['duplicates']} | {r['reordered']} | {gap} | {r['migration_s']} | {path(r)} | {gap_drops(r)} |")
+
+
+def path(r):
+    """The stream's hops after the hosts (testbed/xen/hops.py), LAN 2's other
+    frames included: into the switch from both hosts → out to the neighbour →
+    forwarded by it → the receiver's UDP."""
+    p = r.get('hops', {}).get('path')
+    if not p:
+        return '-'
+    return ' → '.join(str(p[k]) for k in ('lan2_from_hosts', 'lan2_to_neighbor', 'neighbor_forwarded',
+                                          'receiver_udp'))
+
+
+def gap_drops(r):
+    """What the outer kernel dropped (IPv4) during the longest gap, by function and reason."""
+    k = r.get('kernel_drops', {})
+    if not k.get('available'):
+        return '-'
+    drops = k['in_windows'][0]['drops'] if k['in_windows'] else {}
+    return ', '.join(f'{n} × {w}' for w, n in drops.items()) or 'none'
 
 
 def write(recs, a):
@@ -76,11 +96,16 @@ def write(recs, a):
         '(vrfwd mode: through `hooks/vrfwd-migrate`; stock: Xen\'s bridges). Lost =',
         'sent − received once; gaps are the longest silence at the receiver, seconds',
         'after the migration command started. Failed runs are listed with why.',
+        'Path: the frames LAN 2\'s switch took from both hosts → sent to the neighbour',
+        '→ the neighbour forwarded → the receiver\'s UDP took in (OSPF and ARP',
+        'included); drops in the gap: every IPv4 packet the outer kernel freed as',
+        'dropped (skb:kfree_skb) in the longest gap ± 0.2 s.',
         '',
         f'Machine: {machine()}. Runs started {recs[0]["started"] if recs else "-"} UTC.',
         '',
-        '| run | mode | started (UTC) | sent | lost | duplicated | reordered | longest gap | migration s |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| run | mode | started (UTC) | sent | lost | duplicated | reordered | longest gap | migration s '
+        '| path | drops in the gap |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
         *[row(r) for r in recs],
         '',
         f'xen: runs={runs} vrfwd_lost={total("vrfwd", "lost")} '

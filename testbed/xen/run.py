@@ -39,6 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from migration import ROOT, bridge, kill_netns, log, run, spawn, stop, veth, wait_for  # noqa: E402
+from hops import DropTrace, FdbMonitor, HopCounters  # noqa: E402
 
 HOSTS = {'A': '10.99.0.11', 'B': '10.99.0.12'}
 CONTROL_PORT = 7010  # the guest's agent.toml and the hosts' clone sessions
@@ -77,6 +78,7 @@ class XenTestbed:
         self.share = os.path.join(self.work, 'share')
         self.ns = {n: f'{self.p}{n}' for n in ('sw', 'snd', 'rcv', 'b')}
         self.procs = {}
+        self.evidence = []  # the FdbMonitor and DropTrace of a migration, stopped in down()
 
     # ---- images and share -------------------------------------------------------
     def build(self):
@@ -177,6 +179,9 @@ on_crash = "preserve"
                 run('ip', '-n', sw, 'link', 'set', tap, 'up')
 
     def down(self):
+        for e in self.evidence:
+            e.stop() if isinstance(e, FdbMonitor) else e.remove()
+        self.evidence.clear()
         for p in list(self.procs.values()):
             stop(p, wait=10)
         self.procs.clear()
@@ -344,6 +349,25 @@ on_crash = "preserve"
         return {'outer_backlog_dropped': backlog, 'neighbor_links': links(self.ns['b']),
                 'receiver_links': links(self.ns['rcv']), 'receiver_udp': dict(zip(*udp)) if len(udp) == 2 else {}}
 
+    def mac(self, n, ifname):
+        out = subprocess.run(['ip', '-n', self.ns[n], '-j', 'link', 'show', ifname], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)[0]['address']
+
+    def hop_summary(self, d):
+        """The stream's path hop by hop over the migration (with the few frames of
+        OSPF and ARP that share it), then every other counter that moved."""
+        p = self.p
+        path = {'lan2_from_hosts': d.get(f'sw:{p}A2.rx_packets', 0) + d.get(f'sw:{p}B2.rx_packets', 0),
+                'lan2_to_neighbor': d.get('sw:nbr.tx_packets', 0),
+                'neighbor_eth0_rx': d.get('b:eth0.rx_packets', 0),
+                'neighbor_ip_in': d.get('b:Ip.InReceives', 0),
+                'neighbor_forwarded': d.get('b:Ip.ForwDatagrams', 0),
+                'neighbor_to_receiver': d.get('b:nbr0.tx_packets', 0),
+                'receiver_rx': d.get('rcv:eth0.rx_packets', 0),
+                'receiver_udp': d.get('rcv:Udp.InDatagrams', 0)}
+        return {'path': path, 'moved': d}
+
     def migrate(self):
         a = self.a
         vrfwd = a.mode == 'vrfwd'
@@ -359,6 +383,12 @@ on_crash = "preserve"
         lan1 = os.path.join(self.work, 'lan1-{}.pcap')
         captures = [spawn('tcpdump', '-i', f'{self.p}{h}1', '-Q', 'in', '-n', '-s', '96', '-w', lan1.format(h),
                           f'ether src {MACS[0]} or arp or ether proto 0x8035', ns=self.ns['sw']) for h in HOSTS]
+        # Every hop after the hosts: counters, the switch's beliefs, the kernel's drops.
+        hops = HopCounters(self.ns)
+        hops_before = hops.read()
+        fdb = FdbMonitor(self.ns['sw'], MACS[:2] + [self.mac('b', 'eth0'), self.mac('snd', 'eth0')])
+        trace = DropTrace(f'vrfwd-xen-{self.p}')
+        self.evidence += [fdb, trace]
         seconds = a.seconds
         receiver = spawn(a.stream, 'receive', '--port', '5001', '--seconds', seconds + 5, '--silence-s', 60,
                          ns=self.ns['rcv'], out=subprocess.PIPE)
@@ -372,7 +402,7 @@ on_crash = "preserve"
                    f'--xl-transport "{transport}" {DOMAIN} {HOSTS["B"]}')
         else:
             cmd = f'xl migrate -s "" {DOMAIN} "{transport}"'
-        t = time.time()
+        t, t_mono = time.time(), time.monotonic()
         rec['migrate_output'] = self.dom0('A', cmd, timeout=900).strip().splitlines()[-5:]
         rec['migration_s'] = round(time.time() - t, 1)
         rec['migration_unix'] = (t, time.time())
@@ -400,6 +430,12 @@ on_crash = "preserve"
                              for g in sorted(r['gaps'], key=lambda g: -g[1])[:5]]})
         after = {h: self.counters(h) for h in HOSTS}
         after['path'] = self.path_drops()
+        rec['hops'] = self.hop_summary(HopCounters.delta(hops_before, hops.read()))
+        rec['fdb'] = [(round(ts - t, 3), line) for ts, line in fdb.stop()]
+        # The longest gap first (the receiver lists only its first silences).
+        gaps = [(rec['longest_gap_at_s'], rec['longest_gap_ms'])] + rec['gaps']
+        rec['kernel_drops'] = trace.stop(t_mono, [(s - 0.2, s + ms / 1000 + 0.2) for s, ms in gaps])
+        self.evidence.clear()
         rec['counters'] = {'before': before, 'after': after}
         rec['domain_on_B'] = DOMAIN in self.dom0('B', 'xl list')
         rec['domain_on_A'] = DOMAIN in self.dom0('A', 'xl list')
