@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 /// Packets per RX burst (as l3fwd's MAX_PKT_BURST).
 pub const BURST_SIZE: usize = 32;
 /// Packets a TX buffer holds before it is flushed.
-const TX_BUFFER_SIZE: usize = 2 * BURST_SIZE;
+pub(super) const TX_BUFFER_SIZE: usize = 2 * BURST_SIZE;
 
 /// One owned reference to a single-segment or chained DPDK mbuf.
 #[repr(transparent)]
@@ -103,6 +103,31 @@ impl Mbuf {
         Ok(())
     }
 
+    /// A fresh mbuf's whole data room, from the data offset to the buffer's end,
+    /// for a receive to write into; [`Mbuf::set_len`] then says how much it wrote.
+    pub(super) fn room(&mut self) -> &mut [u8] {
+        let m = self.raw();
+        let (addr, off, len) = (
+            m.buf_addr as *mut u8,
+            m.data_off as usize,
+            (m.buf_len - m.data_off) as usize,
+        );
+        debug_assert!(!self.is_shared() && !self.is_chained() && m.data_len == 0);
+        // SAFETY: buf_addr + data_off .. buf_len lies inside the mbuf's buffer, and
+        // a fresh mbuf's buffer is ours alone (refcnt 1, one segment).
+        unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
+    }
+
+    /// Sets a one-segment mbuf's length to `len` bytes of its room (what a
+    /// receive wrote there).
+    pub(super) fn set_len(&mut self, len: u16) {
+        // SAFETY: we own the only reference; the fields are plain integers.
+        let m = unsafe { self.0.as_mut() };
+        debug_assert!(m.nb_segs == 1 && len <= m.buf_len - m.data_off);
+        m.data_len = len;
+        m.pkt_len = len as u32;
+    }
+
     /// Appends `bytes` to the packet's last segment (used to build frames in tests
     /// and benchmarks). Returns false if it has no room.
     pub fn append(&mut self, bytes: &[u8]) -> bool {
@@ -171,6 +196,14 @@ impl Burst {
             .iter_mut()
             .for_each(|s| drop(s.take()));
         self.len = 0;
+    }
+
+    /// Adds `m` after the packets already in the burst (dropped if it is full).
+    pub(super) fn push(&mut self, m: Mbuf) {
+        if let Some(slot) = self.slots.get_mut(self.len) {
+            *slot = Some(m);
+            self.len += 1;
+        }
     }
 
     /// Raw slot array for rx_burst; the burst must be empty.

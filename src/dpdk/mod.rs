@@ -1,5 +1,6 @@
 //! The only module of vrfwd that contains `unsafe`: small safe wrappers over the raw
-//! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, RCU), the huge-page-backed arrays the route tables live in, and
+//! `dpdk-sys` bindings (EAL, lcores, mempool, ports, mbufs, RCU), the huge-page-backed arrays the route tables live in,
+//! the AF_PACKET sockets and epoll set that carry vifs outside DPDK's port table, and
 //! the one socket option std cannot read yet (a Unix socket peer's credentials). Everything above this module is safe Rust.
 //!
 //! Rules kept here: every `unsafe` block says why it is sound (`// SAFETY:`); the
@@ -11,6 +12,7 @@ mod mbuf;
 mod memory;
 mod mempool;
 mod os;
+mod packet;
 mod port;
 mod rcu;
 
@@ -19,6 +21,7 @@ pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
 pub use os::{euid, peer_cred, set_thread_niceness, PeerCred};
+pub use packet::{PacketError, PacketSocket, Poller, Received};
 pub use port::{AttachError, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 

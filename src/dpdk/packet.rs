@@ -1,0 +1,334 @@
+//! Vifs outside DPDK's port table: a raw AF_PACKET socket bound to one Linux
+//! interface, read and written a burst at a time (`recvmmsg`/`sendmmsg`) straight
+//! into and out of mbufs, and an epoll set that says which of many sockets have
+//! frames waiting.
+//!
+//! Debian's DPDK has 32 ports and a host has up to 2000 vifs; a vif carries only
+//! its guest's own traffic and the slow path, so it needs neither a DPDK port nor
+//! a ring of its own (docs/architecture.md, "Vifs"). A [`PacketSocket`] keeps
+//! frames in the kernel's socket buffer (bounded by `SO_RCVBUF`, charged only
+//! while frames wait): an idle vif costs a file descriptor. A [`Poller`] wakes
+//! its thread only for the sockets that have frames, so the cost of a wake-up
+//! follows the busy vifs, not all of them.
+use super::mbuf::TX_BUFFER_SIZE;
+use super::{Burst, Mempool, TxBuffer, BURST_SIZE};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Why a socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("no interface named {0:?}")]
+    NoInterface(String),
+    #[error("{call} for {iface}: {source}")]
+    Sys {
+        call: &'static str,
+        iface: String,
+        source: io::Error,
+    },
+}
+
+/// A raw AF_PACKET socket on one interface: every frame the interface receives
+/// (promiscuous), none of those this host sends on it.
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: u32,
+}
+
+/// What one receive call did: frames put into the burst, and frames that did
+/// not fit an mbuf (dropped, the caller counts them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    pub frames: usize,
+    pub truncated: usize,
+}
+
+impl PacketSocket {
+    /// Opens a socket on interface `iface` whose receive buffer holds
+    /// `rcvbuf` bytes of waiting frames.
+    pub fn open(iface: &str, rcvbuf: usize) -> Result<PacketSocket, PacketError> {
+        let sys = |call| {
+            let iface = iface.to_owned();
+            move |source| PacketError::Sys {
+                call,
+                iface,
+                source,
+            }
+        };
+        let name = CString::new(iface).map_err(|_| PacketError::NoInterface(iface.into()))?;
+        // SAFETY: a valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(PacketError::NoInterface(iface.into()));
+        }
+        // Protocol 0: the socket receives nothing until bind() names the interface,
+        // so no other interface's frame is ever queued on it.
+        // SAFETY: plain syscall; the fd it returns is owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(sys("socket")(io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = PacketSocket { fd, ifindex };
+        s.set(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)
+            .map_err(sys("PACKET_IGNORE_OUTGOING"))?;
+        s.set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &(rcvbuf as i32))
+            .or_else(|_| s.set(libc::SOL_SOCKET, libc::SO_RCVBUF, &(rcvbuf as i32)))
+            .map_err(sys("SO_RCVBUF"))?;
+        let promisc = libc::packet_mreq {
+            mr_ifindex: ifindex as i32,
+            mr_type: libc::PACKET_MR_PROMISC as u16,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        s.set(libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &promisc)
+            .map_err(sys("PACKET_ADD_MEMBERSHIP"))?;
+        s.bind().map_err(sys("bind"))?;
+        Ok(s)
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    fn set<T>(&self, level: i32, name: i32, value: &T) -> io::Result<()> {
+        // SAFETY: `value` is valid for reads of size_of::<T>() bytes, the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                (value as *const T).cast(),
+                std::mem::size_of::<T>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn bind(&self) -> io::Result<()> {
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = self.ifindex as i32;
+        // SAFETY: `addr` is a valid sockaddr_ll of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Receives up to a burst of waiting frames into mbufs from `pool`, straight
+    /// into their data rooms; `burst` must be empty. Never blocks. A frame larger
+    /// than an mbuf's room is dropped and counted in [`Received::truncated`].
+    pub fn rx_burst(&self, pool: &Mempool, burst: &mut Burst) -> io::Result<Received> {
+        let mut mbufs: [Option<super::Mbuf>; BURST_SIZE] = std::array::from_fn(|_| None);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; BURST_SIZE];
+        let mut n = 0;
+        for (slot, v) in mbufs.iter_mut().zip(iov.iter_mut()) {
+            let Some(mut m) = pool.alloc() else { break };
+            let room = m.room();
+            *v = libc::iovec {
+                iov_base: room.as_mut_ptr().cast(),
+                iov_len: room.len(),
+            };
+            *slot = Some(m);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(Received::default());
+        }
+        // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
+        let mut msgs: [libc::mmsghdr; BURST_SIZE] = unsafe { std::mem::zeroed() };
+        for (msg, v) in msgs.iter_mut().zip(iov.iter_mut()).take(n) {
+            msg.msg_hdr.msg_iov = v;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs[..n]` each point to one iovec into an mbuf we own, valid for
+        // writes of its length until the mbufs are dropped after this call.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(Received::default()),
+                _ => Err(e),
+            };
+        }
+        let mut out = Received::default();
+        for (msg, slot) in msgs.iter().zip(mbufs.iter_mut()).take(got as usize) {
+            let mut m = slot.take().expect("an mbuf per message");
+            if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                out.truncated += 1;
+                continue;
+            }
+            m.set_len(msg.msg_len as u16);
+            burst.push(m);
+            out.frames += 1;
+        }
+        Ok(out)
+    }
+
+    /// Sends what `buffer` holds, one frame per mbuf (segments gathered); never
+    /// blocks. Returns (sent, dropped): what the socket would not take now is
+    /// freed, as a PMD's full ring drops it.
+    pub fn flush(&self, buffer: &mut TxBuffer) -> (u32, u32) {
+        let fd = self.fd.as_raw_fd();
+        buffer.flush(|mbufs, count| {
+            // SAFETY: TxBuffer::flush passes its `count` live mbuf pointers.
+            let mbufs = unsafe { std::slice::from_raw_parts(mbufs, count as usize) };
+            let sent = send_mbufs(fd, mbufs);
+            // The kernel copied the first `sent` frames; TxBuffer forgets its
+            // references to exactly those, so they are freed here, once.
+            for &m in &mbufs[..sent] {
+                // SAFETY: a live mbuf whose only reference TxBuffer gives up.
+                unsafe { dpdk_sys::rte_pktmbuf_free(m) };
+            }
+            sent as u16
+        })
+    }
+}
+
+/// Segments gathered per frame (a jumbo frame chained by the PMD that received it).
+const MAX_SEGMENTS: usize = 8;
+
+/// `sendmmsg` of `mbufs` on `fd`; returns how many the kernel took. A frame of
+/// more than [`MAX_SEGMENTS`] segments goes out truncated to them (never more
+/// than the chain holds).
+fn send_mbufs(fd: RawFd, mbufs: &[*mut dpdk_sys::rte_mbuf]) -> usize {
+    let count = mbufs.len().min(TX_BUFFER_SIZE);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; TX_BUFFER_SIZE * MAX_SEGMENTS];
+    // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
+    let mut msgs: [libc::mmsghdr; TX_BUFFER_SIZE] = unsafe { std::mem::zeroed() };
+    for (i, (&m, msg)) in mbufs.iter().zip(msgs.iter_mut()).enumerate() {
+        let frame = &mut iov[i * MAX_SEGMENTS..(i + 1) * MAX_SEGMENTS];
+        let mut segs = 0;
+        let mut seg = m;
+        while !seg.is_null() && segs < MAX_SEGMENTS {
+            // SAFETY: `seg` is a live segment of a chain TxBuffer owns.
+            let s = unsafe { &*seg };
+            frame[segs] = libc::iovec {
+                // SAFETY: buf_addr + data_off .. + data_len lies inside its buffer.
+                iov_base: unsafe { (s.buf_addr as *mut u8).add(s.data_off as usize) }.cast(),
+                iov_len: s.data_len as usize,
+            };
+            segs += 1;
+            seg = s.next;
+        }
+        msg.msg_hdr.msg_iov = frame.as_mut_ptr();
+        msg.msg_hdr.msg_iovlen = segs;
+    }
+    // SAFETY: every message points to iovecs over live mbuf data, read-only for
+    // the kernel; the socket is bound, so no address is needed.
+    let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), count as u32, libc::MSG_DONTWAIT) };
+    sent.max(0) as usize
+}
+
+/// An epoll set of sockets, each known by a token; level-triggered, so a socket
+/// left with frames after a burst wakes the next wait again.
+pub struct Poller {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Poller {
+    /// A set that reports up to `max_ready` sockets per wait.
+    pub fn new(max_ready: usize) -> io::Result<Poller> {
+        // SAFETY: plain syscall; the fd it returns is owned below.
+        let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Poller {
+            // SAFETY: a fresh descriptor nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_ready.max(1)],
+        })
+    }
+
+    /// Watches `socket` for frames, reported as `token`.
+    pub fn add(&self, socket: &impl AsRawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, socket.as_raw_fd(), token)
+    }
+
+    /// Stops watching `socket`.
+    pub fn remove(&self, socket: &impl AsRawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, socket.as_raw_fd(), 0)
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open; `ev` is valid for the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for sockets with frames; returns their tokens.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<impl Iterator<Item = u64> + '_> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `events` is valid for writes of its length, the count passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as i32,
+                ms,
+            )
+        };
+        let n = match n {
+            n if n >= 0 => n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                0
+            }
+        };
+        Ok(self.events[..n].iter().map(|e| e.u64))
+    }
+}
+
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
