@@ -23,6 +23,8 @@ pub enum ApplianceError {
     Dpdk(#[from] DpdkError),
     #[error("port {port}: {source}")]
     Port { port: String, source: DpdkError },
+    #[error("port table: {0}")]
+    Ports(#[from] crate::dpdk::AttachError),
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error(transparent)]
@@ -102,7 +104,7 @@ fn run_on(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu));
+    let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu))?;
     let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
     let dp = Arc::new(dp);
     let counters: Vec<LcoreCounters> = (0..lcores)

@@ -163,19 +163,42 @@ fn two_lcores_share_the_ports() {
     assert!(t.vr(1).forwarded >= 100);
 }
 
-/// A vif without a configured device (a Xen vif or QEMU tap that appears when the
-/// guest is created or migrates in) is attached and detached while the lcores run.
-#[test]
-fn a_vif_is_attached_and_detached_at_run_time() {
-    let mut t = Topology::up("va", 2);
+/// Topology `prefix` with 2 lcores whose VR 1 eth0 vif (`{prefix}v0`) has no
+/// device in the config, attached at run time by `driver`; started.
+fn without_vif_device(prefix: &str, driver: &str) -> Topology {
+    let mut t = Topology::up(prefix, 2);
     let text = std::fs::read_to_string(&t.config).unwrap();
     let device = text
         .lines()
-        .find(|l| l.starts_with("device = \"net_af_packetvav0,"))
+        .find(|l| l.starts_with(&format!("device = \"net_af_packet{prefix}v0,")))
         .expect("VR 1 eth0's vif in the config")
         .to_owned();
-    std::fs::write(&t.config, text.replace(&device, "")).unwrap();
+    let default = "driver = \"socket\"";
+    assert!(text.contains(default), "the [attach] table in the config");
+    let text = text
+        .replace(&device, "")
+        .replace(default, &format!("driver = \"{driver}\""));
+    std::fs::write(&t.config, text).unwrap();
     t.start();
+    t
+}
+
+/// Whether VR 1's guest answers a ping from the sender.
+fn guest_answers(t: &Topology) -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &t.ns("s")])
+        .args(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.1"])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A vif without a configured device (a Xen vif or QEMU tap that appears when the
+/// guest is created or migrates in) is attached and detached while the lcores run,
+/// as vrfwd's own sockets (the default: no DPDK port).
+#[test]
+fn a_vif_is_attached_and_detached_at_run_time() {
+    let t = without_vif_device("va", "socket");
     let ports = t.ctl(&["ports"]);
     assert!(
         ports
@@ -183,14 +206,6 @@ fn a_vif_is_attached_and_detached_at_run_time() {
             .any(|l| l.contains("vif of red eth0") && l.ends_with(" -")),
         "{ports}"
     );
-    let guest_answers = |t: &Topology| {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &t.ns("s")])
-            .args(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.1"])
-            .status()
-            .unwrap()
-            .success()
-    };
     assert!(!guest_answers(&t), "no vif yet: the guest is unreachable");
     // ... but its address resolves: vrfwd answers ARP for an active VR itself.
     let neigh = t.exec("s", &["ip", "neigh", "show", "10.0.1.1"]);
@@ -258,4 +273,26 @@ fn a_vif_is_attached_and_detached_at_run_time() {
     t.ctl(&["detach", "vav0"]);
     assert!(!guest_answers(&t), "detached again");
     assert_eq!(t.stats().lcores.len(), 2);
+}
+
+/// With `[attach] driver = "af_packet"` a vif is plugged in as a DPDK port
+/// instead (at most RTE_MAX_ETHPORTS of them), and unplugged again.
+#[test]
+fn a_vif_is_attached_through_a_pmd_when_configured() {
+    let t = without_vif_device("vp", "af_packet");
+    assert!(!guest_answers(&t));
+    let reply = t.ctl(&["attach", "red", VR1_ETH0, "vpv0"]);
+    assert!(reply.contains("attached vpv0"), "{reply}");
+    assert!(
+        guest_answers(&t),
+        "the guest answers through the PMD's port"
+    );
+    let ports = t.stats().ports;
+    let pmd = ports.iter().find(|p| p.name == "v0").and_then(|p| p.pmd);
+    assert!(
+        pmd.is_some_and(|s| s.rx_packets > 0),
+        "a DPDK port, counting in its PMD: {pmd:?}"
+    );
+    assert!(t.ctl(&["detach", "vpv0"]).contains("detached vpv0"));
+    assert!(!guest_answers(&t), "unplugged");
 }

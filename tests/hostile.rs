@@ -148,7 +148,7 @@ fn hostile_frames_neither_crash_nor_leak() {
         let mut burst = Burst::default();
         for _ in 0..100 {
             for p in 0..ports.len() {
-                while ports.rx_burst(p, 0, &mut burst, section) > 0 {
+                while ports.rx_burst(p, 0, &mut burst, &rig.pool, section) > 0 {
                     burst.clear();
                 }
             }

@@ -4,7 +4,7 @@
 //! cut; the epoll set reports exactly the sockets with frames waiting. Needs root.
 use std::process::Command;
 use std::time::Duration;
-use vrfwd::dpdk::{Burst, Eal, Mempool, PacketError, PacketSocket, Poller, TxBuffer};
+use vrfwd::dpdk::{Burst, Eal, Mempool, PacketError, PacketSocket, Poller, Ready, TxBuffer};
 
 /// A veth pair (MTU 9000) in the test's own namespace-free names; deleted on drop.
 struct Veth(&'static str, &'static str);
@@ -74,11 +74,12 @@ fn vif_sockets_carry_whole_frames_and_report_readiness() {
     ));
     let a = PacketSocket::open(veth.0, 1 << 20).expect("socket on a");
     let b = PacketSocket::open(veth.1, 1 << 20).expect("socket on b");
-    let mut poller = Poller::new(8).unwrap();
+    let poller = Poller::new().unwrap();
+    let mut ready = Ready::new(8);
     poller.add(&a, 1).unwrap();
     poller.add(&b, 2).unwrap();
     assert_eq!(
-        poller.wait(Duration::from_millis(50)).unwrap().count(),
+        poller.wait(&mut ready, Duration::from_millis(50)).count(),
         0,
         "nothing waits yet"
     );
@@ -92,8 +93,8 @@ fn vif_sockets_carry_whole_frames_and_report_readiness() {
     tx.push(frame(&pool, 1514, 4)).ok().unwrap();
     assert_eq!(a.flush(&mut tx), (3, 0));
 
-    let ready: Vec<u64> = poller.wait(Duration::from_secs(1)).unwrap().collect();
-    assert_eq!(ready, [2], "only b has frames: a never reads what it sent");
+    let woke: Vec<u64> = poller.wait(&mut ready, Duration::from_secs(1)).collect();
+    assert_eq!(woke, [2], "only b has frames: a never reads what it sent");
     let (frames, truncated) = receive(&b, &pool, 3);
     assert_eq!(truncated, 0);
     let lens: Vec<usize> = frames.iter().map(Vec::len).collect();
@@ -111,7 +112,7 @@ fn vif_sockets_carry_whole_frames_and_report_readiness() {
     assert_eq!(b.flush(&mut tx), (1, 0));
     assert_eq!(receive(&a, &pool, 1), (Vec::new(), 1));
     assert_eq!(
-        poller.wait(Duration::from_millis(50)).unwrap().count(),
+        poller.wait(&mut ready, Duration::from_millis(50)).count(),
         0,
         "all read"
     );

@@ -11,7 +11,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use vrfwd::config::{Builder, TableSize, VrBuilder};
+use vrfwd::config::{AttachDriver, Builder, TableSize, VrBuilder};
 
 #[derive(Parser)]
 #[command(about = "Write a vrfwd configuration (for testbeds)")]
@@ -30,9 +30,10 @@ struct Args {
     eal_args: Vec<String>,
     #[arg(long)]
     mbufs: Option<u32>,
-    /// Extra device arguments of vifs attached at run time.
+    /// DRIVER[,ARGS]: vifs attached at run time through a PMD (af_packet or
+    /// af_xdp) with device arguments, instead of vrfwd's own sockets.
     #[arg(long)]
-    attach_args: Option<String>,
+    attach_pmd: Option<String>,
     /// KEY=VALUE: a dotted key and a TOML value, e.g. control.hold_time_s=90.
     #[arg(long = "set")]
     sets: Vec<String>,
@@ -79,8 +80,14 @@ fn main() -> Result<()> {
     if let Some(n) = a.mbufs {
         b = b.mbufs(n);
     }
-    if let Some(args) = &a.attach_args {
-        b = b.attach_args(args);
+    if let Some(pmd) = &a.attach_pmd {
+        let (driver, args) = pmd.split_once(',').unwrap_or((pmd, ""));
+        let driver = match driver {
+            "af_packet" => AttachDriver::AfPacket,
+            "af_xdp" => AttachDriver::AfXdp,
+            other => bail!("--attach-pmd: {other:?} is not af_packet or af_xdp"),
+        };
+        b = b.attach_pmd(driver, args);
     }
     for port in &a.ports {
         b = match port.split_once('=') {

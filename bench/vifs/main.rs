@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vrfwd::dpdk::{Burst, Eal, Mempool, PacketSocket, Poller, TxBuffer, BURST_SIZE};
+use vrfwd::dpdk::{Burst, Eal, Mempool, PacketSocket, Poller, Ready, TxBuffer, BURST_SIZE};
 
 #[derive(Parser)]
 struct Args {
@@ -131,13 +131,14 @@ const BUDGET: usize = 8;
 
 /// Receives from every socket the epoll set reports until `stop`; frames counted.
 fn serve(sockets: &[PacketSocket], pool: &Mempool, stop: &AtomicBool, got: &AtomicU64) {
-    let mut poller = Poller::new(64).expect("epoll");
+    let poller = Poller::new().expect("epoll");
+    let mut ready = Ready::new(64);
     for (i, s) in sockets.iter().enumerate() {
         poller.add(s, i as u64).expect("epoll add");
     }
     let mut burst = Burst::default();
     while !stop.load(Ordering::Relaxed) {
-        for token in poller.wait(Duration::from_millis(10)).expect("epoll") {
+        for token in poller.wait(&mut ready, Duration::from_millis(10)) {
             for _ in 0..BUDGET {
                 let r = sockets[token as usize]
                     .rx_burst(pool, &mut burst)

@@ -5,9 +5,9 @@
 //! or PCI, EAL files named per instance, quiet EAL logs, 8191 mbufs.
 use super::{invalid, Config};
 use super::{
-    AttachConfig, ConfigError, ControlConfig, File, FloodConfig, HostLimits, IdleConfig,
-    InterfaceConfig, MempoolConfig, NeighborConfig, PortConfig, RouteConfig, SegmentConfig,
-    TableSize, Timers, VrConfig,
+    AttachConfig, AttachDriver, ConfigError, ControlConfig, File, FloodConfig, HostLimits,
+    IdleConfig, InterfaceConfig, MempoolConfig, NeighborConfig, PortConfig, RouteConfig,
+    SegmentConfig, TableSize, Timers, VrConfig,
 };
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -86,9 +86,13 @@ impl Builder {
         self
     }
 
-    /// Extra device arguments for vifs attached at run time.
-    pub fn attach_args(mut self, args: &str) -> Self {
-        self.file.attach.args = args.to_owned();
+    /// Vifs attached at run time through a PMD (`driver`) with extra device
+    /// arguments, instead of vrfwd's own sockets.
+    pub fn attach_pmd(mut self, driver: AttachDriver, args: &str) -> Self {
+        self.file.attach = AttachConfig {
+            driver,
+            args: args.to_owned(),
+        };
         self
     }
 

@@ -346,29 +346,35 @@ fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or_default()
 }
 
-/// How a vif is attached at run time: the PMD that opens the kernel netdev.
+/// How a vif is attached at run time: vrfwd's own AF_PACKET sockets (no DPDK
+/// port, so no port limit: docs/architecture.md, "Vifs"), or a PMD that opens
+/// the kernel netdev as a DPDK port.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttachConfig {
     pub driver: AttachDriver,
-    /// Extra device arguments, e.g. `framecnt=4096` (af_packet's ring size).
+    /// Extra device arguments for a PMD, e.g. `framecnt=4096` (af_packet's ring
+    /// size); none for sockets.
     pub args: String,
 }
 
-/// PMDs that open a kernel netdev.
+/// What opens a kernel netdev as a vif.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AttachDriver {
+    /// vrfwd's own AF_PACKET sockets, outside DPDK's port table.
     #[default]
+    Socket,
     AfPacket,
     AfXdp,
 }
 
 impl AttachConfig {
     /// The `--vdev` string that opens kernel netdev `netdev` as port `index` with
-    /// `queues` queue pairs (one per lcore).
-    pub fn device(&self, index: usize, netdev: &str, queues: u16) -> String {
+    /// `queues` queue pairs (one per lcore); None when sockets open it.
+    pub fn device(&self, index: usize, netdev: &str, queues: u16) -> Option<String> {
         let mut d = match self.driver {
+            AttachDriver::Socket => return None,
             AttachDriver::AfPacket => {
                 format!("net_af_packet_vif{index},iface={netdev},qpairs={queues}")
             }
@@ -380,7 +386,7 @@ impl AttachConfig {
             d.push(',');
             d.push_str(&self.args);
         }
-        d
+        Some(d)
     }
 }
 
@@ -467,7 +473,7 @@ struct NeighborConfig {
 /// Most VRs, interfaces per VR and ports one instance handles.
 pub const MAX_VRS: usize = 1024;
 pub const MAX_INTERFACES: usize = 64;
-pub const MAX_PORTS: usize = 1024;
+pub const MAX_PORTS: usize = 4096;
 
 impl Config {
     /// Reads and validates a configuration file.
@@ -515,6 +521,12 @@ impl File {
         }
         group_id(self.socket_group.as_deref())?;
         self.control.validate()?;
+        if self.attach.driver == AttachDriver::Socket && !self.attach.args.is_empty() {
+            return Err(invalid(
+                "attach.args",
+                "device arguments are for a PMD (driver = \"af_packet\" or \"af_xdp\"), not sockets",
+            ));
+        }
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
         }
@@ -639,9 +651,24 @@ pub(crate) mod tests {
         let c =
             Config::parse(&EXAMPLE.replace("device = \"net_af_packet1,iface=vif1\"", "")).unwrap();
         assert_eq!(c.topology.ports[1].device, None);
+        // By default vrfwd's own sockets open it: no DPDK device.
+        assert_eq!(c.attach.device(1, "vif5.0", 2), None);
+        let pmd = Config::parse(&EXAMPLE.replace(
+            "via = \"10.0.1.2\"",
+            "via = \"10.0.1.2\"\n[attach]\ndriver = \"af_packet\"",
+        ))
+        .unwrap();
+        let args_for_sockets = Config::parse(&EXAMPLE.replace(
+            "via = \"10.0.1.2\"",
+            "via = \"10.0.1.2\"\n[attach]\nargs = \"framecnt=2048\"",
+        ));
+        assert!(
+            matches!(args_for_sockets, Err(ConfigError::Invalid { ref key, .. }) if key == "attach.args"),
+            "{args_for_sockets:?}"
+        );
         assert_eq!(
-            c.attach.device(1, "vif5.0", 2),
-            "net_af_packet_vif1,iface=vif5.0,qpairs=2"
+            pmd.attach.device(1, "vif5.0", 2).as_deref(),
+            Some("net_af_packet_vif1,iface=vif5.0,qpairs=2")
         );
         let xdp = Config::parse(&EXAMPLE.replace(
             "via = \"10.0.1.2\"",
@@ -649,8 +676,8 @@ pub(crate) mod tests {
         ))
         .unwrap();
         assert_eq!(
-            xdp.attach.device(3, "vif1.1", 1),
-            "net_af_xdp_vif3,iface=vif1.1,start_queue=0,queue_count=1,busy_budget=0"
+            xdp.attach.device(3, "vif1.1", 1).as_deref(),
+            Some("net_af_xdp_vif3,iface=vif1.1,start_queue=0,queue_count=1,busy_budget=0")
         );
     }
 

@@ -125,10 +125,11 @@ impl Ctl<'_> {
             ));
         }
         check_netdev(netdev)?;
-        let device = self.attach.device(ifc.vif, netdev, self.ports.queues());
-        self.ports
-            .attach(ifc.vif, netdev, &device, self.pool)
-            .map_err(|e| format!("{netdev}: {e}"))?;
+        let attached = match self.attach.device(ifc.vif, netdev, self.ports.queues()) {
+            Some(device) => self.ports.attach(ifc.vif, netdev, &device, self.pool),
+            None => self.ports.attach_socket(ifc.vif, netdev),
+        };
+        attached.map_err(|e| format!("{netdev}: {e}"))?;
         tracing::info!(vr = %vr.name, iface = %ifc.name, netdev, "vif attached");
         Ok(format!(
             "attached {netdev} to VR {} interface {} (port {}, segment {on})",

@@ -21,7 +21,7 @@ pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
 pub use os::{euid, peer_cred, set_thread_niceness, PeerCred};
-pub use packet::{PacketError, PacketSocket, Poller, Received};
+pub use packet::{PacketError, PacketSocket, Poller, Ready, Received};
 pub use port::{AttachError, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 

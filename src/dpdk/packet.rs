@@ -96,8 +96,53 @@ impl PacketSocket {
         Ok(s)
     }
 
+    /// One socket per queue on interface `iface`: with more than one, they form
+    /// a fanout group that hashes each flow to one of them (as a NIC's RSS does),
+    /// so that each lcore reads its own and a flow's order is kept.
+    pub fn open_queues(
+        iface: &str,
+        rcvbuf: usize,
+        queues: u16,
+    ) -> Result<Vec<PacketSocket>, PacketError> {
+        let sockets = (0..queues.max(1))
+            .map(|_| PacketSocket::open(iface, rcvbuf))
+            .collect::<Result<Vec<_>, _>>()?;
+        if sockets.len() > 1 {
+            join_fanout(&sockets).map_err(|source| PacketError::Sys {
+                call: "PACKET_FANOUT",
+                iface: iface.into(),
+                source,
+            })?;
+        }
+        Ok(sockets)
+    }
+
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Frames the kernel dropped because this socket's buffer was full, since the
+    /// last call.
+    pub fn take_drops(&self) -> io::Result<u64> {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the size passed.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u64::from(st.tp_drops))
     }
 
     fn set<T>(&self, level: i32, name: i32, value: &T) -> io::Result<()> {
@@ -218,6 +263,29 @@ impl PacketSocket {
     }
 }
 
+/// Joins `sockets` (all on one interface) to a new hash fanout group. Group ids
+/// are per network namespace and shared by every process: the first free one
+/// from a start that differs per interface and process is taken.
+fn join_fanout(sockets: &[PacketSocket]) -> io::Result<()> {
+    let start = (std::process::id() ^ sockets[0].ifindex) as u16;
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for k in 0..64u16 {
+        let id = u32::from(start.wrapping_add(k));
+        let arg = id | (libc::PACKET_FANOUT_HASH << 16);
+        match sockets[0].set(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg) {
+            Ok(()) => {
+                for s in &sockets[1..] {
+                    s.set(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+                }
+                return Ok(());
+            }
+            // A group of that id exists already (another interface's or process's).
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Segments gathered per frame (a jumbo frame chained by the PMD that received it).
 const MAX_SEGMENTS: usize = 8;
 
@@ -257,15 +325,28 @@ fn send_mbufs(fd: RawFd, mbufs: &[*mut dpdk_sys::rte_mbuf]) -> usize {
 }
 
 /// An epoll set of sockets, each known by a token; level-triggered, so a socket
-/// left with frames after a burst wakes the next wait again.
+/// left with frames after a burst is reported by the next wait again. Sockets
+/// are added and removed by one thread while another waits.
 pub struct Poller {
     fd: OwnedFd,
+}
+
+/// Where one waiter of a [`Poller`] receives the tokens of ready sockets.
+pub struct Ready {
     events: Vec<libc::epoll_event>,
 }
 
+impl Ready {
+    /// Room for `max` ready sockets per wait.
+    pub fn new(max: usize) -> Ready {
+        Ready {
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)],
+        }
+    }
+}
+
 impl Poller {
-    /// A set that reports up to `max_ready` sockets per wait.
-    pub fn new(max_ready: usize) -> io::Result<Poller> {
+    pub fn new() -> io::Result<Poller> {
         // SAFETY: plain syscall; the fd it returns is owned below.
         let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if raw < 0 {
@@ -274,7 +355,6 @@ impl Poller {
         Ok(Poller {
             // SAFETY: a fresh descriptor nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_ready.max(1)],
         })
     }
 
@@ -301,29 +381,25 @@ impl Poller {
         Ok(())
     }
 
-    /// Waits up to `timeout` for sockets with frames; returns their tokens.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<impl Iterator<Item = u64> + '_> {
+    /// Waits up to `timeout` (zero: only looks) for sockets with frames; returns
+    /// their tokens, at most as many as `ready` has room for. An interrupted or
+    /// failed wait reports none.
+    pub fn wait<'r>(
+        &self,
+        ready: &'r mut Ready,
+        timeout: Duration,
+    ) -> impl Iterator<Item = u64> + 'r {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: `events` is valid for writes of its length, the count passed.
         let n = unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                self.events.len() as i32,
+                ready.events.as_mut_ptr(),
+                ready.events.len() as i32,
                 ms,
             )
         };
-        let n = match n {
-            n if n >= 0 => n as usize,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-                0
-            }
-        };
-        Ok(self.events[..n].iter().map(|e| e.u64))
+        ready.events[..n.max(0) as usize].iter().map(|e| e.u64)
     }
 }
 

@@ -2,9 +2,11 @@
 //! queue pair per lcore, start/stop, bursts, statistics; virtual devices plugged
 //! in and out at run time; and the [`PortTable`] through which lcores reach ports
 //! that may be detached while they run.
-use super::{check, DpdkError, Mempool, Rcu, ReadSection, TxBuffer};
+use super::{
+    check, DpdkError, Mempool, PacketError, PacketSocket, Poller, Rcu, RcuCell, ReadSection, Ready,
+    TxBuffer,
+};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The bus virtual devices are plugged into.
@@ -219,33 +221,56 @@ unsafe fn flush(id: u16, queue: u16, buffer: &mut TxBuffer) -> (u32, u32) {
     buffer.flush(|pkts, n| unsafe { dpdk_sys::rte_eth_tx_burst(id, queue, pkts, n) })
 }
 
-/// Marks a table slot without a port.
-const DETACHED: u32 = u32::MAX;
+/// What a table slot holds, as lcores see it.
+enum Slot {
+    Detached,
+    /// A started DPDK port, by id (its `Port` is in the table's owned list).
+    Dpdk(u16),
+    /// A vif outside DPDK's port table: one socket per lcore queue.
+    Socket(Arc<[PacketSocket]>),
+}
+
+/// Receive buffer of a vif socket: about a thousand waiting frames.
+const VIF_RCVBUF: usize = 1 << 20;
 
 /// Every port of the appliance by index (the index the dataplane model and the
 /// counters use). Uplinks and configured vifs are started with the appliance; a
 /// vif without a configured device (a hypervisor's netdev that appears when its
-/// guest is created or migrates in) is attached and detached at run time.
+/// guest is created or migrates in) is attached and detached at run time, either
+/// as a DPDK port (a PMD plugged in: at most `RTE_MAX_ETHPORTS` of them) or as the
+/// project's own AF_PACKET sockets (no DPDK port: as many as the host has vifs).
 ///
-/// Lcores reach ports only inside an RCU read section: a detached port is
-/// unlinked first, and stopped, closed and unplugged only after every lcore has
-/// passed a quiescent state, so no lcore can use it any more. What an lcore still
-/// buffers for a detached port is dropped.
+/// Lcores poll the DPDK ports every loop and the sockets only when their epoll
+/// set says frames wait, so an idle vif costs them nothing. They reach slots only
+/// inside an RCU read section: a detached slot is unlinked first, and its port
+/// stopped, closed and unplugged (or its sockets closed) only after every lcore
+/// has passed a quiescent state. What an lcore still buffers for a detached port
+/// is dropped.
 pub struct PortTable {
-    /// DPDK port id per slot, or DETACHED; what lcores read.
-    ids: Box<[AtomicU32]>,
-    /// The ports themselves, and the netdev a run-time port was attached to; only
-    /// control threads lock this, and hot-plug is serialised by it.
-    owned: Mutex<Vec<Option<OwnedPort>>>,
-    rcu: Arc<Rcu>,
+    /// What lcores read, per slot.
+    slots: Box<[RcuCell<Slot>]>,
+    /// The slots that are DPDK ports, which lcores poll every loop.
+    polled: RcuCell<Box<[usize]>>,
+    /// Per lcore queue: the epoll set of every socket slot's socket for that
+    /// queue, each reported by its slot index.
+    pollers: Box<[Poller]>,
+    /// The DPDK ports themselves, and the netdev a run-time slot was attached to;
+    /// only control threads lock this, and attaching is serialised by it.
+    owned: Mutex<Vec<Option<Owned>>>,
     queues: u16,
 }
 
-/// A port in the table, and the netdev it was attached to at run time (None for
-/// a configured device).
-struct OwnedPort {
-    port: Port,
+/// A slot's owner on the control side.
+struct Owned {
+    /// The DPDK port, or a vif's sockets (which the slot holds too).
+    port: Option<Port>,
+    sockets: Option<Arc<[PacketSocket]>>,
+    /// The netdev of a run-time attach (None for a configured device).
     netdev: Option<String>,
+    /// A socket slot's MAC (its netdev's), and the frames its sockets' buffers
+    /// dropped so far.
+    mac: vrfwd_wire::MacAddr,
+    socket_drops: u64,
 }
 
 /// Why a run-time attach or detach was refused.
@@ -259,34 +284,58 @@ pub enum AttachError {
     NotAttached(String),
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
+    #[error(transparent)]
+    Socket(#[from] PacketError),
+    #[error("epoll: {0}")]
+    Poller(std::io::Error),
 }
 
 impl PortTable {
     /// A table of `ports` (None: a slot for a run-time attach), each with `queues`
     /// queue pairs, whose readers are those of `rcu`.
-    pub fn new(ports: Vec<Option<Port>>, queues: u16, rcu: Arc<Rcu>) -> PortTable {
-        PortTable {
-            ids: ports
-                .iter()
-                .map(|p| AtomicU32::new(p.as_ref().map_or(DETACHED, |p| u32::from(p.id))))
-                .collect(),
+    pub fn new(
+        ports: Vec<Option<Port>>,
+        queues: u16,
+        rcu: Arc<Rcu>,
+    ) -> Result<PortTable, AttachError> {
+        let cell = |slot| RcuCell::new(Arc::new(slot), Arc::clone(&rcu));
+        let slots = ports
+            .iter()
+            .map(|p| cell(p.as_ref().map_or(Slot::Detached, |p| Slot::Dpdk(p.id))))
+            .collect();
+        let polled: Box<[usize]> = (0..ports.len()).filter(|&i| ports[i].is_some()).collect();
+        let pollers = (0..queues.max(1))
+            .map(|_| Poller::new())
+            .collect::<Result<_, _>>()
+            .map_err(AttachError::Poller)?;
+        Ok(PortTable {
+            slots,
+            polled: RcuCell::new(Arc::new(polled), Arc::clone(&rcu)),
+            pollers,
             owned: Mutex::new(
                 ports
                     .into_iter()
-                    .map(|p| p.map(|port| OwnedPort { port, netdev: None }))
+                    .map(|p| {
+                        p.map(|port| Owned {
+                            mac: port.mac(),
+                            port: Some(port),
+                            sockets: None,
+                            netdev: None,
+                            socket_drops: 0,
+                        })
+                    })
                     .collect(),
             ),
-            rcu,
             queues,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.slots.is_empty()
     }
 
     /// Queue pairs per port (one per lcore).
@@ -294,32 +343,46 @@ impl PortTable {
         self.queues
     }
 
+    /// The slots that are DPDK ports: an lcore polls each every loop.
     #[inline(always)]
-    fn id(&self, index: usize, section: &ReadSection) -> Option<u16> {
-        debug_assert!(section.of(&self.rcu));
-        let id = self.ids[index].load(Ordering::Acquire);
-        (id != DETACHED).then_some(id as u16)
+    pub fn polled<'s>(&'s self, section: &'s ReadSection) -> &'s [usize] {
+        self.polled.read(section)
     }
 
-    /// Receives up to a burst from port `index` into the (empty) `burst`; 0 while
-    /// the port is detached.
+    /// The socket slots with frames waiting for queue `queue` (looks, never
+    /// waits): their indices, as many as `ready` has room for.
+    #[inline(always)]
+    pub fn ready<'r>(&self, queue: u16, ready: &'r mut Ready) -> impl Iterator<Item = usize> + 'r {
+        self.pollers[queue as usize]
+            .wait(ready, std::time::Duration::ZERO)
+            .map(|token| token as usize)
+    }
+
+    /// Receives up to a burst from slot `index` into the (empty) `burst`, a
+    /// socket's frames into mbufs from `pool`; 0 while the slot is detached.
     #[inline(always)]
     pub fn rx_burst(
         &self,
         index: usize,
         queue: u16,
         burst: &mut super::Burst,
+        pool: &Mempool,
         section: &ReadSection,
     ) -> usize {
-        match self.id(index, section) {
+        match self.slots[index].read(section) {
             // SAFETY: inside a read section the port is started and stays open (see
             // the type's doc).
-            Some(id) => unsafe { rx_burst(id, queue, burst) },
-            None => 0,
+            Slot::Dpdk(id) => unsafe { rx_burst(*id, queue, burst) },
+            // A failed receive (the netdev going away) reads nothing; frames too
+            // big for an mbuf are counted by the socket's netdev, not here.
+            Slot::Socket(sockets) => sockets[queue as usize]
+                .rx_burst(pool, burst)
+                .map_or(0, |r| r.frames),
+            Slot::Detached => 0,
         }
     }
 
-    /// Sends what `buffer` holds on port `index`; frees it all while the port is
+    /// Sends what `buffer` holds on slot `index`; frees it all while the slot is
     /// detached. Returns (sent, dropped).
     #[inline(always)]
     pub fn flush(
@@ -329,35 +392,53 @@ impl PortTable {
         buffer: &mut TxBuffer,
         section: &ReadSection,
     ) -> (u32, u32) {
-        match self.id(index, section) {
+        match self.slots[index].read(section) {
             // SAFETY: as in rx_burst.
-            Some(id) => unsafe { flush(id, queue, buffer) },
-            None => buffer.flush(|_, _| 0),
+            Slot::Dpdk(id) => unsafe { flush(*id, queue, buffer) },
+            Slot::Socket(sockets) => sockets[queue as usize].flush(buffer),
+            Slot::Detached => buffer.flush(|_, _| 0),
         }
     }
 
-    /// The MAC address of port `index`, if attached.
+    /// The MAC address of slot `index`, if attached.
     pub fn mac(&self, index: usize) -> Option<vrfwd_wire::MacAddr> {
-        self.lock()[index].as_ref().map(|o| o.port.mac())
+        self.lock()[index].as_ref().map(|o| o.mac)
     }
 
-    /// The PMD's counters of port `index`, if attached.
+    /// The counters of slot `index`, if attached: the PMD's, or for sockets the
+    /// frames their buffers dropped (as `rx_missed`).
     pub fn stats(&self, index: usize) -> Option<PortStats> {
-        self.lock()[index]
-            .as_ref()
-            .and_then(|o| o.port.stats().ok())
+        let mut owned = self.lock();
+        let o = owned[index].as_mut()?;
+        if let Some(port) = &o.port {
+            return port.stats().ok();
+        }
+        if let Some(sockets) = &o.sockets {
+            o.socket_drops += sockets
+                .iter()
+                .filter_map(|s| s.take_drops().ok())
+                .sum::<u64>();
+        }
+        Some(PortStats {
+            rx_missed: o.socket_drops,
+            ..PortStats::default()
+        })
     }
 
-    /// What port `index` is attached to: the netdev of a run-time attach, the
+    /// What slot `index` is attached to: the netdev of a run-time attach, the
     /// DPDK device of a configured one, None when detached.
     pub fn attachment(&self, index: usize) -> Option<String> {
         self.lock()[index]
             .as_ref()
-            .map(|o| o.netdev.clone().unwrap_or_else(|| o.port.name().to_owned()))
+            .map(|o| match (&o.netdev, &o.port) {
+                (Some(netdev), _) => netdev.clone(),
+                (None, Some(port)) => port.name().to_owned(),
+                (None, None) => String::new(),
+            })
     }
 
     /// Plugs `device` (a `--vdev` string for kernel netdev `netdev`) and makes it
-    /// port `index`, which lcores poll from their next loop.
+    /// slot `index`, which lcores poll from their next loop.
     pub fn attach(
         &self,
         index: usize,
@@ -366,37 +447,105 @@ impl PortTable {
         pool: &Mempool,
     ) -> Result<(), AttachError> {
         let mut owned = self.lock();
-        if let Some(o) = &owned[index] {
-            return Err(match &o.netdev {
-                Some(at) => AttachError::Attached(index, at.clone()),
-                None => AttachError::Configured(index),
-            });
-        }
+        Self::vacant(&owned, index)?;
         let port = Port::plug(device, self.queues, pool)?;
-        self.ids[index].store(u32::from(port.id), Ordering::Release);
-        owned[index] = Some(OwnedPort {
-            port,
+        let id = port.id;
+        owned[index] = Some(Owned {
+            mac: port.mac(),
+            port: Some(port),
+            sockets: None,
             netdev: Some(netdev.to_owned()),
+            socket_drops: 0,
         });
+        let _ = self.slots[index].replace(Arc::new(Slot::Dpdk(id)));
+        self.republish_polled(&owned);
         Ok(())
     }
 
-    /// Detaches the port attached to `netdev` at run time; returns its index once
-    /// no lcore uses it and its device is gone.
+    /// Opens kernel netdev `netdev` as slot `index` through AF_PACKET sockets, one
+    /// per queue; lcores read them from their next loop, when frames wait.
+    pub fn attach_socket(&self, index: usize, netdev: &str) -> Result<(), AttachError> {
+        let mut owned = self.lock();
+        Self::vacant(&owned, index)?;
+        let sockets = PacketSocket::open_queues(netdev, VIF_RCVBUF, self.queues)?;
+        let mac = netdev_mac(netdev)?;
+        for (poller, socket) in self.pollers.iter().zip(&sockets) {
+            if let Err(e) = poller.add(socket, index as u64) {
+                for (p, s) in self.pollers.iter().zip(&sockets) {
+                    let _ = p.remove(s);
+                }
+                return Err(AttachError::Poller(e));
+            }
+        }
+        let sockets: Arc<[PacketSocket]> = sockets.into();
+        owned[index] = Some(Owned {
+            port: None,
+            sockets: Some(Arc::clone(&sockets)),
+            netdev: Some(netdev.to_owned()),
+            mac,
+            socket_drops: 0,
+        });
+        let _ = self.slots[index].replace(Arc::new(Slot::Socket(sockets)));
+        Ok(())
+    }
+
+    fn vacant(owned: &[Option<Owned>], index: usize) -> Result<(), AttachError> {
+        match &owned[index] {
+            None => Ok(()),
+            Some(Owned {
+                netdev: Some(at), ..
+            }) => Err(AttachError::Attached(index, at.clone())),
+            Some(_) => Err(AttachError::Configured(index)),
+        }
+    }
+
+    /// Detaches the slot attached to `netdev` at run time; returns its index once
+    /// no lcore uses it and its device (or its sockets) are gone.
     pub fn detach(&self, netdev: &str) -> Result<usize, AttachError> {
         let mut owned = self.lock();
         let index = owned
             .iter()
             .position(|o| o.as_ref().and_then(|o| o.netdev.as_deref()) == Some(netdev))
             .ok_or_else(|| AttachError::NotAttached(netdev.to_owned()))?;
-        self.ids[index].store(DETACHED, Ordering::Release);
-        self.rcu.synchronize();
+        let was_port = owned[index].as_ref().is_some_and(|o| o.port.is_some());
+        let old = self.slots[index].replace(Arc::new(Slot::Detached));
+        if let Slot::Socket(sockets) = &*old {
+            for (p, s) in self.pollers.iter().zip(sockets.iter()) {
+                let _ = p.remove(s);
+            }
+        }
+        if was_port {
+            self.republish_polled(&owned);
+        }
+        // Every lcore is past the slot (replace waited for a grace period): the
+        // port (or the sockets, with `old`) can go.
         drop(owned[index].take());
         Ok(index)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<OwnedPort>>> {
+    /// Publishes the list of DPDK slots after an attach or detach.
+    fn republish_polled(&self, owned: &[Option<Owned>]) {
+        let polled: Box<[usize]> = (0..owned.len())
+            .filter(|&i| owned[i].as_ref().is_some_and(|o| o.port.is_some()))
+            .collect();
+        let _ = self.polled.replace(Arc::new(polled));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Owned>>> {
         // A panic while holding the lock leaves the table itself consistent.
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The MAC address of kernel netdev `netdev` (from sysfs).
+fn netdev_mac(netdev: &str) -> Result<vrfwd_wire::MacAddr, PacketError> {
+    let path = format!("/sys/class/net/{netdev}/address");
+    let text = std::fs::read_to_string(&path).map_err(|source| PacketError::Sys {
+        call: "reading the MAC",
+        iface: netdev.into(),
+        source,
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| PacketError::NoInterface(netdev.into()))
 }

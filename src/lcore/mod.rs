@@ -35,7 +35,9 @@ mod tx;
 
 use crate::config::{Config, IdleConfig};
 use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac};
-use crate::dpdk::{self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, BURST_SIZE};
+use crate::dpdk::{
+    self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, Ready, BURST_SIZE,
+};
 use crate::lpm::{Fib, FirstEntry};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +68,12 @@ pub struct Worker<'a> {
     drain_ticks: u64,
     /// Fast-path candidates of the current burst.
     pending: [Pending; BURST_SIZE],
+    /// The vif sockets the last look at this lcore's epoll set found ready.
+    ready: Ready,
 }
+
+/// Vif sockets served per look at the epoll set (the rest wait for the next).
+const VIFS_PER_LOOK: usize = 64;
 
 #[derive(Clone, Copy, Default)]
 struct Pending {
@@ -136,6 +143,7 @@ impl<'a> Worker<'a> {
             idle: config.idle.clone(),
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(config.timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
+            ready: Ready::new(VIFS_PER_LOOK),
         }
     }
 
@@ -154,16 +162,22 @@ impl<'a> Worker<'a> {
             let mut received = 0;
             {
                 let section = rcu.section();
-                for p in 0..self.ports.len() {
-                    let n = self.ports.rx_burst(p, self.queue, &mut burst, &section);
-                    if n > 0 {
-                        received += n;
-                        self.counters.ports[p].rx.add(n as u64);
-                        self.process_burst(p, &mut burst, now, &section);
-                        burst.clear();
-                    }
+                let ports = self.ports;
+                for &p in ports.polled(&section) {
+                    received += self.receive(p, &mut burst, now, &section);
                 }
                 if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
+                    // Vif sockets with frames waiting, on the drain deadline: one
+                    // look at the epoll set, whatever the number of vifs.
+                    let mut ready = [0usize; VIFS_PER_LOOK];
+                    let n = ports
+                        .ready(self.queue, &mut self.ready)
+                        .zip(&mut ready)
+                        .map(|(p, slot)| *slot = p)
+                        .count();
+                    for &p in &ready[..n] {
+                        received += self.receive(p, &mut burst, now, &section);
+                    }
                     self.tx.flush_all(&section);
                     last_drain = now_tsc;
                 }
@@ -189,6 +203,21 @@ impl<'a> Worker<'a> {
             }
         }
         self.tx.flush_all(&rcu.section());
+    }
+
+    /// Receives a burst from port `p` and moves it through the stages; returns
+    /// how many frames it held.
+    #[inline(always)]
+    fn receive(&mut self, p: usize, burst: &mut Burst, now: u32, section: &ReadSection) -> usize {
+        let n = self
+            .ports
+            .rx_burst(p, self.queue, burst, self.pool, section);
+        if n > 0 {
+            self.counters.ports[p].rx.add(n as u64);
+            self.process_burst(p, burst, now, section);
+            burst.clear();
+        }
+        n
     }
 
     /// Moves a burst from `ingress` through the stages: slow-path, switched and

@@ -1,7 +1,8 @@
 //! TX: one buffer per port for this lcore's TX queue, sent when a burst is full
-//! and drained by the loop on a TSC deadline; frames vrfwd makes itself (ARP
-//! replies, announcements) and floods (one reference per target port) go out
-//! through the same buffers. Counts what each port sent and dropped.
+//! and drained by the loop on a TSC deadline (only the buffers holding frames:
+//! a drain costs what was sent, not the number of ports); frames vrfwd makes
+//! itself (ARP replies, announcements) and floods (one reference per target
+//! port) go out through the same buffers. Counts what each port sent and dropped.
 use crate::dpdk::{Mbuf, Mempool, PortTable, ReadSection, TxBuffer};
 use crate::stats::LcoreCounters;
 
@@ -10,6 +11,9 @@ pub struct Tx<'a> {
     queue: u16,
     ports: &'a PortTable,
     buffers: Vec<TxBuffer>,
+    /// The ports whose buffer took a frame since the last drain, each once.
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
     counters: &'a LcoreCounters,
 }
 
@@ -19,12 +23,16 @@ impl<'a> Tx<'a> {
             queue,
             ports,
             buffers: (0..ports.len()).map(|_| TxBuffer::default()).collect(),
+            dirty: Vec::with_capacity(ports.len()),
+            is_dirty: vec![false; ports.len()],
             counters,
         }
     }
 
+    /// Sends what every buffer holds.
     pub fn flush_all(&mut self, section: &ReadSection) {
-        for p in 0..self.buffers.len() {
+        while let Some(p) = self.dirty.pop() {
+            self.is_dirty[p] = false;
             self.flush(p, section);
         }
     }
@@ -41,6 +49,10 @@ impl<'a> Tx<'a> {
     /// Queues `m` for `port`, sending a burst when one is full.
     #[inline(always)]
     pub fn send(&mut self, port: usize, m: Mbuf, section: &ReadSection) {
+        if !self.is_dirty[port] {
+            self.is_dirty[port] = true;
+            self.dirty.push(port);
+        }
         if let Err(m) = self.buffers[port].push(m) {
             self.flush(port, section);
             // The buffer is empty now; a second refusal cannot happen.

@@ -35,7 +35,7 @@ impl Rig {
             .iter()
             .map(|p| Some(Port::start(p.device_name().expect("a device"), 1, &pool).expect("port")))
             .collect();
-        let ports = PortTable::new(ports, 1, Arc::clone(&rcu));
+        let ports = PortTable::new(ports, 1, Arc::clone(&rcu)).expect("port table");
         let (dp, _routes) =
             Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)
                 .expect("data plane");
