@@ -12,6 +12,10 @@
   pkt.py arp IFACE MAC IP COUNT
       sends COUNT gratuitous ARP replies and COUNT requests (for 10.0.1.77) from MAC
       claiming IP: what a guest poisoning others' neighbours sends.
+  pkt.py sweep IFACE DST_IP TARGETS_FILE
+      for each line "MAC IP" of TARGETS_FILE (a VR interface): one UDP packet to
+      DST_IP via MAC, then one ARP reply to MAC for IP (which a VR punts to its
+      guest).
   pkt.py blast IFACE COUNT SRC_MAC|random DST_MAC
       sends COUNT 60-byte frames of ethertype 0x88b5 as fast as a raw socket
       takes them (random: a different source MAC each frame); prints the seconds
@@ -52,6 +56,17 @@ def arp(iface, mac, ip, count):
     claim = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=mac, psrc=ip, hwdst=mac, pdst=ip)
     ask = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst="10.0.1.77")
     sendp([claim, ask] * int(count), iface=iface, inter=0.005)
+
+
+def sweep(iface, dst_ip, targets_file):
+    src_mac = get_if_hwaddr(iface)
+    src_ip = conf.route.route(dst_ip)[1]
+    frames = []
+    for line in open(targets_file):
+        mac, ip = line.split()
+        frames.append(Ether(src=src_mac, dst=mac) / IP(src=src_ip, dst=dst_ip) / UDP(sport=4000, dport=5000))
+        frames.append(Ether(src=src_mac, dst=mac) / ARP(op=2, hwsrc=src_mac, psrc=src_ip, hwdst=mac, pdst=ip))
+    sendp(frames, iface=iface, inter=0.0005)
 
 
 def blast(iface, count, src, dst):
@@ -120,6 +135,8 @@ if __name__ == "__main__":
         rarp(*args)
     elif cmd == "arp":
         arp(*args)
+    elif cmd == "sweep":
+        sweep(*args)
     elif cmd == "blast":
         blast(*args)
     else:
