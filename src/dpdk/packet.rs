@@ -185,6 +185,11 @@ impl PacketSocket {
     /// Receives up to a burst of waiting frames into mbufs from `pool`, straight
     /// into their data rooms; `burst` must be empty. Never blocks. A frame larger
     /// than an mbuf's room is dropped and counted in [`Received::truncated`].
+    ///
+    /// Never inlined, as [`PacketSocket::flush`]: their message arrays (kilobytes
+    /// of stack) must not grow the frame of an lcore's hot loop, whose DPDK
+    /// ports take the other branch.
+    #[inline(never)]
     pub fn rx_burst(&self, pool: &Mempool, burst: &mut Burst) -> io::Result<Received> {
         let mut mbufs: [Option<super::Mbuf>; BURST_SIZE] = std::array::from_fn(|_| None);
         let mut iov = [libc::iovec {
@@ -246,6 +251,7 @@ impl PacketSocket {
     /// Sends what `buffer` holds, one frame per mbuf (segments gathered); never
     /// blocks. Returns (sent, dropped): what the socket would not take now is
     /// freed, as a PMD's full ring drops it.
+    #[inline(never)]
     pub fn flush(&self, buffer: &mut TxBuffer) -> (u32, u32) {
         let fd = self.fd.as_raw_fd();
         buffer.flush(|mbufs, count| {

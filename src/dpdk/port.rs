@@ -7,6 +7,7 @@ use super::{
     TxBuffer,
 };
 use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The bus virtual devices are plugged into.
@@ -254,6 +255,8 @@ pub struct PortTable {
     /// Per lcore queue: the epoll set of every socket slot's socket for that
     /// queue, each reported by its slot index.
     pollers: Box<[Poller]>,
+    /// How many slots are sockets: with none, lcores make no system call at all.
+    socket_slots: AtomicUsize,
     /// The DPDK ports themselves, and the netdev a run-time slot was attached to;
     /// only control threads lock this, and attaching is serialised by it.
     owned: Mutex<Vec<Option<Owned>>>,
@@ -312,6 +315,7 @@ impl PortTable {
             slots,
             polled: RcuCell::new(Arc::new(polled), Arc::clone(&rcu)),
             pollers,
+            socket_slots: AtomicUsize::new(0),
             owned: Mutex::new(
                 ports
                     .into_iter()
@@ -349,9 +353,15 @@ impl PortTable {
         self.polled.read(section)
     }
 
+    /// Whether any slot is a socket (an lcore need not look at its epoll set
+    /// otherwise).
+    #[inline(always)]
+    pub fn has_sockets(&self) -> bool {
+        self.socket_slots.load(Ordering::Relaxed) > 0
+    }
+
     /// The socket slots with frames waiting for queue `queue` (looks, never
     /// waits): their indices, as many as `ready` has room for.
-    #[inline(always)]
     pub fn ready<'r>(&self, queue: u16, ready: &'r mut Ready) -> impl Iterator<Item = usize> + 'r {
         self.pollers[queue as usize]
             .wait(ready, std::time::Duration::ZERO)
@@ -486,6 +496,7 @@ impl PortTable {
             socket_drops: 0,
         });
         let _ = self.slots[index].replace(Arc::new(Slot::Socket(sockets)));
+        self.socket_slots.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -513,6 +524,7 @@ impl PortTable {
             for (p, s) in self.pollers.iter().zip(sockets.iter()) {
                 let _ = p.remove(s);
             }
+            self.socket_slots.fetch_sub(1, Ordering::Relaxed);
         }
         if was_port {
             self.republish_polled(&owned);
