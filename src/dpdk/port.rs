@@ -265,15 +265,27 @@ pub struct PortTable {
 
 /// A slot's owner on the control side.
 struct Owned {
-    /// The DPDK port, or a vif's sockets (which the slot holds too).
-    port: Option<Port>,
-    sockets: Option<Arc<[PacketSocket]>>,
+    device: Device,
     /// The netdev of a run-time attach (None for a configured device).
     netdev: Option<String>,
-    /// A socket slot's MAC (its netdev's), and the frames its sockets' buffers
-    /// dropped so far.
-    mac: vrfwd_wire::MacAddr,
-    socket_drops: u64,
+}
+
+/// What a slot was opened as.
+enum Device {
+    Port(Port),
+    /// A vif's sockets (the slot holds them too), its netdev's MAC, and the
+    /// frames their buffers dropped so far.
+    Sockets {
+        sockets: Arc<[PacketSocket]>,
+        mac: vrfwd_wire::MacAddr,
+        drops: u64,
+    },
+}
+
+impl Owned {
+    fn is_port(&self) -> bool {
+        matches!(self.device, Device::Port(_))
+    }
 }
 
 /// Why a run-time attach or detach was refused.
@@ -321,11 +333,8 @@ impl PortTable {
                     .into_iter()
                     .map(|p| {
                         p.map(|port| Owned {
-                            mac: port.mac(),
-                            port: Some(port),
-                            sockets: None,
+                            device: Device::Port(port),
                             netdev: None,
-                            socket_drops: 0,
                         })
                     })
                     .collect(),
@@ -412,27 +421,29 @@ impl PortTable {
 
     /// The MAC address of slot `index`, if attached.
     pub fn mac(&self, index: usize) -> Option<vrfwd_wire::MacAddr> {
-        self.lock()[index].as_ref().map(|o| o.mac)
+        self.lock()[index].as_ref().map(|o| match &o.device {
+            Device::Port(port) => port.mac(),
+            Device::Sockets { mac, .. } => *mac,
+        })
     }
 
     /// The counters of slot `index`, if attached: the PMD's, or for sockets the
     /// frames their buffers dropped (as `rx_missed`).
     pub fn stats(&self, index: usize) -> Option<PortStats> {
         let mut owned = self.lock();
-        let o = owned[index].as_mut()?;
-        if let Some(port) = &o.port {
-            return port.stats().ok();
+        match &mut owned[index].as_mut()?.device {
+            Device::Port(port) => port.stats().ok(),
+            Device::Sockets { sockets, drops, .. } => {
+                *drops += sockets
+                    .iter()
+                    .filter_map(|s| s.take_drops().ok())
+                    .sum::<u64>();
+                Some(PortStats {
+                    rx_missed: *drops,
+                    ..PortStats::default()
+                })
+            }
         }
-        if let Some(sockets) = &o.sockets {
-            o.socket_drops += sockets
-                .iter()
-                .filter_map(|s| s.take_drops().ok())
-                .sum::<u64>();
-        }
-        Some(PortStats {
-            rx_missed: o.socket_drops,
-            ..PortStats::default()
-        })
     }
 
     /// What slot `index` is attached to: the netdev of a run-time attach, the
@@ -440,10 +451,10 @@ impl PortTable {
     pub fn attachment(&self, index: usize) -> Option<String> {
         self.lock()[index]
             .as_ref()
-            .map(|o| match (&o.netdev, &o.port) {
+            .map(|o| match (&o.netdev, &o.device) {
                 (Some(netdev), _) => netdev.clone(),
-                (None, Some(port)) => port.name().to_owned(),
-                (None, None) => String::new(),
+                (None, Device::Port(port)) => port.name().to_owned(),
+                (None, Device::Sockets { .. }) => String::new(),
             })
     }
 
@@ -461,11 +472,8 @@ impl PortTable {
         let port = Port::plug(device, self.queues, pool)?;
         let id = port.id;
         owned[index] = Some(Owned {
-            mac: port.mac(),
-            port: Some(port),
-            sockets: None,
+            device: Device::Port(port),
             netdev: Some(netdev.to_owned()),
-            socket_drops: 0,
         });
         let _ = self.slots[index].replace(Arc::new(Slot::Dpdk(id)));
         self.republish_polled(&owned);
@@ -489,11 +497,12 @@ impl PortTable {
         }
         let sockets: Arc<[PacketSocket]> = sockets.into();
         owned[index] = Some(Owned {
-            port: None,
-            sockets: Some(Arc::clone(&sockets)),
+            device: Device::Sockets {
+                sockets: Arc::clone(&sockets),
+                mac,
+                drops: 0,
+            },
             netdev: Some(netdev.to_owned()),
-            mac,
-            socket_drops: 0,
         });
         let _ = self.slots[index].replace(Arc::new(Slot::Socket(sockets)));
         self.socket_slots.fetch_add(1, Ordering::Relaxed);
@@ -518,7 +527,10 @@ impl PortTable {
             .iter()
             .position(|o| o.as_ref().and_then(|o| o.netdev.as_deref()) == Some(netdev))
             .ok_or_else(|| AttachError::NotAttached(netdev.to_owned()))?;
-        let was_port = owned[index].as_ref().is_some_and(|o| o.port.is_some());
+        // Out of the owned list first (so the polled list no longer names it),
+        // dropped last: the port, or the sockets with `old`, go only once every
+        // lcore is past the slot (each replace waits for a grace period).
+        let gone = owned[index].take().expect("found above");
         let old = self.slots[index].replace(Arc::new(Slot::Detached));
         if let Slot::Socket(sockets) = &*old {
             for (p, s) in self.pollers.iter().zip(sockets.iter()) {
@@ -526,19 +538,17 @@ impl PortTable {
             }
             self.socket_slots.fetch_sub(1, Ordering::Relaxed);
         }
-        if was_port {
+        if gone.is_port() {
             self.republish_polled(&owned);
         }
-        // Every lcore is past the slot (replace waited for a grace period): the
-        // port (or the sockets, with `old`) can go.
-        drop(owned[index].take());
+        drop(gone);
         Ok(index)
     }
 
     /// Publishes the list of DPDK slots after an attach or detach.
     fn republish_polled(&self, owned: &[Option<Owned>]) {
         let polled: Box<[usize]> = (0..owned.len())
-            .filter(|&i| owned[i].as_ref().is_some_and(|o| o.port.is_some()))
+            .filter(|&i| owned[i].as_ref().is_some_and(Owned::is_port))
             .collect();
         let _ = self.polled.replace(Arc::new(polled));
     }
