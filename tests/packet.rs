@@ -111,6 +111,7 @@ fn vif_sockets_carry_whole_frames_and_report_readiness() {
     tx.push(big).ok().unwrap();
     assert_eq!(b.flush(&mut tx), (1, 0));
     assert_eq!(receive(&a, &pool, 1), (Vec::new(), 1));
+    assert_eq!(a.oversize(), 1, "kept for the port's counters");
     assert_eq!(
         poller.wait(&mut ready, Duration::from_millis(50)).count(),
         0,

@@ -15,6 +15,7 @@ use super::{Burst, Mempool, TxBuffer, BURST_SIZE};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Why a socket could not be opened.
@@ -35,6 +36,9 @@ pub enum PacketError {
 pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: u32,
+    /// Frames dropped so far because they did not fit an mbuf (read by the
+    /// control side while an lcore receives).
+    oversize: AtomicU64,
 }
 
 /// What one receive call did: frames put into the burst, and frames that did
@@ -78,7 +82,11 @@ impl PacketSocket {
         }
         // SAFETY: a fresh descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = PacketSocket { fd, ifindex };
+        let s = PacketSocket {
+            fd,
+            ifindex,
+            oversize: AtomicU64::new(0),
+        };
         s.set(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)
             .map_err(sys("PACKET_IGNORE_OUTGOING"))?;
         s.set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &(rcvbuf as i32))
@@ -119,6 +127,11 @@ impl PacketSocket {
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Frames dropped so far because they were larger than an mbuf.
+    pub fn oversize(&self) -> u64 {
+        self.oversize.load(Ordering::Relaxed)
     }
 
     /// Frames the kernel dropped because this socket's buffer was full, since the
@@ -239,6 +252,7 @@ impl PacketSocket {
             let mut m = slot.take().expect("an mbuf per message");
             if msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 out.truncated += 1;
+                self.oversize.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             m.set_len(msg.msg_len as u16);

@@ -393,7 +393,7 @@ impl PortTable {
             // the type's doc).
             Slot::Dpdk(id) => unsafe { rx_burst(*id, queue, burst) },
             // A failed receive (the netdev going away) reads nothing; frames too
-            // big for an mbuf are counted by the socket's netdev, not here.
+            // big for an mbuf are counted by the socket (`stats`: rx_errors).
             Slot::Socket(sockets) => sockets[queue as usize]
                 .rx_burst(pool, burst)
                 .map_or(0, |r| r.frames),
@@ -428,7 +428,8 @@ impl PortTable {
     }
 
     /// The counters of slot `index`, if attached: the PMD's, or for sockets the
-    /// frames their buffers dropped (as `rx_missed`).
+    /// frames their buffers dropped (as `rx_missed`) and those too large for an
+    /// mbuf (as `rx_errors`).
     pub fn stats(&self, index: usize) -> Option<PortStats> {
         let mut owned = self.lock();
         match &mut owned[index].as_mut()?.device {
@@ -440,6 +441,7 @@ impl PortTable {
                     .sum::<u64>();
                 Some(PortStats {
                     rx_missed: *drops,
+                    rx_errors: sockets.iter().map(|s| s.oversize()).sum(),
                     ..PortStats::default()
                 })
             }
