@@ -286,7 +286,10 @@ fn check_netdev(name: &str) -> Result<(), String> {
     if !valid {
         return Err(format!("{name:?} is not a network interface name"));
     }
-    if !std::path::Path::new("/sys/class/net").join(name).exists() {
+    // Asked of the kernel in vrfwd's own network namespace (/sys may show another).
+    let c_name = std::ffi::CString::new(name).expect("checked: no NUL");
+    // SAFETY: `c_name` is a valid NUL-terminated string for the call's duration.
+    if unsafe { libc::if_nametoindex(c_name.as_ptr()) } == 0 {
         return Err(format!("no network interface {name:?}"));
     }
     Ok(())

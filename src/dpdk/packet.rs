@@ -129,6 +129,34 @@ impl PacketSocket {
         self.ifindex
     }
 
+    /// The interface's MAC address, as the kernel reports it for the bound socket
+    /// (in vrfwd's own network namespace, whatever /sys shows).
+    pub fn mac(&self) -> io::Result<vrfwd_wire::MacAddr> {
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `addr` is writable for `len` bytes, the length passed.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if addr.sll_halen != 6 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a {}-byte hardware address, not a MAC", addr.sll_halen),
+            ));
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&addr.sll_addr[..6]);
+        Ok(vrfwd_wire::MacAddr(mac))
+    }
+
     /// Frames dropped so far because they were larger than an mbuf.
     pub fn oversize(&self) -> u64 {
         self.oversize.load(Ordering::Relaxed)

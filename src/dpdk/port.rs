@@ -488,7 +488,11 @@ impl PortTable {
         let mut owned = self.lock();
         Self::vacant(&owned, index)?;
         let sockets = PacketSocket::open_queues(netdev, VIF_RCVBUF, self.queues)?;
-        let mac = netdev_mac(netdev)?;
+        let mac = sockets[0].mac().map_err(|source| PacketError::Sys {
+            call: "getsockname",
+            iface: netdev.into(),
+            source,
+        })?;
         for (poller, socket) in self.pollers.iter().zip(&sockets) {
             if let Err(e) = poller.add(socket, index as u64) {
                 for (p, s) in self.pollers.iter().zip(&sockets) {
@@ -559,17 +563,4 @@ impl PortTable {
         // A panic while holding the lock leaves the table itself consistent.
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The MAC address of kernel netdev `netdev` (from sysfs).
-fn netdev_mac(netdev: &str) -> Result<vrfwd_wire::MacAddr, PacketError> {
-    let path = format!("/sys/class/net/{netdev}/address");
-    let text = std::fs::read_to_string(&path).map_err(|source| PacketError::Sys {
-        call: "reading the MAC",
-        iface: netdev.into(),
-        source,
-    })?;
-    text.trim()
-        .parse()
-        .map_err(|_| PacketError::NoInterface(netdev.into()))
 }
