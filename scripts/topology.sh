@@ -16,7 +16,8 @@
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
-# MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits;
+# MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits,
+# COMPACT_TABLE_KIB sets limits.compact_table_kib (when a VR's table widens);
 # HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones;
 # STANDBY=1 starts VR 1 in standby (a migration's destination; its guest's NICs
 # down until a test brings them up); QUIET_MS and
@@ -106,6 +107,7 @@ up() {
     --set "control.accept_v1=${ACCEPT_V1:-true}" \
     --set "control.quiet_ms=${QUIET_MS:-2000}" \
     --set "control.drain_ms=${DRAIN_MS:-2000}" \
+    --set "limits.compact_table_kib=${COMPACT_TABLE_KIB:-65536}" \
     --set "idle.spin_polls=512" --set "idle.max_sleep_us=200" \
     "${args[@]}" \
     --vr "1,name=red,credential=red-secret-for-tests,standby=$standby" \

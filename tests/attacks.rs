@@ -265,6 +265,8 @@ fn one_vr_cannot_hold_up_anothers_updates() {
             ("MAX_STANZAS_PER_S", "1000000"),
             ("WRITE_TIMEOUT_S", "30"),
             ("ACCEPT_V1", "false"),
+            // Compact tables of 4096 groups: 5000 scattered /24s widen one.
+            ("COMPACT_TABLE_KIB", "256"),
         ],
     );
     t.start();

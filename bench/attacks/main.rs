@@ -1,6 +1,6 @@
 //! `bench/attacks`: what one hostile guest and a crowd on the control network cost
 //! another VR. vrfwd forwards a pcap replay with two VRs; VR 1's agent does the
-//! worst legal load (its table widened by 5000 /24s, then /9s flapping without
+//! worst legal load (5000 /24s on its wide table, then /9s flapping without
 //! waiting for acks: 2^15 entries per change in each copy) while 1000 connections
 //! from 63 addresses hold the largest stanza allowed before `hello` and reconnect
 //! whenever the hello deadline closes them. VR 2's agent adds one route at a time.

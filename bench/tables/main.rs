@@ -21,10 +21,11 @@ use gen::{prefixes, Noise};
 
 const BURST: usize = 32;
 const LOOKUPS: usize = 1 << 22;
-const MAX_GROUPS: u32 = 1 << 18;
+/// Room for 1M prefixes in either stride (64 B a group, committed only where used).
+const MAX_GROUPS: u32 = 1 << 22;
 
-fn install_ours(routes: &[(u32, u8)]) -> (Table, f64) {
-    let mut t = Table::new(Stride::Wide24, MAX_GROUPS);
+fn install_ours(stride: Stride, routes: &[(u32, u8)]) -> (Table, f64) {
+    let mut t = Table::new(stride, MAX_GROUPS);
     let start = Instant::now();
     for (i, &(net, len)) in routes.iter().enumerate() {
         t.add(net, len, i as u32 % 4096).expect("add");
@@ -57,6 +58,31 @@ fn rate(addrs: &[u32], mut lookup_burst: impl FnMut(&[u32], &mut [u32; BURST])) 
     (addrs.len() as f64 / best / 1e6, check)
 }
 
+const MIB: f64 = (1 << 20) as f64;
+
+/// The lcore's two-pass lookup of one burst.
+fn burst_lookup(t: &Table, ips: &[u32], out: &mut [u32; BURST]) {
+    let fib = t.fib();
+    let mut first = [FirstEntry::default(); BURST];
+    for (f, &a) in first.iter_mut().zip(ips) {
+        *f = fib.start_lookup(a);
+    }
+    for ((o, &a), &f) in out.iter_mut().zip(ips).zip(&first) {
+        *o = fib.finish_lookup(a, f).unwrap_or(u32::MAX);
+    }
+}
+
+/// This process's resident memory (RSS), from /proc/self/statm.
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 fn main() -> Result<()> {
     let _eal = Eal::init(&[
         "--no-huge",
@@ -77,7 +103,7 @@ fn main() -> Result<()> {
     );
     let mut install_1m = 0.0;
     for n in [10_000, 100_000, 1_000_000] {
-        let (_, ours) = install_ours(&full[..n]);
+        let (_, ours) = install_ours(Stride::Wide24, &full[..n]);
         // rte_lpm's add is O(rules of the same length): 1M would take minutes.
         let rte = if n <= 100_000 {
             format!("{:.3}", install_rte(&full[..n], &format!("inst{n}"))?.1)
@@ -91,8 +117,8 @@ fn main() -> Result<()> {
     let mut vrfwd_rate = 0.0;
     let mut rte_rate = 0.0;
     println!(
-        "\n{:>9} {:>18} {:>18} {:>7}",
-        "prefixes", "vrfwd Mlookups/s", "rte_lpm Mlookups/s", "ratio"
+        "\n{:>9} {:>16} {:>16} {:>16} {:>7}",
+        "prefixes", "wide Mlookups/s", "compact Mlook/s", "rte_lpm Mlook/s", "ratio"
     );
     for n in [10_000, 100_000] {
         let routes = &full[..n];
@@ -102,42 +128,37 @@ fn main() -> Result<()> {
                 noise.address_in(route)
             })
             .collect();
-        let (ours, _) = install_ours(routes);
+        let (wide, _) = install_ours(Stride::Wide24, routes);
+        let (compact, _) = install_ours(Stride::Compact16, routes);
         let (rte, _) = install_rte(routes, &format!("look{n}"))?;
-        let fib = ours.fib();
-        let (r_ours, c1) = rate(&addrs, |ips, out| {
-            let mut first = [FirstEntry::default(); BURST];
-            for (f, &a) in first.iter_mut().zip(ips) {
-                *f = fib.start_lookup(a);
-            }
-            for ((o, &a), &f) in out.iter_mut().zip(ips).zip(&first) {
-                *o = fib.finish_lookup(a, f).unwrap_or(u32::MAX);
-            }
-        });
-        let (r_rte, c2) = rate(&addrs, |ips, out| rte.lookup_bulk(ips, out));
-        assert_eq!(c1, c2, "both tables must give the same answers");
+        let (r_wide, c1) = rate(&addrs, |ips, out| burst_lookup(&wide, ips, out));
+        let (r_compact, c2) = rate(&addrs, |ips, out| burst_lookup(&compact, ips, out));
+        let (r_rte, c3) = rate(&addrs, |ips, out| rte.lookup_bulk(ips, out));
+        assert!(
+            c1 == c3 && c2 == c3,
+            "the tables must give the same answers"
+        );
         println!(
-            "{n:>9} {r_ours:>18.1} {r_rte:>18.1} {:>7.2}",
-            r_ours / r_rte
+            "{n:>9} {r_wide:>16.1} {r_compact:>16.1} {r_rte:>16.1} {:>7.2}",
+            r_wide / r_rte
         );
         if n == 10_000 {
-            (vrfwd_rate, rte_rate) = (r_ours, r_rte);
+            (vrfwd_rate, rte_rate) = (r_wide, r_rte);
         }
     }
 
-    println!("\nmemory of one table (first level + groups in use):");
-    for (label, routes) in [
-        ("100 prefixes", &full[..100]),
-        ("10k prefixes", &full[..10_000]),
-    ] {
+    println!(
+        "\nmemory of one table copy: counted (first level + groups in use) / resident (RSS delta)"
+    );
+    for n in [100, 1_000, 10_000, 100_000, 1_000_000] {
         for stride in [Stride::Compact16, Stride::Wide24] {
-            let mut t = Table::new(stride, MAX_GROUPS);
-            for &(net, len) in routes {
-                t.add(net, len, 1)?;
-            }
+            let before = rss_bytes();
+            let (t, _) = install_ours(stride, &full[..n]);
+            let resident = rss_bytes().saturating_sub(before);
             println!(
-                "  {label:<13} {stride:?}: {:.2} MiB",
-                t.memory_bytes() as f64 / (1 << 20) as f64
+                "  {n:>9} prefixes {stride:<10?} {:>8.2} MiB / {:>8.2} MiB",
+                t.memory_bytes() as f64 / MIB,
+                resident as f64 / MIB
             );
         }
     }

@@ -188,13 +188,27 @@ pub struct HostLimits {
     /// their whole first level (a compact pair ≈ 0.5 MiB, a wide one ≈ 128 MiB);
     /// a batch that would pass it is refused with `limit`.
     pub table_memory_mib: usize,
+    /// Memory the groups of one copy of a compact table may take before the VR
+    /// moves to a wide table. The default, 64 MiB, is about what a wide table's
+    /// first level holds resident, so widening costs about as much as staying;
+    /// lower widens sooner (one-load lookups for mid-size VRs, at ≈ 100 MiB each).
+    pub compact_table_kib: usize,
 }
 
 impl Default for HostLimits {
     fn default() -> Self {
         HostLimits {
             table_memory_mib: 8192,
+            compact_table_kib: 64 << 10,
         }
+    }
+}
+
+impl HostLimits {
+    /// Groups a compact table may hold (at least one).
+    pub fn compact_groups(&self) -> u32 {
+        let groups = self.compact_table_kib.saturating_mul(1024) / crate::lpm::GROUP_BYTES;
+        groups.clamp(1, crate::lpm::MAX_GROUPS as usize) as u32
     }
 }
 
@@ -398,7 +412,10 @@ struct SegmentConfig {
     pub uplink: String,
 }
 
-/// Which first level a VR's table uses: by its size unless set.
+/// Which first level a VR's table uses. `auto` (the default) starts compact
+/// (memory follows the routes) and widens when the compact table is full, at
+/// about equal memory; `wide` gives one-load lookups up to /24 (l3fwd's
+/// `rte_lpm` class) for ≈ 100 MiB resident per VR whatever its size.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TableSize {

@@ -762,12 +762,26 @@ mod tests {
         })
     }
 
+    /// The example with compact tables of 4096 groups (the default is 2^20).
+    fn small_compact_tables(config: &str) -> String {
+        let mut doc: toml::Table = toml::from_str(config).unwrap();
+        let limits = doc
+            .entry("limits")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        limits
+            .as_table_mut()
+            .unwrap()
+            .insert("compact_table_kib".into(), toml::Value::Integer(256));
+        toml::to_string(&doc).unwrap()
+    }
+
     #[test]
     fn a_small_vr_that_outgrows_its_table_widens() {
-        let (dp, rcu, routes) = setup();
+        let (dp, rcu, routes) = setup_with(&small_compact_tables(crate::config::tests::EXAMPLE));
         let mut w = RouteWriter::new(&dp, routes, BUDGET);
         let gw = GW;
-        // 5000 /24s in distinct /16s: each needs its own group in a compact table.
+        // 5000 /24s in distinct /16s: each needs two groups of its own in a
+        // compact table, 10 000 in all.
         let edits: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
                 prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
@@ -1122,7 +1136,7 @@ mod tests {
 
     #[test]
     fn an_expensive_batch_does_not_hold_up_another_vrs_edit() {
-        let (dp, rcu, routes) = setup_with(&two_vrs());
+        let (dp, rcu, routes) = setup_with(&small_compact_tables(&two_vrs()));
         let mut w = RouteWriter::new(&dp, routes, BUDGET);
         // VR 1 widens (like the attack: its table has a 2^24 first level), then
         // queues flaps of a /9, the costliest single change (2^15 entries in each
@@ -1206,11 +1220,11 @@ mod tests {
             &dp,
             routes,
             Budget {
-                table_memory: start + 16 * 1024,
+                table_memory: start + 4 * 1024,
                 ..BUDGET
             },
         );
-        // Each /24 in its own /16 needs a new 1 KiB group in each copy.
+        // Each /24 in its own /16 needs two new 64-byte groups in each copy: 256 B.
         let batch = |first: u32, n: u32| -> Vec<RouteEdit> {
             (first..first + n)
                 .map(|i| RouteEdit::Add {
@@ -1226,7 +1240,7 @@ mod tests {
         assert_eq!(
             edit(&mut w, batch(4, 16)),
             Err(WriteError::Memory(0)),
-            "16 more groups in each copy exceed the budget"
+            "16 more routes (4 KiB) on top of 4 (1 KiB) exceed the budget"
         );
         assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), routes);
         assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), None, "nothing of it applied");

@@ -23,11 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use vrfwd_wire::MacAddr;
 
-/// A VR with fewer static routes than this starts on the compact table.
-const COMPACT_TABLE_MAX_ROUTES: usize = 4096;
-const COMPACT_MAX_GROUPS: u32 = 4096;
-/// A full Internet table has ≈ 10% of prefixes longer than /24, each needing a group.
-pub const WIDE_MAX_GROUPS: u32 = 1 << 18;
+/// Groups of a wide table: room for every prefix longer than /24 of a 1M-route
+/// table at two groups each, with a margin.
+pub const WIDE_MAX_GROUPS: u32 = 1 << 20;
 /// Neighbour-cache slots per VR.
 const NEIGHBOR_SLOTS: usize = 4096;
 /// Next-hop slots per VR.
@@ -387,7 +385,8 @@ impl Dataplane {
         let mut vrs = Vec::with_capacity(topology.vrs.len());
         let mut tables = Vec::with_capacity(topology.vrs.len());
         for vc in &topology.vrs {
-            let (vr, table) = build_vr(vc, config.timers.neighbor_timeout_s, rcu)
+            let compact_groups = config.limits.compact_groups();
+            let (vr, table) = build_vr(vc, compact_groups, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
             tables.push(table);
@@ -404,23 +403,38 @@ impl Dataplane {
     }
 }
 
+/// A VR's first tables holding `routes`: compact (of `compact_groups` groups,
+/// `[limits] compact_table_kib`) unless the config says wide, or unless its
+/// static routes do not fit a compact table.
+fn initial_tables(
+    size: TableSize,
+    compact_groups: u32,
+    routes: &[Change],
+) -> Result<TablePair, TableError> {
+    let build = |stride, max_groups| {
+        let mut tables = TablePair::new(stride, max_groups);
+        // No reader exists yet: nothing to wait for when publishing.
+        tables.apply(routes, |_| {})?;
+        Ok(tables)
+    };
+    match size {
+        TableSize::Compact => build(Stride::Compact16, compact_groups),
+        TableSize::Wide => build(Stride::Wide24, WIDE_MAX_GROUPS),
+        TableSize::Auto => match build(Stride::Compact16, compact_groups) {
+            Err(TableError::Full(_)) => build(Stride::Wide24, WIDE_MAX_GROUPS),
+            other => other,
+        },
+    }
+}
+
 /// Builds one VR: its interfaces' connected and local routes, its static routes
 /// and neighbours.
 fn build_vr(
     vc: &crate::config::Vr,
+    compact_groups: u32,
     neighbor_timeout: u32,
     rcu: &Arc<Rcu>,
 ) -> Result<(Vr, VrRoutes), TableError> {
-    let compact = match vc.table {
-        TableSize::Compact => true,
-        TableSize::Wide => false,
-        TableSize::Auto => vc.routes.len() < COMPACT_TABLE_MAX_ROUTES,
-    };
-    let mut tables = if compact {
-        TablePair::new(Stride::Compact16, COMPACT_MAX_GROUPS)
-    } else {
-        TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS)
-    };
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
     let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
@@ -450,8 +464,7 @@ fn build_vr(
             nh,
         ));
     }
-    // No reader exists yet: nothing to wait for when publishing.
-    tables.apply(&system, |_| {})?;
+    let tables = initial_tables(vc.table, compact_groups, &system)?;
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
         neighbors.learn(

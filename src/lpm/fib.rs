@@ -1,6 +1,12 @@
 //! The lookup structure readers (lcores) use: a multibit trie with a wide first
-//! level and 8-bit groups below, every entry one `AtomicU32`, so a reader's lookup
-//! is one to three plain loads and a writer changes the table with single stores.
+//! level and 4-bit groups below (16 entries, one 64-byte cache line), every entry
+//! one `AtomicU32`, so a reader's lookup is a few plain loads and a writer changes
+//! the table with single stores.
+//!
+//! Why 4 bits: a group costs 64 B, so a prefix that needs groups of its own costs
+//! ≈ 64 B per level below the first (a /24 in a compact table: two groups, 128 B),
+//! and memory follows the routes. 8-bit groups (1 KiB) made a VR with 10k
+//! scattered /24s cost ≈ 10 MiB per copy (docs/benchmarks.md, "Route-table memory").
 //!
 //! Entry layout: bit 31 valid, bit 30 "points to a group", bits 24..30 the prefix
 //! length that wrote it, bits 0..24 a next-hop index or a group index.
@@ -29,15 +35,19 @@ pub(super) const INDEX_MASK: u32 = (1 << 24) - 1;
 pub(super) const SHORT_BITS: u32 = 8;
 const SHORT_ENTRIES: usize = 1 << SHORT_BITS;
 
-/// Entries per group (8 address bits).
-pub(super) const GROUP_ENTRIES: usize = 256;
+/// Address bits one group resolves.
+pub(super) const GROUP_BITS: u32 = 4;
+/// Entries per group.
+pub(super) const GROUP_ENTRIES: usize = 1 << GROUP_BITS;
 
 /// The stride of the first level: how many address bits one load resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stride {
-    /// 2^16 first-level entries (256 KiB): for small tables; /17–/24 take two loads.
+    /// 2^16 first-level entries (256 KiB): for small tables; /17–/20 take two
+    /// loads, /21–/24 three.
     Compact16,
-    /// 2^24 first-level entries (64 MiB virtual, touched pages only): one load up to /24.
+    /// 2^24 first-level entries (64 MiB virtual, touched pages only): one load up
+    /// to /24, two up to /28, three up to /32.
     Wide24,
 }
 
@@ -73,7 +83,7 @@ pub struct Fib {
     /// address's first octet; consulted when the trie has no match.
     short: Box<[AtomicU32; SHORT_ENTRIES]>,
     first: AtomicArray,
-    /// Every group, `max_groups × 256` entries in one lazily committed mapping:
+    /// Every group, `max_groups × GROUP_ENTRIES` entries in one lazily committed mapping:
     /// a group's pages cost memory only once the writer fills it.
     groups: AtomicArray,
 }
@@ -141,8 +151,8 @@ impl Fib {
         let mut entry = first.0;
         let mut consumed = self.stride.bits();
         while entry & GROUP != 0 {
-            consumed += 8;
-            let slot = ((addr >> (32 - consumed)) & 0xff) as usize;
+            consumed += GROUP_BITS;
+            let slot = ((addr >> (32 - consumed)) as usize) & (GROUP_ENTRIES - 1);
             let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
             entry = self.groups[index].load(Ordering::Acquire);
         }

@@ -14,7 +14,7 @@
 //!
 //! So vrfwd keeps its own DIR-24-8-style trie in safe Rust: first level 2^24
 //! ([`Stride::Wide24`]) or 2^16 ([`Stride::Compact16`], 256 KiB, for small VRs),
-//! 8-bit groups below, every entry an `AtomicU32` (one load per level, inlined in
+//! 4-bit groups below (one cache line each), every entry an `AtomicU32` (one load per level, inlined in
 //! the lcore loop, no FFI call). Prefix lengths live in the entries (as in
 //! `rte_lpm`), the RIB finds the covering route on delete in ≤ 32 hash probes, so
 //! add and delete cost O(entries covered), not O(rules). New groups are filled
@@ -37,12 +37,18 @@ pub use fib::{Fib, FirstEntry, Stride};
 pub use pair::{validate, Change, TablePair};
 pub use rib::{mask, Rib};
 
-use fib::{depth, group_ptr, leaf, GROUP, GROUP_ENTRIES, INDEX_MASK, SHORT_BITS, VALID};
+use fib::{
+    depth, group_ptr, leaf, GROUP, GROUP_BITS, GROUP_ENTRIES, INDEX_MASK, SHORT_BITS, VALID,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Largest next-hop index an entry can hold.
 pub const MAX_NEXT_HOP: u32 = INDEX_MASK;
+/// Most groups a table can address.
+pub const MAX_GROUPS: u32 = INDEX_MASK + 1;
+/// Bytes of one group.
+pub const GROUP_BYTES: usize = GROUP_ENTRIES * std::mem::size_of::<AtomicU32>();
 
 /// Why a table change was refused. The table is unchanged when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +119,7 @@ impl Table {
         // (unless the route is there already).
         let levels_below = u32::from(len)
             .saturating_sub(self.fib.stride().bits())
-            .div_ceil(8);
+            .div_ceil(GROUP_BITS);
         if self.groups_available() < levels_below && self.rib.get(net, len) != Some(next_hop) {
             return Err(TableError::Full(self.fib.max_groups()));
         }
@@ -175,7 +181,7 @@ impl Table {
     /// groups and never-used ones are not counted; their pages stay untouched or
     /// are reused).
     pub fn memory_bytes(&self) -> usize {
-        self.fib.first_level_bytes() + self.groups_in_use() as usize * GROUP_ENTRIES * 4
+        self.fib.first_level_bytes() + self.groups_in_use() as usize * GROUP_BYTES
     }
 
     fn groups_available(&self) -> u32 {
@@ -209,7 +215,7 @@ impl Table {
             let group = current & INDEX_MASK;
             let fib = Arc::clone(&self.fib);
             let entries = fib.group(group);
-            self.write(entries, hi, hi + 8, net, len, op);
+            self.write(entries, hi, hi + GROUP_BITS, net, len, op);
             if matches!(op, Write::Delete { .. }) {
                 self.collapse_if_uniform(slot, hi, group, entries);
             }
@@ -223,7 +229,7 @@ impl Table {
                 .iter()
                 .for_each(|e| e.store(current, Ordering::Relaxed));
             self.work += GROUP_ENTRIES as u64;
-            self.write(entries, hi, hi + 8, net, len, op);
+            self.write(entries, hi, hi + GROUP_BITS, net, len, op);
             slot.store(group_ptr(group), Ordering::Release);
         }
         // A delete under a leaf has nothing to remove.
@@ -238,7 +244,7 @@ impl Table {
             let fib = Arc::clone(&self.fib);
             let entries = fib.group(group);
             for e in entries {
-                self.write_covered(e, hi + 8, op);
+                self.write_covered(e, hi + GROUP_BITS, op);
             }
             if matches!(op, Write::Delete { .. }) {
                 self.collapse_if_uniform(slot, hi, group, entries);
@@ -297,7 +303,8 @@ pub(crate) fn check_prefix(net: u32, len: u8) -> Result<(), TableError> {
     Ok(())
 }
 
-const _: () = assert!(GROUP_ENTRIES == 256);
+// Both strides leave a whole number of groups down to a /32.
+const _: () = assert!((32 - 16) % GROUP_BITS == 0 && (32 - 24) % GROUP_BITS == 0);
 
 #[cfg(test)]
 mod tests {
@@ -383,15 +390,17 @@ mod tests {
 
     #[test]
     fn full_table_refuses_whole_and_reclaim_reuses_groups() {
+        // Each /24 under its own /16 takes one group per level below the first.
+        let per_route = (24 - 16) / GROUP_BITS;
         let mut t = Table::new(Stride::Compact16, 64);
-        for i in 0..64u32 {
+        for i in 0..64 / per_route {
             t.add((10 << 24) | (i << 16) | (1 << 8), 24, i).unwrap();
         }
         let err = t.add(ip("11.0.0.0"), 24, 99).unwrap_err();
         assert_eq!(err, TableError::Full(64));
         assert_eq!(t.rib().get(ip("11.0.0.0"), 24), None);
         t.delete((10 << 24) | (1 << 8), 24).unwrap();
-        assert_eq!(t.retired(), 1);
+        assert_eq!(t.retired(), per_route as usize);
         assert!(
             t.add(ip("11.0.0.0"), 24, 99).is_err(),
             "retired group is not reused before reclaim"

@@ -200,7 +200,8 @@ impl TablePair {
             }
             self.replayed += 1;
         }
-        self.behind.clear();
+        // A large sync's list goes with it: an idle VR keeps only its tables.
+        self.behind = Vec::new();
         self.replayed = 0;
         self.shadow.reclaim();
         true
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_batch_staged_a_budget_at_a_time_publishes_whole_or_not_at_all() {
-        let mut p = TablePair::new(Stride::Compact16, 8);
+        let mut p = TablePair::new(Stride::Compact16, 16);
         let batch: Vec<Change> = (0..100u32)
             .map(|i| Change::Add {
                 net: (10 << 24) | (i << 8),
@@ -413,7 +414,7 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert_eq!(err, TableError::Full(8));
+        assert_eq!(err, TableError::Full(16));
         assert!(done > 1);
         assert_eq!(p.staged_rib().len(), before, "the whole batch was undone");
         p.publish_staged(|_| panic!("nothing to publish"));
@@ -449,7 +450,8 @@ mod tests {
 
     #[test]
     fn a_failing_batch_changes_nothing() {
-        let mut p = TablePair::new(Stride::Compact16, 2);
+        // Room for two /24s in different /16s (two groups each), not six.
+        let mut p = TablePair::new(Stride::Compact16, 4);
         p.apply(
             &[Change::Add {
                 net: 10 << 24,
@@ -470,7 +472,7 @@ mod tests {
         let mut published = false;
         assert_eq!(
             p.apply(&too_many, |_| published = true),
-            Err(TableError::Full(2))
+            Err(TableError::Full(4))
         );
         assert!(!published);
         assert_eq!(p.rib().len(), before);
