@@ -58,6 +58,9 @@ enum State {
     Failed,
 }
 
+/// Buffer capacity a decoder keeps between stanzas.
+const RETAINED_BUFFER: usize = 16 << 10;
+
 /// The decoder of one stream.
 pub struct Decoder {
     buf: Vec<u8>,
@@ -383,6 +386,8 @@ impl Decoder {
         self.base = upto;
         if self.base == self.buf.len() {
             self.buf.clear();
+            // An idle session keeps a small buffer, not its largest stanza's.
+            self.buf.shrink_to(RETAINED_BUFFER);
         } else if self.base * 2 >= self.buf.len() {
             self.buf.drain(..self.base);
         } else {
