@@ -23,8 +23,11 @@ const GATEWAY_MAC: &str = "02:00:00:00:ee:02";
 const FRAMES: usize = 4096;
 
 pub fn vr_mac(vr: usize, iface: usize) -> MacAddr {
-    MacAddr([2, 0, 0, vr as u8, iface as u8, 1])
+    MacAddr([2, 0, (vr >> 8) as u8, vr as u8, iface as u8, 1])
 }
+
+/// Ports DPDK's port table holds in Debian's build.
+const MAX_ETHPORTS: usize = 32;
 
 /// A pcap file of 60-byte UDP frames (64 on the wire) to random addresses inside
 /// the VRs' prefixes, round-robin over the VRs.
@@ -111,6 +114,9 @@ pub fn vrfwd_config(
         (2, GATEWAY)
     };
     let gateway: Ipv4Addr = gateway.parse().expect("an address");
+    // Ring vifs while they fit in DPDK's port table beside the two pcap ports;
+    // past that the vifs stay detached (the fast path does not use them here).
+    let ring_vifs = 2 + vrs.len() * ifaces <= MAX_ETHPORTS;
     for (v, routes) in vrs.iter().enumerate() {
         let mut vr = VrBuilder::new(v as u32 + 1)
             .table(TableSize::Wide)
@@ -118,7 +124,8 @@ pub fn vrfwd_config(
             .neighbor(gateway, GATEWAY_MAC.parse().expect("a MAC"));
         for i in 0..ifaces {
             let vif = format!("vif{v}_{i}");
-            b = b.port(&vif, Some(&format!("net_ring{}", v * ifaces + i)));
+            let ring = format!("net_ring{}", v * ifaces + i);
+            b = b.port(&vif, ring_vifs.then_some(ring.as_str()));
             let address = Ipv4Net::new(Ipv4Addr::new(10, i as u8, 0, 1), 24).expect("a /24");
             vr = vr.interface(
                 &format!("eth{i}"),
