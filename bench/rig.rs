@@ -82,6 +82,7 @@ pub fn vrfwd_config(
     dir: &Path,
     core: u16,
     vrs: &[Vec<(u32, u8)>],
+    table: TableSize,
     control: Option<u16>,
 ) -> Builder {
     let mut b = Builder::new(core, "vrfwd-bench", dir.join("vrfwd.sock"))
@@ -119,7 +120,7 @@ pub fn vrfwd_config(
     let ring_vifs = 2 + vrs.len() * ifaces <= MAX_ETHPORTS;
     for (v, routes) in vrs.iter().enumerate() {
         let mut vr = VrBuilder::new(v as u32 + 1)
-            .table(TableSize::Wide)
+            .table(table)
             .credential(CREDENTIAL)
             .neighbor(gateway, GATEWAY_MAC.parse().expect("a MAC"));
         for i in 0..ifaces {
@@ -225,10 +226,11 @@ pub fn run_vrfwd(
     core: u16,
     seconds: u64,
     vrs: &[Vec<(u32, u8)>],
+    table: TableSize,
     noise: &mut Noise,
 ) -> Result<f64> {
     write_pcap(&dir.join("in.pcap"), vrs, noise)?;
-    let _running = start_vrfwd(dir, &vrfwd_config(dir, core, vrs, None))?;
+    let _running = start_vrfwd(dir, &vrfwd_config(dir, core, vrs, table, None))?;
     std::thread::sleep(Duration::from_secs(1));
     let socket = dir.join("vrfwd.sock");
     mpps(seconds as f64, &|| vrfwd_forwarded(&socket))

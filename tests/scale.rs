@@ -9,15 +9,17 @@
 //!   {P}g (every VR's guest ends a{k}, b{k}) ── {P}a{k}, {P}b{k} (the vifs)
 mod common;
 
+use common::client::Client;
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vrfwd::config::{Builder, VrBuilder};
+use vrfwd_proto::Stanza;
 use vrfwd_wire::MacAddr;
 
 const P: &str = "sc";
 const VRS: u32 = 300;
-const CONTROL: &str = "127.0.0.1:17741";
+const CONTROL_PORT: u16 = 17741;
 const RECEIVER: &str = "10.1.0.2";
 const RECEIVER_MAC: &str = "02:00:00:00:bb:02";
 
@@ -116,7 +118,7 @@ impl Host {
             .port("u1", Some(&format!("net_af_packet{P}u1,iface={P}u1")))
             .segment("lan0", "u0")
             .segment("lan1", "u1")
-            .control(|c| c.listen = Some(CONTROL.parse().unwrap()));
+            .control(|c| c.listen = Some(([127, 0, 0, 1], CONTROL_PORT).into()));
         let mut targets = String::new();
         for k in 1..=VRS {
             b = b.port(&format!("a{k}"), None).port(&format!("b{k}"), None);
@@ -205,6 +207,26 @@ impl Host {
             .arg(root().join("tests/helpers/pkt.py"))
             .args(["sweep", "eth0", RECEIVER])
             .arg(&self.targets));
+    }
+
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.vrfwd.as_ref().expect("vrfwd runs").id())
+    }
+
+    /// VR `k`'s session, as its agent opens it, with its interfaces declared.
+    fn session(&self, k: u32) -> Client {
+        let (mut c, nonce) = Client::connect_v2("127.0.0.1".parse().unwrap(), CONTROL_PORT);
+        let hello = c.hello_v2(k, 1, &format!("scale-test-secret-{k:04}"), &nonce);
+        c.raw(hello.as_bytes());
+        assert_eq!(c.recv(), Some(Stanza::Ack { seq: c.seq }));
+        let declared: String = (0..2)
+            .map(|i| {
+                let (mac, addr) = iface(k, i);
+                format!(r#"<interface name="eth{i}" mac="{mac}" address="{addr}/16"/>"#)
+            })
+            .collect();
+        c.ok(&format!(r#"<interfaces seq="SEQ">{declared}</interfaces>"#));
+        c
     }
 
     /// Frames each guest end a{k} has received (in VR order).
@@ -314,4 +336,24 @@ fn three_hundred_vrs_forward_and_punt_through_six_hundred_socket_vifs() {
             k + 1
         );
     }
+
+    // A VR with 100 routes costs at most 1 MiB (docs/benchmarks.md, "Scale"),
+    // counted from above: the whole host's RSS shared out among its VRs (the
+    // mempool included), plus what VR 1's 100 routes from its agent add.
+    let share = h.rss_kib() / u64::from(VRS);
+    let before = h.rss_kib();
+    let mut agent = h.session(1);
+    let routes: String = (0..100)
+        .map(|i| format!(r#"<add prefix="20.{i}.0.0/24" via="{RECEIVER}" interface="eth1"/>"#))
+        .collect();
+    agent.ok(&format!(r#"<routes seq="SEQ">{routes}</routes>"#));
+    std::thread::sleep(Duration::from_millis(500));
+    let added = h.rss_kib().saturating_sub(before);
+    eprintln!("a VR's share of the host: {share} KiB; 100 routes: +{added} KiB");
+    assert!(
+        share + added <= 1024,
+        "a 100-route VR costs {share} + {added} KiB"
+    );
+    let out = h.ctl(&["routes", "1"]);
+    assert!(out.contains("20.99.0.0/24"), "{out}");
 }

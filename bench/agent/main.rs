@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+use vrfwd::config::TableSize;
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -131,7 +132,10 @@ fn main() -> Result<()> {
     rig::empty_pcap(&dir.join("empty.pcap"))?;
     rig::empty_pcap(&dir.join("in.pcap"))?;
     let _guest = Guest::up()?;
-    let _vrfwd = rig::start_vrfwd(&dir, &rig::vrfwd_config(&dir, 1, &[Vec::new()], Some(PORT)))?;
+    let _vrfwd = rig::start_vrfwd(
+        &dir,
+        &rig::vrfwd_config(&dir, 1, &[Vec::new()], TableSize::Wide, Some(PORT)),
+    )?;
     let socket = dir.join("vrfwd.sock");
     std::fs::write(dir.join("credential"), format!("{}\n", rig::CREDENTIAL))?;
     std::fs::write(

@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vrfwd::config::TableSize;
 use vrfwd_proto::{stream_header, StreamHeader};
 
 #[path = "../gen.rs"]
@@ -129,7 +130,7 @@ fn main() -> Result<()> {
     rig::empty_pcap(&dir.join("empty.pcap"))?;
     let vrs = vec![vec![(10 << 24 | 9 << 16, 16)]; 2];
     write_pcap(&dir.join("in.pcap"), &vrs, &mut Noise(7))?;
-    let config = rig::vrfwd_config(&dir, 1, &vrs, Some(PORT));
+    let config = rig::vrfwd_config(&dir, 1, &vrs, TableSize::Wide, Some(PORT));
     let vrfwd = rig::start_vrfwd(&dir, &config)?;
     let pid = vrfwd.pid();
 

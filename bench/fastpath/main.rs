@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use vrfwd::config::TableSize;
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -107,11 +108,12 @@ fn main() -> Result<()> {
 
     let quick = args.iter().any(|a| a == "--vrfwd-only");
     if !quick {
-        let vrfwd16 =
-            run_vrfwd(&dir, core, seconds, &sixteen, &mut noise).context("vrfwd, 16 VRs")?;
+        let vrfwd16 = run_vrfwd(&dir, core, seconds, &sixteen, TableSize::Wide, &mut noise)
+            .context("vrfwd, 16 VRs")?;
         println!("vrfwd 16 VRs x 10k prefixes: {vrfwd16:.2} Mpps");
     }
-    let vrfwd1 = run_vrfwd(&dir, core, seconds, &one, &mut noise).context("vrfwd, 1 VR")?;
+    let vrfwd1 =
+        run_vrfwd(&dir, core, seconds, &one, TableSize::Wide, &mut noise).context("vrfwd, 1 VR")?;
     println!("vrfwd 1 VR x 10k prefixes:   {vrfwd1:.2} Mpps");
     if quick {
         let _ = std::fs::remove_dir_all(&dir);

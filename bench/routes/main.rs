@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use vrfwd::config::TableSize;
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -98,7 +99,7 @@ fn main() -> Result<()> {
     // Churn on prefixes the traffic never uses (224+ is outside the generator's range).
     let churn: Vec<(u32, u8)> = (0..1000u32).map(|i| ((200 << 24) | (i << 8), 24)).collect();
     let socket = dir.join("vrfwd.sock");
-    let config = rig::vrfwd_config(&dir, 1, &[Vec::new()], Some(PORT));
+    let config = rig::vrfwd_config(&dir, 1, &[Vec::new()], TableSize::Wide, Some(PORT));
     let _vrfwd = rig::start_vrfwd(&dir, &config)?;
     let forwarded = || vrfwd_forwarded(&socket);
 

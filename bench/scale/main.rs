@@ -11,7 +11,7 @@
 //! time (`vrfwd ctl attach`), routes sent over the route protocol, one session
 //! per VR from its own loopback address, kept open while it measures.
 //!
-//! Run (root): `cargo build --release && target/release/vrfwd-scale-bench [--vrs N] [--routes R]`
+//! Run (root): `cargo build --release && target/release/vrfwd-scale-bench [--vrs N] [--routes R] [--replay-only]`
 //! Last line: `scale: vrs=<n> vifs=<n> rss_mib=<n> small_vr_kib=<n> full_vr_mib=<n> ratio_256=<r>`
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use vrfwd::config::{Builder, VrBuilder};
+use vrfwd::config::{Builder, TableSize, VrBuilder};
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -56,6 +56,9 @@ struct Args {
     /// vrfwd's lcore.
     #[arg(long, default_value_t = 1)]
     core: u16,
+    /// Only the replay comparison (no memory figures, no last line).
+    #[arg(long)]
+    replay_only: bool,
 }
 
 const PORT: u16 = 17795;
@@ -311,8 +314,22 @@ fn replay_ratio(dir: &Path, args: &Args) -> Result<f64> {
     let (one, many) = (tables(1), tables(args.replay_vrs));
     let mut ratios = Vec::new();
     for round in 0..args.rounds {
-        let r1 = rig::run_vrfwd(dir, args.core, args.seconds, &one, &mut Noise(9))?;
-        let rn = rig::run_vrfwd(dir, args.core, args.seconds, &many, &mut Noise(9))?;
+        let r1 = rig::run_vrfwd(
+            dir,
+            args.core,
+            args.seconds,
+            &one,
+            TableSize::Auto,
+            &mut Noise(9),
+        )?;
+        let rn = rig::run_vrfwd(
+            dir,
+            args.core,
+            args.seconds,
+            &many,
+            TableSize::Auto,
+            &mut Noise(9),
+        )?;
         println!(
             "replay round {round}: 1 VR {r1:.2} Mpps, {} VRs {rn:.2} Mpps, ratio {:.2}",
             args.replay_vrs,
@@ -330,6 +347,12 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vrfwd-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     rig::empty_pcap(&dir.join("empty.pcap"))?;
+    if args.replay_only {
+        let ratio = replay_ratio(&dir, &args);
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("median ratio: {:.2}", ratio?);
+        return Ok(());
+    }
     let result = memory(&dir, &args).and_then(|m| Ok((m, replay_ratio(&dir, &args)?)));
     let _ = std::fs::remove_dir_all(&dir);
     let (m, ratio) = result?;
