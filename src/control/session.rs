@@ -224,6 +224,11 @@ impl Sessions {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // Acks and keepalives are small writes that must not wait
+                        // for the peer's delayed ACK (Nagle: up to 40 ms each).
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::warn!(%peer, "control TCP_NODELAY: {e}");
+                        }
                         let sessions = Arc::clone(&self);
                         let shutdown = shutdown.clone();
                         tokio::spawn(async move { sessions.connection(stream, peer, shutdown).await });
