@@ -146,35 +146,44 @@ fn run_on(
         .transpose()?;
     let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
     let (ports_ref, pool_ref) = (&ports, &pool);
+    // Named, so that an operator (`top -H`) and bench/scale tell them from lcores;
+    // a thread that cannot be spawned panics, as `Scope::spawn` does.
+    let named = |name: &str| std::thread::Builder::new().name(name.into());
     let result = std::thread::scope(|s| {
-        s.spawn(move || {
-            control_cores.enter();
-            let budget = Budget {
-                max_routes: config.control.max_routes_per_vr,
-                table_memory: config.limits.table_memory_mib << 20,
-            };
-            RouteWriter::new(dp, routes, budget).run(commands, stop_ref)
-        });
+        named("route-writer")
+            .spawn_scoped(s, move || {
+                control_cores.enter();
+                let budget = Budget {
+                    max_routes: config.control.max_routes_per_vr,
+                    table_memory: config.limits.table_memory_mib << 20,
+                };
+                RouteWriter::new(dp, routes, budget).run(commands, stop_ref)
+            })
+            .expect("spawn the route writer");
         if let Some(listener) = control_listener {
             let sessions = Arc::clone(sessions_ref);
-            s.spawn(move || {
-                control_cores.enter();
-                control_thread(sessions, listener, shutdown_rx)
-            });
+            named("sessions")
+                .spawn_scoped(s, move || {
+                    control_cores.enter();
+                    control_thread(sessions, listener, shutdown_rx)
+                })
+                .expect("spawn the session thread");
         }
-        s.spawn(move || {
-            control_cores.enter();
-            let ctl = Ctl {
-                dp,
-                writer: to_writer,
-                snapshot,
-                sessions: sessions_ref,
-                ports: ports_ref,
-                pool: pool_ref,
-                attach: &config.attach,
-            };
-            control::serve(&listener, access, stop_ref, &|line| ctl.answer(line))
-        });
+        named("operator")
+            .spawn_scoped(s, move || {
+                control_cores.enter();
+                let ctl = Ctl {
+                    dp,
+                    writer: to_writer,
+                    snapshot,
+                    sessions: sessions_ref,
+                    ports: ports_ref,
+                    pool: pool_ref,
+                    attach: &config.attach,
+                };
+                control::serve(&listener, access, stop_ref, &|line| ctl.answer(line))
+            })
+            .expect("spawn the operator thread");
         let result = eal.run_on_all_lcores(&|index| {
             let mut reader = rcu.reader(index as u32).expect("one RCU reader per lcore");
             Worker::new(index, dp, &ports, &pool, &counters[index], config).run(quit, &mut reader)

@@ -3,8 +3,10 @@
 //! RIBs, next hops, neighbour caches, the vifs' sockets and rings, the mempool)
 //! is with N VRs of two socket vifs each and R routes each, what one more small
 //! VR costs, what a VR with 10k and with 1M routes costs, and whether the fast
-//! path slows down when its traffic is spread over 256 VRs instead of one. A
-//! benchmark, not a test: it prints figures.
+//! path slows down when its traffic is spread over 256 VRs instead of one; and
+//! the control plane at that scale: start-up time, the control threads' share of
+//! a core while every session sends keepalives, and how fast operator commands
+//! answer. A benchmark, not a test: it prints figures.
 //!
 //! It runs in a network namespace of its own (gone when it exits, with its
 //! veths): vrfwd's uplinks are pcap ports, the vifs veth ends attached at run
@@ -15,11 +17,13 @@
 //! Last line: `scale: vrs=<n> vifs=<n> rss_mib=<n> small_vr_kib=<n> full_vr_mib=<n> ratio_256=<r>`
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vrfwd::config::{Builder, TableSize, VrBuilder};
+use vrfwd_proto::{encode, Stanza};
 
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
@@ -64,6 +68,8 @@ struct Args {
 const PORT: u16 = 17795;
 const PER_STANZA: usize = 5000;
 const GATEWAY: &str = "10.1.0.2";
+/// How often an agent sends a keepalive (the host's default `keepalive_s`).
+const KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Leaves the caller's network namespace for a fresh one, so every link made
 /// here disappears with the process, whatever happens.
@@ -243,6 +249,55 @@ struct Memory {
     full_vr: u64,
 }
 
+/// Clock ticks (of `_SC_CLK_TCK`) vrfwd's control threads (named: not the
+/// lcores) have run so far.
+fn control_ticks(pid: u32) -> Result<u64> {
+    let mut ticks = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        let comm = std::fs::read_to_string(task.join("comm"))?;
+        if !matches!(comm.trim(), "route-writer" | "sessions" | "operator") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat"))?;
+        // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').context("a stat line")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        ticks += fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    }
+    Ok(ticks)
+}
+
+/// Share of one core vrfwd's control threads use over `seconds` while every
+/// session sends a keepalive every `KEEPALIVE` (spread out), as agents do.
+fn keepalive_load(pid: u32, sessions: &mut [Session], seconds: u64) -> Result<f64> {
+    let keepalive = encode(&Stanza::Keepalive);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let (start, ticks0) = (Instant::now(), control_ticks(pid)?);
+    let step = KEEPALIVE / sessions.len().max(1) as u32;
+    let mut next = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        sessions[next].stream.write_all(keepalive.as_bytes())?;
+        next = (next + 1) % sessions.len();
+        std::thread::sleep(step);
+    }
+    let ticks = control_ticks(pid)? - ticks0;
+    Ok(ticks as f64 / hz / start.elapsed().as_secs_f64())
+}
+
+/// Milliseconds operator command `command` takes to answer: the median of 5.
+fn ctl_ms(socket: &Path, command: &str) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        vrfwd::control::request(socket, command)?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[2])
+}
+
 /// The memory figures: a one-VR host as the base, then the N-VR host.
 fn memory(dir: &Path, args: &Args) -> Result<Memory> {
     let n = args.vrs;
@@ -253,7 +308,9 @@ fn memory(dir: &Path, args: &Args) -> Result<Memory> {
         host.attach(0..1)?;
         host.settled_rss()?
     };
+    let started = Instant::now();
     let host = Host::start(dir, args.core, n + 1)?;
+    let startup = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let vifs = host.attach(0..n + 1)?;
     let attached = host.settled_rss()?;
@@ -279,6 +336,14 @@ fn memory(dir: &Path, args: &Args) -> Result<Memory> {
         args.routes,
         started.elapsed().as_secs_f64(),
         mib(loaded)
+    );
+    let load = keepalive_load(host.vrfwd.pid(), &mut sessions, 30)?;
+    let (vrs_ms, stats_ms) = (ctl_ms(&host.socket, "vrs")?, ctl_ms(&host.socket, "stats")?);
+    println!(
+        "control plane: start-up with {} VRs {startup:.1} s; {n} sessions with keepalives \
+         {:.1} % of a core; `vrfwd ctl vrs` {vrs_ms:.1} ms, `stats` {stats_ms:.1} ms",
+        n + 1,
+        load * 100.0
     );
 
     let full = prefixes(&mut Noise(0xf011), args.full);
