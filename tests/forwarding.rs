@@ -218,7 +218,8 @@ fn a_vif_is_attached_and_detached_at_run_time() {
         reply.contains("attached vav0 to VR red interface eth0"),
         "{reply}"
     );
-    assert!(t.ctl(&["ports"]).contains("vav0"));
+    let ports = t.ctl(&["ports"]);
+    assert!(ports.contains("vav0 (socket)"), "{ports}");
     assert!(
         guest_answers(&t),
         "the guest answers through its attached vif"
@@ -293,6 +294,8 @@ fn a_vif_is_attached_through_a_pmd_when_configured() {
         pmd.is_some_and(|s| s.rx_packets > 0),
         "a DPDK port, counting in its PMD: {pmd:?}"
     );
+    let listed = t.ctl(&["ports"]);
+    assert!(listed.contains("vpv0 (PMD net_af_packet"), "{listed}");
     assert!(t.ctl(&["detach", "vpv0"]).contains("detached vpv0"));
     assert!(!guest_answers(&t), "unplugged");
 }

@@ -185,7 +185,8 @@ impl Default for IdleConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HostLimits {
     /// Route-table memory of all VRs together, both copies of each counted with
-    /// their whole first level (a compact pair ≈ 0.5 MiB, a wide one ≈ 128 MiB);
+    /// their whole first level (a compact pair ≈ 0.5 MiB plus 128 B per group in
+    /// use, a wide one ≈ 128 MiB);
     /// a batch that would pass it is refused with `limit`.
     pub table_memory_mib: usize,
     /// Memory the groups of one copy of a compact table may take before the VR

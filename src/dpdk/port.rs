@@ -448,13 +448,15 @@ impl PortTable {
         }
     }
 
-    /// What slot `index` is attached to: the netdev of a run-time attach, the
-    /// DPDK device of a configured one, None when detached.
+    /// What slot `index` is attached to: the netdev of a run-time attach with how
+    /// (`(socket)`, or `(PMD <device>)`), the DPDK device of a configured one,
+    /// None when detached.
     pub fn attachment(&self, index: usize) -> Option<String> {
         self.lock()[index]
             .as_ref()
             .map(|o| match (&o.netdev, &o.device) {
-                (Some(netdev), _) => netdev.clone(),
+                (Some(netdev), Device::Port(port)) => format!("{netdev} (PMD {})", port.name()),
+                (Some(netdev), Device::Sockets { .. }) => format!("{netdev} (socket)"),
                 (None, Device::Port(port)) => port.name().to_owned(),
                 (None, Device::Sockets { .. }) => String::new(),
             })
