@@ -78,7 +78,14 @@ fn check_vrfwd(report: &Value, expected: usize) {
         let (from, to) = (m["from"].as_str().unwrap(), m["to"].as_str().unwrap());
         let what = format!("migration {} {from}→{to}", m["index"]);
         assert!(n(&m["sent"]) > 0, "{what}: nothing sent");
-        assert_eq!(n(&m["lost"]), 0, "{what}: packets lost");
+        assert_eq!(
+            n(&m["lost"]),
+            0,
+            "{what}: packets lost; sender {}, on the receiver's wire {} packets in {} gaps",
+            m["sender"],
+            m["wire"]["packets"],
+            m["wire"]["gaps"].as_array().map_or(0, |g| g.len()),
+        );
         assert_eq!(n(&m["duplicates"]), 0, "{what}: packets duplicated");
         assert_eq!(n(&m["iperf3"]["lost"]), 0, "{what}: iperf3 lost packets");
         assert_eq!(

@@ -28,12 +28,15 @@ use vrfwd_proto::{encode, Stanza};
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
 mod gen;
+#[path = "../netns.rs"]
+mod netns;
 #[path = "../rig.rs"]
 #[allow(dead_code)] // shared with the other benchmarks
 mod rig;
 #[path = "../session.rs"]
 mod session;
 use gen::{prefixes, Noise};
+use netns::private_netns;
 use rig::{ip, vr_mac, Running, CREDENTIAL};
 use session::Session;
 
@@ -70,21 +73,6 @@ const PER_STANZA: usize = 5000;
 const GATEWAY: &str = "10.1.0.2";
 /// How often an agent sends a keepalive (the host's default `keepalive_s`).
 const KEEPALIVE: Duration = Duration::from_secs(10);
-
-/// Leaves the caller's network namespace for a fresh one, so every link made
-/// here disappears with the process, whatever happens.
-fn private_netns() -> Result<()> {
-    // SAFETY: called first in main, before any thread exists, so the whole process
-    // (and every child it starts later) is in the new namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1").context("no IPv6")?;
-    ip_batch("link set lo up\n")
-}
 
 /// `ip -batch` of `lines`.
 fn ip_batch(lines: &str) -> Result<()> {
@@ -409,6 +397,7 @@ fn replay_ratio(dir: &Path, args: &Args) -> Result<f64> {
 fn main() -> Result<()> {
     let args = Args::parse();
     private_netns()?;
+    ip_batch("link set lo up\n")?;
     let dir = std::env::temp_dir().join(format!("vrfwd-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     rig::empty_pcap(&dir.join("empty.pcap"))?;

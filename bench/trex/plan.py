@@ -21,7 +21,7 @@ SRC_IP = '10.0.0.2'
 
 def vr_mac(vr, iface=0):
     """The MAC of VR `vr`'s interface `iface` in the benchmarks (bench/rig.rs too)."""
-    return f'02:00:00:{vr:02x}:{iface:02x}:01'
+    return f'02:00:{vr >> 8:02x}:{vr & 0xff:02x}:{iface:02x}:01'
 
 
 def prefixes(rng, n):

@@ -12,13 +12,17 @@
 //!
 //! Run (root): `cargo build --release && target/release/vrfwd-vifs-bench [--vifs N] [--seconds S]`
 //! Last line: `vifs: vifs=<n> one_in_kpps=<k> one_out_kpps=<k> one_in_among_idle_kpps=<k> all_in_kpps=<k> kib_per_vif=<k>`
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vrfwd::dpdk::{Burst, Eal, Mempool, PacketSocket, Poller, Ready, TxBuffer, BURST_SIZE};
+
+#[path = "../netns.rs"]
+mod netns;
+use netns::private_netns;
 
 #[derive(Parser)]
 struct Args {
@@ -33,21 +37,6 @@ struct Args {
 /// Receive buffer per vif socket: about 1 000 waiting 64-byte frames
 /// (the kernel charges each its skb's truesize).
 const RCVBUF: usize = 1 << 20;
-
-/// Leaves the caller's network namespace for a fresh one, so every link made
-/// here disappears with the process, whatever happens.
-fn private_netns() -> Result<()> {
-    // SAFETY: called first in main, before any thread exists, so the whole process
-    // (and every thread and child it makes later) is in the new namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1").context("no IPv6")?;
-    Ok(())
-}
 
 /// Runs the calling thread on CPU `cpu` only (the EAL pinned the main thread,
 /// and every thread it starts, to its main lcore).

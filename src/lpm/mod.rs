@@ -13,9 +13,10 @@
 //!   that was already reused for another prefix. 16–128 MiB per table.
 //!
 //! So vrfwd keeps its own DIR-24-8-style trie in safe Rust: first level 2^24
-//! ([`Stride::Wide24`]) or 2^16 ([`Stride::Compact16`], 256 KiB, for small VRs),
-//! 4-bit groups below (one cache line each), every entry an `AtomicU32` (one load per level, inlined in
-//! the lcore loop, no FFI call). Prefix lengths live in the entries (as in
+//! ([`Stride::Wide24`]) or 2^16 ([`Stride::Compact16`], 256 KiB, until a VR
+//! widens), 4-bit groups below (one cache line each), every entry an
+//! `AtomicU32` (one load per level, inlined in the lcore loop, no FFI call).
+//! Prefix lengths live in the entries (as in
 //! `rte_lpm`), the RIB finds the covering route on delete in ≤ 32 hash probes, so
 //! add and delete cost O(entries covered), not O(rules). New groups are filled
 //! before they are linked; unlinked groups wait for [`Table::reclaim`]. Batches
@@ -24,11 +25,11 @@
 //! committed only where written.
 //!
 //! Measured with `target/release/vrfwd-tables-bench` (2-vCPU AMD EPYC VM,
-//! 2026-11-25): 1M prefixes installed in 0.28–0.46 s (`rte_lpm`: 100k in 0.7 s,
-//! 1M would take minutes); bulk lookups in bursts of 32 at 387–414 M/s against
-//! `rte_lpm_lookup_bulk`'s 387–429 M/s (10k prefixes, ratio 0.96–1.06 over runs)
-//! and 256–269 vs 254–295 M/s (100k); a VR with 100 prefixes costs 0.36 MiB
-//! compact, 64 MiB wide (`rte_lpm`: ≥ 64 MiB always).
+//! 2026-12-06, docs/benchmarks.md "Route tables"): 1M prefixes installed in
+//! 0.24–0.32 s (`rte_lpm`: 100k in 1.6 s, 1M would take minutes); bulk lookups
+//! in bursts of 32, wide, at 1.03–1.19 × `rte_lpm_lookup_bulk` (10k prefixes);
+//! one table copy holds 0.18 MiB resident with 100 prefixes compact, 1.34 MiB
+//! with 10k, 49 MiB with 1M (`rte_lpm`: ≥ 64 MiB always).
 mod fib;
 mod pair;
 mod rib;
