@@ -384,8 +384,8 @@ impl Dataplane {
             .collect();
         let mut vrs = Vec::with_capacity(topology.vrs.len());
         let mut tables = Vec::with_capacity(topology.vrs.len());
+        let compact_groups = config.limits.compact_groups();
         for vc in &topology.vrs {
-            let compact_groups = config.limits.compact_groups();
             let (vr, table) = build_vr(vc, compact_groups, config.timers.neighbor_timeout_s, rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
