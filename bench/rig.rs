@@ -203,6 +203,15 @@ pub fn measure(cmd: Command, seconds: u64, count: &dyn Fn() -> Option<u64>) -> R
     mpps(seconds as f64, count)
 }
 
+/// The resident memory (VmRSS) of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 pub fn vrfwd_forwarded(socket: &Path) -> Option<u64> {
     let reply = vrfwd::control::request(socket, "stats-json").ok()?;
     let s: vrfwd::stats::Snapshot = serde_json::from_str(&reply).ok()?;

@@ -69,14 +69,7 @@ fn p99_ms(sorted: &[Duration]) -> f64 {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    rig::rss_kib(pid).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 /// A connection that opened the stream and holds the largest stanza allowed

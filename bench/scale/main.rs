@@ -81,7 +81,11 @@ fn ip_batch(lines: &str) -> Result<()> {
         .stdin(Stdio::piped())
         .spawn()
         .context("ip -batch")?;
-    std::io::Write::write_all(child.stdin.as_mut().expect("piped"), lines.as_bytes())?;
+    child
+        .stdin
+        .as_mut()
+        .expect("piped")
+        .write_all(lines.as_bytes())?;
     drop(child.stdin.take());
     if !child.wait()?.success() {
         bail!("ip -batch failed");
@@ -141,17 +145,6 @@ fn host_config(dir: &Path, core: u16, vrs: usize) -> Builder {
     b
 }
 
-/// Resident memory of process `pid`, in bytes.
-fn rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS")?;
-    Ok(kib << 10)
-}
-
 /// A running vrfwd host of this benchmark.
 struct Host {
     vrfwd: Running,
@@ -167,8 +160,9 @@ impl Host {
         })
     }
 
+    /// vrfwd's resident memory, in bytes.
     fn rss(&self) -> Result<u64> {
-        rss(self.vrfwd.pid())
+        Ok(rig::rss_kib(self.vrfwd.pid()).context("vrfwd's VmRSS")? << 10)
     }
 
     /// Attaches both vifs of VR indexes `vrs`.

@@ -17,6 +17,9 @@ use vrfwd::lpm::{FirstEntry, Stride, Table};
 #[path = "../gen.rs"]
 #[allow(dead_code)] // shared with the other benchmarks and tests
 mod gen;
+#[path = "../rig.rs"]
+#[allow(dead_code)] // shared with the other benchmarks
+mod rig;
 use gen::{prefixes, Noise};
 
 const BURST: usize = 32;
@@ -70,17 +73,6 @@ fn burst_lookup(t: &Table, ips: &[u32], out: &mut [u32; BURST]) {
     for ((o, &a), &f) in out.iter_mut().zip(ips).zip(&first) {
         *o = fib.finish_lookup(a, f).unwrap_or(u32::MAX);
     }
-}
-
-/// This process's resident memory (RSS), from /proc/self/statm.
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn main() -> Result<()> {
@@ -152,9 +144,10 @@ fn main() -> Result<()> {
     );
     for n in [100, 1_000, 10_000, 100_000, 1_000_000] {
         for stride in [Stride::Compact16, Stride::Wide24] {
-            let before = rss_bytes();
+            let rss = || rig::rss_kib(std::process::id()).unwrap_or(0) << 10;
+            let before = rss();
             let (t, _) = install_ours(stride, &full[..n]);
-            let resident = rss_bytes().saturating_sub(before);
+            let resident = rss().saturating_sub(before);
             println!(
                 "  {n:>9} prefixes {stride:<10?} {:>8.2} MiB / {:>8.2} MiB",
                 t.memory_bytes() as f64 / MIB,
