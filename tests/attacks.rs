@@ -21,16 +21,6 @@ const RED_IFACES: &str = r#"<interfaces seq="SEQ"><interface name="g0" mac="02:0
 /// VR 2's.
 const BLUE_IFACES: &str = r#"<interfaces seq="SEQ"><interface name="g0" mac="02:00:00:01:01:01" address="10.0.1.1/24"/><interface name="g1" mac="02:00:00:01:02:01" address="10.0.2.1/24"/></interfaces>"#;
 
-/// A version-2 session, as vrfwd-agent opens it: hello with a proof, interfaces.
-fn session(port: u16, source: Ipv4Addr, vr: u32, credential: &str, ifaces: &str) -> Client {
-    let (mut c, nonce) = Client::connect_v2(source, port);
-    let hello = c.hello_v2(vr, 1, credential, &nonce);
-    c.raw(hello.as_bytes());
-    assert_eq!(c.recv(), Some(Stanza::Ack { seq: c.seq }));
-    c.ok(ifaces);
-    c
-}
-
 /// Writes `chunk` until the peer closes or `limit` passes; returns the bytes
 /// written and how long it took.
 fn flood(c: &mut Client, chunk: &[u8], limit: Duration) -> (usize, Duration) {
@@ -115,7 +105,7 @@ fn connection_attacks_are_bounded() {
 
     // Row 1, after hello: blanks are not a stanza, so the idle timeout ends it,
     // and they are not held meanwhile.
-    let mut c = session(
+    let mut c = Client::session_v2(
         port,
         Ipv4Addr::new(127, 0, 0, 3),
         2,
@@ -221,7 +211,7 @@ fn connection_attacks_are_bounded() {
     );
 
     // Row 4: staged routes count against max_routes (20 here).
-    let mut c = session(
+    let mut c = Client::session_v2(
         port,
         Ipv4Addr::new(127, 0, 0, 8),
         1,
@@ -285,7 +275,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
     drop((first, replay));
 
     // Row 3: 80 sync-begins from one session do not block the control runtime.
-    let mut flooder = session(
+    let mut flooder = Client::session_v2(
         port,
         Ipv4Addr::new(127, 0, 0, 2),
         2,
@@ -317,7 +307,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
 
     // The attacker: VR 1 widens its table (5000 /24s in distinct /16s), then
     // flaps /9s (2^15 entries each in each copy), never waiting for acks.
-    let mut red = session(
+    let mut red = Client::session_v2(
         port,
         Ipv4Addr::new(127, 0, 0, 4),
         1,
@@ -373,7 +363,7 @@ fn one_vr_cannot_hold_up_anothers_updates() {
     std::thread::sleep(Duration::from_millis(500));
 
     // The victim: VR 2's agent adds one route at a time.
-    let mut blue = session(
+    let mut blue = Client::session_v2(
         port,
         Ipv4Addr::new(127, 0, 0, 5),
         2,

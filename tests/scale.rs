@@ -14,7 +14,6 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vrfwd::config::{Builder, VrBuilder};
-use vrfwd_proto::Stanza;
 use vrfwd_wire::MacAddr;
 
 const P: &str = "sc";
@@ -215,18 +214,19 @@ impl Host {
 
     /// VR `k`'s session, as its agent opens it, with its interfaces declared.
     fn session(&self, k: u32) -> Client {
-        let (mut c, nonce) = Client::connect_v2("127.0.0.1".parse().unwrap(), CONTROL_PORT);
-        let hello = c.hello_v2(k, 1, &format!("scale-test-secret-{k:04}"), &nonce);
-        c.raw(hello.as_bytes());
-        assert_eq!(c.recv(), Some(Stanza::Ack { seq: c.seq }));
         let declared: String = (0..2)
             .map(|i| {
                 let (mac, addr) = iface(k, i);
                 format!(r#"<interface name="eth{i}" mac="{mac}" address="{addr}/16"/>"#)
             })
             .collect();
-        c.ok(&format!(r#"<interfaces seq="SEQ">{declared}</interfaces>"#));
-        c
+        Client::session_v2(
+            CONTROL_PORT,
+            "127.0.0.1".parse().unwrap(),
+            k,
+            &format!("scale-test-secret-{k:04}"),
+            &format!(r#"<interfaces seq="SEQ">{declared}</interfaces>"#),
+        )
     }
 
     /// Frames each guest end a{k} has received (in VR order).

@@ -133,6 +133,23 @@ impl Client {
         assert_eq!(reply, Some(Stanza::Ack { seq: self.seq }), "{stanza}");
     }
 
+    /// A version-2 session for VR `vr` from `source`, authenticated by proof over
+    /// the host's nonce, with `interfaces` (a whole `<interfaces>` stanza) declared.
+    pub fn session_v2(
+        port: u16,
+        source: Ipv4Addr,
+        vr: u32,
+        credential: &str,
+        interfaces: &str,
+    ) -> Client {
+        let (mut c, nonce) = Client::connect_v2(source, port);
+        let hello = c.hello_v2(vr, 1, credential, &nonce);
+        c.raw(hello.as_bytes());
+        assert_eq!(c.recv(), Some(Stanza::Ack { seq: c.seq }));
+        c.ok(interfaces);
+        c
+    }
+
     pub fn session(port: u16, vr: u32, generation: u64, credential: &str) -> Client {
         let mut c = Client::connect(port);
         c.ok(&format!("<hello seq=\"SEQ\" vr=\"{vr}\" generation=\"{generation}\" credential=\"{credential}\"/>"));
