@@ -5,9 +5,12 @@
 //! RARP and gratuitous ARPs for VR 1's MAC: with no clone in progress nothing
 //! changes (counted); with one, VR 1 only goes quiet (forwarding on, from the
 //! uplink's MAC; routes and sessions untouched) and is active again after
-//! `control.quiet_ms`. A clone cancelled
+//! `control.quiet_ms`; a frame from its guest that is not an announcement (one
+//! it may have sent before it left) does not end that early. A clone cancelled
 //! before the guest moves leaves A active and B in standby. When the guest's
-//! frames reach B's vif, B says `arrived` over the clone session and A drains.
+//! frames reach B's vif, B says `arrived` over the clone session, announces VR 1
+//! on its LAN, and again over the next seconds; A drains, and such a frame from
+//! the guest does not make it active again.
 //! When the clone session drops before the guest moves back (a partition), both
 //! hosts are active until the wrapper's `vrfwd ctl drain` on the source breaks
 //! the tie. Needs root.
@@ -28,7 +31,7 @@ fn host(prefix: &str, port: &str, standby: bool) -> Topology {
         ("HOST_CREDENTIAL", HOST_SECRET),
         ("PEER", "127.0.0.1"),
         ("QUIET_MS", "6000"),
-        ("DRAIN_MS", "1000"),
+        ("DRAIN_MS", "3000"),
     ];
     if standby {
         env.push(("STANDBY", "1"));
@@ -80,6 +83,12 @@ fn forge_rarps(a: &Topology) {
 /// The same station forges 5 gratuitous ARPs for VR 1's MAC and address.
 fn forge_gratuitous_arps(a: &Topology) {
     a.pkt("s", &["arp", "eth0", VR1_ETH0, "10.0.1.1", "5"]);
+}
+
+/// The guest on `t` sends one ordinary frame (no announcement) from its first
+/// NIC, as one it sent before it left could still wait in the vif's queue.
+fn guest_frame(t: &Topology) {
+    t.send("g", "g0", "ff:ff:ff:ff:ff:ff", "10.0.1.2", 1, 64);
 }
 
 /// Sends 5 packets through VR 1 on `a` and returns the source MACs they left with.
@@ -150,13 +159,22 @@ fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
     let quiet = forwarded_from(&a);
     assert_eq!(quiet.len(), 5, "forwarding goes on while quiet");
     assert!(quiet.iter().all(|mac| mac != VR1_ETH1), "{quiet:?}");
+    guest_frame(&a);
+    assert_eq!(
+        state(&a),
+        "quiet",
+        "only the guest's announcement ends it early"
+    );
     assert_eq!(state(&b), "standby");
     await_state(&a, "active", Duration::from_millis(QUIET_MS + 1500));
     assert_eq!(vr1(&a).1, routes, "routes untouched");
     assert_eq!(forwarded_from(&a), vec![VR1_ETH1; 5]);
 
-    // 4. The guest moves: its frames reach B's vif, B activates and says so over
-    //    the clone session, A drains, then stands by.
+    // 4. The guest moves: its frames reach B's vif, B activates, announces VR 1
+    //    (and again: REPEATS_MS in src/lcore/migration.rs) and says so over the
+    //    clone session; A drains, whatever its guest's stale frames say, then
+    //    stands by.
+    let announced = b.sniff("s", "eth0", 4, "rarp");
     for nic in ["g0", "g1"] {
         b.exec("g", &["ip", "link", "set", nic, "up"]);
     }
@@ -166,6 +184,14 @@ fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
     );
     await_state(&b, "active", Duration::from_secs(2));
     await_state(&a, "draining", Duration::from_secs(2));
-    await_state(&a, "standby", Duration::from_secs(4));
+    guest_frame(&a);
+    assert_eq!(state(&a), "draining", "a stale frame is no return");
+    await_state(&a, "standby", Duration::from_secs(5));
     assert_eq!(state(&b), "active");
+    let rarps = announced
+        .packets()
+        .iter()
+        .filter(|p| p["src_mac"] == VR1_ETH0)
+        .count();
+    assert!(rarps >= 5, "B announced VR 1 {rarps} times in 4 s");
 }

@@ -1,5 +1,8 @@
 //! The migration stage (docs/migration.md): a frame from a VR's guest on its vif
-//! means the guest runs here, so the VR becomes active and announces itself. An
+//! means the guest runs here (after it left or another host announced it: the
+//! guest's own announcement), so the VR becomes active and announces itself,
+//! again over the next seconds ([`Repeats`]) in case the host it left still
+//! sends from its MACs for a while. An
 //! announcement (QEMU's RARP, a gratuitous ARP) of an active VR's MAC heard on an
 //! uplink proves nothing (any station can send one): it makes a VR that is being
 //! cloned quiet, a reversible step, and changes nothing otherwise (counted). Only
@@ -52,13 +55,17 @@ pub fn heard_announcement(dp: &Dataplane, role: PortRole, mac: MacAddr) -> Optio
         .then_some(Heard::Quieted { vr: v })
 }
 
-/// A frame from `src` arrived on a port of role `role`: if that is a vif and `src`
-/// the MAC of its VR interface, the guest runs here. A VR in standby, still
+/// A frame from `src` arrived on a port of role `role`, an announcement
+/// (`announced`, see [`announces`]) or not: if that is a vif and `src` the MAC of
+/// its VR interface, the guest runs here. A VR in standby becomes active; one
 /// draining after its guest left, or quiet after an announcement elsewhere,
-/// becomes active; one activated by its agent's hello before this frame is still
-/// owed its announcement.
+/// only on the guest's own announcement (QEMU's RARP, a gratuitous ARP): any
+/// other frame may be one the guest sent before it left, still waiting in the
+/// vif's queue while this lcore was off its CPU, and taking it for a return
+/// would pull the switches back to this host. A VR activated by its agent's
+/// hello before this frame is still owed its announcement.
 #[inline(always)]
-pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr) -> Option<Event> {
+pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr, announced: bool) -> Option<Event> {
     let PortRole::Vif { vr: v, iface, .. } = role else {
         return None;
     };
@@ -68,7 +75,10 @@ pub fn heard_guest(dp: &Dataplane, role: PortRole, src: MacAddr) -> Option<Event
     }
     let arrived = match vr.state() {
         VrState::Active => vr.take_unannounced(),
-        from => vr.transition(from, VrState::Active),
+        VrState::Standby => vr.transition(VrState::Standby, VrState::Active),
+        from @ (VrState::Draining | VrState::Quiet) => {
+            announced && vr.transition(from, VrState::Active)
+        }
     };
     arrived.then_some(Event::Arrived { vr: v })
 }
@@ -84,6 +94,61 @@ pub fn announcements(
         .interfaces
         .iter()
         .map(|ifc| (ifc.uplink, rarp_announcement(ifc.mac)))
+}
+
+/// When an arrived VR is announced again, in ms after its arrival. The host it
+/// left keeps sending from the VR's MACs until its lcore has seen the first
+/// announcement (or the destination's word), and that lcore may be off its CPU
+/// for a while (it shares a core with the hypervisor here): each such frame
+/// teaches the switches the old port again, each repeat the new one.
+pub const REPEATS_MS: [u64; 5] = [100, 300, 700, 1500, 3000];
+
+/// The VRs an lcore announced on arrival and owes repeats ([`REPEATS_MS`]).
+#[derive(Debug, Default)]
+pub struct Repeats {
+    owed: Vec<Owed>,
+}
+
+#[derive(Debug)]
+struct Owed {
+    vr: usize,
+    arrived_tsc: u64,
+    /// The index in [`REPEATS_MS`] of the next repeat.
+    next: usize,
+}
+
+impl Repeats {
+    /// VR `vr` arrived (and was announced) at `now_tsc`: its repeats start over.
+    pub fn arrived(&mut self, vr: usize, now_tsc: u64) {
+        self.owed.retain(|o| o.vr != vr);
+        self.owed.push(Owed {
+            vr,
+            arrived_tsc: now_tsc,
+            next: 0,
+        });
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    /// Calls `announce` for each VR whose next repeat is due at `now_tsc`,
+    /// once however late it is, and forgets those with none left.
+    pub fn take_due(&mut self, now_tsc: u64, ticks_per_ms: u64, mut announce: impl FnMut(usize)) {
+        let due = |i: usize| REPEATS_MS[i].saturating_mul(ticks_per_ms);
+        self.owed.retain_mut(|o| {
+            let elapsed = now_tsc.wrapping_sub(o.arrived_tsc);
+            if elapsed < due(o.next) {
+                return true;
+            }
+            announce(o.vr);
+            while o.next < REPEATS_MS.len() && elapsed >= due(o.next) {
+                o.next += 1;
+            }
+            o.next < REPEATS_MS.len()
+        });
+    }
 }
 
 #[cfg(test)]
@@ -156,9 +221,12 @@ mod tests {
         assert!(dp.vrs[0].state().anonymous());
         assert_eq!(heard_announcement(dp, uplink, VR1_LAN1_MAC), None);
         assert_eq!(dp.vrs[1].state(), VrState::Active, "only the VR announced");
-        // Its guest still speaks here: it never left.
+        // A frame its guest may have sent before it left proves nothing; its own
+        // announcement does (it never left, or came back).
+        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC, false), None);
+        assert_eq!(dp.vrs[0].state(), VrState::Quiet);
         assert_eq!(
-            heard_guest(dp, vif, VR1_LAN1_MAC),
+            heard_guest(dp, vif, VR1_LAN1_MAC, true),
             Some(Event::Arrived { vr: 0 })
         );
         assert_eq!(dp.vrs[0].state(), VrState::Active);
@@ -171,26 +239,34 @@ mod tests {
         assert!(dp.vrs[0].transition(VrState::Draining, VrState::Quiet));
         assert!(dp.vrs[0].unquiet());
         assert_eq!(
-            heard_guest(dp, vif, VR1_LAN1_MAC),
+            heard_guest(dp, vif, VR1_LAN1_MAC, false),
             Some(Event::Arrived { vr: 0 })
         );
     }
 
     #[test]
-    fn the_guests_own_frame_on_its_vif_activates_its_vr() {
+    fn the_guests_frame_activates_a_standby_vr_its_announcement_one_it_left() {
         let t = dataplane();
         let dp = &t.dp;
         let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
         let uplink = dp.ports[dp.segments[0].uplink];
         // Active already, nothing owed: no event.
-        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC), None);
+        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC, true), None);
         for from in [VrState::Standby, VrState::Draining, VrState::Quiet] {
             assert!(dp.vrs[0].transition(VrState::Active, from));
-            // Another MAC on the vif, or the VR's MAC on the uplink: not the guest.
-            assert_eq!(heard_guest(dp, vif, VR2_LAN1_MAC), None);
-            assert_eq!(heard_guest(dp, uplink, VR1_LAN1_MAC), None);
+            for announced in [false, true] {
+                // Another MAC on the vif, or the VR's MAC on the uplink: not the guest.
+                assert_eq!(heard_guest(dp, vif, VR2_LAN1_MAC, announced), None);
+                assert_eq!(heard_guest(dp, uplink, VR1_LAN1_MAC, announced), None);
+            }
+            if from != VrState::Standby {
+                // Perhaps sent before the guest left: the VR stays as it is.
+                assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC, false), None);
+                assert_eq!(dp.vrs[0].state(), from);
+            }
+            let announced = from != VrState::Standby;
             assert_eq!(
-                heard_guest(dp, vif, VR1_LAN1_MAC),
+                heard_guest(dp, vif, VR1_LAN1_MAC, announced),
                 Some(Event::Arrived { vr: 0 })
             );
             assert_eq!(dp.vrs[0].state(), VrState::Active);
@@ -198,10 +274,10 @@ mod tests {
         assert!(dp.vrs[0].transition(VrState::Active, VrState::Standby));
         assert!(dp.vrs[0].activate_from_session());
         assert_eq!(
-            heard_guest(dp, vif, VR1_LAN1_MAC),
+            heard_guest(dp, vif, VR1_LAN1_MAC, false),
             Some(Event::Arrived { vr: 0 })
         );
-        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC), None);
+        assert_eq!(heard_guest(dp, vif, VR1_LAN1_MAC, false), None);
     }
 
     #[test]
@@ -218,5 +294,36 @@ mod tests {
                 (dp.segments[1].uplink, VR1_LAN2_MAC)
             ]
         );
+    }
+
+    #[test]
+    fn an_arrived_vr_is_announced_again_on_schedule_then_no_more() {
+        const MS: u64 = 1000; // ticks per ms
+        let mut r = Repeats::default();
+        let due = |r: &mut Repeats, t: u64| {
+            let mut vrs = Vec::new();
+            r.take_due(t, MS, |vr| vrs.push(vr));
+            vrs
+        };
+        assert!(r.is_empty());
+        r.arrived(3, 10_000);
+        assert_eq!(due(&mut r, 10_000 + 99 * MS), Vec::<usize>::new());
+        assert_eq!(due(&mut r, 10_000 + 100 * MS), vec![3]);
+        assert_eq!(due(&mut r, 10_000 + 101 * MS), Vec::<usize>::new(), "once");
+        // Late (the lcore was off its CPU): one repeat for the rounds it missed.
+        assert_eq!(due(&mut r, 10_000 + 800 * MS), vec![3]);
+        assert_eq!(due(&mut r, 10_000 + 1499 * MS), Vec::<usize>::new());
+        r.arrived(4, 10_000 + 1499 * MS);
+        assert_eq!(due(&mut r, 10_000 + 1500 * MS), vec![3]);
+        assert_eq!(due(&mut r, 10_000 + 1599 * MS), vec![4]);
+        assert_eq!(due(&mut r, 10_000 + 3000 * MS), vec![3, 4]);
+        assert!(!r.is_empty(), "VR 4 owes its last repeat");
+        assert_eq!(due(&mut r, u64::MAX / 2), vec![4]);
+        assert!(r.is_empty(), "every repeat made");
+        // Arriving again starts the schedule over, without a second entry.
+        r.arrived(5, 0);
+        r.arrived(5, 50 * MS);
+        assert_eq!(due(&mut r, 100 * MS), Vec::<usize>::new());
+        assert_eq!(due(&mut r, 150 * MS), vec![5]);
     }
 }

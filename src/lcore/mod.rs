@@ -34,7 +34,7 @@ mod testing;
 mod tx;
 
 use crate::config::{Config, IdleConfig};
-use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac};
+use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac, VrState};
 use crate::dpdk::{
     self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, Ready, BURST_SIZE,
 };
@@ -59,6 +59,9 @@ pub struct Worker<'a> {
     uplink_macs: Vec<MacAddr>,
     /// A VR that became active in the current burst and must announce itself.
     arrived: Option<usize>,
+    /// The VRs this lcore announced on arrival and announces again.
+    repeats: migration::Repeats,
+    ticks_per_ms: u64,
     /// The TSC when the current burst was received.
     now_tsc: u64,
     storm: storm::StormControl,
@@ -136,6 +139,8 @@ impl<'a> Worker<'a> {
                 })
                 .collect(),
             arrived: None,
+            repeats: migration::Repeats::default(),
+            ticks_per_ms: dp.clock.hz() / 1000,
             now_tsc: 0,
             storm: storm::StormControl::new(dp, &config.flood, config.cores.len()),
             tx: tx::Tx::new(index as u16, ports, counters),
@@ -169,6 +174,9 @@ impl<'a> Worker<'a> {
                 if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
                     if ports.has_sockets() {
                         received += self.receive_vifs(&mut burst, now, &section);
+                    }
+                    if !self.repeats.is_empty() {
+                        self.repeat_announcements(&section);
                     }
                     self.tx.flush_all(&section);
                     last_drain = now_tsc;
@@ -355,10 +363,16 @@ impl<'a> Worker<'a> {
             return Class::Exit(Exit::Drop(reason));
         }
         let segment = role.segment();
+        let announced = arp
+            .as_ref()
+            .is_some_and(|a| migration::announces(eth.ethertype, eth.src, a));
         if let Some(a) = arp {
-            self.arp_input(ingress, role, &eth, &a, now, section);
+            self.arp_input(ingress, role, eth.ethertype, &a, now, section);
         }
-        if let Some(event) = migration::heard_guest(dp, role, eth.src) {
+        if announced {
+            self.heard_announcement(role, eth.src);
+        }
+        if let Some(event) = migration::heard_guest(dp, role, eth.src, announced) {
             self.report(event);
         }
         let exit = match ethernet::next(dp, ingress, role, eth.dst) {
@@ -380,18 +394,18 @@ impl<'a> Worker<'a> {
         Class::Exit(exit)
     }
 
-    /// The ARP stage for an ARP or RARP packet `a`, and announcements for migration.
+    /// The ARP stage for an ARP or RARP packet `a` (of `ether_type`).
     fn arp_input(
         &mut self,
         ingress: usize,
         role: PortRole,
-        eth: &ethernet::Header,
+        ether_type: u16,
         a: &Arp,
         now: u32,
         section: &ReadSection,
     ) {
         let dp = self.dp;
-        if eth.ethertype == ethertype::ARP {
+        if ether_type == ethertype::ARP {
             arp::snoop(dp, role.segment(), role, a, now);
             if let Some((vr, reply)) = arp::answer(dp, role.segment(), ingress, a) {
                 if self.tx.send_frame(self.pool, ingress, &reply, section) {
@@ -399,14 +413,16 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-        if migration::announces(eth.ethertype, eth.src, a) {
-            match migration::heard_announcement(dp, role, eth.src) {
-                Some(migration::Heard::Quieted { vr }) => self.report(VrEvent::Quieted { vr }),
-                Some(migration::Heard::Ignored { vr }) => {
-                    self.counters.vrs[vr].announcements_ignored.inc()
-                }
-                None => {}
+    }
+
+    /// `mac` announced itself (RARP, gratuitous ARP) on a port of role `role`.
+    fn heard_announcement(&mut self, role: PortRole, mac: MacAddr) {
+        match migration::heard_announcement(self.dp, role, mac) {
+            Some(migration::Heard::Quieted { vr }) => self.report(VrEvent::Quieted { vr }),
+            Some(migration::Heard::Ignored { vr }) => {
+                self.counters.vrs[vr].announcements_ignored.inc()
             }
+            None => {}
         }
     }
 
@@ -419,8 +435,26 @@ impl<'a> Worker<'a> {
         self.dp.events.report(event);
     }
 
-    /// Announces every interface of VR `v` out of its segment's uplink.
+    /// Announces every interface of VR `v` out of its segment's uplink, now and
+    /// again on [`migration::REPEATS_MS`].
     fn announce(&mut self, v: usize, section: &ReadSection) {
+        self.repeats.arrived(v, self.now_tsc);
+        self.send_announcements(v, section);
+    }
+
+    /// The repeats that are due, for the VRs still active (one that left since
+    /// must not pull the switches back here).
+    fn repeat_announcements(&mut self, section: &ReadSection) {
+        let mut repeats = std::mem::take(&mut self.repeats);
+        repeats.take_due(self.now_tsc, self.ticks_per_ms, |v| {
+            if self.dp.vrs[v].state() == VrState::Active {
+                self.send_announcements(v, section);
+            }
+        });
+        self.repeats = repeats;
+    }
+
+    fn send_announcements(&mut self, v: usize, section: &ReadSection) {
         for (port, frame) in migration::announcements(self.dp, v) {
             if !self.tx.send_frame(self.pool, port, &frame, section) {
                 return;
