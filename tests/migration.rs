@@ -62,6 +62,27 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
+/// What tells where a migration's packets were lost: the sender's report, the
+/// receiver's wire (when its last packet came, relative to the migration), the
+/// cut-over as the switch saw it and each host's VR counters.
+fn loss_facts(m: &Value) -> String {
+    let wire = &m["wire"];
+    let started = m["migration_started_unix"].as_f64().unwrap_or(0.0);
+    let last = wire["first_unix_s"].as_f64().unwrap_or(0.0)
+        + wire["per_ms"].as_array().map_or(0, |p| p.len()) as f64 / 1000.0;
+    format!(
+        "sender {}; on the receiver's wire {} packets in {} gaps, the last {:.2} s after \
+         the migration started (it took {} s); cut-over {}; stats {}",
+        m["sender"],
+        wire["packets"],
+        wire["gaps"].as_array().map_or(0, |g| g.len()),
+        last - started,
+        m["migration_s"],
+        m["cutover"],
+        m["stats"],
+    )
+}
+
 /// vrfwd's run: every migration loses and duplicates nothing (our stream and
 /// iperf3), the destination is active and the source has let the VR go; a route
 /// BIRD learns after the first migration reaches the new host's table; an
@@ -78,14 +99,7 @@ fn check_vrfwd(report: &Value, expected: usize) {
         let (from, to) = (m["from"].as_str().unwrap(), m["to"].as_str().unwrap());
         let what = format!("migration {} {from}→{to}", m["index"]);
         assert!(n(&m["sent"]) > 0, "{what}: nothing sent");
-        assert_eq!(
-            n(&m["lost"]),
-            0,
-            "{what}: packets lost; sender {}, on the receiver's wire {} packets in {} gaps",
-            m["sender"],
-            m["wire"]["packets"],
-            m["wire"]["gaps"].as_array().map_or(0, |g| g.len()),
-        );
+        assert_eq!(n(&m["lost"]), 0, "{what}: packets lost; {}", loss_facts(m));
         assert_eq!(n(&m["duplicates"]), 0, "{what}: packets duplicated");
         assert_eq!(n(&m["iperf3"]["lost"]), 0, "{what}: iperf3 lost packets");
         assert_eq!(
