@@ -59,9 +59,6 @@ pub struct Worker<'a> {
     uplink_macs: Vec<MacAddr>,
     /// A VR that became active in the current burst and must announce itself.
     arrived: Option<usize>,
-    /// The VRs this lcore announced on arrival and announces again.
-    repeats: migration::Repeats,
-    ticks_per_ms: u64,
     /// The TSC when the current burst was received.
     now_tsc: u64,
     storm: storm::StormControl,
@@ -73,6 +70,8 @@ pub struct Worker<'a> {
     pending: [Pending; BURST_SIZE],
     /// The vif sockets the last look at this lcore's epoll set found ready.
     ready: Ready,
+    /// The VRs this lcore announced on arrival and announces again.
+    repeats: migration::Repeats,
 }
 
 /// Vif sockets served per look at the epoll set (the rest wait for the next).
@@ -139,8 +138,6 @@ impl<'a> Worker<'a> {
                 })
                 .collect(),
             arrived: None,
-            repeats: migration::Repeats::default(),
-            ticks_per_ms: dp.clock.hz() / 1000,
             now_tsc: 0,
             storm: storm::StormControl::new(dp, &config.flood, config.cores.len()),
             tx: tx::Tx::new(index as u16, ports, counters),
@@ -149,6 +146,7 @@ impl<'a> Worker<'a> {
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(config.timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
             ready: Ready::new(VIFS_PER_LOOK),
+            repeats: migration::Repeats::default(),
         }
     }
 
@@ -443,10 +441,12 @@ impl<'a> Worker<'a> {
     }
 
     /// The repeats that are due, for the VRs still active (one that left since
-    /// must not pull the switches back here).
+    /// must not pull the switches back here). Rare: kept out of the loop's code.
+    #[cold]
+    #[inline(never)]
     fn repeat_announcements(&mut self, section: &ReadSection) {
         let mut repeats = std::mem::take(&mut self.repeats);
-        repeats.take_due(self.now_tsc, self.ticks_per_ms, |v| {
+        repeats.take_due(self.now_tsc, self.dp.clock.hz() / 1000, |v| {
             if self.dp.vrs[v].state() == VrState::Active {
                 self.send_announcements(v, section);
             }
