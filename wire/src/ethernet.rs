@@ -11,6 +11,7 @@ pub mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const ARP: u16 = 0x0806;
     pub const RARP: u16 = 0x8035;
+    pub const IPV6: u16 = 0x86dd;
 }
 
 mod field {

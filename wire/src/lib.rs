@@ -3,15 +3,18 @@
 //! once in `new_checked`, and then reads and writes fields at constant offsets that
 //! cannot be out of range. Nothing here allocates, touches DPDK or decides policy:
 //! which frames the fast path takes is the data plane's stages' business
-//! (docs/architecture.md). New protocols (IPv6, ICMPv6, NDP) join as modules of
-//! the same shape.
+//! (docs/architecture.md). IPv6, ICMPv6 and neighbour discovery are modules of
+//! the same shape; nothing uses them yet (IPv6 forwarding is being built).
 #![deny(unsafe_code)]
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 mod mac;
+pub mod ndp;
 
 pub use mac::{BadMac, MacAddr};
 
