@@ -132,12 +132,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     #[inline(always)]
     pub fn src(&self) -> Ipv6Addr {
-        ipv6_addr(self.header(), field::SRC)
+        crate::ipv6_addr(self.header(), field::SRC)
     }
 
     #[inline(always)]
     pub fn dst(&self) -> Ipv6Addr {
-        ipv6_addr(self.header(), field::DST)
+        crate::ipv6_addr(self.header(), field::DST)
     }
 
     /// The payload as far as the header's payload length and the buffer both
@@ -169,13 +169,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
             None => false,
         }
     }
-}
-
-/// The IPv6 address in the sixteen bytes of `field` of `header`.
-#[inline(always)]
-fn ipv6_addr(header: &[u8], field: core::ops::Range<usize>) -> Ipv6Addr {
-    let b: [u8; 16] = header[field].try_into().expect("a sixteen-byte field");
-    b.into()
 }
 
 /// A 40-byte header (tests, benchmarks, the demo).

@@ -52,3 +52,10 @@ fn ipv4_addr(header: &[u8], field: core::ops::Range<usize>) -> std::net::Ipv4Add
     let b: [u8; 4] = header[field].try_into().expect("a four-byte field");
     b.into()
 }
+
+/// The IPv6 address in the sixteen bytes of `field` of `header`.
+#[inline(always)]
+fn ipv6_addr(header: &[u8], field: core::ops::Range<usize>) -> std::net::Ipv6Addr {
+    let b: [u8; 16] = header[field].try_into().expect("a sixteen-byte field");
+    b.into()
+}

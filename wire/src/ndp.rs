@@ -70,10 +70,7 @@ impl<T: AsRef<[u8]>> NdpPacket<T> {
 
     /// The address solicited or advertised.
     pub fn target(&self) -> Ipv6Addr {
-        let b: [u8; 16] = self.buffer.as_ref()[field::TARGET]
-            .try_into()
-            .expect("length checked in new_checked");
-        b.into()
+        crate::ipv6_addr(self.buffer.as_ref(), field::TARGET)
     }
 
     /// An advertisement's flags ([`FLAG_ROUTER`], …); 0 for a solicitation.
