@@ -51,8 +51,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn op(&self) -> u16 {
-        let p = self.packet();
-        u16::from_be_bytes([p[field::OP.start], p[field::OP.start + 1]])
+        crate::be16(self.packet(), field::OP)
     }
 
     pub fn sender_mac(&self) -> MacAddr {

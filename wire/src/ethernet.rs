@@ -54,8 +54,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     #[inline(always)]
     pub fn ethertype(&self) -> u16 {
-        let h = self.header();
-        u16::from_be_bytes([h[field::ETHERTYPE.start], h[field::ETHERTYPE.start + 1]])
+        crate::be16(self.header(), field::ETHERTYPE)
     }
 
     /// What follows the header.

@@ -62,8 +62,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     #[inline(always)]
     pub fn checksum(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[field::CHECKSUM.start], b[field::CHECKSUM.start + 1]])
+        crate::be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// The whole message, header included.

@@ -60,11 +60,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     #[inline(always)]
     pub fn total_len(&self) -> usize {
-        let h = self.header();
-        usize::from(u16::from_be_bytes([
-            h[field::TOTAL_LEN.start],
-            h[field::TOTAL_LEN.start + 1],
-        ]))
+        usize::from(crate::be16(self.header(), field::TOTAL_LEN))
     }
 
     #[inline(always)]
@@ -79,8 +75,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     #[inline(always)]
     pub fn checksum(&self) -> u16 {
-        let h = self.header();
-        u16::from_be_bytes([h[field::CHECKSUM.start], h[field::CHECKSUM.start + 1]])
+        crate::be16(self.header(), field::CHECKSUM)
     }
 
     #[inline(always)]

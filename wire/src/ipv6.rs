@@ -113,11 +113,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Bytes after the fixed header (extension headers included), as the header says.
     #[inline(always)]
     pub fn payload_len(&self) -> usize {
-        let h = self.header();
-        usize::from(u16::from_be_bytes([
-            h[field::PAYLOAD_LEN.start],
-            h[field::PAYLOAD_LEN.start + 1],
-        ]))
+        usize::from(crate::be16(self.header(), field::PAYLOAD_LEN))
     }
 
     #[inline(always)]

@@ -46,6 +46,12 @@ fn fixed_mut<const N: usize>(buffer: &mut [u8]) -> &mut [u8; N] {
         .expect("length checked in new_checked")
 }
 
+/// The big-endian 16-bit value in the two bytes of `field` of `header`.
+#[inline(always)]
+fn be16(header: &[u8], field: core::ops::Range<usize>) -> u16 {
+    u16::from_be_bytes([header[field.start], header[field.start + 1]])
+}
+
 /// The IPv4 address in the four bytes of `field` of `header`.
 #[inline(always)]
 fn ipv4_addr(header: &[u8], field: core::ops::Range<usize>) -> std::net::Ipv4Addr {
