@@ -17,7 +17,7 @@
 use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
-use crate::lpm::{mask, validate, Change, Stride, TableError};
+use crate::lpm::{validate, Address, Change, Stride, TableError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashSet;
@@ -694,7 +694,7 @@ fn wide_pair_bytes() -> usize {
 
 fn key(c: &Change) -> (u32, u8) {
     match *c {
-        Change::Add { net, len, .. } | Change::Delete { net, len } => (net & mask(len), len),
+        Change::Add { net, len, .. } | Change::Delete { net, len } => (net & u32::mask(len), len),
     }
 }
 
@@ -1215,16 +1215,16 @@ mod tests {
     fn the_host_memory_budget_refuses_growth_whole() {
         let (dp, rcu, routes) = setup();
         let start = routes[0].tables.settled_memory_bytes();
-        // Room for a few more groups, not for a wide pair.
+        // Room for a few more records, not for a wide pair.
         let mut w = RouteWriter::new(
             &dp,
             routes,
             Budget {
-                table_memory: start + 4 * 1024,
+                table_memory: start + 1024,
                 ..BUDGET
             },
         );
-        // Each /24 in its own /16 needs two new 64-byte groups in each copy: 256 B.
+        // Each /24 alone in its /16 is a 16-byte tail record in each copy: 32 B.
         let batch = |first: u32, n: u32| -> Vec<RouteEdit> {
             (first..first + n)
                 .map(|i| RouteEdit::Add {
@@ -1238,9 +1238,9 @@ mod tests {
         assert_eq!(lookup(&dp, &rcu, "60.3.0.1"), Some(GW));
         let routes = dp.vrs[0].routes.load(Ordering::Relaxed);
         assert_eq!(
-            edit(&mut w, batch(4, 16)),
+            edit(&mut w, batch(4, 64)),
             Err(WriteError::Memory(0)),
-            "16 more routes (4 KiB) on top of 4 (1 KiB) exceed the budget"
+            "64 more routes (2 KiB) on top of 4 (128 B) exceed the budget"
         );
         assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), routes);
         assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), None, "nothing of it applied");

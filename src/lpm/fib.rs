@@ -1,15 +1,25 @@
 //! The lookup structure readers (lcores) use: a multibit trie with a wide first
 //! level and 4-bit groups below (16 entries, one 64-byte cache line), every entry
 //! one `AtomicU32`, so a reader's lookup is a few plain loads and a writer changes
-//! the table with single stores.
+//! the table with single stores. One structure serves both families
+//! ([`Address`]): IPv4 and IPv6 differ only in how many levels lie below.
 //!
 //! Why 4 bits: a group costs 64 B, so a prefix that needs groups of its own costs
-//! ≈ 64 B per level below the first (a /24 in a compact table: two groups, 128 B),
-//! and memory follows the routes. 8-bit groups (1 KiB) made a VR with 10k
-//! scattered /24s cost ≈ 10 MiB per copy (docs/benchmarks.md, "Route-table memory").
+//! ≈ 64 B per level below the first, and memory follows the routes. 8-bit groups
+//! (1 KiB) made a VR with 10k scattered /24s cost ≈ 10 MiB per copy
+//! (docs/benchmarks.md, "Route-table memory").
 //!
-//! Entry layout: bit 31 valid, bit 30 "points to a group", bits 24..30 the prefix
-//! length that wrote it, bits 0..24 a next-hop index or a group index.
+//! A slot under which exactly one longer prefix lies holds a *tail*: the index of
+//! a record with that prefix, its leaf and the slot's own answer (the fallback).
+//! A lookup that reaches a tail compares its address with the prefix once. So a
+//! lone prefix costs one record (16 B for IPv4, 32 B for IPv6) instead of a chain
+//! of groups down to its length, which is what keeps an IPv6 /48 that shares no
+//! group with another prefix affordable. A second prefix under the slot splits
+//! the tail into groups down to where the two part.
+//!
+//! Entry layout: bits 30..32 the kind (empty, leaf, group, tail), bits 22..30 the
+//! length of the prefix that wrote a leaf, bits 0..22 a next-hop, group or tail
+//! index.
 //!
 //! Prefixes of up to [`SHORT_BITS`] bits (the default route among them) live in a
 //! separate 256-entry level that a lookup reads only when the trie has no match,
@@ -17,19 +27,31 @@
 //! 2^24 in each copy: the route writer's cost per change stays bounded (a /9, the
 //! shortest prefix in the trie, covers 2^15 first-level entries of a wide table).
 //!
-//! A writer fills a new group completely before it publishes the pointer to it
-//! (release store), so a reader never sees a half-built group. A group that is
-//! unlinked is not reused until the owner of the table says a grace period has
-//! passed (see `super::Table::reclaim`), so a reader that still walks it gets the
-//! answer from before the change, never someone else's entries.
+//! A writer fills a new group or record completely before it publishes the index
+//! of it (release store); afterwards it changes only single words (an entry, a
+//! record's leaf or fallback), each a valid answer on its own, so a reader never
+//! sees half a change. A group or record that is unlinked is not reused until the
+//! owner of the table says a grace period has passed (see
+//! `super::Table::reclaim`), so a reader that still walks it gets the answer from
+//! before the change, never someone else's entries.
+use super::Address;
 use crate::dpdk::{AtomicArray, Backing};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub(super) const VALID: u32 = 1 << 31;
-pub(super) const GROUP: u32 = 1 << 30;
-const DEPTH_SHIFT: u32 = 24;
-const DEPTH_MASK: u32 = 0x3f << DEPTH_SHIFT;
-pub(super) const INDEX_MASK: u32 = (1 << 24) - 1;
+/// The kind of an entry, in its two top bits.
+pub(super) const KIND: u32 = 3 << 30;
+/// A prefix's next hop (the bit alone: "this entry answers").
+pub(super) const VALID: u32 = 2 << 30;
+/// The index of the group below.
+pub(super) const GROUP: u32 = 3 << 30;
+/// The index of a tail record: the one prefix below this slot.
+pub(super) const TAIL: u32 = 1 << 30;
+const DEPTH_SHIFT: u32 = 22;
+const DEPTH_MASK: u32 = 0xff << DEPTH_SHIFT;
+pub(super) const INDEX_MASK: u32 = (1 << DEPTH_SHIFT) - 1;
+// A leaf's length field holds every IPv6 prefix length.
+const _: () = assert!(DEPTH_MASK >> DEPTH_SHIFT >= u128::BITS);
 
 /// Prefixes this long or shorter are kept in the short level.
 pub(super) const SHORT_BITS: u32 = 8;
@@ -39,6 +61,12 @@ const SHORT_ENTRIES: usize = 1 << SHORT_BITS;
 pub(super) const GROUP_BITS: u32 = 4;
 /// Entries per group.
 pub(super) const GROUP_ENTRIES: usize = 1 << GROUP_BITS;
+
+/// Words of one tail record: the prefix, its leaf and the fallback, rounded up
+/// so that records do not straddle cache lines (16 B for IPv4, 32 B for IPv6).
+pub(super) const fn tail_words<A: Address>() -> usize {
+    (A::WORDS + 2).next_power_of_two()
+}
 
 /// The stride of the first level: how many address bits one load resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,7 +93,11 @@ pub(super) fn leaf(len: u8, next_hop: u32) -> u32 {
 }
 
 pub(super) fn group_ptr(group: u32) -> u32 {
-    VALID | GROUP | group
+    GROUP | group
+}
+
+pub(super) fn tail_ptr(tail: u32) -> u32 {
+    TAIL | tail
 }
 
 pub(super) fn depth(entry: u32) -> u8 {
@@ -76,8 +108,8 @@ pub(super) fn depth(entry: u32) -> u8 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FirstEntry(u32);
 
-/// The shared, lock-free lookup table.
-pub struct Fib {
+/// The shared, lock-free lookup table of one family (IPv4 by default).
+pub struct Fib<A: Address = u32> {
     stride: Stride,
     /// The longest match among prefixes of at most [`SHORT_BITS`] bits, by the
     /// address's first octet; consulted when the trie has no match.
@@ -86,24 +118,40 @@ pub struct Fib {
     /// Every group, `max_groups × GROUP_ENTRIES` entries in one lazily committed mapping:
     /// a group's pages cost memory only once the writer fills it.
     groups: AtomicArray,
+    /// Every tail record, `max_groups × tail_words` words, committed the same way.
+    tails: AtomicArray,
+    family: PhantomData<A>,
 }
+
+/// First-level entries on one 4 KiB page.
+pub(super) const FIRST_PAGE_ENTRIES: usize = 1024;
+
+/// Most addresses [`Fib::lookup_burst`] takes at once (an lcore's burst).
+pub const BURST: usize = 32;
 
 const WIDE_FIRST: usize = 1 << 24;
 const COMPACT_FIRST: usize = 1 << 16;
 
-impl Fib {
-    pub(super) fn new(stride: Stride, max_groups: u32) -> Fib {
+impl<A: Address> Fib<A> {
+    pub(super) fn new(stride: Stride, max_groups: u32) -> Fib<A> {
         // Huge pages for the 64 MiB level and for the groups of large tables only:
         // a small VR must not grow in 2 MiB steps.
         let backing = match stride {
             Stride::Wide24 => Backing::HugePages,
             Stride::Compact16 => Backing::Pages,
         };
+        let first_backing = match A::SPARSE_TOP {
+            true => Backing::Pages,
+            false => Backing::HugePages,
+        };
+        let records = max_groups.max(1) as usize;
         Fib {
             stride,
             short: Box::new(std::array::from_fn(|_| AtomicU32::new(0))),
-            first: AtomicArray::zeroed(1 << stride.bits(), Backing::HugePages),
-            groups: AtomicArray::zeroed(max_groups.max(1) as usize * GROUP_ENTRIES, backing),
+            first: AtomicArray::zeroed(1 << stride.bits(), first_backing),
+            groups: AtomicArray::zeroed(records * GROUP_ENTRIES, backing),
+            tails: AtomicArray::zeroed(records * tail_words::<A>(), backing),
+            family: PhantomData,
         }
     }
 
@@ -112,14 +160,14 @@ impl Fib {
         self.stride
     }
 
-    /// Most groups this table can hold.
+    /// Most groups (and most tail records) this table can hold.
     pub(super) fn max_groups(&self) -> u32 {
         (self.groups.len() / GROUP_ENTRIES) as u32
     }
 
     /// Longest-prefix match: the next-hop index, or None.
     #[inline(always)]
-    pub fn lookup(&self, addr: u32) -> Option<u32> {
+    pub fn lookup(&self, addr: A) -> Option<u32> {
         self.finish_lookup(addr, self.start_lookup(addr))
     }
 
@@ -127,7 +175,7 @@ impl Fib {
     /// [`Fib::finish_lookup`] so that an lcore can issue the loads of a whole burst
     /// before it needs any result (as l3fwd's lookupx4 does).
     #[inline(always)]
-    pub fn start_lookup(&self, addr: u32) -> FirstEntry {
+    pub fn start_lookup(&self, addr: A) -> FirstEntry {
         // One branch on the stride, then a level whose size the compiler knows, so
         // the index needs no bounds check.
         let entry = match self.stride {
@@ -138,28 +186,87 @@ impl Fib {
     }
 
     #[inline(always)]
-    fn first_entry<const N: usize, const BITS: u32>(&self, addr: u32) -> u32 {
+    fn first_entry<const N: usize, const BITS: u32>(&self, addr: A) -> u32 {
         let first: &[AtomicU32; N] = self.first[..]
             .try_into()
             .expect("first level of the stride's size");
-        first[(addr >> (32 - BITS)) as usize].load(Ordering::Acquire)
+        first[addr.field(0, BITS)].load(Ordering::Acquire)
     }
 
     /// The rest of the lookup of `addr` from its first-level entry.
     #[inline(always)]
-    pub fn finish_lookup(&self, addr: u32, first: FirstEntry) -> Option<u32> {
+    pub fn finish_lookup(&self, addr: A, first: FirstEntry) -> Option<u32> {
         let mut entry = first.0;
         let mut consumed = self.stride.bits();
-        while entry & GROUP != 0 {
+        while entry & KIND == GROUP {
+            entry = self.below(addr, entry, consumed);
             consumed += GROUP_BITS;
-            let slot = ((addr >> (32 - consumed)) as usize) & (GROUP_ENTRIES - 1);
-            let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
-            entry = self.groups[index].load(Ordering::Acquire);
+        }
+        self.answer(addr, entry)
+    }
+
+    /// Longest-prefix matches of up to [`BURST`] addresses, walked level by
+    /// level: the loads of one level are independent of each other, so their
+    /// cache misses overlap, where a deep walk (IPv6) one address at a time waits
+    /// for each miss in turn.
+    #[inline(always)]
+    pub fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
+        let mut entries = [0u32; BURST];
+        let entries = &mut entries[..addrs.len().min(BURST)];
+        for (e, &a) in entries.iter_mut().zip(addrs) {
+            *e = self.start_lookup(a).0;
+        }
+        let mut consumed = self.stride.bits();
+        loop {
+            let mut deeper = false;
+            for (e, &a) in entries.iter_mut().zip(addrs) {
+                if *e & KIND == GROUP {
+                    *e = self.below(a, *e, consumed);
+                    deeper = true;
+                }
+            }
+            if !deeper {
+                break;
+            }
+            consumed += GROUP_BITS;
+        }
+        for ((o, &e), &a) in out.iter_mut().zip(entries.iter()).zip(addrs) {
+            *o = self.answer(a, e);
+        }
+    }
+
+    /// The entry for `addr` in the group `entry` points to, `consumed` bits down.
+    #[inline(always)]
+    fn below(&self, addr: A, entry: u32, consumed: u32) -> u32 {
+        let slot = addr.field(consumed, consumed + GROUP_BITS);
+        let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
+        self.groups[index].load(Ordering::Acquire)
+    }
+
+    /// The next hop of `addr` from the leaf, empty entry or tail its walk ended
+    /// at: a tail's answer, else the short level's when the trie has none.
+    #[inline(always)]
+    fn answer(&self, addr: A, mut entry: u32) -> Option<u32> {
+        if entry & KIND == TAIL {
+            entry = self.tail_answer(addr, entry & INDEX_MASK);
         }
         if entry & VALID == 0 {
-            entry = self.short[(addr >> (32 - SHORT_BITS)) as usize].load(Ordering::Acquire);
+            entry = self.short[addr.field(0, SHORT_BITS)].load(Ordering::Acquire);
         }
         (entry & VALID != 0).then_some(entry & INDEX_MASK)
+    }
+
+    /// What tail record `tail` answers for `addr`: its prefix's leaf if the
+    /// address is in it, else the slot's own answer.
+    #[inline(always)]
+    fn tail_answer(&self, addr: A, tail: u32) -> u32 {
+        let record = Record(self.tail(tail));
+        let leaf = record.leaf();
+        if addr & A::mask(depth(leaf)) == record.prefix::<A>() {
+            leaf
+        } else {
+            record.fallback()
+        }
     }
 
     /// The level of prefixes up to [`SHORT_BITS`] bits.
@@ -177,9 +284,62 @@ impl Fib {
         &self.groups[start..start + GROUP_ENTRIES]
     }
 
+    /// The words of tail record `tail`.
+    #[inline(always)]
+    pub(super) fn tail(&self, tail: u32) -> &[AtomicU32] {
+        let words = tail_words::<A>();
+        let start = tail as usize * words;
+        &self.tails[start..start + words]
+    }
+
     /// Bytes of the first level and the short level (all of it counts: lookups
-    /// touch them anywhere).
-    pub(super) fn first_level_bytes(&self) -> usize {
-        (self.first.len() + SHORT_ENTRIES) * std::mem::size_of::<AtomicU32>()
+    /// touch them anywhere), or for a family sparse at the top, of the short
+    /// level and the first level's `pages_written` pages.
+    pub(super) fn first_level_bytes(&self, pages_written: usize) -> usize {
+        let first = match A::SPARSE_TOP {
+            true => (pages_written * FIRST_PAGE_ENTRIES).min(self.first.len()),
+            false => self.first.len(),
+        };
+        (first + SHORT_ENTRIES) * std::mem::size_of::<AtomicU32>()
+    }
+}
+
+/// A tail record's words: the prefix (its address words), then the prefix's leaf,
+/// then the fallback. The prefix is written before the record is linked and never
+/// changes; the leaf and the fallback are single words the writer may store.
+#[derive(Clone, Copy)]
+pub(super) struct Record<'a>(pub(super) &'a [AtomicU32]);
+
+impl Record<'_> {
+    #[inline(always)]
+    pub(super) fn prefix<A: Address>(self) -> A {
+        A::from_words(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
+    #[inline(always)]
+    pub(super) fn leaf(self) -> u32 {
+        self.0[self.0.len() - 2].load(Ordering::Acquire)
+    }
+
+    #[inline(always)]
+    pub(super) fn fallback(self) -> u32 {
+        self.0[self.0.len() - 1].load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_leaf(self, leaf: u32) {
+        self.0[self.0.len() - 2].store(leaf, Ordering::Release);
+    }
+
+    pub(super) fn set_fallback(self, entry: u32) {
+        self.0[self.0.len() - 1].store(entry, Ordering::Release);
+    }
+
+    /// Fills an unlinked record.
+    pub(super) fn fill<A: Address>(self, prefix: A, leaf: u32, fallback: u32) {
+        for i in 0..A::WORDS {
+            self.0[i].store(prefix.word(i), Ordering::Relaxed);
+        }
+        self.set_leaf(leaf);
+        self.set_fallback(fallback);
     }
 }

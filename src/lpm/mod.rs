@@ -1,46 +1,55 @@
-//! Per-VR IPv4 route tables: a lock-free lookup structure ([`Fib`]) shared with the
-//! lcores, and its single writer ([`Table`]), which also keeps the full route list
-//! ([`Rib`]).
+//! Per-VR route tables, IPv4 and IPv6 ([`Address`]): a lock-free lookup
+//! structure ([`Fib`]) shared with the lcores, and its single writer ([`Table`]),
+//! which also keeps the full route list ([`Rib`]).
 //!
-//! # Why not `rte_lpm` or `rte_fib`
+//! # Why not `rte_lpm`, `rte_fib` or `rte_fib6`
 //! The table must (1) look up at least as fast as `rte_lpm` bulk, (2) install 1M
 //! prefixes in ≤ 1 s, (3) change under running readers without exposing freed memory
 //! or half a change, and (4) cost little for a small VR.
 //! - `rte_lpm` fails (2): its add scans the rules of the same length, O(n); 1.08M
 //!   routes took ≈ 150 s here. It also costs 64 MiB per table, failing (4).
-//! - `rte_fib` (DIR24_8) adds fast but fails (3) in 22.11: it has no RCU hook and
-//!   returns tbl8 groups to its pool at once on delete, so a reader may walk a group
-//!   that was already reused for another prefix. 16–128 MiB per table.
+//! - `rte_fib` and `rte_fib6` add fast but fail (3) in 22.11: they have no RCU
+//!   hook and return tbl8 groups to their pool at once on delete, so a reader may
+//!   walk a group that was already reused for another prefix. 16–128 MiB per table.
 //!
-//! So vrfwd keeps its own DIR-24-8-style trie in safe Rust: first level 2^24
-//! ([`Stride::Wide24`]) or 2^16 ([`Stride::Compact16`], 256 KiB, until a VR
-//! widens), 4-bit groups below (one cache line each), every entry an
-//! `AtomicU32` (one load per level, inlined in the lcore loop, no FFI call).
-//! Prefix lengths live in the entries (as in
-//! `rte_lpm`), the RIB finds the covering route on delete in ≤ 32 hash probes, so
-//! add and delete cost O(entries covered), not O(rules). New groups are filled
-//! before they are linked; unlinked groups wait for [`Table::reclaim`]. Batches
-//! are made atomic by [`TablePair`] (left-right copies published under RCU). The
-//! levels live in their own anonymous mappings (huge pages for large tables),
-//! committed only where written.
+//! So vrfwd keeps its own DIR-24-8-style trie in safe Rust, one code for both
+//! families: first level 2^24 ([`Stride::Wide24`]) or 2^16
+//! ([`Stride::Compact16`], 256 KiB, until an IPv4 VR widens), 4-bit groups below
+//! (one cache line each), tail records for prefixes alone below a slot, every
+//! entry an `AtomicU32` (one load per level, inlined in the lcore loop, no FFI
+//! call). Prefix lengths live in the entries (as in `rte_lpm`), the RIB finds the
+//! covering route on delete in one hash probe per prefix length in use, so add
+//! and delete cost O(entries covered), not O(rules). New groups and records are
+//! filled before they are linked; unlinked ones wait for [`Table::reclaim`].
+//! Batches are made atomic by [`TablePair`] (left-right copies published under
+//! RCU). The levels live in their own anonymous mappings (huge pages for large
+//! IPv4 tables), committed only where written.
 //!
 //! Measured with `target/release/vrfwd-tables-bench` (2-vCPU AMD EPYC VM,
-//! 2026-12-06, docs/benchmarks.md "Route tables"): 1M prefixes installed in
-//! 0.24–0.32 s (`rte_lpm`: 100k in 1.6 s, 1M would take minutes); bulk lookups
-//! in bursts of 32, wide, at 1.03–1.19 × `rte_lpm_lookup_bulk` (10k prefixes);
-//! one table copy holds 0.18 MiB resident with 100 prefixes compact, 1.34 MiB
-//! with 10k, 49 MiB with 1M (`rte_lpm`: ≥ 64 MiB always).
+//! 2026-12-06, docs/benchmarks.md "Route tables"): 1M IPv4 prefixes installed in
+//! 0.15 s (`rte_lpm`: 100k in 1.5 s, 1M would take minutes); bulk lookups in
+//! bursts of 32, wide, at 1.1–1.2 × `rte_lpm_lookup_bulk` (10k prefixes); one
+//! compact copy holds 0.16 MiB resident with 100 prefixes, 0.39 MiB with 10k,
+//! 28 MiB with 1M (`rte_lpm`: ≥ 64 MiB always). 250k IPv6 prefixes shaped like
+//! the Internet's install in 0.04–0.06 s and cost a VR 282 B each (both copies,
+//! their RIBs); their lookups run at 0.24–0.32 × IPv4's (goal 0.8: not met, see
+//! docs/benchmarks.md).
+mod addr;
 mod fib;
 mod pair;
 mod rib;
+mod slab;
 
-pub use fib::{Fib, FirstEntry, Stride};
+pub use addr::Address;
+pub use fib::{Fib, FirstEntry, Stride, BURST};
 pub use pair::{validate, Change, TablePair};
-pub use rib::{mask, Rib};
+pub use rib::Rib;
 
 use fib::{
-    depth, group_ptr, leaf, GROUP, GROUP_BITS, GROUP_ENTRIES, INDEX_MASK, SHORT_BITS, VALID,
+    depth, group_ptr, leaf, tail_ptr, tail_words, Record, FIRST_PAGE_ENTRIES, GROUP, GROUP_BITS,
+    GROUP_ENTRIES, INDEX_MASK, KIND, SHORT_BITS, TAIL, VALID,
 };
+use slab::Slab;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -54,12 +63,12 @@ pub const GROUP_BYTES: usize = GROUP_ENTRIES * std::mem::size_of::<AtomicU32>();
 /// Why a table change was refused. The table is unchanged when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
-    /// The prefix length is above 32.
-    #[error("prefix length {0} is longer than 32")]
+    /// The prefix length is longer than the family's addresses.
+    #[error("prefix length {0} is longer than the address")]
     BadLength(u8),
     /// The prefix has bits set beyond its length.
     #[error("{0}/{1} has host bits set")]
-    HostBits(std::net::Ipv4Addr, u8),
+    HostBits(std::net::IpAddr, u8),
     /// The next-hop index does not fit in an entry.
     #[error("next-hop index {0} exceeds {MAX_NEXT_HOP}")]
     NextHopRange(u32),
@@ -68,27 +77,32 @@ pub enum TableError {
     Full(u32),
 }
 
-/// The writer side of one route table. Not `Sync`: one writer at a time; readers
-/// use the [`Fib`] from [`Table::fib`].
-pub struct Table {
-    fib: Arc<Fib>,
-    rib: Rib,
-    next_fresh_group: u32,
-    free_groups: Vec<u32>,
-    retired_groups: Vec<u32>,
+/// The writer side of one route table (IPv4 by default). Not `Sync`: one writer
+/// at a time; readers use the [`Fib`] from [`Table::fib`].
+pub struct Table<A: Address = u32> {
+    fib: Arc<Fib<A>>,
+    rib: Rib<A>,
+    groups: Slab,
+    tails: Slab,
+    /// The first level's pages written so far, a bit each (counted as memory
+    /// for a family sparse at the top).
+    first_pages: Vec<u64>,
     /// Entries written so far: the cost the route writer schedules by.
     work: u64,
 }
 
-impl Table {
-    /// An empty table with the given first-level stride and group capacity.
-    pub fn new(stride: Stride, max_groups: u32) -> Table {
+impl<A: Address> Table<A> {
+    /// An empty table with the given first-level stride and group capacity (as
+    /// many tail records again).
+    pub fn new(stride: Stride, max_groups: u32) -> Table<A> {
+        let fib = Arc::new(Fib::new(stride, max_groups));
+        let capacity = fib.max_groups();
         Table {
-            fib: Arc::new(Fib::new(stride, max_groups)),
+            fib,
             rib: Rib::default(),
-            next_fresh_group: 0,
-            free_groups: Vec::new(),
-            retired_groups: Vec::new(),
+            groups: Slab::new(capacity),
+            tails: Slab::new(capacity),
+            first_pages: vec![0; (1usize << stride.bits()).div_ceil(FIRST_PAGE_ENTRIES * 64)],
             work: 0,
         }
     }
@@ -100,28 +114,31 @@ impl Table {
     }
 
     /// The lookup structure, to hand to readers.
-    pub fn fib(&self) -> &Arc<Fib> {
+    pub fn fib(&self) -> &Arc<Fib<A>> {
         &self.fib
     }
 
     /// The installed routes.
-    pub fn rib(&self) -> &Rib {
+    pub fn rib(&self) -> &Rib<A> {
         &self.rib
     }
 
     /// Installs or replaces `net/len → next_hop`. Returns the next hop it had, or
     /// None if it was not installed.
-    pub fn add(&mut self, net: u32, len: u8, next_hop: u32) -> Result<Option<u32>, TableError> {
+    pub fn add(&mut self, net: A, len: u8, next_hop: u32) -> Result<Option<u32>, TableError> {
         check_prefix(net, len)?;
         if next_hop > MAX_NEXT_HOP {
             return Err(TableError::NextHopRange(next_hop));
         }
-        // Reserve the groups this add may need first, so a full table fails whole
-        // (unless the route is there already).
+        // Reserve what this add may need first, so a full table fails whole
+        // (unless the route is there already): a group per level below the first,
+        // and a tail record per split on the way (the record that was split,
+        // placed again one level down) plus the prefix's own.
         let levels_below = u32::from(len)
             .saturating_sub(self.fib.stride().bits())
             .div_ceil(GROUP_BITS);
-        if self.groups_available() < levels_below && self.rib.get(net, len) != Some(next_hop) {
+        let room = self.groups.available() >= levels_below && self.tails.available() > levels_below;
+        if !room && self.rib.get(net, len) != Some(next_hop) {
             return Err(TableError::Full(self.fib.max_groups()));
         }
         // One hash operation on the common path: the RIB is large and cold.
@@ -134,18 +151,28 @@ impl Table {
 
     /// Applies `op` for `net/len` at the level the prefix lives in: the short
     /// level up to [`SHORT_BITS`] bits, the trie below its first level otherwise.
-    fn write_prefix(&mut self, net: u32, len: u8, op: &Write) {
+    fn write_prefix(&mut self, net: A, len: u8, op: &Write) {
         let fib = Arc::clone(&self.fib);
         if u32::from(len) <= SHORT_BITS {
             self.write(fib.short_level(), 0, SHORT_BITS, net, len, op);
         } else {
-            self.write(fib.first_level(), 0, fib.stride().bits(), net, len, op);
+            let bits = fib.stride().bits();
+            self.note_first_pages(net.field(0, bits), 1 << bits.saturating_sub(len.into()));
+            self.write(fib.first_level(), 0, bits, net, len, op);
+        }
+    }
+
+    /// Marks the first-level pages of `count` entries from `start` as written.
+    fn note_first_pages(&mut self, start: usize, count: usize) {
+        let pages = start / FIRST_PAGE_ENTRIES..=(start + count - 1) / FIRST_PAGE_ENTRIES;
+        for page in pages {
+            self.first_pages[page / 64] |= 1 << (page % 64);
         }
     }
 
     /// Removes `net/len`; lookups fall back to the next covering route. Returns the
     /// next hop it had, or None if it was not installed.
-    pub fn delete(&mut self, net: u32, len: u8) -> Result<Option<u32>, TableError> {
+    pub fn delete(&mut self, net: A, len: u8) -> Result<Option<u32>, TableError> {
         check_prefix(net, len)?;
         let Some(old) = self.rib.remove(net, len) else {
             return Ok(None);
@@ -162,112 +189,157 @@ impl Table {
         Ok(Some(old))
     }
 
-    /// Makes the groups unlinked so far reusable. Call only when every reader has
-    /// passed a quiescent state since they were unlinked (an RCU grace period).
+    /// Makes the groups and records unlinked so far reusable. Call only when
+    /// every reader has passed a quiescent state since they were unlinked (an RCU
+    /// grace period).
     pub fn reclaim(&mut self) {
-        self.free_groups.append(&mut self.retired_groups);
+        self.groups.reclaim();
+        self.tails.reclaim();
     }
 
-    /// Groups unlinked and waiting for [`Table::reclaim`].
+    /// Groups and records unlinked and waiting for [`Table::reclaim`].
     pub fn retired(&self) -> usize {
-        self.retired_groups.len()
+        self.groups.retired() + self.tails.retired()
     }
 
     /// Groups currently linked into the table.
     pub fn groups_in_use(&self) -> u32 {
-        self.next_fresh_group - (self.free_groups.len() + self.retired_groups.len()) as u32
+        self.groups.in_use()
     }
 
-    /// Memory the table holds: the first level and the groups in use (unlinked
-    /// groups and never-used ones are not counted; their pages stay untouched or
-    /// are reused).
+    /// Tail records currently linked into the table.
+    pub fn tails_in_use(&self) -> u32 {
+        self.tails.in_use()
+    }
+
+    /// Memory the table holds: the first level, the groups and the records in
+    /// use (unlinked ones and never-used ones are not counted; their pages stay
+    /// untouched or are reused).
     pub fn memory_bytes(&self) -> usize {
-        self.fib.first_level_bytes() + self.groups_in_use() as usize * GROUP_BYTES
-    }
-
-    fn groups_available(&self) -> u32 {
-        self.fib.max_groups() - self.next_fresh_group + self.free_groups.len() as u32
-    }
-
-    fn alloc_group(&mut self) -> u32 {
-        self.free_groups.pop().unwrap_or_else(|| {
-            self.next_fresh_group += 1;
-            self.next_fresh_group - 1
-        })
+        let record_bytes = tail_words::<A>() * std::mem::size_of::<AtomicU32>();
+        let pages_written = self
+            .first_pages
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum();
+        self.fib.first_level_bytes(pages_written)
+            + self.groups.in_use() as usize * GROUP_BYTES
+            + self.tails.in_use() as usize * record_bytes
     }
 
     /// Applies `op` for `net/len` to the level `slots`, which resolves address bits
     /// `lo..hi`.
-    fn write(&mut self, slots: &[AtomicU32], lo: u32, hi: u32, net: u32, len: u8, op: &Write) {
+    fn write(&mut self, slots: &[AtomicU32], lo: u32, hi: u32, net: A, len: u8, op: &Write) {
         let len32 = u32::from(len);
         if len32 <= hi {
             // The prefix covers a run of slots at this level.
-            let start = ((net >> (32 - hi)) & ((1 << (hi - lo)) - 1)) as usize;
+            let start = net.field(lo, hi);
             let count = 1usize << (hi - len32.max(lo));
             for slot in &slots[start..start + count] {
                 self.write_covered(slot, hi, op);
             }
             return;
         }
-        // The prefix is longer: descend into (or create) the group under one slot.
-        let slot = &slots[((net >> (32 - hi)) & ((1 << (hi - lo)) - 1)) as usize];
+        // The prefix is longer: it lies below one slot.
+        let slot = &slots[net.field(lo, hi)];
         let current = slot.load(Ordering::Relaxed);
-        if current & GROUP != 0 {
-            let group = current & INDEX_MASK;
-            let fib = Arc::clone(&self.fib);
-            let entries = fib.group(group);
-            self.write(entries, hi, hi + GROUP_BITS, net, len, op);
-            if matches!(op, Write::Delete { .. }) {
-                self.collapse_if_uniform(slot, hi, group, entries);
+        match current & KIND {
+            GROUP => {
+                let group = current & INDEX_MASK;
+                let fib = Arc::clone(&self.fib);
+                let entries = fib.group(group);
+                self.write(entries, hi, hi + GROUP_BITS, net, len, op);
+                if matches!(op, Write::Delete { .. }) {
+                    self.collapse_if_uniform(slot, hi, group, entries);
+                }
             }
-        } else if let Write::Add(_) = op {
-            // Build the group off-line (every entry inherits what the slot said), then
-            // publish it with one release store.
-            let group = self.alloc_group();
-            let fib = Arc::clone(&self.fib);
-            let entries = fib.group(group);
-            entries
-                .iter()
-                .for_each(|e| e.store(current, Ordering::Relaxed));
-            self.work += GROUP_ENTRIES as u64;
-            self.write(entries, hi, hi + GROUP_BITS, net, len, op);
-            slot.store(group_ptr(group), Ordering::Release);
+            TAIL => self.write_at_tail(slot, hi, current & INDEX_MASK, net, len, op),
+            // Alone below this slot: a record, filled before it is linked.
+            _ => {
+                if let Write::Add(new) = *op {
+                    let tail = self.tails.alloc();
+                    Record(self.fib.tail(tail)).fill(net, new, current);
+                    self.work += 1;
+                    slot.store(tail_ptr(tail), Ordering::Release);
+                }
+            }
         }
-        // A delete under a leaf has nothing to remove.
     }
 
-    /// Applies `op` to one slot the prefix covers entirely (recursing into a group).
-    fn write_covered(&mut self, slot: &AtomicU32, hi: u32, op: &Write) {
+    /// Applies `op` for `net/len` (longer than `hi`) to `slot`, which holds tail
+    /// record `tail`: the record's own prefix changes in place or goes; another
+    /// prefix splits the record into a group holding both.
+    fn write_at_tail(&mut self, slot: &AtomicU32, hi: u32, tail: u32, net: A, len: u8, op: &Write) {
+        let fib = Arc::clone(&self.fib);
+        let record = Record(fib.tail(tail));
+        let (prefix, own, fallback) = (record.prefix::<A>(), record.leaf(), record.fallback());
         self.work += 1;
-        let current = slot.load(Ordering::Relaxed);
-        if current & GROUP != 0 {
-            let group = current & INDEX_MASK;
-            let fib = Arc::clone(&self.fib);
-            let entries = fib.group(group);
-            for e in entries {
-                self.write_covered(e, hi + GROUP_BITS, op);
-            }
-            if matches!(op, Write::Delete { .. }) {
-                self.collapse_if_uniform(slot, hi, group, entries);
+        if prefix == net && depth(own) == len {
+            match *op {
+                Write::Add(new) => record.set_leaf(new),
+                Write::Delete { replacement, .. } => {
+                    debug_assert_eq!(fallback, replacement, "a record's fallback is its cover");
+                    slot.store(fallback, Ordering::Release);
+                    self.tails.retire(tail);
+                }
             }
             return;
         }
-        let replace = match *op {
-            Write::Add(new) => current & VALID == 0 || depth(current) <= depth(new),
-            Write::Delete { len, .. } => current & VALID != 0 && depth(current) == len,
-        };
-        if replace {
-            let new = match *op {
-                Write::Add(new) => new,
-                Write::Delete { replacement, .. } => replacement,
-            };
-            slot.store(new, Ordering::Release);
+        if let Write::Add(_) = op {
+            // Build the group off-line: every entry answers what the slot did, then
+            // the record's prefix and the new one take their places in it (splitting
+            // again while they share the next bits).
+            let group = self.groups.alloc();
+            let entries = fib.group(group);
+            entries
+                .iter()
+                .for_each(|e| e.store(fallback, Ordering::Relaxed));
+            self.work += GROUP_ENTRIES as u64;
+            let next = hi + GROUP_BITS;
+            self.write(entries, hi, next, prefix, depth(own), &Write::Add(own));
+            self.write(entries, hi, next, net, len, op);
+            slot.store(group_ptr(group), Ordering::Release);
+            self.tails.retire(tail);
+        }
+        // A delete of a prefix that is not the record's has nothing to remove.
+    }
+
+    /// Applies `op` to one slot the prefix covers entirely (recursing into a group;
+    /// for a tail record, its fallback is what the slot answers).
+    fn write_covered(&mut self, slot: &AtomicU32, hi: u32, op: &Write) {
+        self.work += 1;
+        let current = slot.load(Ordering::Relaxed);
+        match current & KIND {
+            GROUP => {
+                let group = current & INDEX_MASK;
+                let fib = Arc::clone(&self.fib);
+                let entries = fib.group(group);
+                for e in entries {
+                    self.write_covered(e, hi + GROUP_BITS, op);
+                }
+                if matches!(op, Write::Delete { .. }) {
+                    self.collapse_if_uniform(slot, hi, group, entries);
+                }
+            }
+            TAIL => {
+                let record = Record(self.fib.tail(current & INDEX_MASK));
+                if let Some(new) = op.covered(record.fallback()) {
+                    record.set_fallback(new);
+                }
+            }
+            _ => {
+                if let Some(new) = op.covered(current) {
+                    slot.store(new, Ordering::Release);
+                }
+            }
         }
     }
 
-    /// After a delete: a group whose entries are all the same leaf, written by a
-    /// prefix no longer than its parent level (`parent_hi` bits), is folded back
-    /// into the parent slot and retired until the next grace period.
+    /// After a delete: a group that answers one thing throughout is folded back
+    /// into its parent slot (resolving `parent_hi` bits) and retired until the next
+    /// grace period. One thing: the same leaf everywhere, written by a prefix no
+    /// longer than the parent level, or that leaf everywhere but in one slot that
+    /// holds a tail record falling back to it (the record moves up).
     fn collapse_if_uniform(
         &mut self,
         slot: &AtomicU32,
@@ -275,14 +347,28 @@ impl Table {
         group: u32,
         entries: &[AtomicU32],
     ) {
-        let first = entries[0].load(Ordering::Relaxed);
-        if first & GROUP == 0
-            && u32::from(depth(first)) <= parent_hi
-            && entries.iter().all(|e| e.load(Ordering::Relaxed) == first)
-        {
-            slot.store(first, Ordering::Release);
-            self.retired_groups.push(group);
+        let mut answer = None;
+        let mut tail = None;
+        for entry in entries.iter().map(|e| e.load(Ordering::Relaxed)) {
+            match entry & KIND {
+                GROUP => return,
+                TAIL if tail.is_none() => tail = Some(entry),
+                TAIL => return,
+                _ if *answer.get_or_insert(entry) != entry => return,
+                _ => {}
+            }
         }
+        let answer = answer.unwrap_or(0);
+        if u32::from(depth(answer)) > parent_hi {
+            return;
+        }
+        let folded = match tail {
+            None => answer,
+            Some(t) if Record(self.fib.tail(t & INDEX_MASK)).fallback() == answer => t,
+            Some(_) => return,
+        };
+        slot.store(folded, Ordering::Release);
+        self.groups.retire(group);
     }
 }
 
@@ -294,18 +380,36 @@ enum Write {
     Delete { len: u8, replacement: u32 },
 }
 
-pub(crate) fn check_prefix(net: u32, len: u8) -> Result<(), TableError> {
-    if len > 32 {
+impl Write {
+    /// What a leaf or empty entry `current`, entirely covered by the prefix,
+    /// becomes (None: it stays).
+    fn covered(&self, current: u32) -> Option<u32> {
+        match *self {
+            Write::Add(new) => {
+                (current & VALID == 0 || depth(current) <= depth(new)).then_some(new)
+            }
+            Write::Delete { len, replacement } => {
+                (current & VALID != 0 && depth(current) == len).then_some(replacement)
+            }
+        }
+    }
+}
+
+pub(crate) fn check_prefix<A: Address>(net: A, len: u8) -> Result<(), TableError> {
+    if u32::from(len) > A::BITS {
         return Err(TableError::BadLength(len));
     }
-    if net & !mask(len) != 0 {
-        return Err(TableError::HostBits(net.into(), len));
+    if net & !A::mask(len) != A::default() {
+        return Err(TableError::HostBits(net.ip(), len));
     }
     Ok(())
 }
 
-// Both strides leave a whole number of groups down to a /32.
+// Both strides leave a whole number of groups down to a full-length prefix in
+// both families.
 const _: () = assert!((32 - 16) % GROUP_BITS == 0 && (32 - 24) % GROUP_BITS == 0);
+const _: () = assert!((128 - 16) % GROUP_BITS == 0 && (128 - 24) % GROUP_BITS == 0);
+const _: () = assert!(TAIL & VALID == 0 && GROUP & VALID != 0);
 
 #[cfg(test)]
 mod tests {
@@ -378,7 +482,7 @@ mod tests {
         let mut t = Table::new(Stride::Compact16, 4);
         assert_eq!(
             t.add(ip("10.0.0.1"), 24, 1),
-            Err(TableError::HostBits(ip("10.0.0.1").into(), 24))
+            Err(TableError::HostBits("10.0.0.1".parse().unwrap(), 24))
         );
         assert_eq!(t.add(0, 33, 1), Err(TableError::BadLength(33)));
         assert_eq!(
@@ -391,17 +495,29 @@ mod tests {
 
     #[test]
     fn full_table_refuses_whole_and_reclaim_reuses_groups() {
-        // Each /24 under its own /16 takes one group per level below the first.
-        let per_route = (24 - 16) / GROUP_BITS;
+        // Two /24s under one /16 part in their third octet: two groups each pair.
         let mut t = Table::new(Stride::Compact16, 64);
-        for i in 0..64 / per_route {
-            t.add((10 << 24) | (i << 16) | (1 << 8), 24, i).unwrap();
+        let pair = |i: u32| {
+            [
+                (10 << 24) | (i << 16) | (1 << 8),
+                (10 << 24) | (i << 16) | (2 << 8),
+            ]
+        };
+        for i in 0..32 {
+            for net in pair(i) {
+                t.add(net, 24, i).unwrap();
+            }
+            // The records the split retired (as after a grace period).
+            t.reclaim();
         }
+        assert_eq!((t.groups_in_use(), t.tails_in_use()), (64, 0));
         let err = t.add(ip("11.0.0.0"), 24, 99).unwrap_err();
         assert_eq!(err, TableError::Full(64));
         assert_eq!(t.rib().get(ip("11.0.0.0"), 24), None);
-        t.delete((10 << 24) | (1 << 8), 24).unwrap();
-        assert_eq!(t.retired(), per_route as usize);
+        for net in pair(1) {
+            t.delete(net, 24).unwrap();
+        }
+        assert_eq!(t.retired(), 2, "both groups of the pair fold away");
         assert!(
             t.add(ip("11.0.0.0"), 24, 99).is_err(),
             "retired group is not reused before reclaim"
@@ -411,33 +527,176 @@ mod tests {
         assert_eq!(t.fib().lookup(ip("11.0.0.7")), Some(99));
     }
 
-    fn arb_route() -> impl Strategy<Value = (u32, u8, u32)> {
-        (any::<u32>(), 0u8..=32, 0u32..1000).prop_map(|(a, l, nh)| (a & mask(l), l, nh))
+    #[test]
+    fn a_lone_prefix_is_one_tail_record_and_splits_where_another_parts() {
+        let mut t = Table::new(Stride::Compact16, 64);
+        t.add(ip("10.1.0.0"), 16, 1).unwrap();
+        t.add(ip("10.1.2.0"), 24, 2).unwrap();
+        assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 1));
+        let f = t.fib().clone();
+        assert_eq!(f.lookup(ip("10.1.2.9")), Some(2));
+        assert_eq!(f.lookup(ip("10.1.3.9")), Some(1), "the fallback");
+        // Another prefix under the same /16 parts from the first in the 3rd octet's
+        // low nibble: a group for bits 16..20, one for 20..24, and leaves.
+        t.add(ip("10.1.3.128"), 25, 3).unwrap();
+        assert_eq!((t.groups_in_use(), t.tails_in_use()), (2, 1));
+        assert_eq!(f.lookup(ip("10.1.3.200")), Some(3));
+        assert_eq!(f.lookup(ip("10.1.3.1")), Some(1));
+        assert_eq!(f.lookup(ip("10.1.2.1")), Some(2));
+        // The cover changes under the record: the record answers the new cover.
+        t.add(ip("10.1.0.0"), 16, 4).unwrap();
+        assert_eq!(f.lookup(ip("10.1.3.1")), Some(4));
+        assert_eq!(f.lookup(ip("10.1.3.200")), Some(3));
+        // Deleting the /24 folds the groups back to the /25's record alone.
+        t.delete(ip("10.1.2.0"), 24).unwrap();
+        assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 1));
+        assert_eq!(f.lookup(ip("10.1.2.1")), Some(4));
+        assert_eq!(f.lookup(ip("10.1.3.200")), Some(3));
+        t.delete(ip("10.1.3.128"), 25).unwrap();
+        t.delete(ip("10.1.0.0"), 16).unwrap();
+        assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 0));
+        assert_eq!(f.lookup(ip("10.1.3.200")), None);
+    }
+
+    #[test]
+    fn ipv6_default_host_and_neighbouring_prefixes() {
+        let v6 = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+        for stride in [Stride::Compact16, Stride::Wide24] {
+            let mut t: Table<u128> = Table::new(stride, 1024);
+            t.add(0, 0, 1).unwrap();
+            t.add(v6("2001:db8::"), 32, 2).unwrap();
+            t.add(v6("2001:db8:1::"), 48, 3).unwrap();
+            t.add(v6("2001:db8:1::1"), 128, 4).unwrap();
+            // Differ in their last bit only.
+            t.add(v6("2001:db8:2::"), 127, 5).unwrap();
+            t.add(v6("2001:db8:2::2"), 127, 6).unwrap();
+            let f = t.fib().clone();
+            assert_eq!(f.lookup(v6("::1")), Some(1));
+            assert_eq!(f.lookup(v6("2001:db8:9::")), Some(2));
+            assert_eq!(f.lookup(v6("2001:db8:1::2")), Some(3));
+            assert_eq!(f.lookup(v6("2001:db8:1::1")), Some(4));
+            assert_eq!(f.lookup(v6("2001:db8:2::1")), Some(5));
+            assert_eq!(f.lookup(v6("2001:db8:2::3")), Some(6));
+            assert_eq!(f.lookup(v6("2001:db8:2::4")), Some(2));
+            assert_eq!(
+                t.add(v6("2001:db8::1"), 64, 1),
+                Err(TableError::HostBits("2001:db8::1".parse().unwrap(), 64))
+            );
+            assert_eq!(t.add(0, 129, 1), Err(TableError::BadLength(129)));
+            for (net, len) in [
+                ("2001:db8:2::2", 127),
+                ("2001:db8:2::", 127),
+                ("2001:db8:1::1", 128),
+            ] {
+                t.delete(v6(net), len).unwrap();
+            }
+            t.delete(v6("2001:db8:1::"), 48).unwrap();
+            t.delete(v6("2001:db8::"), 32).unwrap();
+            assert_eq!(f.lookup(v6("2001:db8:2::3")), Some(1));
+            assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 0));
+        }
+    }
+
+    /// The address with only its last bit set.
+    fn last_bit<A: Address>() -> A {
+        A::from_words(|i| u32::from(i == A::WORDS - 1))
+    }
+
+    /// `a` with its last bit flipped.
+    fn flip_last<A: Address>(a: A) -> A {
+        let one = last_bit::<A>();
+        if a & one == A::default() {
+            a | one
+        } else {
+            a & !one
+        }
+    }
+
+    /// Routes clustered around a few anchors (so that prefixes share groups and
+    /// split each other's records), every length from /0 to full, full-length
+    /// ones in pairs that differ in their last bit.
+    fn arb_routes<A: Address>() -> impl Strategy<Value = Vec<(A, u8, u32)>> {
+        let word = || prop::array::uniform4(any::<u32>());
+        let route = (
+            0usize..4,
+            0..=A::BITS as u8,
+            word(),
+            0..=A::BITS as u8,
+            0u32..1000,
+        );
+        (
+            prop::array::uniform4(word()),
+            proptest::collection::vec(route, 1..120),
+        )
+            .prop_map(|(anchors, routes)| {
+                routes
+                    .into_iter()
+                    .flat_map(|(anchor, keep, noise, len, nh)| {
+                        let anchor = A::from_words(|i| anchors[anchor][i]);
+                        let noise = A::from_words(|i| noise[i]);
+                        let addr = (anchor & A::mask(keep)) | (noise & !A::mask(keep));
+                        let net = addr & A::mask(len);
+                        let twin = (len == A::BITS as u8).then(|| flip_last(net));
+                        std::iter::once((net, len, nh)).chain(twin.map(|t| (t, len, nh + 1)))
+                    })
+                    .collect()
+            })
+    }
+
+    /// Installs `routes`, deletes some, and checks every lookup against the
+    /// by-the-book longest match; then deletes everything and checks the table
+    /// holds no group or record.
+    fn check_against_reference<A: Address>(
+        routes: &[(A, u8, u32)],
+        deletes: &[prop::sample::Index],
+        probes: &[A],
+    ) -> Result<(), TestCaseError> {
+        for stride in [Stride::Compact16, Stride::Wide24] {
+            let mut t: Table<A> = Table::new(stride, 4096);
+            for &(n, l, nh) in routes {
+                t.add(n, l, nh).unwrap();
+            }
+            for d in deletes {
+                let (n, l, _) = routes[d.index(routes.len())];
+                t.delete(n, l).unwrap();
+            }
+            let edges = routes.iter().flat_map(|&(n, l, _)| {
+                let last = n | !A::mask(l);
+                [n, last, flip_last(last)]
+            });
+            for a in probes.iter().copied().chain(edges) {
+                let want = t.rib().longest_match(a).map(|(_, nh)| nh);
+                prop_assert_eq!(t.fib().lookup(a), want, "{:?} {:?}", stride, a);
+            }
+            for &(n, l, _) in routes {
+                t.delete(n, l).unwrap();
+            }
+            prop_assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 0));
+        }
+        Ok(())
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// After any sequence of adds and deletes the trie answers exactly what the
-        /// by-the-book longest match over the RIB answers.
+        /// by-the-book longest match over the RIB answers, and memory follows the
+        /// routes back to nothing.
         #[test]
-        fn matches_reference(
-            routes in proptest::collection::vec(arb_route(), 1..120),
+        fn ipv4_matches_reference(
+            routes in arb_routes::<u32>(),
             deletes in proptest::collection::vec(any::<prop::sample::Index>(), 0..80),
             probes in proptest::collection::vec(any::<u32>(), 64),
         ) {
-            for mut t in both_strides() {
-                for &(n, l, nh) in &routes { t.add(n, l, nh).unwrap(); }
-                for d in &deletes {
-                    let (n, l, _) = routes[d.index(routes.len())];
-                    t.delete(n, l).unwrap();
-                }
-                let mut addrs = probes.clone();
-                addrs.extend(routes.iter().map(|r| r.0));
-                addrs.extend(routes.iter().map(|r| r.0 | !mask(r.1)));
-                for a in addrs {
-                    prop_assert_eq!(t.fib().lookup(a), t.rib().longest_match(a).map(|(_, nh)| nh));
-                }
-            }
+            check_against_reference(&routes, &deletes, &probes)?;
+        }
+
+        #[test]
+        fn ipv6_matches_reference(
+            routes in arb_routes::<u128>(),
+            deletes in proptest::collection::vec(any::<prop::sample::Index>(), 0..80),
+            probes in proptest::collection::vec(any::<u128>(), 64),
+        ) {
+            check_against_reference(&routes, &deletes, &probes)?;
         }
     }
 }

@@ -16,31 +16,31 @@
 //! entries written: nothing is visible before publication, so the route writer
 //! can interleave one VR's large batch with other VRs' work and still publish it
 //! whole.
-use super::{check_prefix, Fib, Rib, Stride, Table, TableError, MAX_NEXT_HOP};
+use super::{check_prefix, Address, Fib, Rib, Stride, Table, TableError, MAX_NEXT_HOP};
 use std::sync::Arc;
 
-/// One route change.
+/// One route change (IPv4 by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Add { net: u32, len: u8, next_hop: u32 },
-    Delete { net: u32, len: u8 },
+pub enum Change<A: Address = u32> {
+    Add { net: A, len: u8, next_hop: u32 },
+    Delete { net: A, len: u8 },
 }
 
 /// The two copies.
-pub struct TablePair {
-    live: Table,
-    shadow: Table,
+pub struct TablePair<A: Address = u32> {
+    live: Table<A>,
+    shadow: Table<A>,
     /// Published changes, replayed on `shadow` up to `replayed`.
-    behind: Vec<Change>,
+    behind: Vec<Change<A>>,
     replayed: usize,
     /// Changes in `shadow` not yet published (a staged sync).
-    ahead: Vec<Change>,
+    ahead: Vec<Change<A>>,
     stride: Stride,
     max_groups: u32,
 }
 
-impl TablePair {
-    pub fn new(stride: Stride, max_groups: u32) -> TablePair {
+impl<A: Address> TablePair<A> {
+    pub fn new(stride: Stride, max_groups: u32) -> TablePair<A> {
         TablePair {
             live: Table::new(stride, max_groups),
             shadow: Table::new(stride, max_groups),
@@ -53,17 +53,17 @@ impl TablePair {
     }
 
     /// The published table.
-    pub fn fib(&self) -> &Arc<Fib> {
+    pub fn fib(&self) -> &Arc<Fib<A>> {
         self.live.fib()
     }
 
     /// The routes of the published table.
-    pub fn rib(&self) -> &Rib {
+    pub fn rib(&self) -> &Rib<A> {
         self.live.rib()
     }
 
     /// The routes the table will have once what is staged is published.
-    pub fn staged_rib(&self) -> &Rib {
+    pub fn staged_rib(&self) -> &Rib<A> {
         if self.ahead.is_empty() {
             self.live.rib()
         } else {
@@ -81,8 +81,8 @@ impl TablePair {
     /// the staged changes are as they were.
     pub fn apply(
         &mut self,
-        changes: &[Change],
-        publish: impl FnOnce(Arc<Fib>),
+        changes: &[Change<A>],
+        publish: impl FnOnce(Arc<Fib<A>>),
     ) -> Result<(), TableError> {
         self.stage(changes)?;
         self.publish_staged(publish);
@@ -91,7 +91,7 @@ impl TablePair {
 
     /// Applies `changes` to the private copy only; they become visible with the
     /// next publication. On error the staged changes of this call are undone.
-    pub fn stage(&mut self, changes: &[Change]) -> Result<(), TableError> {
+    pub fn stage(&mut self, changes: &[Change<A>]) -> Result<(), TableError> {
         validate(changes)?;
         self.catch_up();
         let mark = self.mark();
@@ -113,7 +113,7 @@ impl TablePair {
     pub fn stage_some(
         &mut self,
         mark: usize,
-        changes: &[Change],
+        changes: &[Change<A>],
         budget: u64,
         staged_next_hops: &mut impl FnMut(Option<u32>, Option<u32>),
     ) -> Result<usize, TableError> {
@@ -166,7 +166,7 @@ impl TablePair {
     }
 
     /// Publishes what is staged (nothing to do if nothing is).
-    pub fn publish_staged(&mut self, publish: impl FnOnce(Arc<Fib>)) {
+    pub fn publish_staged(&mut self, publish: impl FnOnce(Arc<Fib<A>>)) {
         if self.ahead.is_empty() {
             return;
         }
@@ -215,9 +215,9 @@ impl TablePair {
     /// A pair with a wide first level holding everything this one holds or has
     /// staged, all of it staged (nothing published yet): for a VR that outgrew its
     /// compact table. The caller publishes it like any staged change.
-    pub fn widened(&self, max_groups: u32) -> Result<TablePair, TableError> {
+    pub fn widened(&self, max_groups: u32) -> Result<TablePair<A>, TableError> {
         let mut wide = TablePair::new(Stride::Wide24, max_groups);
-        let all: Vec<Change> = self
+        let all: Vec<Change<A>> = self
             .staged_rib()
             .iter()
             .map(|(net, len, next_hop)| Change::Add { net, len, next_hop })
@@ -226,7 +226,7 @@ impl TablePair {
         Ok(wide)
     }
 
-    fn copy_of_live(&self) -> Table {
+    fn copy_of_live(&self) -> Table<A> {
         let mut t = Table::new(self.stride, self.max_groups);
         for (net, len, nh) in self.live.rib().iter() {
             // The live copy holds these routes in the same capacity: cannot fail.
@@ -237,7 +237,7 @@ impl TablePair {
 }
 
 /// Checks every change before any is applied (prefix, length, next-hop range).
-pub fn validate(changes: &[Change]) -> Result<(), TableError> {
+pub fn validate<A: Address>(changes: &[Change<A>]) -> Result<(), TableError> {
     for c in changes {
         match *c {
             Change::Add { net, len, next_hop } => {
@@ -252,12 +252,15 @@ pub fn validate(changes: &[Change]) -> Result<(), TableError> {
     Ok(())
 }
 
-fn apply_to(t: &mut Table, changes: &[Change]) -> Result<(), TableError> {
+fn apply_to<A: Address>(t: &mut Table<A>, changes: &[Change<A>]) -> Result<(), TableError> {
     changes.iter().try_for_each(|c| apply_one(t, c).map(|_| ()))
 }
 
 /// Applies `c`; returns the next hop it replaced and the one it put in.
-fn apply_one(t: &mut Table, c: &Change) -> Result<(Option<u32>, Option<u32>), TableError> {
+fn apply_one<A: Address>(
+    t: &mut Table<A>,
+    c: &Change<A>,
+) -> Result<(Option<u32>, Option<u32>), TableError> {
     match *c {
         Change::Add { net, len, next_hop } => {
             t.add(net, len, next_hop).map(|old| (old, Some(next_hop)))
@@ -269,11 +272,10 @@ fn apply_one(t: &mut Table, c: &Change) -> Result<(Option<u32>, Option<u32>), Ta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lpm::mask;
     use proptest::prelude::*;
 
     fn arb_change() -> impl Strategy<Value = Change> {
-        let prefix = (any::<u32>(), 0u8..=32).prop_map(|(a, l)| (a & mask(l), l));
+        let prefix = (any::<u32>(), 0u8..=32).prop_map(|(a, l)| (a & u32::mask(l), l));
         (prefix, 0u32..50, any::<bool>()).prop_map(|((net, len), next_hop, add)| match add {
             true => Change::Add { net, len, next_hop },
             false => Change::Delete { net, len },
@@ -291,7 +293,7 @@ mod tests {
             batches in proptest::collection::vec(proptest::collection::vec(arb_change(), 1..30), 1..8),
             probes in proptest::collection::vec(any::<u32>(), 32),
         ) {
-            let mut p = TablePair::new(Stride::Compact16, 24);
+            let mut p: TablePair = TablePair::new(Stride::Compact16, 24);
             for batch in &batches {
                 if let Err(TableError::Full(_)) = p.stage(batch) {
                     let mut wide = p.widened(1 << 12).unwrap();
@@ -301,7 +303,7 @@ mod tests {
                 p.publish_staged(|_| {});
                 p.catch_up();
                 let mut addrs = probes.clone();
-                addrs.extend(p.rib().iter().flat_map(|(n, l, _)| [n, n | !mask(l)]));
+                addrs.extend(p.rib().iter().flat_map(|(n, l, _)| [n, n | !u32::mask(l)]));
                 for a in addrs {
                     let want = p.rib().longest_match(a).map(|(_, nh)| nh);
                     prop_assert_eq!(p.fib().lookup(a), want);
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn batches_publish_whole_and_both_copies_agree() {
-        let mut p = TablePair::new(Stride::Compact16, 64);
+        let mut p: TablePair = TablePair::new(Stride::Compact16, 64);
         let mut published = Vec::new();
         let adds: Vec<Change> = (0..10u32)
             .map(|i| Change::Add {
@@ -356,7 +358,7 @@ mod tests {
 
     #[test]
     fn staged_changes_appear_together() {
-        let mut p = TablePair::new(Stride::Compact16, 64);
+        let mut p: TablePair = TablePair::new(Stride::Compact16, 64);
         p.apply(
             &[Change::Add {
                 net: 10 << 24,
@@ -396,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_batch_staged_a_budget_at_a_time_publishes_whole_or_not_at_all() {
-        let mut p = TablePair::new(Stride::Compact16, 16);
+        let mut p: TablePair = TablePair::new(Stride::Compact16, 16);
         let batch: Vec<Change> = (0..100u32)
             .map(|i| Change::Add {
                 net: (10 << 24) | (i << 8),
@@ -463,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_compact_pair_widens_with_its_routes_staged() {
-        let mut p = TablePair::new(Stride::Compact16, 4);
+        let mut p: TablePair = TablePair::new(Stride::Compact16, 4);
         p.apply(
             &[Change::Add {
                 net: 10 << 24,
@@ -491,8 +493,8 @@ mod tests {
 
     #[test]
     fn a_failing_batch_changes_nothing() {
-        // Room for two /24s in different /16s (two groups each), not six.
-        let mut p = TablePair::new(Stride::Compact16, 4);
+        // Four records: two lone /24s fit (one each, with room kept for splits), six do not.
+        let mut p: TablePair = TablePair::new(Stride::Compact16, 4);
         p.apply(
             &[Change::Add {
                 net: 10 << 24,
