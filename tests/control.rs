@@ -80,6 +80,9 @@ fn bad_input_is_rejected_whole_and_tables_stay() {
         // A neighbour must be a station on its interface's subnet.
         (r#"<neighbors seq="SEQ"><add address="10.0.2.9" mac="02:00:00:00:bb:09" interface="g1"/><add address="10.0.9.9" mac="02:00:00:00:bb:09" interface="g1"/></neighbors>"#.to_owned(), ErrorCode::BadAddress),
         (r#"<neighbors seq="SEQ"><add address="10.0.2.9" mac="01:00:5e:00:00:09" interface="g1"/></neighbors>"#.to_owned(), ErrorCode::BadMac),
+        // IPv6 needs version 4, which this stream did not negotiate.
+        (r#"<routes seq="SEQ"><add prefix="10.2.0.0/16" interface="g1"/><add prefix="2001:db8::/32" interface="g1"/></routes>"#.to_owned(), ErrorCode::BadVersion),
+        (r#"<neighbors seq="SEQ"><add address="fe80::9" mac="02:00:00:00:bb:09" interface="g1"/></neighbors>"#.to_owned(), ErrorCode::BadVersion),
     ] {
         let reply = c.call(&stanza);
         match reply {

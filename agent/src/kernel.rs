@@ -225,11 +225,14 @@ impl KernelState {
         let interface = link.name.clone();
         Some(match self.neighbors.get(&(ifindex, address)) {
             Some(&mac) => NeighborOp::Add {
-                address,
+                address: address.into(),
                 mac,
                 interface,
             },
-            None => NeighborOp::Delete { address, interface },
+            None => NeighborOp::Delete {
+                address: address.into(),
+                interface,
+            },
         })
     }
 
@@ -297,7 +300,7 @@ impl KernelState {
                 Some(Interface {
                     name: l.name.clone(),
                     mac,
-                    address,
+                    addresses: vec![address.into()],
                 })
             })
             .collect();
@@ -314,12 +317,12 @@ impl KernelState {
         });
         match route {
             Some((via, interface)) => RouteOp::Add {
-                prefix: prefix.trunc(),
-                via,
+                prefix: prefix.trunc().into(),
+                via: via.map(Into::into),
                 interface,
             },
             None => RouteOp::Delete {
-                prefix: prefix.trunc(),
+                prefix: prefix.trunc().into(),
             },
         }
     }
@@ -410,7 +413,7 @@ mod tests {
         assert_eq!(k.apply(&addr(2, [10, 0, 2, 1], 24)), Changed::Interfaces);
         k.apply(&link(1, "lo", [0; 6], true));
         assert_eq!(k.interfaces().len(), 1);
-        assert_eq!(k.interfaces()[0].address.to_string(), "10.0.2.1/24");
+        assert_eq!(k.interfaces()[0].addresses[0].to_string(), "10.0.2.1/24");
 
         let bird = route([10, 9, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254);
         let p: Ipv4Net = "10.9.0.0/16".parse().unwrap();
@@ -421,8 +424,8 @@ mod tests {
         assert_eq!(
             k.op(p),
             RouteOp::Add {
-                prefix: p,
-                via: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                prefix: p.into(),
+                via: Some(Ipv4Addr::new(10, 0, 2, 2).into()),
                 interface: "eth1".into()
             }
         );
@@ -448,7 +451,7 @@ mod tests {
             k.apply(&RouteNetlinkMessage::DelRoute(bird)),
             Changed::Route(p)
         );
-        assert_eq!(k.op(p), RouteOp::Delete { prefix: p });
+        assert_eq!(k.op(p), RouteOp::Delete { prefix: p.into() });
     }
 
     #[test]

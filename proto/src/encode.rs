@@ -54,11 +54,15 @@ fn write_stanza(o: &mut String, s: &Stanza) -> std::fmt::Result {
             for i in interfaces {
                 write!(
                     o,
-                    "<interface name=\"{}\" mac=\"{}\" address=\"{}\"/>",
+                    "<interface name=\"{}\" mac=\"{}\" address=\"",
                     escape(&i.name),
-                    i.mac,
-                    i.address
+                    i.mac
                 )?;
+                for (n, a) in i.addresses.iter().enumerate() {
+                    let gap = if n > 0 { " " } else { "" };
+                    write!(o, "{gap}{a}")?;
+                }
+                o.write_str("\"/>")?;
             }
             o.write_str("</interfaces>")
         }

@@ -21,5 +21,5 @@ pub use decode::{DecodeError, Decoder, Limits};
 pub use encode::{encode, stream_close, stream_header, stream_open};
 pub use stanza::{
     Auth, ErrorCode, Hello, Interface, NeighborOp, NoChallenge, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId, HOST_GENERATIONS, PROTOCOL_VERSION, VERSIONS,
+    StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS, PROTOCOL_VERSION, VERSIONS,
 };

@@ -1,10 +1,10 @@
 //! Raw stanzas as serde reads them (strings, unchecked), and their validation into
 //! typed [`Stanza`]s. A stanza is validated whole: the first problem rejects it.
 use crate::stanza::{Auth, ErrorCode, Hello, Interface, NeighborOp, RouteOp, Stanza, VrId};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use vrfwd_wire::MacAddr;
 
 /// A rejected stanza: the code and a message naming the problem.
@@ -196,21 +196,53 @@ fn station_mac(s: &str) -> Result<MacAddr, Reject> {
     Ok(m)
 }
 
-/// An IPv4 address in dotted decimal (std's parser: no leading zeros).
-fn address(s: &str) -> Result<Ipv4Addr, Reject> {
-    s.parse().map_err(|_| {
+/// An address written the one way the protocol writes it: IPv4 in dotted
+/// decimal with no leading zeros, IPv6 in RFC 5952's canonical text (lower case,
+/// the longest run of zero groups compressed: what `Ipv6Addr`'s `Display`
+/// writes), so that one address has one spelling.
+fn canonical_address(s: &str) -> Option<IpAddr> {
+    match s.parse().ok()? {
+        IpAddr::V6(a) if a.to_string() != s => None,
+        a => Some(a),
+    }
+}
+
+fn address(s: &str) -> Result<IpAddr, Reject> {
+    canonical_address(s).ok_or_else(|| {
         (
             ErrorCode::BadAddress,
-            format!("{s:?} is not an IPv4 address"),
+            format!("{s:?} is not an IPv4 or IPv6 address in canonical form"),
         )
     })
 }
 
-/// A neighbour's address: a unicast station address (not 0.0.0.0, broadcast,
-/// multicast or reserved).
-fn station_address(s: &str) -> Result<Ipv4Addr, Reject> {
+/// A gateway: an address of its prefix's family.
+fn gateway(s: &str, prefix: &IpNet) -> Result<IpAddr, Reject> {
+    let via = address(s)?;
+    if via.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
+        return Err((
+            ErrorCode::BadAddress,
+            format!("gateway {via} is not of {prefix}'s family"),
+        ));
+    }
+    Ok(via)
+}
+
+/// A neighbour's address: a unicast station address (IPv4: not 0.0.0.0,
+/// broadcast, multicast or reserved; IPv6: not unspecified, loopback or
+/// multicast; link-local is fine, scoped by the interface).
+fn station_address(s: &str) -> Result<IpAddr, Reject> {
     let a = address(s)?;
-    if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.octets()[0] >= 240 {
+    let station = match a {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] >= 240)
+        }
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()),
+    };
+    if !station {
         return Err((
             ErrorCode::BadAddress,
             format!("{a} is not a station's address"),
@@ -219,18 +251,19 @@ fn station_address(s: &str) -> Result<Ipv4Addr, Reject> {
     Ok(a)
 }
 
-/// `address/len` written as the address and the length are (no leading zeros in
-/// either: `010.0.0.0/8` and `10.0.0.0/08` are refused), host bits allowed.
-fn address_and_len(s: &str) -> Result<Ipv4Net, Reject> {
-    let bad = || (ErrorCode::BadPrefix, format!("{s:?} is not an IPv4 prefix"));
+/// `address/len` written as the address and the length are (canonical address,
+/// no leading zeros in the length: `010.0.0.0/8` and `10.0.0.0/08` are
+/// refused), host bits allowed.
+fn address_and_len(s: &str) -> Result<IpNet, Reject> {
+    let bad = || (ErrorCode::BadPrefix, format!("{s:?} is not a prefix"));
     let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let addr = canonical_address(addr).ok_or_else(bad)?;
     let len: u8 = number(len).ok_or_else(bad)?;
-    Ipv4Net::new(addr, len).map_err(|_| bad())
+    IpNet::new(addr, len).map_err(|_| bad())
 }
 
 /// A prefix as a table takes it: valid syntax and no host bits.
-fn prefix(s: &str) -> Result<Ipv4Net, Reject> {
+fn prefix(s: &str) -> Result<IpNet, Reject> {
     let p = address_and_len(s)?;
     if p.trunc() != p {
         return Err((
@@ -239,6 +272,23 @@ fn prefix(s: &str) -> Result<Ipv4Net, Reject> {
         ));
     }
     Ok(p)
+}
+
+/// An interface's addresses: one or more `address/len`, separated by single
+/// spaces, none twice.
+fn interface_addresses(s: &str) -> Result<Vec<IpNet>, Reject> {
+    let addresses: Vec<IpNet> = s
+        .split(' ')
+        .map(address_and_len)
+        .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = addresses.iter().find(|a| !seen.insert(a.addr())) {
+        return Err((
+            ErrorCode::InvalidStanza,
+            format!("address {dup} is listed twice"),
+        ));
+    }
+    Ok(addresses)
 }
 
 /// Validates the complete stanza `xml` whose element name is `name`.
@@ -286,7 +336,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                     Ok(Interface {
                         name: ifname(i.name, "interface")?,
                         mac: station_mac(&i.mac)?,
-                        address: address_and_len(&i.address)?,
+                        addresses: interface_addresses(&i.address)?,
                     })
                 })
                 .collect::<Result<_, Reject>>()?;
@@ -308,11 +358,14 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                 .ops
                 .into_iter()
                 .map(|op| match op {
-                    RawRouteOp::Add(a) => Ok(RouteOp::Add {
-                        prefix: prefix(&a.prefix)?,
-                        via: a.via.as_deref().map(address).transpose()?,
-                        interface: ifname(a.interface.into_owned(), "interface")?,
-                    }),
+                    RawRouteOp::Add(a) => {
+                        let prefix = prefix(&a.prefix)?;
+                        Ok(RouteOp::Add {
+                            via: a.via.as_deref().map(|v| gateway(v, &prefix)).transpose()?,
+                            prefix,
+                            interface: ifname(a.interface.into_owned(), "interface")?,
+                        })
+                    }
                     RawRouteOp::Delete(d) => Ok(RouteOp::Delete {
                         prefix: prefix(&d.prefix)?,
                     }),

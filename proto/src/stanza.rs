@@ -1,6 +1,6 @@
 //! Typed, validated stanzas: what the rest of vrfwd sees of the protocol.
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::IpNet;
+use std::net::IpAddr;
 use vrfwd_wire::MacAddr;
 
 pub use crate::auth::{Nonce, Proof};
@@ -15,6 +15,10 @@ pub const PROTOCOL_VERSION: u8 = 3;
 
 /// The first version in which the host hands out generations.
 pub const HOST_GENERATIONS: u8 = 3;
+
+/// The first version that carries IPv6 (prefixes, gateways, neighbours,
+/// interface addresses) and several addresses per interface.
+pub const DUAL_STACK: u8 = 4;
 
 /// A stream's opening tag, `<vrfwd version="2" versions="1 2" nonce="…">`: the
 /// version its sender uses (a host: the one it chose), every version the sender
@@ -102,21 +106,23 @@ pub struct Hello {
 pub struct Interface {
     pub name: String,
     pub mac: MacAddr,
-    /// The guest's address and prefix on it.
-    pub address: Ipv4Net,
+    /// The guest's addresses and prefixes on it (at least one; before version 4
+    /// exactly one, IPv4).
+    pub addresses: Vec<IpNet>,
 }
 
-/// One route change.
+/// One route change. A gateway is of its prefix's family; an IPv6 link-local
+/// gateway is scoped by the interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOp {
     /// Install or replace: through `via` on `interface`, or attached to it (no via).
     Add {
-        prefix: Ipv4Net,
-        via: Option<Ipv4Addr>,
+        prefix: IpNet,
+        via: Option<IpAddr>,
         interface: String,
     },
     Delete {
-        prefix: Ipv4Net,
+        prefix: IpNet,
     },
 }
 
@@ -124,12 +130,12 @@ pub enum RouteOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NeighborOp {
     Add {
-        address: Ipv4Addr,
+        address: IpAddr,
         mac: MacAddr,
         interface: String,
     },
     Delete {
-        address: Ipv4Addr,
+        address: IpAddr,
         interface: String,
     },
 }
@@ -250,6 +256,32 @@ pub enum Stanza {
 }
 
 impl Stanza {
+    /// The oldest protocol version in which this stanza can be sent: a peer
+    /// that negotiated an older one rejects it whole (docs/protocol.md).
+    pub fn version_needed(&self) -> u8 {
+        let dual_stack = match self {
+            Stanza::Interfaces { interfaces, .. } => interfaces
+                .iter()
+                .any(|i| !matches!(i.addresses[..], [IpNet::V4(_)])),
+            Stanza::Routes { ops, .. } => ops.iter().any(|op| match op {
+                RouteOp::Add { prefix, .. } | RouteOp::Delete { prefix } => {
+                    matches!(prefix, IpNet::V6(_))
+                }
+            }),
+            Stanza::Neighbors { ops, .. } => ops.iter().any(|op| match op {
+                NeighborOp::Add { address, .. } | NeighborOp::Delete { address, .. } => {
+                    address.is_ipv6()
+                }
+            }),
+            _ => false,
+        };
+        if dual_stack {
+            DUAL_STACK
+        } else {
+            1
+        }
+    }
+
     /// The sequence number a peer acknowledges, for stanzas that carry one.
     pub fn seq(&self) -> Option<u64> {
         match self {

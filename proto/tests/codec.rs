@@ -1,7 +1,8 @@
 //! The codec against its contract: round trips (property test), streams split at
 //! every byte offset, the versioned corpus, and hostile input.
+use ipnet::IpNet;
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vrfwd_proto::*;
 use vrfwd_wire::MacAddr;
 
@@ -18,8 +19,13 @@ fn decode_all(bytes: &[u8], chunk: usize) -> Vec<Result<Stanza, DecodeError>> {
 }
 
 fn corpus(path: &str) -> Vec<u8> {
+    corpus_of(1, path)
+}
+
+/// A file of the corpus of protocol version `version`.
+fn corpus_of(version: u8, path: &str) -> Vec<u8> {
     std::fs::read(format!(
-        "{}/tests/corpus/v1/{path}",
+        "{}/tests/corpus/v{version}/{path}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
@@ -47,7 +53,7 @@ fn corpus_session_decodes_at_every_split() {
                 ops[0],
                 RouteOp::Add {
                     prefix: "10.9.0.0/16".parse().unwrap(),
-                    via: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                    via: Some(Ipv4Addr::new(10, 0, 2, 2).into()),
                     interface: "eth1".into()
                 }
             );
@@ -123,7 +129,49 @@ fn corpus_bad_streams_fail_fatally_with_a_named_problem() {
 
 #[test]
 fn corpus_bad_stanzas_are_rejected_alone() {
-    let list = String::from_utf8(corpus("stanzas.txt")).unwrap();
+    for version in [1, 4] {
+        bad_stanzas_are_rejected_alone(&corpus_of(version, "stanzas.txt"));
+    }
+}
+
+#[test]
+fn corpus_dual_stack_session() {
+    let bytes = corpus_of(4, "good/dual-stack.xml");
+    let got = decode_all(&bytes, 11);
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    assert_eq!(got.len(), 6);
+    let needed: Vec<u8> = got.iter().flatten().map(Stanza::version_needed).collect();
+    assert_eq!(
+        needed,
+        [1, DUAL_STACK, 1, DUAL_STACK, DUAL_STACK, 1],
+        "hello, interfaces, sync-begin, routes, neighbors, sync-end"
+    );
+    match &got[1] {
+        Ok(Stanza::Interfaces { interfaces, .. }) => assert_eq!(
+            interfaces[0].addresses,
+            ["10.0.1.1/24", "2001:db8:1::1/64", "fe80::ff:fe00:301/64"]
+                .map(|a| a.parse::<IpNet>().unwrap())
+        ),
+        other => panic!("{other:?}"),
+    }
+    match &got[3] {
+        Ok(Stanza::Routes { ops, .. }) => assert_eq!(
+            ops[1],
+            RouteOp::Add {
+                prefix: "2001:db8:9::/48".parse().unwrap(),
+                via: Some("fe80::2".parse().unwrap()),
+                interface: "eth1".into()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // What version 1 stanzas hold needs version 1 only.
+    let v1 = decode_all(&corpus("good/session.xml"), 64);
+    assert!(v1.iter().flatten().all(|s| s.version_needed() == 1));
+}
+
+fn bad_stanzas_are_rejected_alone(list: &[u8]) {
+    let list = String::from_utf8(list.to_vec()).unwrap();
     for line in list
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -171,8 +219,32 @@ fn seq_of_a_rejected_stanza_is_reported() {
     assert_eq!(got[0].as_ref().unwrap_err().seq, Some(42));
 }
 
-fn arb_prefix() -> impl Strategy<Value = ipnet::Ipv4Net> {
-    (any::<u32>(), 0u8..=32).prop_map(|(a, l)| ipnet::Ipv4Net::new(a.into(), l).unwrap().trunc())
+/// An address of either family.
+fn arb_address() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|a| Ipv4Addr::from(a).into()),
+        any::<u128>().prop_map(|a| Ipv6Addr::from(a).into()),
+    ]
+}
+
+/// An address with a length, host bits allowed (an interface's).
+fn arb_net() -> impl Strategy<Value = IpNet> {
+    (arb_address(), 0u8..=128).prop_map(|(a, l)| {
+        let max = if a.is_ipv4() { 32 } else { 128 };
+        IpNet::new(a, l % (max + 1)).unwrap()
+    })
+}
+
+fn arb_prefix() -> impl Strategy<Value = IpNet> {
+    arb_net().prop_map(|n| n.trunc())
+}
+
+/// An address of `prefix`'s family made of `bits`.
+fn of_family(prefix: &IpNet, bits: u128) -> IpAddr {
+    match prefix {
+        IpNet::V4(_) => Ipv4Addr::from(bits as u32).into(),
+        IpNet::V6(_) => Ipv6Addr::from(bits).into(),
+    }
 }
 
 fn arb_name() -> impl Strategy<Value = String> {
@@ -188,9 +260,13 @@ fn arb_mac() -> impl Strategy<Value = MacAddr> {
     })
 }
 
-/// A station's address (not 0.0.0.0, multicast, reserved or broadcast).
-fn arb_station() -> impl Strategy<Value = u32> {
-    (1u32..0xe000_0000).prop_map(|a| a.max(1))
+/// A station's address (IPv4: not 0.0.0.0, multicast, reserved or broadcast;
+/// IPv6: not unspecified, loopback or multicast).
+fn arb_station() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (1u32..0xe000_0000).prop_map(|a| Ipv4Addr::from(a).into()),
+        (2u128..0xff00 << 112).prop_map(|a| Ipv6Addr::from(a).into()),
+    ]
 }
 
 fn arb_stanza() -> impl Strategy<Value = Stanza> {
@@ -214,18 +290,30 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
             }),
         (
             any::<u64>(),
-            proptest::collection::vec((arb_name(), arb_mac(), any::<u32>(), 0u8..=32), 0..5)
+            proptest::collection::vec(
+                (
+                    arb_name(),
+                    arb_mac(),
+                    proptest::collection::vec(arb_net(), 1..4)
+                ),
+                0..5
+            )
         )
             .prop_map(|(seq, v)| Stanza::Interfaces {
                 seq,
                 interfaces: v
                     .into_iter()
                     .enumerate()
-                    .map(|(k, (name, mac, a, l))| Interface {
-                        // Names are unique within the stanza.
-                        name: format!("{k}{}", &name[..name.len().min(14)]),
-                        mac,
-                        address: ipnet::Ipv4Net::new(a.into(), l).unwrap()
+                    .map(|(k, (name, mac, mut addresses))| {
+                        // Names are unique within the stanza, addresses within
+                        // an interface.
+                        let mut seen = std::collections::HashSet::new();
+                        addresses.retain(|a| seen.insert(a.addr()));
+                        Interface {
+                            name: format!("{k}{}", &name[..name.len().min(14)]),
+                            mac,
+                            addresses,
+                        }
                     })
                     .collect(),
             }),
@@ -233,15 +321,18 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
             any::<u64>(),
             proptest::collection::vec(
                 prop_oneof![
-                    (arb_prefix(), proptest::option::of(any::<u32>()), arb_name()).prop_map(
-                        |(prefix, via, interface)| {
+                    (
+                        arb_prefix(),
+                        proptest::option::of(any::<u128>()),
+                        arb_name()
+                    )
+                        .prop_map(|(prefix, via, interface)| {
                             RouteOp::Add {
+                                via: via.map(|v| of_family(&prefix, v)),
                                 prefix,
-                                via: via.map(Ipv4Addr::from),
                                 interface,
                             }
-                        }
-                    ),
+                        }),
                     arb_prefix().prop_map(|prefix| RouteOp::Delete { prefix }),
                 ],
                 0..20
@@ -252,16 +343,15 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
             any::<u64>(),
             proptest::collection::vec(
                 prop_oneof![
-                    (arb_station(), arb_mac(), arb_name()).prop_map(|(a, mac, interface)| {
+                    (arb_station(), arb_mac(), arb_name()).prop_map(|(address, mac, interface)| {
                         NeighborOp::Add {
-                            address: a.into(),
+                            address,
                             mac,
                             interface,
                         }
                     }),
-                    (any::<u32>(), arb_name()).prop_map(|(a, interface)| NeighborOp::Delete {
-                        address: a.into(),
-                        interface
+                    (arb_address(), arb_name()).prop_map(|(address, interface)| {
+                        NeighborOp::Delete { address, interface }
                     }),
                 ],
                 0..10

@@ -245,7 +245,7 @@ impl Sessions {
                     .map(|i| vrfwd_proto::Interface {
                         name: i.name.clone(),
                         mac: i.mac,
-                        address: i.net(),
+                        addresses: vec![i.net().into()],
                     })
                     .collect(),
             },
@@ -425,16 +425,18 @@ fn route_op(vr: &Vr, edit: &RouteEdit) -> RouteOp {
         RouteEdit::Add { prefix, next_hop } => {
             let (iface, via) = match next_hop {
                 NextHop::Attached { iface } => (iface, None),
-                NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via))),
+                NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via).into())),
                 NextHop::Local => unreachable!("the writer feeds no local routes"),
             };
             RouteOp::Add {
-                prefix,
+                prefix: prefix.into(),
                 via,
                 interface: name(iface),
             }
         }
-        RouteEdit::Delete { prefix } => RouteOp::Delete { prefix },
+        RouteEdit::Delete { prefix } => RouteOp::Delete {
+            prefix: prefix.into(),
+        },
     }
 }
 
@@ -455,7 +457,10 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
         .filter(|k| !current.contains_key(k))
         .map(|&k| {
             let (interface, address) = split(k);
-            NeighborOp::Delete { address, interface }
+            NeighborOp::Delete {
+                address: address.into(),
+                interface,
+            }
         })
         .collect();
     ops.extend(
@@ -465,7 +470,7 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
             .map(|(&k, &mac)| {
                 let (interface, address) = split(k);
                 NeighborOp::Add {
-                    address,
+                    address: address.into(),
                     mac: vrfwd_wire::MacAddr::from_u64(mac),
                     interface,
                 }
@@ -533,7 +538,7 @@ mod tests {
         assert!(neighbor_changes(vr, 0, &mut sent).is_empty());
         vr.neighbors.learn(key, mac.to_u64(), 0);
         let add = NeighborOp::Add {
-            address: Ipv4Addr::new(10, 0, 1, 7),
+            address: Ipv4Addr::new(10, 0, 1, 7).into(),
             mac,
             interface: "eth0".into(),
         };
@@ -543,7 +548,7 @@ mod tests {
         assert_eq!(
             neighbor_changes(vr, 1, &mut sent),
             vec![NeighborOp::Delete {
-                address: Ipv4Addr::new(10, 0, 1, 7),
+                address: Ipv4Addr::new(10, 0, 1, 7).into(),
                 interface: "eth0".into()
             }]
         );
@@ -564,14 +569,16 @@ mod tests {
         assert_eq!(
             route_op(&dp.vrs[0], &gateway),
             RouteOp::Add {
-                prefix,
-                via: Some(via),
+                prefix: prefix.into(),
+                via: Some(via.into()),
                 interface: "eth0".into()
             }
         );
         assert_eq!(
             route_op(&dp.vrs[0], &RouteEdit::Delete { prefix }),
-            RouteOp::Delete { prefix }
+            RouteOp::Delete {
+                prefix: prefix.into()
+            }
         );
     }
 }

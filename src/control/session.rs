@@ -27,6 +27,7 @@ use crate::config::{Config, ControlConfig};
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
+use ipnet::{IpNet, Ipv4Net};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -531,6 +532,16 @@ impl Session {
 
     /// Carries out one stanza; true if it is to be acknowledged.
     async fn apply(&mut self, stanza: Stanza) -> Result<bool, Reject> {
+        let version = self.version.unwrap_or(1);
+        if stanza.version_needed() > version {
+            return Err(reject(
+                ErrorCode::BadVersion,
+                format!(
+                    "this stanza needs protocol version {} (IPv6, several addresses per interface); the stream speaks {version}",
+                    stanza.version_needed()
+                ),
+            ));
+        }
         match (&self.bound, stanza) {
             (None, Stanza::Hello(h)) => self.hello(h.vr.0, h.generation, &h.auth).map(|_| true),
             (None, Stanza::Keepalive) => Ok(false),
@@ -790,19 +801,22 @@ impl Session {
                     let next_hop = match via {
                         None => NextHop::Attached { iface },
                         Some(via) => {
-                            self.on_subnet(iface, *via, interface)?;
+                            let via = ipv4(*via)?;
+                            self.on_subnet(iface, via, interface)?;
                             NextHop::Gateway {
                                 iface,
-                                via: (*via).into(),
+                                via: via.into(),
                             }
                         }
                     };
                     Ok(RouteEdit::Add {
-                        prefix: *prefix,
+                        prefix: ipv4_net(*prefix)?,
                         next_hop,
                     })
                 }
-                RouteOp::Delete { prefix } => Ok(RouteEdit::Delete { prefix: *prefix }),
+                RouteOp::Delete { prefix } => Ok(RouteEdit::Delete {
+                    prefix: ipv4_net(*prefix)?,
+                }),
             })
             .collect()
     }
@@ -820,11 +834,12 @@ impl Session {
                     interface,
                 } => {
                     let iface = self.iface(interface)?;
-                    self.on_subnet(iface, *address, interface)?;
-                    Ok((neighbor_key(iface, (*address).into()), Some(*mac)))
+                    let address = ipv4(*address)?;
+                    self.on_subnet(iface, address, interface)?;
+                    Ok((neighbor_key(iface, address.into()), Some(*mac)))
                 }
                 NeighborOp::Delete { address, interface } => Ok((
-                    neighbor_key(self.iface(interface)?, (*address).into()),
+                    neighbor_key(self.iface(interface)?, ipv4(*address)?.into()),
                     None,
                 )),
             })
@@ -903,4 +918,26 @@ pub(super) async fn send(
     timeout(limit, wr.write_all(bytes))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer does not read"))?
+}
+
+/// The IPv4 address a stanza names (this host's tables are IPv4 only).
+fn ipv4(a: IpAddr) -> Result<Ipv4Addr, Reject> {
+    match a {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(a) => Err(reject(
+            ErrorCode::BadAddress,
+            format!("{a}: this host forwards IPv4 only"),
+        )),
+    }
+}
+
+/// The IPv4 prefix a stanza names (this host's tables are IPv4 only).
+fn ipv4_net(p: IpNet) -> Result<Ipv4Net, Reject> {
+    match p {
+        IpNet::V4(p) => Ok(p),
+        IpNet::V6(p) => Err(reject(
+            ErrorCode::BadPrefix,
+            format!("{p}: this host forwards IPv4 only"),
+        )),
+    }
 }
