@@ -1,16 +1,21 @@
-//! A fixed-capacity, lock-free hash map from u64 keys to u64 values with a
-//! last-seen time per entry: the VRs' neighbour caches, which lcores
-//! learn into while other lcores read them.
+//! A fixed-capacity, lock-free hash map from keys of one or more words
+//! ([`CacheKey`]: an IPv4 neighbour's `u64`, an IPv6 neighbour's interface and
+//! address) to u64 values with a last-seen time per entry: the VRs' neighbour
+//! caches, which lcores learn into while other lcores read them.
 //!
-//! Slots are three atomics (key, value, seen). A reader loads the key, the value and
-//! the key again (a one-slot seqlock, as crossbeam-utils' `atomic/seq_lock.rs`), so
-//! it never pairs one key with another key's value. Learning a new key takes an
-//! empty slot or one whose entry has aged out: the writer marks the slot busy (then
-//! a release fence, so that no reader can see the new value without seeing the
-//! slot busy), writes value and time, then publishes the key. The protocol is
-//! model-checked with `loom` (`RUSTFLAGS="--cfg vrfwd_loom"`, see the `loom` tests).
-//! Entries never move; lookups probe at most [`PROBES`] slots; nothing allocates
-//! after construction, so learning is safe on the per-packet path.
+//! A slot is a sequence number, the time, the key's words and the value. The
+//! sequence is the slot's seqlock (as crossbeam-utils' `atomic/seq_lock.rs`): 0
+//! while the slot was never used, odd while a writer rewrites it. A reader loads
+//! the sequence, the key and the value, and the sequence again; it takes the
+//! entry only if the sequence was even and did not change, so it never pairs one
+//! key with another key's value, whatever the key's width. Learning a new key
+//! takes an empty slot or one whose entry has aged out: the writer moves the
+//! sequence to odd (compare-and-swap from what it read, then a release fence, so
+//! that no reader can see the new words without seeing the slot busy), writes
+//! key, value and time, then publishes the next even sequence. The protocol is
+//! model-checked with `loom` (`RUSTFLAGS="--cfg vrfwd_loom"`, see the `loom`
+//! tests). Entries never move; lookups probe at most [`PROBES`] slots; nothing
+//! allocates after construction, so learning is safe on the per-packet path.
 #[cfg(vrfwd_loom)]
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(vrfwd_loom))]
@@ -18,23 +23,116 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Slots probed per key.
 pub const PROBES: usize = 8;
-const EMPTY: u64 = 0;
-const BUSY: u64 = u64::MAX;
+/// `seq` of a slot never used.
+const NEVER: u32 = 0;
 /// `seen` of an entry that never ages (configured statically).
 pub const STATIC: u32 = u32::MAX;
 /// `seen` of an entry removed by [`AgeingCache::forget`].
 const FORGOTTEN: u32 = u32::MAX - 1;
 
-#[derive(Default)]
-struct Slot {
-    key: AtomicU64,
-    value: AtomicU64,
-    seen: AtomicU32,
+/// A key the cache can hold: written to and read from a slot's words one
+/// relaxed atomic at a time (the slot's sequence makes the whole consistent).
+pub trait CacheKey: Copy + Eq {
+    /// The atomics a slot keeps the key in.
+    type Words: Default + Send + Sync;
+    fn store(self, words: &Self::Words);
+    fn load(words: &Self::Words) -> Self;
+    /// The key folded to 64 bits, for the slot it starts probing at.
+    fn fold(self) -> u64;
 }
 
-/// The map. Keys 0 and `u64::MAX` are reserved.
-pub struct AgeingCache {
-    slots: Box<[Slot]>,
+impl CacheKey for u64 {
+    type Words = AtomicU64;
+
+    #[inline(always)]
+    fn store(self, words: &AtomicU64) {
+        words.store(self, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    fn load(words: &AtomicU64) -> u64 {
+        words.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn fold(self) -> u64 {
+        self
+    }
+}
+
+/// Three words: an IPv6 neighbour's interface and address.
+impl CacheKey for [u64; 3] {
+    type Words = [AtomicU64; 3];
+
+    #[inline(always)]
+    fn store(self, words: &[AtomicU64; 3]) {
+        for (w, v) in words.iter().zip(self) {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn load(words: &[AtomicU64; 3]) -> [u64; 3] {
+        [0, 1, 2].map(|i| words[i].load(Ordering::Relaxed))
+    }
+
+    #[inline(always)]
+    fn fold(self) -> u64 {
+        self[0] ^ self[1].rotate_left(21) ^ self[2].rotate_left(42)
+    }
+}
+
+struct Slot<K: CacheKey> {
+    seq: AtomicU32,
+    seen: AtomicU32,
+    key: K::Words,
+    value: AtomicU64,
+}
+
+impl<K: CacheKey> Default for Slot<K> {
+    fn default() -> Self {
+        Slot {
+            seq: AtomicU32::new(NEVER),
+            seen: AtomicU32::new(0),
+            key: K::Words::default(),
+            value: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A slot's entry as one consistent read.
+struct Entry<K> {
+    seq: u32,
+    key: K,
+    value: u64,
+    seen: u32,
+}
+
+impl<K: CacheKey> Slot<K> {
+    /// The slot's entry, or None while it is being rewritten (`seq` odd, or
+    /// changed during the read). A never-used slot reads with `seq` [`NEVER`].
+    #[inline(always)]
+    fn read(&self) -> Option<Entry<K>> {
+        let seq = self.seq.load(Ordering::Acquire);
+        if seq & 1 == 1 {
+            return None;
+        }
+        let key = K::load(&self.key);
+        let value = self.value.load(Ordering::Relaxed);
+        let seen = self.seen.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (self.seq.load(Ordering::Relaxed) == seq).then_some(Entry {
+            seq,
+            key,
+            value,
+            seen,
+        })
+    }
+}
+
+/// The map (keys `u64` by default: IPv4 neighbours).
+pub struct AgeingCache<K: CacheKey = u64> {
+    slots: Box<[Slot<K>]>,
     mask: usize,
     max_age: u32,
 }
@@ -50,10 +148,10 @@ pub enum Learned {
     Full,
 }
 
-impl AgeingCache {
+impl<K: CacheKey> AgeingCache<K> {
     /// A map with at least `capacity` slots (rounded up to a power of two) whose
     /// learned entries expire `max_age` seconds after they were last seen.
-    pub fn new(capacity: usize, max_age: u32) -> AgeingCache {
+    pub fn new(capacity: usize, max_age: u32) -> AgeingCache<K> {
         let n = capacity.max(PROBES).next_power_of_two();
         AgeingCache {
             slots: (0..n).map(|_| Slot::default()).collect(),
@@ -63,13 +161,13 @@ impl AgeingCache {
     }
 
     #[inline(always)]
-    fn home(&self, key: u64) -> usize {
+    fn home(&self, key: K) -> usize {
         // Fibonacci hashing: spreads consecutive IPs and MACs.
-        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.mask
+        (key.fold().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.mask
     }
 
     #[inline(always)]
-    fn probe(&self, key: u64) -> impl Iterator<Item = &Slot> {
+    fn probe(&self, key: K) -> impl Iterator<Item = &Slot<K>> {
         let home = self.home(key);
         (0..PROBES).map(move |i| &self.slots[(home + i) & self.mask])
     }
@@ -79,10 +177,10 @@ impl AgeingCache {
     }
 
     /// Removes `key` (its slot stays, dead, until reused).
-    pub fn forget(&self, key: u64) {
+    pub fn forget(&self, key: K) {
         if let Some(slot) = self
             .probe(key)
-            .find(|s| s.key.load(Ordering::Acquire) == key)
+            .find(|s| s.read().is_some_and(|e| e.seq != NEVER && e.key == key))
         {
             slot.seen.store(FORGOTTEN, Ordering::Relaxed);
         }
@@ -90,91 +188,83 @@ impl AgeingCache {
 
     /// The value of `key` if present and not aged out at time `now` (seconds).
     #[inline(always)]
-    pub fn get(&self, key: u64, now: u32) -> Option<u64> {
+    pub fn get(&self, key: K, now: u32) -> Option<u64> {
         for slot in self.probe(key) {
-            let k = slot.key.load(Ordering::Acquire);
-            if k == key {
-                let value = slot.value.load(Ordering::Relaxed);
-                let seen = slot.seen.load(Ordering::Relaxed);
-                fence(Ordering::Acquire);
-                if slot.key.load(Ordering::Relaxed) != key {
-                    return None;
-                }
-                return self.alive(seen, now).then_some(value);
-            }
-            if k == EMPTY {
-                return None;
+            match slot.read() {
+                Some(e) if e.seq == NEVER => return None,
+                Some(e) if e.key == key => return self.alive(e.seen, now).then_some(e.value),
+                // Another key, or a slot being rewritten (perhaps to this key:
+                // a miss until the writer is done).
+                _ => {}
             }
         }
         None
     }
 
     /// Records `key → value` as seen at `now` (`STATIC` for an entry that never ages).
-    pub fn learn(&self, key: u64, value: u64, now: u32) -> Learned {
-        debug_assert!(key != EMPTY && key != BUSY);
+    pub fn learn(&self, key: K, value: u64, now: u32) -> Learned {
         let mut reusable = None;
         for slot in self.probe(key) {
-            let k = slot.key.load(Ordering::Acquire);
-            if k == key {
-                let seen = slot.seen.load(Ordering::Relaxed);
-                if slot.value.load(Ordering::Relaxed) == value && self.alive(seen, now) {
+            let Some(e) = slot.read() else { continue };
+            if e.seq == NEVER {
+                reusable.get_or_insert((slot, NEVER));
+                break;
+            }
+            if e.key == key {
+                if e.value == value && self.alive(e.seen, now) {
                     // Refresh at most once a second: one store, no cache-line churn.
-                    if seen != now && seen != STATIC {
+                    if e.seen != now && e.seen != STATIC {
                         slot.seen.store(now, Ordering::Relaxed);
                     }
                     return Learned::Refreshed;
                 }
-                if seen == STATIC && now != STATIC {
+                if e.seen == STATIC && now != STATIC {
                     return Learned::Refreshed; // configured entries win over snooping
                 }
-                return self.rewrite(slot, key, key, value, now);
+                return self.rewrite(slot, e.seq, key, value, now);
             }
-            if k == EMPTY {
-                reusable.get_or_insert((slot, EMPTY));
-                break;
-            }
-            if k != BUSY
-                && reusable.is_none()
-                && !self.alive(slot.seen.load(Ordering::Relaxed), now)
-            {
-                reusable = Some((slot, k));
+            if reusable.is_none() && !self.alive(e.seen, now) {
+                reusable = Some((slot, e.seq));
             }
         }
         match reusable {
-            Some((slot, old)) => self.rewrite(slot, old, key, value, now),
+            Some((slot, seq)) => self.rewrite(slot, seq, key, value, now),
             None => Learned::Full,
         }
     }
 
-    /// Takes `slot` from `old` to `key → value` without a reader ever pairing a key
-    /// with the wrong value.
-    fn rewrite(&self, slot: &Slot, old: u64, key: u64, value: u64, now: u32) -> Learned {
+    /// Takes `slot`, read at sequence `seq`, to `key → value` without a reader
+    /// ever pairing a key with the wrong value.
+    fn rewrite(&self, slot: &Slot<K>, seq: u32, key: K, value: u64, now: u32) -> Learned {
         if slot
-            .key
-            .compare_exchange(old, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .seq
+            .compare_exchange(seq, seq | 1, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             return Learned::Full; // another lcore is writing this slot; the next frame retries
         }
-        // The stores below must not be seen before BUSY: a reader that reads the new
-        // value then re-reads the key (after its acquire fence) sees BUSY or later.
+        // The stores below must not be seen before the odd sequence: a reader
+        // that reads a new word then re-reads the sequence (after its acquire
+        // fence) sees it odd or later.
         fence(Ordering::Release);
+        key.store(&slot.key);
         slot.value.store(value, Ordering::Relaxed);
         slot.seen.store(now, Ordering::Relaxed);
-        slot.key.store(key, Ordering::Release);
+        // Even again, never NEVER (after 2^31 rewrites the sequence wraps).
+        let next = (seq | 1).wrapping_add(1).max(2);
+        slot.seq.store(next, Ordering::Release);
         Learned::Updated
     }
 
     /// Every live entry at `now`: (key, value, seconds since seen or None if static).
-    pub fn entries(&self, now: u32) -> Vec<(u64, u64, Option<u32>)> {
+    pub fn entries(&self, now: u32) -> Vec<(K, u64, Option<u32>)> {
         self.slots
             .iter()
             .filter_map(|s| {
-                let k = s.key.load(Ordering::Acquire);
-                let seen = s.seen.load(Ordering::Relaxed);
-                (k != EMPTY && k != BUSY && self.alive(seen, now)).then(|| {
-                    let age = (seen != STATIC).then(|| now.saturating_sub(seen));
-                    (k, s.value.load(Ordering::Relaxed), age)
+                let e = s.read()?;
+                (e.seq != NEVER && self.alive(e.seen, now)).then(|| {
+                    let age = (e.seen != STATIC).then(|| now.saturating_sub(e.seen));
+                    (e.key, e.value, age)
                 })
             })
             .collect()
@@ -239,6 +329,44 @@ mod tests {
     }
 
     #[test]
+    fn wide_keys_differ_in_every_word() {
+        let c: AgeingCache<[u64; 3]> = AgeingCache::new(64, 300);
+        let keys = [[1, 2, 3], [2, 2, 3], [1, 3, 3], [1, 2, 4], [0, 0, 0]];
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(c.learn(*k, n as u64 + 10, 1), Learned::Updated);
+        }
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(c.get(*k, 1), Some(n as u64 + 10), "{k:?}");
+        }
+        c.forget([1, 2, 4]);
+        assert_eq!(c.get([1, 2, 4], 1), None);
+        assert_eq!(c.entries(1).len(), 4);
+    }
+
+    #[test]
+    fn concurrent_learners_of_wide_keys_never_mix_their_words() {
+        // Every key's words and value are derived from one number, so a torn read
+        // (words of two keys, or a key with another's value) cannot match.
+        let key = |n: u64| [n, n.rotate_left(17), n.rotate_left(41)];
+        let c: AgeingCache<[u64; 3]> = AgeingCache::new(256, 1);
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let c = &c;
+                s.spawn(move || {
+                    for round in 0..20_000u32 {
+                        let n = 1 + (u64::from(round) * 7 + t) % 300;
+                        c.learn(key(n), n * 1000, round / 100);
+                        let other = n ^ 1 | 1;
+                        if let Some(v) = c.get(key(other), round / 100) {
+                            assert_eq!(v, other * 1000);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn concurrent_learners_never_mix_keys_and_values() {
         let c = AgeingCache::new(256, 1);
         std::thread::scope(|s| {
@@ -267,35 +395,51 @@ mod loom_tests {
 
     /// A cache whose eight slots hold keys 1..=8 (value key × 10), seen at 0 and
     /// dead from time 2 on.
-    fn full() -> AgeingCache {
+    fn full<K: CacheKey>(key: fn(u64) -> K) -> AgeingCache<K> {
         let c = AgeingCache::new(PROBES, 1);
         for k in 1..=8 {
-            assert_eq!(c.learn(k, k * 10, 0), Learned::Updated);
+            assert_eq!(c.learn(key(k), k * 10, 0), Learned::Updated);
         }
         c
     }
 
-    #[test]
-    fn a_reader_never_pairs_a_key_with_another_keys_value() {
-        loom::model(|| {
+    /// A reader races a writer that evicts the reader's key for key 9.
+    fn reader_never_pairs_a_key_with_another_keys_value<K: CacheKey + 'static>(key: fn(u64) -> K) {
+        // A wide key makes every read and write more atomic steps than loom's
+        // default budget of branches allows.
+        let mut model = loom::model::Builder::new();
+        model.max_branches = 100_000;
+        model.check(move || {
             // Which key learning key 9 evicts (the first dead slot it probes).
-            let probe = full();
-            probe.learn(9, 90, 5);
+            let probe = full(key);
+            probe.learn(key(9), 90, 5);
             let victim = (1..=8)
-                .find(|&k| probe.get(k, 0).is_none())
+                .find(|&k| probe.get(key(k), 0).is_none())
                 .expect("a slot reused");
-            let cache = Arc::new(full());
+            let cache = Arc::new(full(key));
             let writer = {
                 let cache = Arc::clone(&cache);
-                loom::thread::spawn(move || assert_eq!(cache.learn(9, 90, 5), Learned::Updated))
+                loom::thread::spawn(move || {
+                    assert_eq!(cache.learn(key(9), 90, 5), Learned::Updated)
+                })
             };
             // A reader at time 0, to which the victim is still alive.
-            let seen = cache.get(victim, 0);
+            let seen = cache.get(key(victim), 0);
             assert!(
                 seen.is_none() || seen == Some(victim * 10),
                 "key {victim} read with value {seen:?}"
             );
             writer.join().unwrap();
         });
+    }
+
+    #[test]
+    fn a_reader_never_pairs_a_key_with_another_keys_value() {
+        reader_never_pairs_a_key_with_another_keys_value(|k| k);
+    }
+
+    #[test]
+    fn a_reader_never_pairs_a_wide_key_with_another_keys_value() {
+        reader_never_pairs_a_key_with_another_keys_value(|k| [k, k << 8, k << 16]);
     }
 }
