@@ -12,6 +12,11 @@
 # SHARED_LAN=1 puts VR 2's eth0 on lan0 beside VR 1's, as 10.0.1.101/24 (lan2
 # and ${P}t are then a segment without VRs): the isolation tests' set-up.
 #
+# DUAL_STACK=1 adds IPv6 to VR 1's side: sender 2001:db8:1::2/64, receiver
+# 2001:db8:2::2/64, the guest 2001:db8:1::1/64 and 2001:db8:2::1/64 (forwarding
+# IPv6, routing 2001:db8:9::/48 via the receiver's link-local address), and
+# VR 1's interfaces the same addresses and route in vrfwd's config.
+#
 # vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
@@ -48,6 +53,24 @@ veth() {
   ns "$n" ip addr add "$addr" dev "$nsif"
 }
 
+# The receiver's link-local address: the EUI-64 of its MAC, 02:00:00:00:bb:02.
+RECEIVER_LL=fe80::ff:fe00:bb02
+
+# VR 1's side in IPv6 (DUAL_STACK=1); addresses without duplicate address
+# detection, so that they are usable at once.
+dual_stack() {
+  ns "${P}s" ip addr add 2001:db8:1::2/64 dev eth0 nodad
+  ns "${P}r" ip addr add 2001:db8:2::2/64 dev eth0 nodad
+  ns "${P}g" ip addr add 2001:db8:1::1/64 dev g0 nodad
+  ns "${P}g" ip addr add 2001:db8:2::1/64 dev g1 nodad
+  ns "${P}s" ip -6 route add default via 2001:db8:1::1
+  ns "${P}r" ip -6 route add default via 2001:db8:2::1
+  ns "${P}g" sysctl -qw net.ipv6.conf.all.forwarding=1
+  ns "${P}g" ip -6 route add 2001:db8:9::/48 via "$RECEIVER_LL" dev g1
+  ns "${P}r" ip addr add 2001:db8:9::1/128 dev lo
+  for n in s r g; do ns "$P$n" sysctl -qw net.ipv6.icmp.ratelimit=0; done
+}
+
 up() {
   local out=$1 vr2_lan=lan2 vr2_addr=10.0.1.1
   if [ -n "${SHARED_LAN:-}" ]; then vr2_lan=lan0 vr2_addr=10.0.1.101; fi
@@ -66,6 +89,13 @@ up() {
   ip addr add 10.255.0.1/24 dev "${P}c0"
   ns "${P}g" sysctl -qw net.ipv4.ip_forward=1
   ns "${P}g" ip route add 10.9.0.0/16 via 10.0.2.2
+  local v6=()
+  if [ -n "${DUAL_STACK:-}" ]; then dual_stack; v6=(
+    --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0,address6=2001:db8:1::1/64
+    --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1,address6=2001:db8:2::1/64
+    --route "1,2001:db8:9::/48,$RECEIVER_LL,eth1"); else v6=(
+    --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0
+    --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1); fi
   # VR 2: overlapping addresses, its own segments and guest
   veth "${P}t" eth0 "${P}u2" 10.0.1.2/24 02:00:00:00:cc:02
   veth "${P}q" eth0 "${P}u3" 10.0.2.2/24 02:00:00:00:dd:02
@@ -111,8 +141,7 @@ up() {
     --set "idle.spin_polls=512" --set "idle.max_sleep_us=200" \
     "${args[@]}" \
     --vr "1,name=red,credential=red-secret-for-tests,standby=$standby" \
-    --interface 1,eth0,02:00:00:00:01:01,10.0.1.1/24,lan0,v0 \
-    --interface 1,eth1,02:00:00:00:02:01,10.0.2.1/24,lan1,v1 \
+    "${v6[@]}" \
     --route 1,10.9.0.0/16,10.0.2.2 \
     --vr 2,name=blue,credential=blue-secret-for-tests \
     --interface "2,eth0,02:00:00:01:01:01,$vr2_addr/24,$vr2_lan,v2" \

@@ -49,7 +49,8 @@ reasons! {
     /// Why a frame addressed to a VR went to its guest instead of the fast path.
     PuntReason {
         Arp = "arp",
-        NotIpv4 = "not_ipv4",
+        /// Neither IPv4 nor IPv6 (nor ARP).
+        NotIp = "not_ip",
         Truncated = "truncated",
         Version = "ip_version",
         Options = "ip_options",
@@ -59,6 +60,12 @@ reasons! {
         ToRouter = "to_router",
         NoRoute = "no_route",
         Unresolved = "unresolved",
+        /// IPv6: an extension header (hop-by-hop options, routing, fragment…).
+        ExtensionHeader = "ipv6_extension",
+        /// IPv6: to a multicast group (neighbour discovery, OSPFv3, MLD).
+        Multicast = "ipv6_multicast",
+        /// IPv6: from or to a link-local address.
+        LinkLocal = "ipv6_link_local",
         /// The VR waits for its guest to arrive (migration standby).
         Standby = "standby",
         /// The VR's guest left this host: sent on to its new host.
@@ -99,6 +106,8 @@ pub struct VrCounters {
     pub forwarded: Counter,
     /// ARP requests for the VR's own addresses answered by vrfwd.
     pub arp_answered: Counter,
+    /// Neighbour solicitations for the VR's own IPv6 addresses answered by vrfwd.
+    pub ndp_answered: Counter,
     /// Announcements of the VR's MACs heard on an uplink while it was active
     /// and not being cloned: forged, or a migration nobody told this host of.
     pub announcements_ignored: Counter,
@@ -111,6 +120,7 @@ impl Default for VrCounters {
             rx: Counter::default(),
             forwarded: Counter::default(),
             arp_answered: Counter::default(),
+            ndp_answered: Counter::default(),
             announcements_ignored: Counter::default(),
             punted: std::array::from_fn(|_| Counter::default()),
         }
@@ -208,6 +218,8 @@ pub struct VrSnapshot {
     pub forwarded: u64,
     #[serde(default)]
     pub arp_answered: u64,
+    #[serde(default)]
+    pub ndp_answered: u64,
     /// Announcements of the VR's MACs on an uplink that changed nothing.
     #[serde(default)]
     pub announcements_ignored: u64,
@@ -282,6 +294,7 @@ impl Snapshot {
                     rx: sum(lcores.iter().map(|l| &l.vrs[v].rx)),
                     forwarded: sum(lcores.iter().map(|l| &l.vrs[v].forwarded)),
                     arp_answered: sum(lcores.iter().map(|l| &l.vrs[v].arp_answered)),
+                    ndp_answered: sum(lcores.iter().map(|l| &l.vrs[v].ndp_answered)),
                     announcements_ignored: sum(lcores
                         .iter()
                         .map(|l| &l.vrs[v].announcements_ignored)),
@@ -289,7 +302,7 @@ impl Snapshot {
                         sum(lcores.iter().map(|l| &l.vrs[v].punted[i]))
                     }),
                     routes: vr.routes.load(std::sync::atomic::Ordering::Relaxed),
-                    neighbors: vr.neighbors.entries(now).len(),
+                    neighbors: vr.neighbors.entries(now).len() + vr.neighbors6.entries(now).len(),
                 })
                 .collect(),
             segments: dp
@@ -328,14 +341,14 @@ impl Snapshot {
         }
         let _ = writeln!(
             o,
-            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8}  punted",
-            "vr", "name", "rx", "forwarded", "routes", "neigh", "arp_ans", "ann_ign"
+            "\n{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8} {:>8}  punted",
+            "vr", "name", "rx", "forwarded", "routes", "neigh", "arp_ans", "nd_ans", "ann_ign"
         );
         for v in &self.vrs {
             let punted: Vec<String> = v.punted.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(
                 o,
-                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8}  {}",
+                "{:<6} {:<12} {:>12} {:>12} {:>7} {:>6} {:>8} {:>8} {:>8}  {}",
                 v.id,
                 v.name,
                 v.rx,
@@ -343,6 +356,7 @@ impl Snapshot {
                 v.routes,
                 v.neighbors,
                 v.arp_answered,
+                v.ndp_answered,
                 v.announcements_ignored,
                 punted.join(" ")
             );

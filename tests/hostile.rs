@@ -37,7 +37,7 @@ fn config() -> Config {
                 "lan0",
                 "vif0",
             )
-            .route("0.0.0.0/0".parse().unwrap(), gateway)
+            .route("0.0.0.0/0".parse::<ipnet::Ipv4Net>().unwrap(), gateway)
             .neighbor(gateway, MacAddr([2, 0, 0, 0, 0xaa, 2])))
         .build()
         .unwrap()

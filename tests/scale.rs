@@ -140,7 +140,10 @@ impl Host {
                     "lan1",
                     &format!("b{k}"),
                 )
-                .neighbor(RECEIVER.parse().unwrap(), RECEIVER_MAC.parse().unwrap()));
+                .neighbor(
+                    RECEIVER.parse::<std::net::Ipv4Addr>().unwrap(),
+                    RECEIVER_MAC.parse().unwrap(),
+                ));
             targets += &format!("{mac0} {addr0}\n");
         }
         b.write(&self.config).expect("config");

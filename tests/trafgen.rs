@@ -115,7 +115,7 @@ fn vrfwd_config(dir: &std::path::Path, memif: &str) -> Builder {
                 "vif1",
             )
             .neighbor(gateway, "02:00:00:00:ee:02".parse().unwrap())
-            .route("20.0.0.0/8".parse().unwrap(), gateway))
+            .route("20.0.0.0/8".parse::<ipnet::Ipv4Net>().unwrap(), gateway))
 }
 
 #[test]

@@ -46,16 +46,17 @@ struct Args {
     /// ID[,name=N][,credential=C][,standby=true|false][,table=auto|compact|wide].
     #[arg(long = "vr")]
     vrs: Vec<String>,
-    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF[,extra_mac=MAC][,extra_address=ADDRESS]...
+    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF[,extra_mac=MAC][,extra_address=ADDRESS][,address6=ADDRESS/LEN]...
     #[arg(long = "interface")]
     interfaces: Vec<String>,
-    /// VR,PREFIX,VIA.
+    /// VR,PREFIX,VIA[,INTERFACE] (either family; an IPv6 link-local VIA names
+    /// its interface).
     #[arg(long = "route")]
     routes: Vec<String>,
     /// A file of routes, one VR,PREFIX,VIA a line (for tables too long for a command line).
     #[arg(long)]
     route_file: Option<PathBuf>,
-    /// VR,ADDRESS,MAC.
+    /// VR,ADDRESS,MAC[,INTERFACE].
     #[arg(long = "neighbor")]
     neighbors: Vec<String>,
     /// Where to write (mode 0600); standard output if unset.
@@ -159,7 +160,7 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
     for f in of_vr(id_text, &a.interfaces) {
         let [name, mac, address, segment, vif, extras @ ..] = &f[..] else {
             bail!(
-                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF[,extra_mac=MAC|extra_address=ADDRESS]...",
+                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF[,extra_mac=MAC|extra_address=ADDRESS|address6=ADDRESS/LEN]...",
                 f.join(",")
             );
         };
@@ -168,6 +169,7 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
             v = match extra.split_once('=') {
                 Some(("extra_mac", mac)) => v.extra_mac(mac.parse()?),
                 Some(("extra_address", ip)) => v.extra_address(ip.parse()?),
+                Some(("address6", net)) => v.address6(net.parse()?),
                 _ => bail!(
                     "--interface {id},{}: unknown setting {extra:?}",
                     f.join(",")
@@ -176,16 +178,34 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
         }
     }
     for f in of_vr(id_text, &a.routes) {
-        let [prefix, via] = &f[..] else {
-            bail!("--route {id},{}: expected VR,PREFIX,VIA", f.join(","));
+        let (prefix, via, interface) = match &f[..] {
+            [prefix, via] => (prefix, via, None),
+            [prefix, via, interface] => (prefix, via, Some(*interface)),
+            _ => bail!(
+                "--route {id},{}: expected VR,PREFIX,VIA[,INTERFACE]",
+                f.join(",")
+            ),
         };
-        v = v.route(prefix.parse()?, via.parse()?);
+        v = v.route_on(
+            prefix.parse::<ipnet::IpNet>()?,
+            via.parse::<std::net::IpAddr>()?,
+            interface,
+        );
     }
     for f in of_vr(id_text, &a.neighbors) {
-        let [address, mac] = &f[..] else {
-            bail!("--neighbor {id},{}: expected VR,ADDRESS,MAC", f.join(","));
+        let (address, mac, interface) = match &f[..] {
+            [address, mac] => (address, mac, None),
+            [address, mac, interface] => (address, mac, Some(*interface)),
+            _ => bail!(
+                "--neighbor {id},{}: expected VR,ADDRESS,MAC[,INTERFACE]",
+                f.join(",")
+            ),
         };
-        v = v.neighbor(address.parse()?, mac.parse()?);
+        v = v.neighbor_on(
+            address.parse::<std::net::IpAddr>()?,
+            mac.parse()?,
+            interface,
+        );
     }
     Ok(b.vr(v))
 }

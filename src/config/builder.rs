@@ -9,8 +9,8 @@ use super::{
     IdleConfig, InterfaceConfig, MempoolConfig, NeighborConfig, PortConfig, RouteConfig,
     SegmentConfig, TableSize, Timers, VrConfig,
 };
-use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use vrfwd_wire::MacAddr;
@@ -223,9 +223,16 @@ impl VrBuilder {
             address,
             segment: segment.to_owned(),
             vif: vif.to_owned(),
+            address6: Vec::new(),
             extra_macs: Vec::new(),
             extra_addresses: Vec::new(),
         });
+        self
+    }
+
+    /// Gives the interface added last the IPv6 address and prefix `address`.
+    pub fn address6(mut self, address: Ipv6Net) -> Self {
+        self.last_interface().address6.push(address);
         self
     }
 
@@ -248,13 +255,44 @@ impl VrBuilder {
             .expect("an interface is added before its extras")
     }
 
-    pub fn route(mut self, prefix: Ipv4Net, via: Ipv4Addr) -> Self {
-        self.vr.routes.push(RouteConfig { prefix, via });
+    /// A static route through `via`, on the interface whose subnet holds it.
+    pub fn route(self, prefix: impl Into<IpNet>, via: impl Into<IpAddr>) -> Self {
+        self.route_on(prefix, via, None)
+    }
+
+    /// A static route through `via` on `interface` (an IPv6 link-local gateway
+    /// names its interface).
+    pub fn route_on(
+        mut self,
+        prefix: impl Into<IpNet>,
+        via: impl Into<IpAddr>,
+        interface: Option<&str>,
+    ) -> Self {
+        self.vr.routes.push(RouteConfig {
+            prefix: prefix.into(),
+            via: via.into(),
+            interface: interface.map(str::to_owned),
+        });
         self
     }
 
-    pub fn neighbor(mut self, address: Ipv4Addr, mac: MacAddr) -> Self {
-        self.vr.neighbors.push(NeighborConfig { address, mac });
+    /// A static neighbour, on the interface whose subnet holds it.
+    pub fn neighbor(self, address: impl Into<IpAddr>, mac: MacAddr) -> Self {
+        self.neighbor_on(address, mac, None)
+    }
+
+    /// A static neighbour on `interface` (an IPv6 link-local one names it).
+    pub fn neighbor_on(
+        mut self,
+        address: impl Into<IpAddr>,
+        mac: MacAddr,
+        interface: Option<&str>,
+    ) -> Self {
+        self.vr.neighbors.push(NeighborConfig {
+            address: address.into(),
+            mac,
+            interface: interface.map(str::to_owned),
+        });
         self
     }
 }
@@ -278,7 +316,10 @@ mod tests {
                     "lan0",
                     "vif1",
                 )
-                .route("10.9.0.0/16".parse().unwrap(), "10.0.1.2".parse().unwrap()))
+                .route(
+                    "10.9.0.0/16".parse::<Ipv4Net>().unwrap(),
+                    "10.0.1.2".parse::<Ipv4Addr>().unwrap(),
+                ))
     }
 
     #[test]

@@ -8,10 +8,10 @@ mod topology;
 
 pub use builder::{Builder, VrBuilder};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 pub use topology::{
     interface_for, Interface, Port, PortRole, Segment, StaticNeighbor, StaticRoute, Topology, Vr,
@@ -458,6 +458,11 @@ struct InterfaceConfig {
     pub mac: MacAddr,
     /// The VR's address and prefix on this interface, e.g. `10.0.1.1/24`.
     pub address: Ipv4Net,
+    /// The VR's IPv6 addresses and prefixes on this interface (global or
+    /// unique-local), e.g. `2001:db8:1::1/64`. Its link-local address is derived
+    /// from its MAC (EUI-64), as the guest's kernel derives it by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub address6: Vec<Ipv6Net>,
     pub segment: String,
     /// The port that reaches the guest's NIC (its vif or tap).
     pub vif: String,
@@ -472,20 +477,28 @@ struct InterfaceConfig {
     pub extra_addresses: Vec<Ipv4Addr>,
 }
 
-/// A static route (until the guest's agent feeds routes).
+/// A static route (until the guest's agent feeds routes), IPv4 or IPv6.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RouteConfig {
-    pub prefix: Ipv4Net,
-    pub via: Ipv4Addr,
+    pub prefix: IpNet,
+    pub via: IpAddr,
+    /// The interface of the gateway: needed for an IPv6 link-local one, else
+    /// the interface whose subnet holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
-/// A static neighbour.
+/// A static neighbour, IPv4 or IPv6.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct NeighborConfig {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub mac: MacAddr,
+    /// Its interface: needed for an IPv6 link-local neighbour, else the
+    /// interface whose subnet holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
 }
 
 /// Most VRs, interfaces per VR and ports one instance handles.
@@ -648,6 +661,68 @@ pub(crate) mod tests {
         assert!(!ifc.sends_from("02:00:00:00:01:02".parse().unwrap()));
         assert!(ifc.owns(ifc.address) && ifc.owns("10.0.1.254".parse().unwrap()));
         assert!(!ifc.owns("10.0.1.253".parse().unwrap()));
+    }
+
+    #[test]
+    fn dual_stack_interfaces_routes_and_neighbours() {
+        let dual = EXAMPLE.replace(
+            "vif = \"vif1\"",
+            "vif = \"vif1\"\naddress6 = [\"2001:db8:1::1/64\"]",
+        ) + r#"
+        [[vr.route]]
+        prefix = "2001:db8:9::/48"
+        via = "fe80::2"
+        interface = "eth0"
+        [[vr.route]]
+        prefix = "2001:db8:8::/48"
+        via = "2001:db8:1::fe"
+        [[vr.neighbor]]
+        address = "fe80::2"
+        mac = "02:00:00:00:bb:02"
+        interface = "eth0"
+        "#;
+        let c = Config::parse(&dual).unwrap();
+        let vr = &c.topology.vrs[0];
+        let ifc = &vr.interfaces[0];
+        let ll: std::net::Ipv6Addr = "fe80::ff:fe00:101".parse().unwrap();
+        assert_eq!(ifc.link_local, ll, "EUI-64 of 02:00:00:00:01:01");
+        assert!(ifc.owns6(ll) && ifc.owns6("2001:db8:1::1".parse().unwrap()));
+        assert!(ifc.on_link6("2001:db8:1::77".parse().unwrap()));
+        assert!(!ifc.on_link6("2001:db8:2::77".parse().unwrap()));
+        assert_eq!((vr.routes[1].iface, vr.routes[2].iface), (0, 0));
+        assert_eq!(
+            vr.neighbors[0].address,
+            "fe80::2".parse::<IpAddr>().unwrap()
+        );
+
+        let refused = |from: &str, to: &str| {
+            let e = Config::parse(&dual.replace(from, to)).unwrap_err();
+            match e {
+                ConfigError::Invalid { key, .. } => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        // A link-local gateway names its interface.
+        let first_interface_line = "        interface = \"eth0\"\n        [[vr.route]]";
+        assert_eq!(
+            refused(first_interface_line, "        [[vr.route]]"),
+            "vr[0].route[1].via.interface"
+        );
+        assert_eq!(
+            refused("via = \"2001:db8:1::fe\"", "via = \"10.0.1.2\""),
+            "vr[0].route[2].via"
+        );
+        assert_eq!(
+            refused("via = \"2001:db8:1::fe\"", "via = \"2001:db8:7::fe\""),
+            "vr[0].route[2].via"
+        );
+        for bad in ["fe80::1/64", "ff02::1/64", "2001:db8:1::/64"] {
+            assert_eq!(
+                refused("\"2001:db8:1::1/64\"", &format!("\"{bad}\"")),
+                "vr[0].interface[0].address6",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

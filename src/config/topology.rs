@@ -6,9 +6,9 @@
 use super::SegmentConfig;
 use super::{invalid, ConfigError, InterfaceConfig, NeighborConfig, PortConfig, RouteConfig};
 use super::{TableSize, VrConfig, MAX_INTERFACES, MAX_PORTS, MAX_VRS};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vrfwd_wire::MacAddr;
 
 /// What a port is for.
@@ -72,6 +72,10 @@ pub struct Interface {
     pub extra_macs: Vec<MacAddr>,
     /// Further addresses of its guest on its subnet (e.g. VRRP's), none by default.
     pub extra_addresses: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses with their prefixes (global or unique-local).
+    pub addresses6: Vec<Ipv6Net>,
+    /// Its IPv6 link-local address, derived from its MAC (EUI-64).
+    pub link_local: Ipv6Addr,
     network: u32,
     mask: u32,
 }
@@ -97,6 +101,8 @@ impl Interface {
             uplink,
             extra_macs: Vec::new(),
             extra_addresses: Vec::new(),
+            addresses6: Vec::new(),
+            link_local: eui64_link_local(mac),
             network: u32::from(net.addr()) & mask,
             mask,
         }
@@ -124,6 +130,37 @@ impl Interface {
     pub fn on_subnet(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask == self.network
     }
+
+    /// Whether `ip` is one of this interface's own IPv6 addresses.
+    pub fn owns6(&self, ip: Ipv6Addr) -> bool {
+        ip == self.link_local || self.addresses6.iter().any(|a| a.addr() == ip)
+    }
+
+    /// Whether `ip` is on this interface's link: a link-local unicast address,
+    /// or one inside one of its IPv6 prefixes.
+    pub fn on_link6(&self, ip: Ipv6Addr) -> bool {
+        ip.is_unicast_link_local() || self.addresses6.iter().any(|a| a.contains(&ip))
+    }
+
+    /// Whether `ip` (either family) is on this interface's subnet or link.
+    pub fn reaches(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.on_subnet(ip),
+            IpAddr::V6(ip) => self.on_link6(ip),
+        }
+    }
+}
+
+/// The link-local address a kernel derives from `mac` (modified EUI-64, RFC 4291
+/// appendix A): fe80::, the MAC with its universal/local bit flipped and ff:fe in
+/// the middle.
+pub fn eui64_link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    let iid = [m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]];
+    let mut octets = [0u8; 16];
+    octets[..2].copy_from_slice(&[0xfe, 0x80]);
+    octets[8..].copy_from_slice(&iid);
+    Ipv6Addr::from(octets)
 }
 
 /// The interface among `interfaces` whose subnet holds `addr` (the first, if
@@ -132,18 +169,18 @@ pub fn interface_for(interfaces: &[Interface], addr: Ipv4Addr) -> Option<usize> 
     interfaces.iter().position(|i| i.on_subnet(addr))
 }
 
-/// A static route, its gateway resolved to an interface.
+/// A static route, its gateway (of its prefix's family) resolved to an interface.
 #[derive(Debug, Clone)]
 pub struct StaticRoute {
-    pub prefix: Ipv4Net,
-    pub via: Ipv4Addr,
+    pub prefix: IpNet,
+    pub via: IpAddr,
     pub iface: usize,
 }
 
 /// A static neighbour, resolved to an interface.
 #[derive(Debug, Clone)]
 pub struct StaticNeighbor {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub mac: MacAddr,
     pub iface: usize,
 }
@@ -368,6 +405,7 @@ impl<'a> Resolver<'a> {
             );
             interface.extra_macs = self.extra_macs(ifc, &k("extra_macs"))?;
             interface.extra_addresses = extra_addresses(&interface, ifc, &k("extra_addresses"))?;
+            interface.addresses6 = addresses6(&interfaces, ifc, &k("address6"))?;
             interfaces.push(interface);
         }
         let routes = vr
@@ -435,6 +473,77 @@ fn extra_addresses(
     Ok(ifc.extra_addresses.clone())
 }
 
+/// The IPv6 addresses of `ifc`: unicast, neither link-local (derived from the
+/// MAC) nor a subnet's all-zero anycast address, none used by an interface
+/// before it in the VR.
+fn addresses6(
+    before: &[Interface],
+    ifc: &InterfaceConfig,
+    key: &str,
+) -> Result<Vec<Ipv6Net>, ConfigError> {
+    for (n, a) in ifc.address6.iter().enumerate() {
+        let ip = a.addr();
+        let anycast = a.prefix_len() < 127 && ip == a.network();
+        if ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_unicast_link_local()
+            || anycast
+        {
+            return Err(invalid(
+                key,
+                format!("{a} is not a global or unique-local host address"),
+            ));
+        }
+        let earlier = ifc.address6[..n].iter().map(|a| a.addr());
+        if earlier
+            .chain(
+                before
+                    .iter()
+                    .flat_map(|i| i.addresses6.iter().map(|a| a.addr())),
+            )
+            .any(|other| other == ip)
+        {
+            return Err(invalid(key, format!("{ip} is used twice in this VR")));
+        }
+    }
+    Ok(ifc.address6.clone())
+}
+
+/// The interface of a gateway or neighbour `addr`: the one named (which must
+/// reach it), else the one whose subnet holds it; an IPv6 link-local address
+/// names its interface.
+fn interface_of(
+    interfaces: &[Interface],
+    addr: IpAddr,
+    named: Option<&str>,
+    key: impl Fn() -> String,
+) -> Result<usize, ConfigError> {
+    let iface = match named {
+        Some(name) => interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .filter(|&i| interfaces[i].reaches(addr))
+            .ok_or_else(|| {
+                invalid(
+                    key() + ".interface",
+                    format!("no interface {name:?} of this VR reaches {addr}"),
+                )
+            })?,
+        None if matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local()) => {
+            return Err(invalid(
+                key() + ".interface",
+                format!("{addr} is link-local: name its interface"),
+            ))
+        }
+        None => interfaces
+            .iter()
+            .position(|i| i.reaches(addr))
+            .ok_or_else(|| invalid(key(), format!("{addr} is not on any interface's subnet")))?,
+    };
+    Ok(iface)
+}
+
 fn static_route(
     interfaces: &[Interface],
     r: &RouteConfig,
@@ -450,12 +559,13 @@ fn static_route(
             ),
         ));
     }
-    let iface = interface_for(interfaces, r.via).ok_or_else(|| {
-        invalid(
+    if r.via.is_ipv4() != matches!(r.prefix, IpNet::V4(_)) {
+        return Err(invalid(
             key() + ".via",
-            format!("{} is not on any interface's subnet", r.via),
-        )
-    })?;
+            format!("{} is not of {}'s family", r.via, r.prefix),
+        ));
+    }
+    let iface = interface_of(interfaces, r.via, r.interface.as_deref(), || key() + ".via")?;
     Ok(StaticRoute {
         prefix: r.prefix,
         via: r.via,
@@ -468,11 +578,8 @@ fn static_neighbor(
     nb: &NeighborConfig,
     key: impl Fn() -> String,
 ) -> Result<StaticNeighbor, ConfigError> {
-    let iface = interface_for(interfaces, nb.address).ok_or_else(|| {
-        invalid(
-            key() + ".address",
-            format!("{} is not on any interface's subnet", nb.address),
-        )
+    let iface = interface_of(interfaces, nb.address, nb.interface.as_deref(), || {
+        key() + ".address"
     })?;
     if !nb.mac.is_station() {
         return Err(invalid(

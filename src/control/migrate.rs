@@ -426,6 +426,9 @@ fn route_op(vr: &Vr, edit: &RouteEdit) -> RouteOp {
             let (iface, via) = match next_hop {
                 NextHop::Attached { iface } => (iface, None),
                 NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via).into())),
+                NextHop::Gateway6 { iface, via } => {
+                    (iface, Some(std::net::Ipv6Addr::from(via).into()))
+                }
                 NextHop::Local => unreachable!("the writer feeds no local routes"),
             };
             RouteOp::Add {

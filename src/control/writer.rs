@@ -660,30 +660,36 @@ impl<'a> RouteWriter<'a> {
 
     fn list(&self, v: usize) -> Vec<RouteInfo> {
         let vr = &self.dp.vrs[v];
-        let mut routes: Vec<(u32, u8, u32)> = self.vrs[v].routes.tables.rib().iter().collect();
-        routes.sort_unstable();
-        routes
-            .into_iter()
-            .map(|(net, len, nh)| RouteInfo {
-                prefix: Ipv4Net::new(net.into(), len)
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                next_hop: match vr.next_hops.get(nh) {
-                    Some(NextHop::Local) => "local".into(),
-                    Some(NextHop::Attached { iface }) => {
-                        format!("dev {}", vr.interfaces[iface].name)
-                    }
-                    Some(NextHop::Gateway { iface, via }) => {
-                        format!(
-                            "via {} dev {}",
-                            std::net::Ipv4Addr::from(via),
-                            vr.interfaces[iface].name
-                        )
-                    }
-                    None => "?".into(),
-                },
-            })
-            .collect()
+        let info = |prefix: String, nh: u32| RouteInfo {
+            prefix,
+            next_hop: match vr.next_hops.get(nh) {
+                Some(NextHop::Local) => "local".into(),
+                Some(NextHop::Attached { iface }) => format!("dev {}", vr.interfaces[iface].name),
+                Some(NextHop::Gateway { iface, via }) => {
+                    let via = std::net::Ipv4Addr::from(via);
+                    format!("via {via} dev {}", vr.interfaces[iface].name)
+                }
+                Some(NextHop::Gateway6 { iface, via }) => {
+                    let via = std::net::Ipv6Addr::from(via);
+                    format!("via {via} dev {}", vr.interfaces[iface].name)
+                }
+                None => "?".into(),
+            },
+        };
+        let tables = &self.vrs[v].routes;
+        let mut v4: Vec<(u32, u8, u32)> = tables.tables.rib().iter().collect();
+        v4.sort_unstable();
+        let mut v6: Vec<(u128, u8, u32)> = tables.tables6.rib().iter().collect();
+        v6.sort_unstable();
+        let v4 = v4.into_iter().map(|(net, len, nh)| {
+            let prefix = Ipv4Net::new(net.into(), len).map(|p| p.to_string());
+            info(prefix.unwrap_or_default(), nh)
+        });
+        let v6 = v6.into_iter().map(|(net, len, nh)| {
+            let prefix = ipnet::Ipv6Net::new(net.into(), len).map(|p| p.to_string());
+            info(prefix.unwrap_or_default(), nh)
+        });
+        v4.chain(v6).collect()
     }
 }
 

@@ -17,8 +17,9 @@ pub use crate::config::{Interface, PortRole};
 use crate::config::{Config, TableSize, Topology};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
+use ipnet::IpNet;
 use rustc_hash::FxHashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use vrfwd_wire::MacAddr;
@@ -28,6 +29,8 @@ use vrfwd_wire::MacAddr;
 pub const WIDE_MAX_GROUPS: u32 = 1 << 20;
 /// Neighbour-cache slots per VR.
 const NEIGHBOR_SLOTS: usize = 4096;
+/// IPv6 neighbours per VR (40 B a slot, allocated with the VR).
+const NEIGHBOR6_SLOTS: usize = 1024;
 /// Next-hop slots per VR.
 const NEXT_HOP_SLOTS: usize = 4096;
 
@@ -76,10 +79,14 @@ pub struct Vr {
     pub interfaces: Vec<Interface>,
     /// The published route table (swapped by the route writer under RCU).
     pub fib: RcuCell<Fib>,
+    /// The published IPv6 route table, likewise.
+    pub fib6: RcuCell<Fib<u128>>,
     /// Routes in the published table (kept by the route writer, for operators).
     pub routes: AtomicUsize,
     pub next_hops: NextHops,
     pub neighbors: AgeingCache,
+    /// IPv6 neighbours, keyed by [`neighbor6_key`].
+    pub neighbors6: AgeingCache<[u64; 3]>,
     state: AtomicU8,
     /// Activated by its agent's session before the guest's first frame on its
     /// vif: that frame must still make an lcore announce the VR.
@@ -170,12 +177,23 @@ impl Vr {
 pub struct VrRoutes {
     pub tables: TablePair,
     pub system: Vec<Change>,
+    /// The IPv6 table pair and vrfwd's own IPv6 routes, likewise.
+    pub tables6: TablePair<u128>,
+    pub system6: Vec<Change<u128>>,
 }
 
 /// The neighbour-cache key of `ip` on interface `iface` (never 0).
 #[inline(always)]
 pub fn neighbor_key(iface: usize, ip: u32) -> u64 {
     ((iface as u64 + 1) << 32) | u64::from(ip)
+}
+
+/// The IPv6 neighbour-cache key of `ip` on interface `iface`: a link-local
+/// address is only meaningful with its interface, and a global one is learned
+/// per interface as IPv4 addresses are.
+#[inline(always)]
+pub fn neighbor6_key(iface: usize, ip: u128) -> [u64; 3] {
+    [iface as u64 + 1, (ip >> 64) as u64, ip as u64]
 }
 
 /// The interface and address a neighbour-cache key was made of.
@@ -206,8 +224,8 @@ pub struct Segment {
     pub vr_macs: Vec<VrMac>,
     /// The same, by MAC (the first interface of a MAC, as the list's order says).
     by_mac: MacIndex,
-    /// The same, by address.
-    by_address: FxHashMap<Ipv4Addr, Vec<VrMac>>,
+    /// The same, by address: IPv4, IPv6 and link-local.
+    by_address: FxHashMap<IpAddr, Vec<VrMac>>,
     /// Extra MACs (e.g. VRRP's) → the vifs whose interfaces declare them.
     extra_macs: FxHashMap<MacAddr, Vec<usize>>,
 }
@@ -215,10 +233,18 @@ pub struct Segment {
 impl Segment {
     /// Segment `s` of `topology` with `members`, its VR interfaces in config order.
     fn new(topology: &Topology, s: usize, members: Vec<(VrMac, &Interface)>) -> Segment {
-        let mut by_address: FxHashMap<Ipv4Addr, Vec<VrMac>> = FxHashMap::default();
+        let mut by_address: FxHashMap<IpAddr, Vec<VrMac>> = FxHashMap::default();
         let mut extra_macs: FxHashMap<MacAddr, Vec<usize>> = FxHashMap::default();
         for &(vm, ifc) in &members {
-            by_address.entry(ifc.address).or_default().push(vm);
+            let v6 = ifc
+                .addresses6
+                .iter()
+                .map(|a| a.addr())
+                .chain([ifc.link_local]);
+            let own = std::iter::once(IpAddr::from(ifc.address)).chain(v6.map(IpAddr::from));
+            for ip in own {
+                by_address.entry(ip).or_default().push(vm);
+            }
             for &mac in &ifc.extra_macs {
                 extra_macs.entry(mac).or_default().push(vm.vif);
             }
@@ -252,7 +278,7 @@ impl Segment {
 
     /// The VR interfaces of the segment that have address `ip` (one, unless the
     /// operator configured a conflict).
-    pub fn vrs_at(&self, ip: Ipv4Addr) -> &[VrMac] {
+    pub fn vrs_at(&self, ip: IpAddr) -> &[VrMac] {
         self.by_address.get(&ip).map_or(&[], Vec::as_slice)
     }
 }
@@ -438,6 +464,11 @@ fn build_vr(
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
     let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
+    let add6 = |net: std::net::Ipv6Addr, len: u8, next_hop: u32| Change::Add {
+        net: u128::from(net),
+        len,
+        next_hop,
+    };
     // Addresses the guest must see itself: multicast and limited broadcast.
     let mut system = vec![add(0xe000_0000, 4, local), add(u32::MAX, 32, local)];
     for (i, ifc) in vc.interfaces.iter().enumerate() {
@@ -451,36 +482,67 @@ fn build_vr(
         }
         system.push(add(subnet.broadcast().into(), 32, local));
     }
+    let mut system6 = Vec::new();
+    for (i, ifc) in vc.interfaces.iter().enumerate() {
+        let attached = next_hops
+            .index_of(NextHop::Attached { iface: i })
+            .expect("reserved");
+        for a in &ifc.addresses6 {
+            let net = a.trunc();
+            system6.push(add6(net.network(), net.prefix_len(), attached));
+            system6.push(add6(a.addr(), 128, local));
+        }
+    }
     for r in &vc.routes {
+        let (gateway, to) = match (r.prefix, r.via) {
+            (IpNet::V4(p), IpAddr::V4(via)) => {
+                let gw = NextHop::Gateway {
+                    iface: r.iface,
+                    via: via.into(),
+                };
+                (gw, Err(p))
+            }
+            (IpNet::V6(p), IpAddr::V6(via)) => {
+                let gw = NextHop::Gateway6 {
+                    iface: r.iface,
+                    via: via.into(),
+                };
+                (gw, Ok(p))
+            }
+            _ => unreachable!("the config checks a route's gateway is of its family"),
+        };
         let nh = next_hops
-            .insert(NextHop::Gateway {
-                iface: r.iface,
-                via: r.via.into(),
-            })
+            .insert(gateway)
             .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
-        system.push(add(
-            u32::from(r.prefix.network()),
-            r.prefix.prefix_len(),
-            nh,
-        ));
+        match to {
+            Err(p) => system.push(add(p.network().into(), p.prefix_len(), nh)),
+            Ok(p) => system6.push(add6(p.network(), p.prefix_len(), nh)),
+        }
     }
     let tables = initial_tables(vc.table, compact_groups, &system)?;
+    // IPv6 tables are always wide: their first level counts as the pages written.
+    let mut tables6 = TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS);
+    // No reader exists yet: nothing to wait for when publishing.
+    tables6.apply(&system6, |_| {})?;
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
+    let neighbors6 = AgeingCache::new(NEIGHBOR6_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
-        neighbors.learn(
-            neighbor_key(n.iface, n.address.into()),
-            n.mac.to_u64(),
-            STATIC,
-        );
+        let mac = n.mac.to_u64();
+        match n.address {
+            IpAddr::V4(a) => neighbors.learn(neighbor_key(n.iface, a.into()), mac, STATIC),
+            IpAddr::V6(a) => neighbors6.learn(neighbor6_key(n.iface, a.into()), mac, STATIC),
+        };
     }
     let vr = Vr {
         id: vc.id,
         name: vc.name.clone(),
         interfaces: vc.interfaces.clone(),
         fib: RcuCell::new(Arc::clone(tables.fib()), Arc::clone(rcu)),
+        fib6: RcuCell::new(Arc::clone(tables6.fib()), Arc::clone(rcu)),
         routes: AtomicUsize::new(tables.rib().len()),
         next_hops,
         neighbors,
+        neighbors6,
         state: AtomicU8::new(if vc.standby {
             VrState::Standby
         } else {
@@ -489,5 +551,13 @@ fn build_vr(
         unannounced: AtomicBool::new(false),
         cloning: AtomicBool::new(false),
     };
-    Ok((vr, VrRoutes { tables, system }))
+    Ok((
+        vr,
+        VrRoutes {
+            tables,
+            system,
+            tables6,
+            system6,
+        },
+    ))
 }

@@ -67,7 +67,7 @@ pub fn answer(
         return None;
     }
     let vm = dp.segments[segment]
-        .vrs_at(arp.target_ip)
+        .vrs_at(arp.target_ip.into())
         .iter()
         .find(|vm| {
             let vr = &dp.vrs[vm.vr];

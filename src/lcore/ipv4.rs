@@ -4,6 +4,7 @@
 //! resolves a looked-up route to the egress interface and the neighbour's MAC,
 //! and rewrites the frame: Ethernet addresses, TTL and checksum. The table lookup
 //! itself is pipelined over the burst by the lcore loop.
+use crate::config::Interface;
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, Vr, VrState};
 use crate::stats::PuntReason;
 use vrfwd_wire::ethernet::{ethertype, EthernetFrame};
@@ -35,7 +36,7 @@ pub fn input(
     match ethertype {
         ethertype::IPV4 => {}
         ethertype::ARP => return Err(PuntReason::Arp),
-        _ => return Err(PuntReason::NotIpv4),
+        _ => return Err(PuntReason::NotIp),
     }
     let dst = fit(frame)?;
     if chained {
@@ -79,6 +80,20 @@ pub struct Out {
     pub src: MacAddr,
 }
 
+impl Out {
+    /// Out of VR interface `ifc`'s uplink to the neighbour with MAC `mac`, from
+    /// the interface's MAC or, for a draining VR, its segment's uplink MAC among
+    /// `draining_source`.
+    #[inline(always)]
+    pub fn on(ifc: &Interface, mac: u64, draining_source: Option<&[MacAddr]>) -> Out {
+        Out {
+            port: ifc.uplink,
+            dst: MacAddr::from_u64(mac),
+            src: draining_source.map_or(ifc.mac, |macs| macs[ifc.segment]),
+        }
+    }
+}
+
 /// The neighbour resolved last in a burst (most of a burst shares one).
 #[derive(Debug, Default)]
 pub struct LastNeighbor {
@@ -111,12 +126,7 @@ pub fn forward(
         *last = LastNeighbor { vr: v, key, mac };
         mac
     };
-    let ifc = &vr.interfaces[iface];
-    Ok(Out {
-        port: ifc.uplink,
-        dst: MacAddr::from_u64(mac),
-        src: draining_source.map_or(ifc.mac, |macs| macs[ifc.segment]),
-    })
+    Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
 
 /// The egress interface and the neighbour to send to for next hop `index`.
@@ -125,7 +135,8 @@ fn egress(vr: &Vr, index: u32, dst: u32) -> Result<(usize, u32), PuntReason> {
     match vr.next_hops.get(index) {
         Some(NextHop::Attached { iface }) => Ok((iface, dst)),
         Some(NextHop::Gateway { iface, via }) => Ok((iface, via)),
-        Some(NextHop::Local) | None => Err(PuntReason::ToRouter),
+        // An IPv4 route through an IPv6 gateway (RFC 5549) is the guest's to forward.
+        Some(NextHop::Local | NextHop::Gateway6 { .. }) | None => Err(PuntReason::ToRouter),
     }
 }
 
@@ -214,8 +225,8 @@ mod tests {
             Err(PuntReason::Arp)
         );
         assert_eq!(
-            input(VrState::Active, 0x86dd, &f, false),
-            Err(PuntReason::NotIpv4)
+            input(VrState::Active, 0x88cc, &f, false),
+            Err(PuntReason::NotIp)
         );
         assert_eq!(
             input(VrState::Active, ethertype::IPV4, &f, true),

@@ -4,12 +4,13 @@
 //!
 //! - [`ethernet`]: header, destination (a VR, a flood, a station);
 //! - [`port_security`]: a vif's frames carry its VR interface's MAC and address;
-//! - [`arp`]: neighbour snooping (scoped per VR) and answers for VR addresses;
+//! - [`arp`], [`ndp`]: neighbour snooping (scoped per VR) and answers for VR
+//!   addresses;
 //! - [`migration`]: a guest's frame on its vif activates its VR, an announcement on
 //!   an uplink quiets it if it is being cloned; changes are reported to the
 //!   control side as events;
-//! - [`ipv4`]: input (fast path or punt, and why) and forward (next hop, neighbour,
-//!   rewrite);
+//! - [`ipv4`], [`ipv6`]: input (fast path or punt, and why) and forward (next
+//!   hop, neighbour, rewrite);
 //! - [`l2`]: switching inside a segment (nothing learned: every MAC behind a vif
 //!   is known);
 //! - [`storm`]: each port's broadcast and multicast, limited;
@@ -24,8 +25,10 @@
 mod arp;
 mod ethernet;
 mod ipv4;
+mod ipv6;
 mod l2;
 mod migration;
+mod ndp;
 mod port_security;
 mod punt;
 mod storm;
@@ -68,6 +71,8 @@ pub struct Worker<'a> {
     drain_ticks: u64,
     /// Fast-path candidates of the current burst.
     pending: [Pending; BURST_SIZE],
+    /// IPv6 fast-path candidates of the current burst.
+    pending6: [Pending6; BURST_SIZE],
     /// The vif sockets the last look at this lcore's epoll set found ready.
     ready: Ready,
     /// The VRs this lcore announced on arrival and announces again.
@@ -87,12 +92,35 @@ struct Pending {
     first: FirstEntry,
 }
 
+#[derive(Clone, Copy)]
+struct Pending6 {
+    slot: u8,
+    vr: u16,
+    iface: u8,
+    draining: bool,
+    dst: std::net::Ipv6Addr,
+}
+
+impl Pending6 {
+    const NONE: Pending6 = Pending6 {
+        slot: 0,
+        vr: 0,
+        iface: 0,
+        draining: false,
+        dst: std::net::Ipv6Addr::UNSPECIFIED,
+    };
+}
+
 /// What classification makes of one frame: a fast-path candidate, which stays in
-/// the burst for the pipelined lookups, or an exit it takes at once.
+/// the burst for the lookups, or an exit it takes at once.
 enum Class<'d> {
     FastPath {
         vm: VrMac,
         candidate: ipv4::Candidate,
+    },
+    FastPath6 {
+        vm: VrMac,
+        candidate: ipv6::Candidate,
     },
     Exit(Exit<'d>),
 }
@@ -145,6 +173,7 @@ impl<'a> Worker<'a> {
             idle: config.idle.clone(),
             drain_ticks: dp.clock.hz() / 1_000_000 * u64::from(config.timers.tx_drain_us),
             pending: [Pending::default(); BURST_SIZE],
+            pending6: [Pending6::NONE; BURST_SIZE],
             ready: Ready::new(VIFS_PER_LOOK),
             repeats: migration::Repeats::default(),
         }
@@ -247,7 +276,7 @@ impl<'a> Worker<'a> {
     ) {
         let role = self.dp.ports[ingress];
         let segment = role.segment();
-        let mut pending = 0;
+        let (mut pending, mut pending6) = (0, 0);
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
             match self.classify(ingress, role, m, now, section) {
@@ -262,6 +291,16 @@ impl<'a> Worker<'a> {
                     };
                     pending += 1;
                 }
+                Class::FastPath6 { vm, candidate } => {
+                    self.pending6[pending6] = Pending6 {
+                        slot: i as u8,
+                        vr: vm.vr as u16,
+                        iface: vm.iface as u8,
+                        draining: candidate.draining,
+                        dst: candidate.dst,
+                    };
+                    pending6 += 1;
+                }
                 Class::Exit(exit) => {
                     if let Some(m) = burst.take(i) {
                         self.exit(ingress, segment, exit, m, section);
@@ -273,6 +312,31 @@ impl<'a> Worker<'a> {
             self.announce(vr, section);
         }
         self.forward_pending(burst, pending, now, section);
+        if pending6 > 0 {
+            self.forward_pending6(burst, pending6, now, section);
+        }
+    }
+
+    /// The IPv6 candidates of the burst: looked up and forwarded, or punted.
+    /// Kept out of the IPv4 loop's code.
+    #[inline(never)]
+    fn forward_pending6(
+        &mut self,
+        burst: &mut Burst,
+        pending: usize,
+        now: u32,
+        section: &ReadSection,
+    ) {
+        for k in 0..pending {
+            let p = self.pending6[k];
+            let m = burst.take(p.slot as usize).expect("pending slot");
+            let v = p.vr as usize;
+            let dst = u128::from(p.dst);
+            let next_hop = self.dp.vrs[v].fib6.read(section).lookup(dst);
+            let draining = p.draining.then_some(&self.uplink_macs[..]);
+            let out = ipv6::forward(self.dp, v, next_hop, dst, now, draining);
+            self.send_forwarded(v, p.iface, out, ipv6::rewrite, m, section);
+        }
     }
 
     /// The first-level loads of the burst's candidates, back to back so that their
@@ -356,7 +420,8 @@ impl<'a> Worker<'a> {
         };
         let dp = self.dp;
         let arp = arp::packet(eth.ethertype, frame);
-        if let Err(reason) = port_security::check(dp, role, &eth, arp.as_ref()) {
+        let nd = ndp::packet(eth.ethertype, frame);
+        if let Err(reason) = port_security::check(dp, role, &eth, arp.as_ref(), nd.as_ref()) {
             self.counters.ports[ingress].spoofed.inc();
             return Class::Exit(Exit::Drop(reason));
         }
@@ -366,6 +431,9 @@ impl<'a> Worker<'a> {
             .is_some_and(|a| migration::announces(eth.ethertype, eth.src, a));
         if let Some(a) = arp {
             self.arp_input(ingress, role, eth.ethertype, &a, now, section);
+        }
+        if let Some(n) = nd {
+            self.ndp_input(ingress, role, &eth, &n, now, section);
         }
         if announced {
             self.heard_announcement(role, eth.src);
@@ -377,9 +445,16 @@ impl<'a> Worker<'a> {
             ethernet::Next::Vr(vm) => {
                 self.counters.vrs[vm.vr].rx.inc();
                 let state = dp.vrs[vm.vr].state();
-                match ipv4::input(state, eth.ethertype, frame, m.is_chained()) {
-                    Ok(candidate) => return Class::FastPath { vm, candidate },
-                    Err(reason) => Exit::Punt { vm, reason },
+                if eth.ethertype == ethertype::IPV6 {
+                    match ipv6::input(state, frame, m.is_chained()) {
+                        Ok(candidate) => return Class::FastPath6 { vm, candidate },
+                        Err(reason) => Exit::Punt { vm, reason },
+                    }
+                } else {
+                    match ipv4::input(state, eth.ethertype, frame, m.is_chained()) {
+                        Ok(candidate) => return Class::FastPath { vm, candidate },
+                        Err(reason) => Exit::Punt { vm, reason },
+                    }
                 }
             }
             ethernet::Next::Flood => Exit::Flood,
@@ -392,7 +467,10 @@ impl<'a> Worker<'a> {
         Class::Exit(exit)
     }
 
-    /// The ARP stage for an ARP or RARP packet `a` (of `ether_type`).
+    /// The ARP stage for an ARP or RARP packet `a` (of `ether_type`): the slow
+    /// path, kept out of the loop's code.
+    #[cold]
+    #[inline(never)]
     fn arp_input(
         &mut self,
         ingress: usize,
@@ -409,6 +487,31 @@ impl<'a> Worker<'a> {
                 if self.tx.send_frame(self.pool, ingress, &reply, section) {
                     self.counters.vrs[vr].arp_answered.inc();
                 }
+            }
+        }
+    }
+
+    /// The neighbour-discovery stage for message `nd` in a frame with header
+    /// `eth`: the slow path, kept out of the loop's code.
+    #[cold]
+    #[inline(never)]
+    fn ndp_input(
+        &mut self,
+        ingress: usize,
+        role: PortRole,
+        eth: &ethernet::Header,
+        nd: &ndp::Ndp,
+        now: u32,
+        section: &ReadSection,
+    ) {
+        let dp = self.dp;
+        ndp::snoop(dp, role.segment(), role, nd, (eth.src, eth.dst), now);
+        if let Some((vr, advertisement)) = ndp::answer(dp, role.segment(), ingress, nd, eth.src) {
+            if self
+                .tx
+                .send_frame(self.pool, ingress, &advertisement, section)
+            {
+                self.counters.vrs[vr].ndp_answered.inc();
             }
         }
     }
@@ -434,7 +537,9 @@ impl<'a> Worker<'a> {
     }
 
     /// Announces every interface of VR `v` out of its segment's uplink, now and
-    /// again on [`migration::REPEATS_MS`].
+    /// again on [`migration::REPEATS_MS`]. Rare: kept out of the loop's code.
+    #[cold]
+    #[inline(never)]
     fn announce(&mut self, v: usize, section: &ReadSection) {
         self.repeats.arrived(v, self.now_tsc);
         self.send_announcements(v, section);
@@ -460,6 +565,11 @@ impl<'a> Worker<'a> {
                 return;
             }
         }
+        for (port, frame) in ndp::unsolicited(self.dp, v) {
+            if !self.tx.send_frame(self.pool, port, &frame, section) {
+                return;
+            }
+        }
     }
 
     /// Forwards a fast-path candidate whose lookup gave `next_hop`, or punts it.
@@ -468,24 +578,40 @@ impl<'a> Worker<'a> {
         &mut self,
         p: Pending,
         next_hop: Option<u32>,
-        mut m: Mbuf,
+        m: Mbuf,
         now: u32,
         neighbor: &mut ipv4::LastNeighbor,
         section: &ReadSection,
     ) {
         let v = p.vr as usize;
         let draining = p.draining.then_some(&self.uplink_macs[..]);
-        let sent =
-            ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining).and_then(|out| {
-                let frame = m.data_mut().ok_or(PuntReason::Length)?;
-                ipv4::rewrite(frame, &out).map(|()| out.port)
-            });
+        let out = ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining);
+        self.send_forwarded(v, p.iface, out, ipv4::rewrite, m, section);
+    }
+
+    /// Sends `m` (arrived on interface `iface` of VR `v`) where forward said,
+    /// rewritten by `rewrite`, or punts it for the reason forward or the rewrite
+    /// gave.
+    #[inline(always)]
+    fn send_forwarded(
+        &mut self,
+        v: usize,
+        iface: u8,
+        out: Result<ipv4::Out, PuntReason>,
+        rewrite: impl Fn(&mut [u8], &ipv4::Out) -> Result<(), PuntReason>,
+        mut m: Mbuf,
+        section: &ReadSection,
+    ) {
+        let sent = out.and_then(|out| {
+            let frame = m.data_mut().ok_or(PuntReason::Length)?;
+            rewrite(frame, &out).map(|()| out.port)
+        });
         match sent {
             Ok(port) => {
                 self.counters.vrs[v].forwarded.inc();
                 self.tx.send(port, m, section);
             }
-            Err(reason) => self.punt(v, p.iface as usize, reason, m, section),
+            Err(reason) => self.punt(v, iface as usize, reason, m, section),
         }
     }
 

@@ -1,11 +1,13 @@
 //! Port security on vifs, the first check a frame from a guest meets (before
 //! anything learns from it): it must come from a MAC of the VR interface its vif
-//! belongs to (its own, or an extra one the config declares, e.g. VRRP's), and an
+//! belongs to (its own, or an extra one the config declares, e.g. VRRP's), an
 //! ARP packet must name such a MAC and one of that interface's addresses as
-//! sender. Migration's own frames pass: QEMU's RARP (sender 0.0.0.0) and a
+//! sender, and a neighbour solicitation or advertisement only such MACs and the
+//! interface's IPv6 addresses. Migration's own frames pass: QEMU's RARP (sender 0.0.0.0) and a
 //! guest's gratuitous ARP for its own address. Everything else is dropped and
 //! counted on the vif (docs/security.md). Frames from uplinks are not checked
 //! here.
+use super::ndp::{self, Ndp};
 use crate::dataplane::{Dataplane, PortRole};
 use crate::stats::DropReason;
 use vrfwd_wire::arp::Arp;
@@ -13,14 +15,15 @@ use vrfwd_wire::ethernet::ethertype;
 
 use super::ethernet::Header;
 
-/// Whether a frame with header `eth` (and ARP packet `arp`, if any) that arrived
-/// on a port of role `role` may go on.
+/// Whether a frame with header `eth` (and ARP packet `arp`, or neighbour
+/// discovery message `nd`, if any) that arrived on a port of role `role` may go on.
 #[inline(always)]
 pub fn check(
     dp: &Dataplane,
     role: PortRole,
     eth: &Header,
     arp: Option<&Arp>,
+    nd: Option<&Ndp>,
 ) -> Result<(), DropReason> {
     let PortRole::Vif { vr, iface, .. } = role else {
         return Ok(());
@@ -30,7 +33,8 @@ pub fn check(
         && arp.is_none_or(|a| {
             ifc.sends_from(a.sender_mac)
                 && (eth.ethertype == ethertype::RARP || ifc.owns(a.sender_ip))
-        });
+        })
+        && nd.is_none_or(|n| ndp::speaks_for(ifc, n));
     if allowed {
         Ok(())
     } else {
@@ -72,7 +76,7 @@ mod tests {
         let t = dataplane();
         let dp = &t.dp;
         let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
-        let ok = |e: &Header, a: Option<&Arp>| check(dp, vif, e, a);
+        let ok = |e: &Header, a: Option<&Arp>| check(dp, vif, e, a, None);
         // IPv4 and other frames from the interface's MAC pass; from any other MAC
         // (another VR's, a station's) they do not.
         assert_eq!(ok(&eth(VR1_LAN1_MAC, ethertype::IPV4), None), Ok(()));
@@ -129,11 +133,17 @@ mod tests {
         // VRRP's gratuitous ARP: the virtual MAC and address.
         let vrrp = arp(VRRP_MAC, VRRP_ADDRESS, VRRP_ADDRESS);
         assert_eq!(
-            check(dp, vif(0), &eth(VRRP_MAC, ethertype::ARP), Some(&vrrp)),
+            check(
+                dp,
+                vif(0),
+                &eth(VRRP_MAC, ethertype::ARP),
+                Some(&vrrp),
+                None
+            ),
             Ok(())
         );
         assert_eq!(
-            check(dp, vif(0), &eth(VRRP_MAC, ethertype::IPV4), None),
+            check(dp, vif(0), &eth(VRRP_MAC, ethertype::IPV4), None, None),
             Ok(())
         );
         // The extra address with the interface's own MAC, in a request.
@@ -143,18 +153,25 @@ mod tests {
                 dp,
                 vif(0),
                 &eth(VR1_LAN1_MAC, ethertype::ARP),
-                Some(&own_mac)
+                Some(&own_mac),
+                None
             ),
             Ok(())
         );
         // They are VR 1's eth0's only: not VR 2's.
         assert_eq!(
-            check(dp, vif(1), &eth(VRRP_MAC, ethertype::IPV4), None),
+            check(dp, vif(1), &eth(VRRP_MAC, ethertype::IPV4), None, None),
             Err(DropReason::Spoofed)
         );
         let claim = arp(VR2_LAN1_MAC, VRRP_ADDRESS, station);
         assert_eq!(
-            check(dp, vif(1), &eth(VR2_LAN1_MAC, ethertype::ARP), Some(&claim)),
+            check(
+                dp,
+                vif(1),
+                &eth(VR2_LAN1_MAC, ethertype::ARP),
+                Some(&claim),
+                None
+            ),
             Err(DropReason::Spoofed)
         );
     }
@@ -167,8 +184,35 @@ mod tests {
         let station = MacAddr([2, 0, 0, 0, 0xaa, 1]);
         let a = arp(station, Ipv4Addr::new(10, 0, 1, 2), VR1);
         assert_eq!(
-            check(dp, uplink, &eth(station, ethertype::ARP), Some(&a)),
+            check(dp, uplink, &eth(station, ethertype::ARP), Some(&a), None),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_vifs_neighbour_discovery_names_only_its_interface() {
+        let t = dataplane();
+        let dp = &t.dp;
+        let vif = dp.ports[dp.vrs[0].interfaces[0].vif];
+        let na = |target: &str| Ndp {
+            kind: vrfwd_wire::ndp::Kind::Advertisement,
+            src: target.parse().unwrap(),
+            dst: "ff02::1".parse().unwrap(),
+            target: target.parse().unwrap(),
+            link: Some(VR1_LAN1_MAC),
+        };
+        let e = eth(VR1_LAN1_MAC, ethertype::IPV6);
+        assert_eq!(check(dp, vif, &e, None, Some(&na("2001:db8:1::1"))), Ok(()));
+        assert_eq!(
+            check(dp, vif, &e, None, Some(&na("2001:db8:1::2"))),
+            Err(DropReason::Spoofed),
+            "another station's address"
+        );
+        let uplink = dp.ports[dp.segments[0].uplink];
+        assert_eq!(
+            check(dp, uplink, &e, None, Some(&na("2001:db8:1::2"))),
+            Ok(()),
+            "uplinks are not checked here"
         );
     }
 }

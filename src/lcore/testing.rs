@@ -2,7 +2,9 @@
 //! segment `lan1` (uplink `up1`) holds interface `eth0` of VR 1 (10.0.1.1/24) and
 //! of VR 2 (10.0.1.101/24); segment `lan2` (uplink `up2`) holds VR 1's `eth1`
 //! (10.0.2.1/24). VR 1 routes 10.9.0.0/16 via 10.0.2.2; its `eth0` declares a
-//! VRRP MAC and address (10.0.1.254).
+//! VRRP MAC and address (10.0.1.254). VR 1 is dual-stack: `eth0` holds
+//! 2001:db8:1::1/64, `eth1` 2001:db8:2::1/64, and it routes 2001:db8:9::/48 via
+//! fe80::2 on `eth1`.
 use crate::config::{Builder, Config, VrBuilder};
 use crate::dataplane::{Clock, Dataplane, VrRoutes};
 use crate::dpdk::Rcu;
@@ -24,6 +26,7 @@ pub struct TestPlane {
 
 fn config() -> Config {
     let net = |s: &str| s.parse().expect("a prefix");
+    let net6 = |s: &str| s.parse::<ipnet::Ipv6Net>().expect("a prefix");
     Builder::new(0, "lcore-test", "/run/vrfwd-lcore-test.sock")
         .port("up1", Some("net_null0"))
         .port("up2", Some("net_null1"))
@@ -36,8 +39,18 @@ fn config() -> Config {
             .interface("eth0", VR1_LAN1_MAC, net("10.0.1.1/24"), "lan1", "vif1.0")
             .extra_mac(VRRP_MAC)
             .extra_address(VRRP_ADDRESS)
+            .address6(net6("2001:db8:1::1/64"))
             .interface("eth1", VR1_LAN2_MAC, net("10.0.2.1/24"), "lan2", "vif1.1")
-            .route(net("10.9.0.0/16"), "10.0.2.2".parse().expect("an address")))
+            .address6(net6("2001:db8:2::1/64"))
+            .route(
+                net("10.9.0.0/16"),
+                "10.0.2.2".parse::<Ipv4Addr>().expect("an address"),
+            )
+            .route_on(
+                net6("2001:db8:9::/48"),
+                "fe80::2".parse::<std::net::Ipv6Addr>().expect("an address"),
+                Some("eth1"),
+            ))
         .vr(VrBuilder::new(2).interface(
             "eth0",
             VR2_LAN1_MAC,

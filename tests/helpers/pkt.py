@@ -2,11 +2,13 @@
 """Packet helper for the integration tests (run inside a namespace with ip netns exec).
 
   pkt.py send IFACE DST_MAC DST_IP COUNT TTL [PAYLOAD_TAG]
-      sends COUNT UDP packets (sport 4000, dport 5000) to DST_IP via DST_MAC.
+      sends COUNT UDP packets (sport 4000, dport 5000) to DST_IP (IPv4 or IPv6;
+      TTL is then the hop limit) via DST_MAC.
   pkt.py sniff IFACE SECONDS BPF
-      prints READY once capturing, then one JSON object per captured IPv4 packet: macs, ttl, checksum_ok,
-      proto, icmp type, src, dst, payload tag (ARP: macs, op, psrc, pdst; other
-      frames: macs and ethertype).
+      prints READY once capturing, then one JSON object per captured IP packet:
+      macs, ttl (IPv6: the hop limit), checksum_ok (IPv4), proto (IPv6: the next
+      header), icmp type (ICMPv6 too), src, dst, payload tag (ARP: macs, op,
+      psrc, pdst; other frames: macs and ethertype).
   pkt.py rarp IFACE MAC COUNT
       sends COUNT RARP announcements of MAC from MAC, as QEMU does after a migration.
   pkt.py arp IFACE MAC IP COUNT
@@ -27,17 +29,22 @@ import socket
 import sys
 import time
 
-from scapy.all import ARP, ICMP, IP, UDP, Ether, Raw, conf, get_if_hwaddr, sendp, sniff
+from scapy.all import ARP, ICMP, IP, UDP, Ether, IPv6, Raw, conf, get_if_hwaddr, sendp, sniff
 
 conf.verb = 0
 
 
+def ip_header(dst_ip, ttl, i):
+    if ":" in dst_ip:
+        return IPv6(src=conf.route6.route(dst_ip)[1], dst=dst_ip, hlim=int(ttl))
+    return IP(src=conf.route.route(dst_ip)[1], dst=dst_ip, ttl=int(ttl), id=i)
+
+
 def send(iface, dst_mac, dst_ip, count, ttl, tag="vrfwd-test"):
     src_mac = get_if_hwaddr(iface)
-    src_ip = conf.route.route(dst_ip)[1]
     frames = [
         Ether(src=src_mac, dst=dst_mac)
-        / IP(src=src_ip, dst=dst_ip, ttl=int(ttl), id=i)
+        / ip_header(dst_ip, ttl, i)
         / UDP(sport=4000, dport=5000)
         / Raw(f"{tag}:{i}".encode())
         for i in range(int(count))
@@ -89,6 +96,23 @@ def blast(iface, count, src, dst):
     print(f"{time.monotonic() - start:.3f}", flush=True)
 
 
+def describe6(p):
+    ip = p[IPv6]
+    d = {
+        "src_mac": p[Ether].src,
+        "dst_mac": p[Ether].dst,
+        "src": ip.src,
+        "dst": ip.dst,
+        "ttl": ip.hlim,
+        "proto": ip.nh,
+    }
+    if ip.nh == 58:
+        d["icmp_type"] = bytes(ip.payload)[0]
+    if Raw in p and UDP in p:
+        d["tag"] = bytes(p[Raw].load).decode(errors="replace")
+    return d
+
+
 def describe(p):
     ip = p[IP]
     raw_sum = ip.chksum
@@ -117,6 +141,8 @@ def sniff_cmd(iface, seconds, bpf):
     for p in pkts:
         if IP in p:
             print(json.dumps(describe(p)), flush=True)
+        elif IPv6 in p:
+            print(json.dumps(describe6(p)), flush=True)
         elif ARP in p:
             a = p[ARP]
             d = {"src_mac": p[Ether].src, "dst_mac": p[Ether].dst, "ethertype": p[Ether].type}

@@ -1,0 +1,129 @@
+//! IPv6 end to end through a real vrfwd process on af_packet ports, between
+//! network namespaces (scripts/topology.sh with DUAL_STACK=1): bytes checked on
+//! the wire with scapy, the guest namespace's kernel acting as the VR's slow path.
+//! Needs root.
+mod common;
+
+use common::*;
+
+const SENDER: &str = "2001:db8:1::2";
+const RECEIVER: &str = "2001:db8:2::2";
+const VR1_ADDRESS: &str = "2001:db8:1::1";
+
+#[test]
+fn dual_stack_forwarding_neighbour_discovery_and_punts() {
+    let mut t = Topology::up_with("v6", 1, &[("DUAL_STACK", "1")]);
+    t.start();
+
+    // Warm up: the sender resolves the VR's address (vrfwd answers beside the
+    // guest), the guest forwards the first packets and resolves the receiver,
+    // whose advertisement vrfwd snoops on the uplink.
+    t.exec(
+        "s",
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", RECEIVER],
+    );
+    let vr = t.vr(1);
+    assert!(
+        vr.ndp_answered > 0,
+        "vrfwd answered the sender's solicitation"
+    );
+    // The receiver's link-local address, behind the static 2001:db8:9::/48.
+    t.exec(
+        "g",
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "fe80::ff:fe00:bb02%g1",
+        ],
+    );
+
+    // Fast path, on bytes: hop limit − 1, egress MACs, payload; the guest sees none.
+    let at_receiver = t.sniff("r", "eth0", 4, "udp");
+    let at_guest = t.sniff("g", "g0", 4, "udp");
+    let forwarded_before = t.vr(1).forwarded;
+    t.send("s", "eth0", VR1_ETH0, RECEIVER, 50, 64);
+    let got = at_receiver.packets();
+    let guest = at_guest.packets();
+    assert_eq!(got.len(), 50, "all 50 forwarded: {got:?}");
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p["ttl"], 63);
+        assert_eq!(p["src"], SENDER);
+        assert_eq!(p["src_mac"], VR1_ETH1);
+        assert_eq!(p["dst_mac"], RECEIVER_MAC);
+        assert_eq!(p["tag"], format!("vrfwd-test:{i}"));
+    }
+    assert!(
+        guest.is_empty(),
+        "forwarded packets must not pass the guest: {guest:?}"
+    );
+    assert!(t.vr(1).forwarded - forwarded_before >= 50);
+
+    // The static route through the receiver's link-local address.
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.send("s", "eth0", VR1_ETH0, "2001:db8:9::1", 5, 64);
+    let got = at_receiver.packets();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got
+        .iter()
+        .all(|p| p["dst"] == "2001:db8:9::1" && p["ttl"] == 63));
+
+    // Hop limit 1: punted, and the guest's kernel sends ICMPv6 time exceeded.
+    let at_sender = t.sniff("s", "eth0", 3, "icmp6");
+    let expired_before = punted(&t.vr(1), "ttl_expired");
+    t.send("s", "eth0", VR1_ETH0, RECEIVER, 3, 1);
+    let icmp = at_sender.packets();
+    assert_eq!(punted(&t.vr(1), "ttl_expired") - expired_before, 3);
+    let time_exceeded = icmp
+        .iter()
+        .filter(|p| p["icmp_type"] == 3 && p["src"] == VR1_ADDRESS)
+        .count();
+    assert_eq!(time_exceeded, 3, "{icmp:?}");
+
+    // To the VR itself and to a prefix it has no route for: the guest's.
+    let to_router = punted(&t.vr(1), "to_router");
+    let no_route = punted(&t.vr(1), "no_route");
+    t.send("s", "eth0", VR1_ETH0, VR1_ADDRESS, 2, 64);
+    t.send("s", "eth0", VR1_ETH0, "2001:db8:77::1", 2, 64);
+    assert_eq!(punted(&t.vr(1), "to_router") - to_router, 2);
+    assert_eq!(punted(&t.vr(1), "no_route") - no_route, 2);
+    // Link-local traffic to the VR is its guest's (which answers the ping).
+    let link_local = punted(&t.vr(1), "ipv6_link_local");
+    let vr_link_local = "fe80::ff:fe00:101%eth0";
+    t.exec(
+        "s",
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            vr_link_local,
+        ],
+    );
+    assert!(punted(&t.vr(1), "ipv6_link_local") - link_local >= 2);
+
+    // IPv4 is unchanged beside it.
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.exec(
+        "s",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 5, 64);
+    assert_eq!(at_receiver.packets().len(), 5);
+
+    let routes = t.ctl(&["routes", "1"]);
+    assert!(
+        routes.contains("2001:db8:9::/48 via fe80::ff:fe00:bb02 dev eth1"),
+        "{routes}"
+    );
+    assert!(routes.contains("2001:db8:1::/64 dev eth0"), "{routes}");
+}
