@@ -17,6 +17,9 @@
 # IPv6, routing 2001:db8:9::/48 via the receiver's link-local address), and
 # VR 1's interfaces the same addresses and route in vrfwd's config.
 #
+# LAN1_MTU=N gives segment lan1 (VR 1's eth1, the receiver's side) that IP MTU,
+# in vrfwd's config and on the guest's g1 and the receiver's eth0.
+#
 # vrfwd's route protocol listens on port $CONTROL_PORT (default 7700) of the root
 # namespace, reached by VR 1's guest on 10.255.0.1 over its control NIC ctl0; VR
 # credentials "red-secret-for-tests" and "blue-secret-for-tests"; HOLD_TIME_S, IDLE_TIMEOUT_S,
@@ -116,7 +119,13 @@ up() {
   for p in u v; do
     for i in 0 1 2 3; do args+=(--port "$p$i=net_af_packet$P$p$i,iface=$P$p$i$qpairs"); done
   done
-  for i in 0 1 2 3; do args+=(--segment "lan$i=u$i"); done
+  local lan1_mtu=""
+  if [ -n "${LAN1_MTU:-}" ]; then
+    lan1_mtu=",mtu=$LAN1_MTU"
+    ns "${P}g" ip link set g1 mtu "$LAN1_MTU"
+    ns "${P}r" ip link set eth0 mtu "$LAN1_MTU"
+  fi
+  args+=(--segment lan0=u0 --segment "lan1=u1$lan1_mtu" --segment lan2=u2 --segment lan3=u3)
   [ -n "${HOST_CREDENTIAL:-}" ] && args+=(
     --set "control.host_credential=\"$HOST_CREDENTIAL\""
     --set "control.peers=[\"${PEER:-10.99.99.99}\"]")

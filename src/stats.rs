@@ -60,6 +60,9 @@ reasons! {
         ToRouter = "to_router",
         NoRoute = "no_route",
         Unresolved = "unresolved",
+        /// Larger than the egress interface's MTU: the guest answers (ICMP
+        /// fragmentation needed, packet too big) or fragments.
+        Mtu = "mtu",
         /// IPv6: an extension header (hop-by-hop options, routing, fragment…).
         ExtensionHeader = "ipv6_extension",
         /// IPv6: to a multicast group (neighbour discovery, OSPFv3, MLD).

@@ -12,7 +12,7 @@ const VR1_ADDRESS: &str = "2001:db8:1::1";
 
 #[test]
 fn dual_stack_forwarding_neighbour_discovery_and_punts() {
-    let mut t = Topology::up_with("v6", 1, &[("DUAL_STACK", "1")]);
+    let mut t = Topology::up_with("v6", 1, &[("DUAL_STACK", "1"), ("LAN1_MTU", "1400")]);
     t.start();
 
     // Warm up: the sender resolves the VR's address (vrfwd answers beside the
@@ -111,12 +111,34 @@ fn dual_stack_forwarding_neighbour_discovery_and_punts() {
     );
     assert!(punted(&t.vr(1), "ipv6_link_local") - link_local >= 2);
 
-    // IPv4 is unchanged beside it.
-    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    // Larger than the egress MTU (lan1: 1400), either family: punted, and the
+    // guest's kernel answers packet too big (IPv6) or fragmentation needed
+    // (IPv4, don't fragment set); up to the MTU the fast path forwards.
+    // (The receiver's IPv4 neighbour first: an unresolved packet is punted as such.)
     t.exec(
         "s",
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
     );
+    let at_sender = t.sniff("s", "eth0", 3, "icmp6 or icmp");
+    let mtu_before = punted(&t.vr(1), "mtu");
+    t.send_sized("s", "eth0", VR1_ETH0, RECEIVER, 2, 1401);
+    t.send_sized("s", "eth0", VR1_ETH0, "10.0.2.2", 2, 1401);
+    let errors = at_sender.packets();
+    assert_eq!(punted(&t.vr(1), "mtu") - mtu_before, 4);
+    let too_big = errors
+        .iter()
+        .filter(|p| p["icmp_type"] == 2 && p["src"] == VR1_ADDRESS);
+    assert_eq!(too_big.count(), 2, "{errors:?}");
+    let frag_needed = errors
+        .iter()
+        .filter(|p| p["icmp_type"] == 3 && p["src"] == "10.0.1.1");
+    assert_eq!(frag_needed.count(), 2, "{errors:?}");
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.send_sized("s", "eth0", VR1_ETH0, RECEIVER, 2, 1400);
+    assert_eq!(at_receiver.packets().len(), 2, "1400 bytes fit");
+
+    // IPv4 is unchanged beside it.
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
     t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 5, 64);
     assert_eq!(at_receiver.packets().len(), 5);
 

@@ -40,7 +40,7 @@ struct Args {
     /// NAME or NAME=DEVICE.
     #[arg(long = "port")]
     ports: Vec<String>,
-    /// NAME=UPLINK.
+    /// NAME=UPLINK[,mtu=N].
     #[arg(long = "segment")]
     segments: Vec<String>,
     /// ID[,name=N][,credential=C][,standby=true|false][,table=auto|compact|wide].
@@ -97,10 +97,17 @@ fn main() -> Result<()> {
         };
     }
     for s in &a.segments {
-        let (name, uplink) = s
+        let (spec, mtu) = match s.split_once(",mtu=") {
+            Some((spec, mtu)) => (spec, Some(mtu.parse()?)),
+            None => (s.as_str(), None),
+        };
+        let (name, uplink) = spec
             .split_once('=')
-            .ok_or_else(|| anyhow!("--segment {s:?}: expected NAME=UPLINK"))?;
+            .ok_or_else(|| anyhow!("--segment {s:?}: expected NAME=UPLINK[,mtu=N]"))?;
         b = b.segment(name, uplink);
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
     }
     let ids: Vec<&str> = a.vrs.iter().map(|v| split_vr(v).0).collect();
     for item in a.interfaces.iter().chain(&a.routes).chain(&a.neighbors) {

@@ -109,7 +109,15 @@ impl Builder {
         self.file.segments.push(SegmentConfig {
             name: name.to_owned(),
             uplink: uplink.to_owned(),
+            mtu: super::default_mtu(),
         });
+        self
+    }
+
+    /// Sets the IP MTU of the segment added last.
+    pub fn mtu(mut self, mtu: u16) -> Self {
+        let segment = self.file.segments.last_mut();
+        segment.expect("a segment is added before its MTU").mtu = mtu;
         self
     }
 

@@ -411,7 +411,20 @@ impl AttachConfig {
 struct SegmentConfig {
     pub name: String,
     pub uplink: String,
+    /// The IP MTU of the segment's links (1280–9216, default 1500): a packet
+    /// the fast path would forward onto it that is larger goes to its VR's
+    /// guest, whose kernel answers with ICMP fragmentation needed or packet too
+    /// big (or fragments it), as the router it is.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
 }
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// The MTUs a segment may have: IPv6's minimum link MTU to a jumbo frame's.
+pub const MTUS: std::ops::RangeInclusive<u16> = 1280..=9216;
 
 /// Which first level a VR's table uses. `auto` (the default) starts compact
 /// (memory follows the routes) and widens when the compact table is full, at
@@ -720,6 +733,27 @@ pub(crate) mod tests {
             assert_eq!(
                 refused("\"2001:db8:1::1/64\"", &format!("\"{bad}\"")),
                 "vr[0].interface[0].address6",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_segments_mtu_is_its_interfaces_and_is_checked() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.topology.vrs[0].interfaces[0].mtu, 1500, "the default");
+        let with = |mtu: &str| {
+            Config::parse(&EXAMPLE.replace(
+                "uplink = \"up0\"",
+                &format!("uplink = \"up0\"\nmtu = {mtu}"),
+            ))
+        };
+        let c = with("9000").unwrap();
+        assert_eq!(c.topology.segments[0].mtu, 9000);
+        assert_eq!(c.topology.vrs[0].interfaces[0].mtu, 9000);
+        for bad in ["1279", "9217"] {
+            assert!(
+                matches!(with(bad), Err(ConfigError::Invalid { ref key, .. }) if key == "segment[0].mtu"),
                 "{bad}"
             );
         }

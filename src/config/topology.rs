@@ -54,6 +54,8 @@ pub struct Segment {
     pub name: String,
     /// Its uplink's port index.
     pub uplink: usize,
+    /// Its links' IP MTU.
+    pub mtu: u16,
 }
 
 /// A VR interface: the guest's NIC on one segment.
@@ -76,6 +78,8 @@ pub struct Interface {
     pub addresses6: Vec<Ipv6Net>,
     /// Its IPv6 link-local address, derived from its MAC (EUI-64).
     pub link_local: Ipv6Addr,
+    /// Its segment's IP MTU: the largest packet the fast path sends out of it.
+    pub mtu: u16,
     network: u32,
     mask: u32,
 }
@@ -103,6 +107,7 @@ impl Interface {
             extra_addresses: Vec::new(),
             addresses6: Vec::new(),
             link_local: eui64_link_local(mac),
+            mtu: super::default_mtu(),
             network: u32::from(net.addr()) & mask,
             mask,
         }
@@ -213,7 +218,7 @@ struct Resolver<'a> {
     ports: HashMap<&'a str, usize>,
     roles: Vec<Option<(PortRole, String)>>,
     /// Segment name → (index, uplink port).
-    segments: HashMap<&'a str, (usize, usize)>,
+    segments: HashMap<&'a str, (usize, usize, u16)>,
     vr_ids: HashSet<u32>,
     /// Interfaces' own MACs, and their extra MACs (which interfaces may share,
     /// e.g. the two routers of a VRRP pair, but no interface may own).
@@ -320,7 +325,13 @@ impl<'a> Resolver<'a> {
         }
         let key = format!("segment[{i}].uplink");
         let uplink = self.claim(&s.uplink, PortRole::Uplink { segment: i }, key.clone())?;
-        self.segments.insert(s.name.as_str(), (i, uplink));
+        if !super::MTUS.contains(&s.mtu) {
+            return Err(invalid(
+                format!("segment[{i}].mtu"),
+                format!("{} is outside {:?}", s.mtu, super::MTUS),
+            ));
+        }
+        self.segments.insert(s.name.as_str(), (i, uplink, s.mtu));
         if ports[uplink].device.is_none() {
             return Err(invalid(
                 key,
@@ -333,6 +344,7 @@ impl<'a> Resolver<'a> {
         Ok(Segment {
             name: s.name.clone(),
             uplink,
+            mtu: s.mtu,
         })
     }
 
@@ -384,7 +396,7 @@ impl<'a> Resolver<'a> {
                     ),
                 ));
             }
-            let Some(&(segment, uplink)) = self.segments.get(ifc.segment.as_str()) else {
+            let Some(&(segment, uplink, mtu)) = self.segments.get(ifc.segment.as_str()) else {
                 return Err(invalid(
                     k("segment"),
                     format!("no [[segment]] is named {:?}", ifc.segment),
@@ -403,6 +415,7 @@ impl<'a> Resolver<'a> {
                 (segment, uplink),
                 vif,
             );
+            interface.mtu = mtu;
             interface.extra_macs = self.extra_macs(ifc, &k("extra_macs"))?;
             interface.extra_addresses = extra_addresses(&interface, ifc, &k("extra_addresses"))?;
             interface.addresses6 = addresses6(&interfaces, ifc, &k("address6"))?;

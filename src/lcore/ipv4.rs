@@ -78,6 +78,10 @@ pub struct Out {
     pub port: usize,
     pub dst: MacAddr,
     pub src: MacAddr,
+    /// The egress interface's MTU: a larger packet is the guest's, whose
+    /// kernel answers it (ICMP fragmentation needed, packet too big) or
+    /// fragments it.
+    pub mtu: u16,
 }
 
 impl Out {
@@ -90,6 +94,7 @@ impl Out {
             port: ifc.uplink,
             dst: MacAddr::from_u64(mac),
             src: draining_source.map_or(ifc.mac, |macs| macs[ifc.segment]),
+            mtu: ifc.mtu,
         }
     }
 }
@@ -140,16 +145,20 @@ fn egress(vr: &Vr, index: u32, dst: u32) -> Result<(usize, u32), PuntReason> {
     }
 }
 
-/// Rewrites a frame that passed [`input`] for `out`: addresses, TTL, checksum.
+/// Rewrites a frame that passed [`input`] for `out`: addresses, TTL, checksum;
+/// nothing when the packet is larger than the egress MTU.
 #[inline(always)]
 pub fn rewrite(frame: &mut [u8], out: &Out) -> Result<(), PuntReason> {
     let mut eth = EthernetFrame::new_checked(frame).map_err(|_| PuntReason::Truncated)?;
-    eth.set_dst(out.dst);
-    eth.set_src(out.src);
     let mut ip = Ipv4Packet::new_checked(eth.payload_mut()).map_err(|_| PuntReason::Truncated)?;
+    if ip.total_len() > usize::from(out.mtu) {
+        return Err(PuntReason::Mtu);
+    }
     if !ip.decrement_ttl() {
         return Err(PuntReason::TtlExpired);
     }
+    eth.set_dst(out.dst);
+    eth.set_src(out.src);
     Ok(())
 }
 
@@ -286,6 +295,7 @@ mod tests {
             port: dp.segments[1].uplink,
             dst: gateway.1,
             src: VR1_LAN2_MAC,
+            mtu: 1500,
         };
         assert_eq!(forward(dp, 0, route, dst, 0, &mut last, None), Ok(out));
         let uplink_macs = [
@@ -332,8 +342,14 @@ mod tests {
             port: 0,
             dst: MacAddr([2, 0, 0, 0, 0xbb, 2]),
             src: VR1_LAN2_MAC,
+            mtu: 28,
         };
-        assert_eq!(rewrite(&mut f, &out), Ok(()));
+        // One byte over the egress MTU: untouched, the guest's.
+        let before = f.clone();
+        let small = Out { mtu: 27, ..out };
+        assert_eq!(rewrite(&mut f, &small), Err(PuntReason::Mtu));
+        assert_eq!(f, before);
+        assert_eq!(rewrite(&mut f, &out), Ok(()), "up to the MTU");
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!((eth.dst(), eth.src()), (out.dst, out.src));
         let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();

@@ -104,16 +104,20 @@ fn egress(vr: &Vr, index: u32, dst: u128) -> Result<(usize, u128), PuntReason> {
     }
 }
 
-/// Rewrites a frame that passed [`input`] for `out`: addresses and hop limit.
+/// Rewrites a frame that passed [`input`] for `out`: addresses and hop limit;
+/// nothing when the packet is larger than the egress MTU.
 #[inline(always)]
 pub fn rewrite(frame: &mut [u8], out: &Out) -> Result<(), PuntReason> {
     let mut eth = EthernetFrame::new_checked(frame).map_err(|_| PuntReason::Truncated)?;
-    eth.set_dst(out.dst);
-    eth.set_src(out.src);
     let mut ip = Ipv6Packet::new_checked(eth.payload_mut()).map_err(|_| PuntReason::Truncated)?;
+    if HEADER_LEN + ip.payload_len() > usize::from(out.mtu) {
+        return Err(PuntReason::Mtu);
+    }
     if !ip.decrement_hop_limit() {
         return Err(PuntReason::TtlExpired);
     }
+    eth.set_dst(out.dst);
+    eth.set_src(out.src);
     Ok(())
 }
 
@@ -239,6 +243,7 @@ mod tests {
             port: dp.segments[1].uplink,
             dst: gateway.1,
             src: VR1_LAN2_MAC,
+            mtu: 1500,
         };
         assert_eq!(forward(dp, 0, route, dst, 0, None), Ok(out));
         // The same address on the other interface is another neighbour.
@@ -274,8 +279,14 @@ mod tests {
             port: 0,
             dst: MacAddr([2, 0, 0, 0, 0xbb, 2]),
             src: VR1_LAN2_MAC,
+            mtu: 48,
         };
-        assert_eq!(rewrite(&mut f, &out), Ok(()));
+        // One byte over the egress MTU: untouched, the guest's.
+        let before = f.clone();
+        let small = Out { mtu: 47, ..out };
+        assert_eq!(rewrite(&mut f, &small), Err(PuntReason::Mtu));
+        assert_eq!(f, before);
+        assert_eq!(rewrite(&mut f, &out), Ok(()), "up to the MTU");
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!((eth.dst(), eth.src()), (out.dst, out.src));
         let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();

@@ -187,6 +187,31 @@ impl Topology {
         self.pkt(n, &["send", iface, dst_mac, dst_ip, &count, &ttl]);
     }
 
+    /// As [`Topology::send`], each packet `size` bytes from its IP header on
+    /// (IPv4: with don't fragment).
+    pub fn send_sized(
+        &self,
+        n: &str,
+        iface: &str,
+        dst_mac: &str,
+        dst_ip: &str,
+        count: u32,
+        size: u16,
+    ) {
+        let (count, size) = (count.to_string(), size.to_string());
+        let args = [
+            "send",
+            iface,
+            dst_mac,
+            dst_ip,
+            &count,
+            "64",
+            "vrfwd-test",
+            &size,
+        ];
+        self.pkt(n, &args);
+    }
+
     pub fn vr(&self, id: u32) -> vrfwd::stats::VrSnapshot {
         self.stats()
             .vrs

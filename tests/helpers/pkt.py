@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Packet helper for the integration tests (run inside a namespace with ip netns exec).
 
-  pkt.py send IFACE DST_MAC DST_IP COUNT TTL [PAYLOAD_TAG]
+  pkt.py send IFACE DST_MAC DST_IP COUNT TTL [PAYLOAD_TAG [SIZE]]
       sends COUNT UDP packets (sport 4000, dport 5000) to DST_IP (IPv4 or IPv6;
-      TTL is then the hop limit) via DST_MAC.
+      TTL is then the hop limit) via DST_MAC; with SIZE, each packet is SIZE
+      bytes from its IP header on (IPv4: don't fragment).
   pkt.py sniff IFACE SECONDS BPF
       prints READY once capturing, then one JSON object per captured IP packet:
       macs, ttl (IPv6: the hop limit), checksum_ok (IPv4), proto (IPv6: the next
@@ -34,21 +35,20 @@ from scapy.all import ARP, ICMP, IP, UDP, Ether, IPv6, Raw, conf, get_if_hwaddr,
 conf.verb = 0
 
 
-def ip_header(dst_ip, ttl, i):
+def ip_header(dst_ip, ttl, i, df):
     if ":" in dst_ip:
         return IPv6(src=conf.route6.route(dst_ip)[1], dst=dst_ip, hlim=int(ttl))
-    return IP(src=conf.route.route(dst_ip)[1], dst=dst_ip, ttl=int(ttl), id=i)
+    return IP(src=conf.route.route(dst_ip)[1], dst=dst_ip, ttl=int(ttl), id=i, flags="DF" if df else 0)
 
 
-def send(iface, dst_mac, dst_ip, count, ttl, tag="vrfwd-test"):
+def send(iface, dst_mac, dst_ip, count, ttl, tag="vrfwd-test", size=None):
     src_mac = get_if_hwaddr(iface)
-    frames = [
-        Ether(src=src_mac, dst=dst_mac)
-        / ip_header(dst_ip, ttl, i)
-        / UDP(sport=4000, dport=5000)
-        / Raw(f"{tag}:{i}".encode())
-        for i in range(int(count))
-    ]
+    frames = []
+    for i in range(int(count)):
+        packet = ip_header(dst_ip, ttl, i, size is not None) / UDP(sport=4000, dport=5000) / Raw(f"{tag}:{i}".encode())
+        if size is not None:
+            packet = packet / Raw(b"\0" * (int(size) - len(packet)))
+        frames.append(Ether(src=src_mac, dst=dst_mac) / packet)
     sendp(frames, iface=iface, inter=0.001)
 
 
