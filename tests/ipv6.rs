@@ -10,6 +10,15 @@ const SENDER: &str = "2001:db8:1::2";
 const RECEIVER: &str = "2001:db8:2::2";
 const VR1_ADDRESS: &str = "2001:db8:1::1";
 
+/// Pings `target` over IPv6 `count` times from namespace `n`.
+fn ping6(t: &Topology, n: &str, target: &str, count: u32) {
+    let count = count.to_string();
+    t.exec(
+        n,
+        &["ping", "-6", "-c", &count, "-i", "0.2", "-W", "2", target],
+    );
+}
+
 #[test]
 fn dual_stack_forwarding_neighbour_discovery_and_punts() {
     let mut t = Topology::up_with("v6", 1, &[("DUAL_STACK", "1"), ("LAN1_MTU", "1400")]);
@@ -18,30 +27,14 @@ fn dual_stack_forwarding_neighbour_discovery_and_punts() {
     // Warm up: the sender resolves the VR's address (vrfwd answers beside the
     // guest), the guest forwards the first packets and resolves the receiver,
     // whose advertisement vrfwd snoops on the uplink.
-    t.exec(
-        "s",
-        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", RECEIVER],
-    );
+    ping6(&t, "s", RECEIVER, 3);
     let vr = t.vr(1);
     assert!(
         vr.ndp_answered > 0,
         "vrfwd answered the sender's solicitation"
     );
     // The receiver's link-local address, behind the static 2001:db8:9::/48.
-    t.exec(
-        "g",
-        &[
-            "ping",
-            "-6",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            "fe80::ff:fe00:bb02%g1",
-        ],
-    );
+    ping6(&t, "g", "fe80::ff:fe00:bb02%g1", 2);
 
     // Fast path, on bytes: hop limit − 1, egress MACs, payload; the guest sees none.
     let at_receiver = t.sniff("r", "eth0", 4, "udp");
@@ -95,20 +88,7 @@ fn dual_stack_forwarding_neighbour_discovery_and_punts() {
     // Link-local traffic to the VR is its guest's (which answers the ping).
     let link_local = punted(&t.vr(1), "ipv6_link_local");
     let vr_link_local = "fe80::ff:fe00:101%eth0";
-    t.exec(
-        "s",
-        &[
-            "ping",
-            "-6",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            vr_link_local,
-        ],
-    );
+    ping6(&t, "s", vr_link_local, 2);
     assert!(punted(&t.vr(1), "ipv6_link_local") - link_local >= 2);
 
     // Larger than the egress MTU (lan1: 1400), either family: punted, and the
