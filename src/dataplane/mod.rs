@@ -381,6 +381,20 @@ pub struct BuildError {
 }
 
 impl Dataplane {
+    /// The interface on `segment` with address `ip` of a VR active here, for a
+    /// question (ARP request, neighbour solicitation) that arrived on port
+    /// `ingress`, never that interface's own vif: whom vrfwd answers for.
+    pub fn answering_for(&self, segment: usize, ip: IpAddr, ingress: usize) -> Option<VrMac> {
+        self.segments[segment]
+            .vrs_at(ip)
+            .iter()
+            .find(|vm| {
+                let vr = &self.vrs[vm.vr];
+                vr.interfaces[vm.iface].vif != ingress && vr.state() == VrState::Active
+            })
+            .copied()
+    }
+
     /// Builds the model from a validated config, its route tables published under
     /// `rcu`. Returns it with each VR's routes (index = VR index), which the route
     /// writer owns from then on.

@@ -2,7 +2,7 @@
 //! of the segment, and answers requests for the address of a VR active here.
 //! Announcements (RARP, gratuitous ARP) are the migration stage's; ARP addressed
 //! to a VR still goes on to its guest (the IPv4 input stage punts it).
-use crate::dataplane::{neighbor_key, Dataplane, Interface, PortRole, VrState};
+use crate::dataplane::{neighbor_key, Dataplane, Interface, PortRole};
 use std::net::Ipv4Addr;
 use vrfwd_wire::arp::{Arp, OP_REPLY, OP_REQUEST};
 use vrfwd_wire::ethernet::{ethertype, EthernetFrame, MIN_FRAME_LEN};
@@ -66,13 +66,7 @@ pub fn answer(
     if arp.op != OP_REQUEST {
         return None;
     }
-    let vm = dp.segments[segment]
-        .vrs_at(arp.target_ip.into())
-        .iter()
-        .find(|vm| {
-            let vr = &dp.vrs[vm.vr];
-            vr.interfaces[vm.iface].vif != ingress && vr.state() == VrState::Active
-        })?;
+    let vm = dp.answering_for(segment, arp.target_ip.into(), ingress)?;
     let ifc = &dp.vrs[vm.vr].interfaces[vm.iface];
     reply_to(arp, (ifc.mac, ifc.address)).map(|frame| (vm.vr, frame))
 }
@@ -103,6 +97,7 @@ pub fn reply_to(request: &Arp, owner: (MacAddr, Ipv4Addr)) -> Option<[u8; MIN_FR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::VrState;
     use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR2_LAN1_MAC};
 
     const HOST: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 2]);

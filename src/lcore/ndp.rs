@@ -4,7 +4,7 @@
 //! neighbours for the VRs of the segment with the ARP stage's scoping, and
 //! answers solicitations for the address of a VR active here. The message still
 //! goes on to the guest (the IPv6 input stage punts it: multicast, or to the VR).
-use crate::dataplane::{neighbor6_key, Dataplane, Interface, PortRole, VrState};
+use crate::dataplane::{neighbor6_key, Dataplane, Interface, PortRole};
 use std::net::Ipv6Addr;
 use vrfwd_wire::ethernet::{self, ethertype, EthernetFrame};
 use vrfwd_wire::icmpv6::Icmpv6Packet;
@@ -139,13 +139,7 @@ pub fn answer(
     if ndp.kind != Kind::Solicitation || ndp.src.is_unspecified() {
         return None;
     }
-    let vm = dp.segments[segment]
-        .vrs_at(ndp.target.into())
-        .iter()
-        .find(|vm| {
-            let vr = &dp.vrs[vm.vr];
-            vr.interfaces[vm.iface].vif != ingress && vr.state() == VrState::Active
-        })?;
+    let vm = dp.answering_for(segment, ndp.target.into(), ingress)?;
     let mac = dp.vrs[vm.vr].interfaces[vm.iface].mac;
     let to = (ndp.src, ndp.link.unwrap_or(eth_src));
     let flags = FLAG_ROUTER | FLAG_SOLICITED | FLAG_OVERRIDE;
@@ -213,6 +207,7 @@ pub fn speaks_for(ifc: &Interface, ndp: &Ndp) -> bool {
 mod tests {
     use super::*;
     use crate::dataplane::PortRole;
+    use crate::dataplane::VrState;
     use crate::lcore::testing::{dataplane, VR1_LAN1_MAC, VR1_LAN2_MAC, VR2_LAN1_MAC};
     use vrfwd_wire::icmpv6;
 
