@@ -84,8 +84,9 @@ pub struct Table<A: Address = u32> {
     rib: Rib<A>,
     groups: Slab,
     tails: Slab,
-    /// The first level's pages written so far, a bit each (counted as memory
-    /// for a family sparse at the top).
+    /// The first level's pages written so far, a bit each, for a family sparse
+    /// at the top (counted as its memory); empty for the others, whose first
+    /// level counts whole.
     first_pages: Vec<u64>,
     /// Entries written so far: the cost the route writer schedules by.
     work: u64,
@@ -102,7 +103,10 @@ impl<A: Address> Table<A> {
             rib: Rib::default(),
             groups: Slab::new(capacity),
             tails: Slab::new(capacity),
-            first_pages: vec![0; (1usize << stride.bits()).div_ceil(FIRST_PAGE_ENTRIES * 64)],
+            first_pages: match A::SPARSE_TOP {
+                true => vec![0; (1usize << stride.bits()).div_ceil(FIRST_PAGE_ENTRIES * 64)],
+                false => Vec::new(),
+            },
             work: 0,
         }
     }
@@ -157,7 +161,9 @@ impl<A: Address> Table<A> {
             self.write(fib.short_level(), 0, SHORT_BITS, net, len, op);
         } else {
             let bits = fib.stride().bits();
-            self.note_first_pages(net.field(0, bits), 1 << bits.saturating_sub(len.into()));
+            if A::SPARSE_TOP {
+                self.note_first_pages(net.field(0, bits), 1 << bits.saturating_sub(len.into()));
+            }
             self.write(fib.first_level(), 0, bits, net, len, op);
         }
     }
