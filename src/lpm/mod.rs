@@ -682,6 +682,40 @@ mod tests {
         Ok(())
     }
 
+    /// Adds and deletes interleaved over a clustered pool of routes (re-adds with
+    /// other next hops, deletes of absent prefixes, splits after folds), checking
+    /// the trie against the by-the-book longest match after every change.
+    fn check_interleaved<A: Address>(
+        routes: &[(A, u8, u32)],
+        ops: &[(prop::sample::Index, bool, u32)],
+        probes: &[A],
+    ) -> Result<(), TestCaseError> {
+        for stride in [Stride::Compact16, Stride::Wide24] {
+            let mut t: Table<A> = Table::new(stride, 4096);
+            for &(pick, add, nh) in ops {
+                let (n, l, _) = routes[pick.index(routes.len())];
+                match add {
+                    true => t.add(n, l, nh % 4).map(|_| ()).unwrap(),
+                    false => t.delete(n, l).map(|_| ()).unwrap(),
+                }
+                t.reclaim();
+                let edges = routes.iter().flat_map(|&(n, l, _)| {
+                    let last = n | !A::mask(l);
+                    [n, last, flip_last(last), flip_last(n)]
+                });
+                for a in probes.iter().copied().chain(edges) {
+                    let want = t.rib().longest_match(a).map(|(_, nh)| nh);
+                    prop_assert_eq!(t.fib().lookup(a), want, "{:?} {:?}", stride, a);
+                }
+            }
+            for &(n, l, _) in routes {
+                t.delete(n, l).unwrap();
+            }
+            prop_assert_eq!((t.groups_in_use(), t.tails_in_use()), (0, 0));
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// After any sequence of adds and deletes the trie answers exactly what the
@@ -694,6 +728,24 @@ mod tests {
             probes in proptest::collection::vec(any::<u32>(), 64),
         ) {
             check_against_reference(&routes, &deletes, &probes)?;
+        }
+
+        #[test]
+        fn ipv4_interleaved_matches_reference(
+            routes in arb_routes::<u32>(),
+            ops in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u32..8), 1..160),
+            probes in proptest::collection::vec(any::<u32>(), 16),
+        ) {
+            check_interleaved(&routes, &ops, &probes)?;
+        }
+
+        #[test]
+        fn ipv6_interleaved_matches_reference(
+            routes in arb_routes::<u128>(),
+            ops in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u32..8), 1..160),
+            probes in proptest::collection::vec(any::<u128>(), 16),
+        ) {
+            check_interleaved(&routes, &ops, &probes)?;
         }
 
         #[test]
