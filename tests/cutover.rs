@@ -10,7 +10,9 @@
 //! before the guest moves leaves A active and B in standby. When the guest's
 //! frames reach B's vif, B says `arrived` over the clone session, announces VR 1
 //! on its LAN, and again over the next seconds; A drains, and such a frame from
-//! the guest does not make it active again.
+//! the guest does not make it active again. A route A published while cloning
+//! reached B; what A changes once the guest has left (an operator's delete, the
+//! drain's withdrawal, forgotten neighbours) does not.
 //! When the clone session drops before the guest moves back (a partition), both
 //! hosts are active until the wrapper's `vrfwd ctl drain` on the source breaks
 //! the tie. Needs root.
@@ -174,6 +176,20 @@ fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
     //    (and again: REPEATS_MS in src/lcore/migration.rs) and says so over the
     //    clone session; A drains, whatever its guest's stale frames say, then
     //    stands by.
+    // A route the source publishes while cloning reaches B; what A changes once the
+    // guest has left (an operator's delete, the drain's withdrawal and forgotten
+    // neighbours) must not.
+    a.ctl(&["route", "add", "1", "10.77.0.0/24", "via", "10.0.2.2"]);
+    let cloned = Instant::now();
+    while !b.ctl(&["routes", "1"]).contains("10.77.0.0/24") {
+        assert!(
+            cloned.elapsed() < Duration::from_secs(5),
+            "the clone carried A's new route to B"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b_neighbors = b.ctl(&["neighbors", "1"]);
+    assert!(b_neighbors.contains("10.0.2.2 "), "{b_neighbors}");
     let announced = b.sniff("s", "eth0", 4, "rarp");
     for nic in ["g0", "g1"] {
         b.exec("g", &["ip", "link", "set", nic, "up"]);
@@ -186,8 +202,22 @@ fn only_authenticated_word_moves_a_vr_and_one_host_is_active_at_every_step() {
     await_state(&a, "draining", Duration::from_secs(2));
     guest_frame(&a);
     assert_eq!(state(&a), "draining", "a stale frame is no return");
+    a.ctl(&["route", "del", "1", "10.77.0.0/24"]);
     await_state(&a, "standby", Duration::from_secs(5));
     assert_eq!(state(&b), "active");
+    assert_eq!(vr1(&a).1, 0, "A withdrew VR 1 when it drained");
+    // The clone session is still open (no agent replaced it): give a change that
+    // crossed it time to land.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        b.ctl(&["routes", "1"]).contains("10.77.0.0/24"),
+        "A's changes after the guest left did not reach B: {}",
+        b.ctl(&["routes", "1"])
+    );
+    assert!(
+        b.ctl(&["neighbors", "1"]).contains("10.0.2.2 "),
+        "A forgetting its neighbours did not reach B"
+    );
     let rarps = announced
         .packets()
         .iter()

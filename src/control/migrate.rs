@@ -5,7 +5,9 @@
 //!   host opens a route-protocol session to the destination with the host
 //!   credential and the generation of the VR's guest session, sends the VR's
 //!   interfaces, a full sync of its routes and neighbours, then every route change
-//!   the writer publishes and the neighbours as they change, until the guest's
+//!   the writer publishes and the neighbours as they change, until the guest
+//!   leaves (the VR drains here: what changes here from then on is this host's,
+//!   never the guest's, and is not sent), and the session lasts until the guest's
 //!   agent replaces the clone at the destination, the operator cancels it, or the
 //!   VR has drained here. The operator's command returns once the destination has
 //!   acknowledged the whole sync: the VR is in standby there.
@@ -306,11 +308,20 @@ impl Sessions {
                 }
                 edits = changes.recv() => {
                     let edits = edits.ok_or(MigrateError::FellBehind)?;
-                    let ops = edits.iter().map(|e| route_op(vr, e)).collect();
-                    push(&mut out, Stanza::Routes { seq: next(), ops });
+                    if guest_left(vr) {
+                        // This host's own change (the drain's withdrawal, an
+                        // operator's edit): never the destination's.
+                        tracing::debug!(vr = vr.id, edits = edits.len(), "not cloned: the guest runs there");
+                    } else {
+                        let ops = edits.iter().map(|e| route_op(vr, e)).collect();
+                        push(&mut out, Stanza::Routes { seq: next(), ops });
+                    }
                 }
                 _ = tick.tick() => {
-                    let ops = neighbor_changes(vr, self.now(), &mut neighbors);
+                    let ops = match guest_left(vr) {
+                        false => neighbor_changes(vr, self.now(), &mut neighbors),
+                        true => Vec::new(),
+                    };
                     if !ops.is_empty() {
                         push(&mut out, Stanza::Neighbors { seq: next(), ops });
                     } else if last_sent.elapsed() >= keepalive {
@@ -407,6 +418,15 @@ fn log_event(dp: &Dataplane, event: VrEvent) {
             "announced on an uplink while being cloned: quiet until the destination confirms"
         ),
     }
+}
+
+/// Whether VR `vr`'s guest has left this host (on authenticated word: it drains
+/// or has drained). From then on nothing that changes here is the guest's: its
+/// agent's session here is dead, and what this host does to the VR (the drain
+/// withdraws its routes and forgets its neighbours) must not reach the
+/// destination, where the guest now runs.
+fn guest_left(vr: &Vr) -> bool {
+    matches!(vr.state(), VrState::Draining | VrState::Standby)
 }
 
 /// The destination `to` of VR `vr`'s clone said the guest runs there (`why`):

@@ -9,7 +9,8 @@
 //!
 //! A host that migrates a VR here opens a session with the host credential
 //! instead of the VR's (a *clone*, docs/migration.md), accepted only from the
-//! configured peer hosts: it may only fill a VR in standby, and when it ends
+//! configured peer hosts: it may only fill a VR in standby (once the guest has
+//! arrived here, its changes are acknowledged and ignored), and when it ends
 //! before the guest has arrived, the standby is removed. A guest's own session on
 //! a standby VR means the guest runs here: it activates it, and it always takes
 //! over from a clone.
@@ -552,6 +553,22 @@ impl Session {
             )),
             (Some(_), Stanza::Interfaces { interfaces, .. }) => {
                 self.interfaces(&interfaces).map(|_| true)
+            }
+            (
+                Some(b),
+                Stanza::Routes { .. }
+                | Stanza::Neighbors { .. }
+                | Stanza::SyncBegin { .. }
+                | Stanza::SyncEnd { .. },
+            ) if b.clone && self.sessions.dp.vrs[b.vr].state() != VrState::Standby => {
+                // The guest runs here: its own agent speaks for it, and nothing
+                // the source changes from now on (its drain's withdrawal) is the
+                // guest's. Acknowledged, so the source's clone goes on.
+                tracing::info!(
+                    vr = self.sessions.dp.vrs[b.vr].id,
+                    "a clone's change after the guest arrived here: ignored"
+                );
+                Ok(true)
             }
             (Some(b), Stanza::Routes { ops, .. }) => {
                 let vr = b.vr;
