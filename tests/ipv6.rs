@@ -4,7 +4,10 @@
 //! Needs root.
 mod common;
 
+use common::client::{error_code, Client};
 use common::*;
+use std::net::Ipv4Addr;
+use vrfwd_proto::{ErrorCode, Stanza};
 
 const SENDER: &str = "2001:db8:1::2";
 const RECEIVER: &str = "2001:db8:2::2";
@@ -128,4 +131,71 @@ fn dual_stack_forwarding_neighbour_discovery_and_punts() {
         "{routes}"
     );
     assert!(routes.contains("2001:db8:1::/64 dev eth0"), "{routes}");
+
+    guest_session_routes_and_neighbours(&t);
+}
+
+/// VR 1's interfaces as its guest declares them, both families.
+const RED_IFACES6: &str = r#"<interfaces seq="SEQ"><interface name="g0" mac="02:00:00:00:01:01" address="10.0.1.1/24 2001:db8:1::1/64"/><interface name="g1" mac="02:00:00:00:02:01" address="10.0.2.1/24 2001:db8:2::1/64"/></interfaces>"#;
+
+/// A guest's session (protocol version 4) installs IPv6 routes and neighbours
+/// as it does IPv4's, and its sync sweeps them; a version-3 session may not
+/// send them.
+fn guest_session_routes_and_neighbours(t: &Topology) {
+    let port = 7700;
+    let mut c = Client::session_v2(
+        port,
+        Ipv4Addr::LOCALHOST,
+        1,
+        "red-secret-for-tests",
+        RED_IFACES6,
+    );
+    c.ok(r#"<sync-begin seq="SEQ"/>"#);
+    c.ok(r#"<routes seq="SEQ"><add prefix="2001:db8:30::/48" via="fe80::ff:fe00:bb02" interface="g1"/><add prefix="10.30.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#);
+    c.ok(r#"<neighbors seq="SEQ"><add address="fe80::ff:fe00:bb02" mac="02:00:00:00:bb:02" interface="g1"/></neighbors>"#);
+    c.ok(r#"<sync-end seq="SEQ"/>"#);
+    let routes = t.ctl(&["routes", "1"]);
+    assert!(
+        routes.contains("2001:db8:30::/48 via fe80::ff:fe00:bb02 dev eth1"),
+        "{routes}"
+    );
+    assert!(
+        t.ctl(&["neighbors", "1"])
+            .contains("fe80::ff:fe00:bb02 dev eth1"),
+        "{}",
+        t.ctl(&["neighbors", "1"])
+    );
+    let at_receiver = t.sniff("r", "eth0", 3, "udp");
+    t.send("s", "eth0", VR1_ETH0, "2001:db8:30::9", 5, 64);
+    let got = at_receiver.packets();
+    assert_eq!(got.len(), 5, "the session's route forwards: {got:?}");
+    assert!(got
+        .iter()
+        .all(|p| p["dst_mac"] == RECEIVER_MAC && p["ttl"] == 63));
+
+    // A resync without the IPv6 route sweeps it: its packets go to the guest.
+    c.ok(r#"<sync-begin seq="SEQ"/>"#);
+    c.ok(
+        r#"<routes seq="SEQ"><add prefix="10.30.0.0/16" via="10.0.2.2" interface="g1"/></routes>"#,
+    );
+    c.ok(r#"<sync-end seq="SEQ"/>"#);
+    assert!(!t.ctl(&["routes", "1"]).contains("2001:db8:30::/48"));
+    let no_route = punted(&t.vr(1), "no_route");
+    t.send("s", "eth0", VR1_ETH0, "2001:db8:30::9", 2, 64);
+    assert_eq!(punted(&t.vr(1), "no_route") - no_route, 2);
+    // A gateway off the interface's link is refused, the tables unchanged.
+    let reply = c.call(r#"<routes seq="SEQ"><add prefix="2001:db8:31::/48" via="2001:db8:7::1" interface="g1"/></routes>"#);
+    assert_eq!(error_code(reply), ErrorCode::BadAddress);
+    drop(c);
+
+    // A version-3 peer speaks IPv4 only.
+    let mut old = Client::bare(Ipv4Addr::new(127, 0, 0, 2), port);
+    old.raw(br#"<vrfwd version="3" versions="2 3">"#);
+    let nonce = old.header().expect("header").challenge().expect("nonce");
+    let hello = old.hello_v2(1, 9, "red-secret-for-tests", &nonce);
+    old.raw(hello.as_bytes());
+    assert_eq!(old.recv(), Some(Stanza::Ack { seq: old.seq }));
+    let reply =
+        old.call(r#"<routes seq="SEQ"><add prefix="2001:db8:32::/48" interface="g1"/></routes>"#);
+    assert_eq!(error_code(reply), ErrorCode::BadVersion);
 }

@@ -7,11 +7,11 @@ pub use crate::auth::{Nonce, Proof};
 
 /// The protocol versions this crate speaks, oldest first: 1 authenticates with
 /// the credential itself, 2 with a proof over the host's nonce, 3 as 2 with
-/// generations handed out by the host (docs/protocol.md).
-pub const VERSIONS: &[u8] = &[1, 2, 3];
+/// generations handed out by the host, 4 as 3 with IPv6 (docs/protocol.md).
+pub const VERSIONS: &[u8] = &[1, 2, 3, 4];
 
 /// The newest version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// The first version in which the host hands out generations.
 pub const HOST_GENERATIONS: u8 = 3;

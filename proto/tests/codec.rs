@@ -489,7 +489,12 @@ fn stream_headers_negotiate_the_newest_common_version() {
         .unwrap()
         .unwrap();
     assert_eq!(client, StreamHeader::client());
-    assert_eq!(client.common_version(), Some(3));
+    assert_eq!(client.common_version(), Some(4));
+    // A version-3 peer (IPv4 only) still gets version 3.
+    let v3 = header_of(r#"<vrfwd version="3" versions="1 2 3">"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v3.common_version(), Some(3));
     let nonce = Nonce([0xab; 32]);
     let host = StreamHeader::host(2, Some(nonce));
     assert_eq!(host.challenge(), Ok(nonce));

@@ -14,7 +14,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 pub use topology::{
-    interface_for, Interface, Port, PortRole, Segment, StaticNeighbor, StaticRoute, Topology, Vr,
+    gateway_interface, Interface, NoInterface, Port, PortRole, Segment, StaticNeighbor,
+    StaticRoute, Topology, Vr,
 };
 use vrfwd_wire::MacAddr;
 

@@ -168,10 +168,42 @@ pub fn eui64_link_local(mac: MacAddr) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
-/// The interface among `interfaces` whose subnet holds `addr` (the first, if
-/// subnets overlap).
-pub fn interface_for(interfaces: &[Interface], addr: Ipv4Addr) -> Option<usize> {
-    interfaces.iter().position(|i| i.on_subnet(addr))
+/// Why no interface was found for a gateway or neighbour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoInterface {
+    #[error("no interface {name:?} of this VR reaches {addr}")]
+    Named { name: String, addr: IpAddr },
+    #[error("{0} is link-local: name its interface")]
+    LinkLocal(IpAddr),
+    #[error("{0} is not on any interface's subnet")]
+    Unreached(IpAddr),
+}
+
+/// The interface of a gateway or neighbour `addr`: the one named (which must
+/// reach it), else the one whose subnet holds it; an IPv6 link-local address
+/// names its interface.
+pub fn gateway_interface(
+    interfaces: &[Interface],
+    addr: IpAddr,
+    named: Option<&str>,
+) -> Result<usize, NoInterface> {
+    match named {
+        Some(name) => interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .filter(|&i| interfaces[i].reaches(addr))
+            .ok_or_else(|| NoInterface::Named {
+                name: name.to_owned(),
+                addr,
+            }),
+        None if matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local()) => {
+            Err(NoInterface::LinkLocal(addr))
+        }
+        None => interfaces
+            .iter()
+            .position(|i| i.reaches(addr))
+            .ok_or(NoInterface::Unreached(addr)),
+    }
 }
 
 /// A static route, its gateway (of its prefix's family) resolved to an interface.
@@ -523,38 +555,19 @@ fn addresses6(
     Ok(ifc.address6.clone())
 }
 
-/// The interface of a gateway or neighbour `addr`: the one named (which must
-/// reach it), else the one whose subnet holds it; an IPv6 link-local address
-/// names its interface.
+/// [`gateway_interface`], its error under the config key `key`.
 fn interface_of(
     interfaces: &[Interface],
     addr: IpAddr,
     named: Option<&str>,
     key: impl Fn() -> String,
 ) -> Result<usize, ConfigError> {
-    let iface = match named {
-        Some(name) => interfaces
-            .iter()
-            .position(|i| i.name == name)
-            .filter(|&i| interfaces[i].reaches(addr))
-            .ok_or_else(|| {
-                invalid(
-                    key() + ".interface",
-                    format!("no interface {name:?} of this VR reaches {addr}"),
-                )
-            })?,
-        None if matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local()) => {
-            return Err(invalid(
-                key() + ".interface",
-                format!("{addr} is link-local: name its interface"),
-            ))
+    gateway_interface(interfaces, addr, named).map_err(|e| match e {
+        NoInterface::Unreached(_) => invalid(key(), e.to_string()),
+        NoInterface::Named { .. } | NoInterface::LinkLocal(_) => {
+            invalid(key() + ".interface", e.to_string())
         }
-        None => interfaces
-            .iter()
-            .position(|i| i.reaches(addr))
-            .ok_or_else(|| invalid(key(), format!("{addr} is not on any interface's subnet")))?,
-    };
-    Ok(iface)
+    })
 }
 
 fn static_route(
@@ -639,7 +652,7 @@ mod tests {
             Interface::new("a".into(), mac, "10.0.1.1/24".parse().unwrap(), (0, 0), 1),
             Interface::new("b".into(), mac, "10.0.2.1/30".parse().unwrap(), (0, 0), 2),
         ];
-        let at = |s: &str| interface_for(&ifcs, s.parse().unwrap());
+        let at = |s: &str| gateway_interface(&ifcs, s.parse().unwrap(), None).ok();
         assert_eq!(at("10.0.1.0"), Some(0));
         assert_eq!(at("10.0.1.255"), Some(0));
         assert_eq!(at("10.0.2.2"), Some(1));

@@ -4,19 +4,19 @@
 use super::session::Sessions;
 use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
-use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, PortRole};
+use crate::dataplane::{neighbor6_of_key, neighbor_of_key, Dataplane, NextHop, PortRole};
 use crate::dpdk::{Mempool, PortTable};
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use vrfwd_wire::MacAddr;
 
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
-route add VR PREFIX (via ADDR | dev IFACE) | route del VR PREFIX | \
+route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) | route del VR PREFIX | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
 
@@ -203,11 +203,26 @@ impl Ctl<'_> {
     fn neighbors(&self, v: usize) -> String {
         let vr = &self.dp.vrs[v];
         let now = self.dp.clock.seconds(crate::dpdk::tsc());
-        let mut rows: Vec<(u64, u64, Option<u32>)> = vr.neighbors.entries(now);
-        rows.sort_unstable();
-        rows.iter()
-            .map(|&(key, mac, age)| {
+        let v4 = vr
+            .neighbors
+            .entries(now)
+            .into_iter()
+            .map(|(key, mac, age)| {
                 let (iface, address) = neighbor_of_key(key);
+                (iface, IpAddr::from(address), mac, age)
+            });
+        let v6 = vr
+            .neighbors6
+            .entries(now)
+            .into_iter()
+            .map(|(key, mac, age)| {
+                let (iface, address) = neighbor6_of_key(key);
+                (iface, IpAddr::from(address), mac, age)
+            });
+        let mut rows: Vec<_> = v4.chain(v6).collect();
+        rows.sort_unstable_by_key(|&(iface, address, ..)| (address, iface));
+        rows.iter()
+            .map(|&(iface, address, mac, age)| {
                 let name = vr.interfaces.get(iface).map_or("?", |i| i.name.as_str());
                 let age = age.map_or("static".to_owned(), |a| format!("{a}s"));
                 format!(
@@ -222,27 +237,31 @@ impl Ctl<'_> {
         let v = self.vr(vr)?;
         let prefix = parse_prefix(prefix)?;
         let interfaces = &self.dp.vrs[v].interfaces;
+        let named = |name: &str| {
+            interfaces
+                .iter()
+                .position(|i| i.name == name)
+                .ok_or_else(|| format!("VR {vr} has no interface {name:?}"))
+        };
         let next_hop = match how {
-            ["via", addr] => {
-                let via: Ipv4Addr = addr
+            ["via", addr] | ["via", addr, "dev", _] => {
+                let via: IpAddr = addr
                     .parse()
                     .map_err(|_| format!("{addr:?} is not an address"))?;
-                let iface = crate::config::interface_for(interfaces, via)
-                    .ok_or_else(|| format!("{via} is not on any interface of VR {vr}"))?;
-                NextHop::Gateway {
-                    iface,
-                    via: via.into(),
+                if via.is_ipv4() != prefix.addr().is_ipv4() {
+                    return Err(format!("{via} is not of {prefix}'s family"));
                 }
+                let dev = how.get(3).copied();
+                let iface = crate::config::gateway_interface(interfaces, via, dev)
+                    .map_err(|e| format!("VR {vr}: {e}"))?;
+                NextHop::gateway(iface, via)
             }
             ["dev", name] => NextHop::Attached {
-                iface: interfaces
-                    .iter()
-                    .position(|i| i.name == *name)
-                    .ok_or_else(|| format!("VR {vr} has no interface {name:?}"))?,
+                iface: named(name)?,
             },
             _ => {
                 return Err(format!(
-                    "route add needs 'via ADDR' or 'dev IFACE'; commands: {USAGE}"
+                    "route add needs 'via ADDR [dev IFACE]' or 'dev IFACE'; commands: {USAGE}"
                 ))
             }
         };
@@ -295,8 +314,8 @@ fn check_netdev(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_prefix(s: &str) -> Result<Ipv4Net, String> {
-    let p: Ipv4Net = s.parse().map_err(|_| format!("{s:?} is not a prefix"))?;
+fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    let p: IpNet = s.parse().map_err(|_| format!("{s:?} is not a prefix"))?;
     if p.trunc() != p {
         return Err(format!(
             "{p} has host bits set (the network is {})",

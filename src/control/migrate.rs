@@ -22,9 +22,14 @@
 //!   its session ends, its routes and learned neighbours go, it waits in standby.
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
-use crate::dataplane::{neighbor_of_key, Dataplane, NextHop, Vr, VrEvent, VrState};
+use crate::dataplane::{
+    neighbor6_of_key, neighbor_of_key, AgeingCache, CacheKey, Dataplane, NextHop, Vr, VrEvent,
+    VrState,
+};
+use ipnet::IpNet;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -33,7 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{interval, timeout, Instant};
 use vrfwd_proto::{
     encode, stream_close, stream_header, Auth, Decoder, ErrorCode, Hello, Limits, NeighborOp,
-    Nonce, Proof, RouteOp, Stanza, StreamHeader, VrId,
+    Nonce, Proof, RouteOp, Stanza, StreamHeader, VrId, DUAL_STACK,
 };
 
 /// Routes per `routes` stanza of a clone's sync.
@@ -81,6 +86,10 @@ pub enum MigrateError {
     FellBehind,
     #[error("the route writer stopped")]
     Writer,
+    #[error(
+        "{0} speaks protocol version {1}: it cannot hold this VR's IPv6 (version {DUAL_STACK})"
+    )]
+    OldPeer(SocketAddr, u8),
 }
 
 /// How a clone that worked ended.
@@ -215,10 +224,13 @@ impl Sessions {
             to,
         )
         .await?;
-        let nonce = timeout(CONNECT_TIMEOUT, host_nonce(&mut rd, &mut decoder, &mut buf))
-            .await
-            .map_err(|_| MigrateError::Timeout(to, CONNECT_TIMEOUT))?
-            .map_err(|why| MigrateError::Refused(to, why))?;
+        let (version, nonce) = timeout(
+            CONNECT_TIMEOUT,
+            host_header(&mut rd, &mut decoder, &mut buf),
+        )
+        .await
+        .map_err(|_| MigrateError::Timeout(to, CONNECT_TIMEOUT))?
+        .map_err(|why| MigrateError::Refused(to, why))?;
 
         let mut seq = 0u64;
         let mut next = || {
@@ -226,7 +238,15 @@ impl Sessions {
             seq
         };
         let mut out = String::new();
-        let push = |out: &mut String, s: Stanza| out.push_str(&encode(&s));
+        // A destination that speaks no IPv6 ends the clone at the first IPv6
+        // route, neighbour or address, rather than hold the VR without them.
+        let push = |out: &mut String, s: Stanza| {
+            if s.version_needed() > version {
+                return Err(MigrateError::OldPeer(to, version));
+            }
+            out.push_str(&encode(&s));
+            Ok(())
+        };
         let generation = self.generation(v).unwrap_or(0);
         push(
             &mut out,
@@ -236,34 +256,26 @@ impl Sessions {
                 generation,
                 auth: Auth::Proof(Proof::new(credential.as_bytes(), &nonce, vr.id, generation)),
             }),
-        );
+        )?;
         push(
             &mut out,
             Stanza::Interfaces {
                 seq: next(),
-                interfaces: vr
-                    .interfaces
-                    .iter()
-                    .map(|i| vrfwd_proto::Interface {
-                        name: i.name.clone(),
-                        mac: i.mac,
-                        addresses: vec![i.net().into()],
-                    })
-                    .collect(),
+                interfaces: vr.interfaces.iter().map(interface).collect(),
             },
-        );
-        push(&mut out, Stanza::SyncBegin { seq: next() });
+        )?;
+        push(&mut out, Stanza::SyncBegin { seq: next() })?;
         for chunk in routes.chunks(ROUTES_PER_STANZA) {
             let ops = chunk.iter().map(|e| route_op(vr, e)).collect();
-            push(&mut out, Stanza::Routes { seq: next(), ops });
+            push(&mut out, Stanza::Routes { seq: next(), ops })?;
         }
-        let mut neighbors = HashMap::new();
-        let ops = neighbor_changes(vr, self.now(), &mut neighbors);
+        let mut neighbors = SentNeighbors::default();
+        let ops = neighbors.changes(vr, self.now());
         if !ops.is_empty() {
-            push(&mut out, Stanza::Neighbors { seq: next(), ops });
+            push(&mut out, Stanza::Neighbors { seq: next(), ops })?;
         }
         let sync_end = next();
-        push(&mut out, Stanza::SyncEnd { seq: sync_end });
+        push(&mut out, Stanza::SyncEnd { seq: sync_end })?;
         let keepalive = Duration::from_secs(self.limits.keepalive_s.into());
         send(&mut wr, &out, write_timeout, to).await?;
         let mut last_sent = Instant::now();
@@ -314,18 +326,18 @@ impl Sessions {
                         tracing::debug!(vr = vr.id, edits = edits.len(), "not cloned: the guest runs there");
                     } else {
                         let ops = edits.iter().map(|e| route_op(vr, e)).collect();
-                        push(&mut out, Stanza::Routes { seq: next(), ops });
+                        push(&mut out, Stanza::Routes { seq: next(), ops })?;
                     }
                 }
                 _ = tick.tick() => {
                     let ops = match guest_left(vr) {
-                        false => neighbor_changes(vr, self.now(), &mut neighbors),
+                        false => neighbors.changes(vr, self.now()),
                         true => Vec::new(),
                     };
                     if !ops.is_empty() {
-                        push(&mut out, Stanza::Neighbors { seq: next(), ops });
+                        push(&mut out, Stanza::Neighbors { seq: next(), ops })?;
                     } else if last_sent.elapsed() >= keepalive {
-                        push(&mut out, Stanza::Keepalive);
+                        push(&mut out, Stanza::Keepalive)?;
                     }
                 }
                 _ = cancel.notified() => {
@@ -452,38 +464,73 @@ fn route_op(vr: &Vr, edit: &RouteEdit) -> RouteOp {
                 NextHop::Local => unreachable!("the writer feeds no local routes"),
             };
             RouteOp::Add {
-                prefix: prefix.into(),
+                prefix,
                 via,
                 interface: name(iface),
             }
         }
-        RouteEdit::Delete { prefix } => RouteOp::Delete {
-            prefix: prefix.into(),
-        },
+        RouteEdit::Delete { prefix } => RouteOp::Delete { prefix },
     }
 }
 
-/// The changes of VR `vr`'s neighbours since `sent` (which is brought up to date).
-fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<NeighborOp> {
-    let current: HashMap<u64, u64> = vr
-        .neighbors
+/// VR `vr`'s interface `i` as the protocol declares it: its name, MAC and
+/// addresses (IPv4, then IPv6).
+fn interface(i: &crate::config::Interface) -> vrfwd_proto::Interface {
+    let v6 = i.addresses6.iter().map(|&a| IpNet::V6(a));
+    vrfwd_proto::Interface {
+        name: i.name.clone(),
+        mac: i.mac,
+        addresses: std::iter::once(IpNet::V4(i.net())).chain(v6).collect(),
+    }
+}
+
+/// The neighbours a clone has sent, per family, by cache key → MAC.
+#[derive(Default)]
+struct SentNeighbors {
+    v4: HashMap<u64, u64>,
+    v6: HashMap<[u64; 3], u64>,
+}
+
+impl SentNeighbors {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// The changes of VR `vr`'s neighbours since they were last sent (which
+    /// then records them as sent).
+    fn changes(&mut self, vr: &Vr, now: u32) -> Vec<NeighborOp> {
+        let name = |iface: usize| vr.interfaces[iface].name.clone();
+        let mut ops = changes_of(&vr.neighbors, now, &mut self.v4, |k| {
+            let (iface, address) = neighbor_of_key(k);
+            (name(iface), address.into())
+        });
+        ops.extend(changes_of(&vr.neighbors6, now, &mut self.v6, |k| {
+            let (iface, address) = neighbor6_of_key(k);
+            (name(iface), address.into())
+        }));
+        ops
+    }
+}
+
+/// The changes of one neighbour cache since `sent` (which is brought up to
+/// date); `split` names a key's interface and address.
+fn changes_of<K: CacheKey + Hash>(
+    cache: &AgeingCache<K>,
+    now: u32,
+    sent: &mut HashMap<K, u64>,
+    split: impl Fn(K) -> (String, IpAddr),
+) -> Vec<NeighborOp> {
+    let current: HashMap<K, u64> = cache
         .entries(now)
         .into_iter()
         .map(|(key, mac, _)| (key, mac))
         .collect();
-    let split = |key: u64| {
-        let (iface, address) = neighbor_of_key(key);
-        (vr.interfaces[iface].name.clone(), address)
-    };
     let mut ops: Vec<NeighborOp> = sent
         .keys()
         .filter(|k| !current.contains_key(k))
         .map(|&k| {
             let (interface, address) = split(k);
-            NeighborOp::Delete {
-                address: address.into(),
-                interface,
-            }
+            NeighborOp::Delete { address, interface }
         })
         .collect();
     ops.extend(
@@ -493,7 +540,7 @@ fn neighbor_changes(vr: &Vr, now: u32, sent: &mut HashMap<u64, u64>) -> Vec<Neig
             .map(|(&k, &mac)| {
                 let (interface, address) = split(k);
                 NeighborOp::Add {
-                    address: address.into(),
+                    address,
                     mac: vrfwd_wire::MacAddr::from_u64(mac),
                     interface,
                 }
@@ -515,16 +562,20 @@ async fn send(
         .map_err(|source| MigrateError::Io { to, source })
 }
 
-/// Reads the destination's stream header and returns its challenge: clones
-/// authenticate with version 2 only (the host credential never crosses the wire).
-async fn host_nonce(
+/// Reads the destination's stream header and returns the version it chose and
+/// its challenge: clones authenticate with version 2 or later only (the host
+/// credential never crosses the wire).
+async fn host_header(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     decoder: &mut Decoder,
     buf: &mut [u8],
-) -> Result<Nonce, String> {
+) -> Result<(u8, Nonce), String> {
     loop {
         if let Some(h) = decoder.header() {
-            return h.challenge().map_err(|e| e.to_string());
+            return h
+                .challenge()
+                .map(|nonce| (h.version, nonce))
+                .map_err(|e| e.to_string());
         }
         let n = rd.read(buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
@@ -541,46 +592,77 @@ async fn host_nonce(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dataplane::{neighbor_key, Clock, Dataplane};
+    use crate::dataplane::{neighbor6_key, neighbor_key, Clock, Dataplane};
     use crate::dpdk::Rcu;
 
-    /// The config module's example: VR 1 with eth0 10.0.1.1/24.
+    /// The config module's example: VR 1 with eth0 10.0.1.1/24 and 2001:db8:1::1/64.
     fn vr() -> Dataplane {
-        let config = Config::parse(crate::config::tests::EXAMPLE).unwrap();
+        let dual = crate::config::tests::EXAMPLE.replace(
+            "vif = \"vif1\"",
+            "vif = \"vif1\"\naddress6 = [\"2001:db8:1::1/64\"]",
+        );
+        let config = Config::parse(&dual).unwrap();
         let rcu = Arc::new(Rcu::new(1).unwrap());
         Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap().0
     }
 
     #[test]
-    fn neighbours_are_cloned_as_changes() {
+    fn neighbours_of_both_families_are_cloned_as_changes() {
         let dp = vr();
         let vr = &dp.vrs[0];
         let mac = vrfwd_wire::MacAddr([2, 0, 0, 0, 0, 7]);
-        let key = neighbor_key(0, u32::from(Ipv4Addr::new(10, 0, 1, 7)));
-        let mut sent = HashMap::new();
-        assert!(neighbor_changes(vr, 0, &mut sent).is_empty());
+        let v4 = Ipv4Addr::new(10, 0, 1, 7);
+        let v6: std::net::Ipv6Addr = "fe80::7".parse().unwrap();
+        let (key, key6) = (neighbor_key(0, v4.into()), neighbor6_key(0, v6.into()));
+        let mut sent = SentNeighbors::default();
+        assert!(sent.changes(vr, 0).is_empty());
         vr.neighbors.learn(key, mac.to_u64(), 0);
-        let add = NeighborOp::Add {
-            address: Ipv4Addr::new(10, 0, 1, 7).into(),
+        vr.neighbors6.learn(key6, mac.to_u64(), 0);
+        let add = |address: IpAddr| NeighborOp::Add {
+            address,
             mac,
             interface: "eth0".into(),
         };
-        assert_eq!(neighbor_changes(vr, 0, &mut sent), vec![add]);
-        assert!(neighbor_changes(vr, 1, &mut sent).is_empty(), "unchanged");
+        assert_eq!(sent.changes(vr, 0), vec![add(v4.into()), add(v6.into())]);
+        assert!(sent.changes(vr, 1).is_empty(), "unchanged");
         vr.neighbors.forget(key);
+        vr.neighbors6.forget(key6);
+        let delete = |address: IpAddr| NeighborOp::Delete {
+            address,
+            interface: "eth0".into(),
+        };
         assert_eq!(
-            neighbor_changes(vr, 1, &mut sent),
-            vec![NeighborOp::Delete {
-                address: Ipv4Addr::new(10, 0, 1, 7).into(),
-                interface: "eth0".into()
-            }]
+            sent.changes(vr, 1),
+            vec![delete(v4.into()), delete(v6.into())]
+        );
+    }
+
+    #[test]
+    fn an_interface_is_declared_with_both_families_addresses() {
+        let dp = vr();
+        let declared = interface(&dp.vrs[0].interfaces[0]);
+        assert_eq!(
+            declared.addresses,
+            vec![
+                "10.0.1.1/24".parse::<IpNet>().unwrap(),
+                "2001:db8:1::1/64".parse().unwrap()
+            ]
+        );
+        let s = Stanza::Interfaces {
+            seq: 1,
+            interfaces: vec![declared],
+        };
+        assert_eq!(
+            s.version_needed(),
+            DUAL_STACK,
+            "a version-3 peer cannot take it"
         );
     }
 
     #[test]
     fn routes_are_cloned_by_interface_name() {
         let dp = vr();
-        let prefix: ipnet::Ipv4Net = "10.9.0.0/16".parse().unwrap();
+        let prefix: ipnet::IpNet = "10.9.0.0/16".parse().unwrap();
         let via = Ipv4Addr::new(10, 0, 1, 2);
         let gateway = RouteEdit::Add {
             prefix,
@@ -592,16 +674,14 @@ mod tests {
         assert_eq!(
             route_op(&dp.vrs[0], &gateway),
             RouteOp::Add {
-                prefix: prefix.into(),
+                prefix,
                 via: Some(via.into()),
                 interface: "eth0".into()
             }
         );
         assert_eq!(
             route_op(&dp.vrs[0], &RouteEdit::Delete { prefix }),
-            RouteOp::Delete {
-                prefix: prefix.into()
-            }
+            RouteOp::Delete { prefix }
         );
     }
 }

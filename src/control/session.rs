@@ -25,12 +25,11 @@
 //! slowed down); routes per VR (in the route writer).
 use super::writer::{Command, Reply, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
-use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
+use crate::dataplane::{neighbor6_key, neighbor_key, Dataplane, NextHop, VrState};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
-use ipnet::{IpNet, Ipv4Net};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -790,10 +789,10 @@ impl Session {
     }
 
     /// `addr` (a gateway or a neighbour, named on the guest's `interface`) must
-    /// lie on the subnet of the VR's interface `iface`.
-    fn on_subnet(&self, iface: usize, addr: Ipv4Addr, interface: &str) -> Result<(), Reject> {
+    /// lie on the subnet or link of the VR's interface `iface`.
+    fn reaches(&self, iface: usize, addr: IpAddr, interface: &str) -> Result<(), Reject> {
         let b = self.bound.as_ref().expect("bound");
-        if self.sessions.dp.vrs[b.vr].interfaces[iface].on_subnet(addr) {
+        if self.sessions.dp.vrs[b.vr].interfaces[iface].reaches(addr) {
             Ok(())
         } else {
             Err(reject(
@@ -804,7 +803,8 @@ impl Session {
     }
 
     /// Validates route operations against the VR: known interfaces, gateways on
-    /// their interface's subnet. The route limit is the writer's (it counts what
+    /// their interface's subnet or link (a link-local gateway is scoped by the
+    /// interface it is named on). The route limit is the writer's (it counts what
     /// a sync has staged too).
     fn route_edits(&self, ops: &[RouteOp]) -> Result<Vec<RouteEdit>, Reject> {
         ops.iter()
@@ -815,25 +815,19 @@ impl Session {
                     interface,
                 } => {
                     let iface = self.iface(interface)?;
-                    let next_hop = match via {
+                    let next_hop = match *via {
                         None => NextHop::Attached { iface },
                         Some(via) => {
-                            let via = ipv4(*via)?;
-                            self.on_subnet(iface, via, interface)?;
-                            NextHop::Gateway {
-                                iface,
-                                via: via.into(),
-                            }
+                            self.reaches(iface, via, interface)?;
+                            NextHop::gateway(iface, via)
                         }
                     };
                     Ok(RouteEdit::Add {
-                        prefix: ipv4_net(*prefix)?,
+                        prefix: *prefix,
                         next_hop,
                     })
                 }
-                RouteOp::Delete { prefix } => Ok(RouteEdit::Delete {
-                    prefix: ipv4_net(*prefix)?,
-                }),
+                RouteOp::Delete { prefix } => Ok(RouteEdit::Delete { prefix: *prefix }),
             })
             .collect()
     }
@@ -851,23 +845,27 @@ impl Session {
                     interface,
                 } => {
                     let iface = self.iface(interface)?;
-                    let address = ipv4(*address)?;
-                    self.on_subnet(iface, address, interface)?;
-                    Ok((neighbor_key(iface, address.into()), Some(*mac)))
+                    self.reaches(iface, *address, interface)?;
+                    Ok((iface, *address, Some(*mac)))
                 }
-                NeighborOp::Delete { address, interface } => Ok((
-                    neighbor_key(self.iface(interface)?, ipv4(*address)?.into()),
-                    None,
-                )),
+                NeighborOp::Delete { address, interface } => {
+                    Ok((self.iface(interface)?, *address, None))
+                }
             })
             .collect::<Result<Vec<_>, Reject>>()?;
         let now = self.sessions.dp.clock.seconds(crate::dpdk::tsc());
-        for (key, mac) in checked {
-            match mac {
-                Some(mac) => {
-                    vr.neighbors.learn(key, mac.to_u64(), now);
+        for (iface, address, mac) in checked {
+            match (address, mac) {
+                (IpAddr::V4(a), Some(mac)) => {
+                    vr.neighbors
+                        .learn(neighbor_key(iface, a.into()), mac.to_u64(), now);
                 }
-                None => vr.neighbors.forget(key),
+                (IpAddr::V4(a), None) => vr.neighbors.forget(neighbor_key(iface, a.into())),
+                (IpAddr::V6(a), Some(mac)) => {
+                    vr.neighbors6
+                        .learn(neighbor6_key(iface, a.into()), mac.to_u64(), now);
+                }
+                (IpAddr::V6(a), None) => vr.neighbors6.forget(neighbor6_key(iface, a.into())),
             }
         }
         Ok(())
@@ -935,26 +933,4 @@ pub(super) async fn send(
     timeout(limit, wr.write_all(bytes))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer does not read"))?
-}
-
-/// The IPv4 address a stanza names (this host's tables are IPv4 only).
-fn ipv4(a: IpAddr) -> Result<Ipv4Addr, Reject> {
-    match a {
-        IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(a) => Err(reject(
-            ErrorCode::BadAddress,
-            format!("{a}: this host forwards IPv4 only"),
-        )),
-    }
-}
-
-/// The IPv4 prefix a stanza names (this host's tables are IPv4 only).
-fn ipv4_net(p: IpNet) -> Result<Ipv4Net, Reject> {
-    match p {
-        IpNet::V4(p) => Ok(p),
-        IpNet::V6(p) => Err(reject(
-            ErrorCode::BadPrefix,
-            format!("{p}: this host forwards IPv4 only"),
-        )),
-    }
 }

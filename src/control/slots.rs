@@ -8,7 +8,7 @@
 //! attached, configured gateways) are never emptied.
 use super::writer::WriteError;
 use crate::dataplane::{NextHop, NextHops};
-use crate::lpm::Change;
+use crate::lpm::{Batch, Change};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Route counts per slot that a batch changes (applied when it is accepted).
@@ -28,17 +28,13 @@ pub struct Slots {
 
 impl Slots {
     /// The slots of a VR whose own routes are `system`.
-    pub fn new(system: &[Change]) -> Slots {
+    pub fn new(system: &Batch) -> Slots {
+        let v4 = system.v4.iter().filter_map(Change::next_hop);
+        let v6 = system.v6.iter().filter_map(Change::next_hop);
         Slots {
             by_next_hop: FxHashMap::default(),
             refs: FxHashMap::default(),
-            pinned: system
-                .iter()
-                .filter_map(|c| match *c {
-                    Change::Add { next_hop, .. } => Some(next_hop),
-                    Change::Delete { .. } => None,
-                })
-                .collect(),
+            pinned: v4.chain(v6).collect(),
             unused: Vec::new(),
         }
     }
@@ -138,11 +134,14 @@ mod tests {
     #[test]
     fn a_slot_is_emptied_only_when_no_route_and_no_reader_can_use_it() {
         let next_hops = NextHops::new(8, 1);
-        let system = [Change::Add {
-            net: 0,
-            len: 0,
-            next_hop: 0,
-        }];
+        let system = Batch {
+            v4: vec![Change::Add {
+                net: 0,
+                len: 0,
+                next_hop: 0,
+            }],
+            v6: vec![],
+        };
         let mut slots = Slots::new(&system);
         let gw = |via| NextHop::Gateway { iface: 0, via };
         let mut fresh = Vec::new();

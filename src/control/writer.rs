@@ -17,11 +17,12 @@
 use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, NextHop, VrRoutes};
-use crate::lpm::{validate, Address, Change, Stride, TableError};
+use crate::lpm::{validate, Address, Batch, Change, Refused, Rib, Staged, Stride, TableError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -67,11 +68,19 @@ pub fn ask_within<T>(
     }
 }
 
-/// One route edit, as sessions and the operator express it.
+/// One route edit, as sessions and the operator express it, of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteEdit {
-    Add { prefix: Ipv4Net, next_hop: NextHop },
-    Delete { prefix: Ipv4Net },
+    Add { prefix: IpNet, next_hop: NextHop },
+    Delete { prefix: IpNet },
+}
+
+impl RouteEdit {
+    pub fn prefix(&self) -> IpNet {
+        match *self {
+            RouteEdit::Add { prefix, .. } | RouteEdit::Delete { prefix } => prefix,
+        }
+    }
 }
 
 /// Why a batch was refused; the table is unchanged.
@@ -146,15 +155,69 @@ impl Command {
     }
 }
 
+/// Prefixes of both families.
+#[derive(Default)]
+struct Prefixes {
+    v4: FxHashSet<(u32, u8)>,
+    v6: FxHashSet<(u128, u8)>,
+}
+
+impl Prefixes {
+    /// Every prefix `batch` names.
+    fn of(batch: &Batch) -> Prefixes {
+        Prefixes {
+            v4: batch.v4.iter().map(Change::prefix).collect(),
+            v6: batch.v6.iter().map(Change::prefix).collect(),
+        }
+    }
+
+    /// Takes in what `batch` announced: its adds, not its deletes.
+    fn note(&mut self, batch: &Batch) {
+        note(&mut self.v4, &batch.v4);
+        note(&mut self.v6, &batch.v6);
+    }
+
+    fn contains(&self, prefix: IpNet) -> bool {
+        match prefix {
+            IpNet::V4(p) => self.v4.contains(&(p.addr().into(), p.prefix_len())),
+            IpNet::V6(p) => self.v6.contains(&(p.addr().into(), p.prefix_len())),
+        }
+    }
+}
+
+fn note<A: Address>(set: &mut FxHashSet<(A, u8)>, changes: &[Change<A>]) {
+    for c in changes {
+        match c {
+            Change::Add { .. } => set.insert(c.prefix()),
+            Change::Delete { .. } => set.remove(&c.prefix()),
+        };
+    }
+}
+
+/// Deletes of the routes in `rib` that `keep` does not keep.
+fn deletes<A: Address>(rib: &Rib<A>, keep: impl Fn(&(A, u8)) -> bool) -> Vec<Change<A>> {
+    rib.iter()
+        .map(|(net, len, _)| (net, len))
+        .filter(|p| !keep(p))
+        .map(|(net, len)| Change::Delete { net, len })
+        .collect()
+}
+
+/// Adds of every route in `rib`.
+fn adds<A: Address>(rib: &Rib<A>) -> impl Iterator<Item = Change<A>> + '_ {
+    rib.iter()
+        .map(|(net, len, next_hop)| Change::Add { net, len, next_hop })
+}
+
 struct VrState {
     routes: VrRoutes,
     /// The prefixes of vrfwd's own routes (`routes.system`), which sessions,
     /// syncs and feeds leave alone.
-    own: FxHashSet<(u32, u8)>,
+    own: Prefixes,
     /// Next-hop slots and the routes using them.
     slots: Slots,
     /// Prefixes announced since `SyncBegin`, while a sync runs.
-    marked: Option<FxHashSet<(u32, u8)>>,
+    marked: Option<Prefixes>,
     withdrawn: bool,
     feed: Option<Feed>,
     /// Commands waiting for the batch in progress.
@@ -169,11 +232,11 @@ struct VrState {
 
 /// A batch staged a quantum at a time, published whole when complete.
 struct Job {
-    changes: Vec<Change>,
-    /// How many of `changes` are staged.
-    staged: usize,
-    /// Where the batch starts among the pair's staged changes (to undo it).
-    mark: usize,
+    changes: Batch,
+    /// How much of `changes` is staged.
+    staged: Staged,
+    /// Where the batch starts among the pairs' staged changes (to undo it).
+    mark: crate::lpm::Mark,
     /// Its effect on the routes using each next-hop slot, recorded as it is
     /// staged and applied once it is accepted.
     delta: Delta,
@@ -205,7 +268,7 @@ impl Done {
 struct Feed {
     to: tokio::sync::mpsc::Sender<Vec<RouteEdit>>,
     /// Changes staged by a running sync, fed when it is published.
-    staged: Vec<Change>,
+    staged: Batch,
 }
 
 /// The writer and everything it owns.
@@ -235,7 +298,7 @@ impl<'a> RouteWriter<'a> {
         let vrs: Vec<VrState> = routes
             .into_iter()
             .map(|routes| VrState {
-                own: routes.system.iter().map(key).collect(),
+                own: Prefixes::of(&routes.system),
                 memory: routes.tables.settled_memory_bytes(),
                 slots: Slots::new(&routes.system),
                 routes,
@@ -361,50 +424,43 @@ impl<'a> RouteWriter<'a> {
             }
             Command::SyncBegin { reply, .. } => {
                 self.restore(v);
-                self.vrs[v].marked = Some(FxHashSet::default());
+                self.vrs[v].marked = Some(Prefixes::default());
                 let _ = reply.send(());
             }
             Command::SyncEnd { reply, .. } => match self.vrs[v].marked.take() {
                 None => drop(reply.send(Err(WriteError::NotSyncing))),
                 Some(marked) => {
-                    let own = &self.vrs[v].own;
-                    let stale: Vec<Change> = self.vrs[v]
-                        .routes
-                        .tables
-                        .staged_rib()
-                        .iter()
-                        .filter(|&(net, len, _)| {
-                            !marked.contains(&(net, len)) && !own.contains(&(net, len))
-                        })
-                        .map(|(net, len, _)| Change::Delete { net, len })
-                        .collect();
+                    let (own, tables) = (&self.vrs[v].own, &self.vrs[v].routes.tables);
+                    let stale = Batch {
+                        v4: deletes(tables.v4.staged_rib(), |p| {
+                            marked.v4.contains(p) || own.v4.contains(p)
+                        }),
+                        v6: deletes(tables.v6.staged_rib(), |p| {
+                            marked.v6.contains(p) || own.v6.contains(p)
+                        }),
+                    };
                     self.begin(v, stale, Vec::new(), Done::SyncEnd(reply));
                 }
             },
             Command::Withdraw { reply, .. } => {
                 self.vrs[v].marked = None;
-                let all: Vec<Change> = self.vrs[v]
-                    .routes
-                    .tables
-                    .staged_rib()
-                    .iter()
-                    .map(|(net, len, _)| Change::Delete { net, len })
-                    .collect();
+                let tables = &self.vrs[v].routes.tables;
+                let all = Batch {
+                    v4: deletes(tables.v4.staged_rib(), |_| false),
+                    v6: deletes(tables.v6.staged_rib(), |_| false),
+                };
                 self.begin(v, all, Vec::new(), Done::Withdraw(reply));
             }
             Command::Subscribe { feed, reply, .. } => {
-                let routes = self.vrs[v].routes.tables.rib().iter();
-                let _ = reply.send(self.edits(
-                    v,
-                    routes.map(|(net, len, nh)| Change::Add {
-                        net,
-                        len,
-                        next_hop: nh,
-                    }),
-                ));
+                let tables = &self.vrs[v].routes.tables;
+                let routes = Batch {
+                    v4: adds(tables.v4.rib()).collect(),
+                    v6: adds(tables.v6.rib()).collect(),
+                };
+                let _ = reply.send(self.edits(v, &routes));
                 self.vrs[v].feed = Some(Feed {
                     to: feed,
-                    staged: Vec::new(),
+                    staged: Batch::default(),
                 });
             }
             Command::List { reply, .. } => {
@@ -413,11 +469,11 @@ impl<'a> RouteWriter<'a> {
         }
     }
 
-    fn begin(&mut self, v: usize, changes: Vec<Change>, fresh: Vec<u32>, done: Done) {
+    fn begin(&mut self, v: usize, changes: Batch, fresh: Vec<u32>, done: Done) {
         let mark = self.vrs[v].routes.tables.mark();
         self.vrs[v].job = Some(Job {
             changes,
-            staged: 0,
+            staged: Staged::default(),
             mark,
             delta: Delta::default(),
             fresh,
@@ -446,30 +502,31 @@ impl<'a> RouteWriter<'a> {
         let delta = &mut job.delta;
         let staged = tables.stage_some(
             job.mark,
-            &job.changes[job.staged..],
+            &job.changes,
+            &mut job.staged,
             budget,
             &mut |old, new| slots::record(delta, old, new),
         );
+        let compact = tables.v4.stride() == Stride::Compact16;
         match staged {
-            Ok(n) => {
-                job.staged += n;
-                if job.staged == job.changes.len() {
-                    let job = state.job.take().expect("a job");
-                    self.finish(v, job);
-                }
+            Ok(false) => {}
+            Ok(true) => {
+                let job = state.job.take().expect("a job");
+                self.finish(v, job);
             }
-            // A small VR that outgrew its compact table moves to a wide one, whole:
-            // everything staged before this batch, then the batch from its start.
-            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 && wide_fits => {
-                match tables.widened(WIDE_MAX_GROUPS) {
+            // A small VR that outgrew its compact IPv4 table moves to a wide one,
+            // whole: everything staged before this batch, then the batch's IPv4
+            // part from its start (its IPv6 part is staged after it).
+            Err(Refused::V4(TableError::Full(_))) if compact && wide_fits => {
+                match tables.v4.widened(WIDE_MAX_GROUPS) {
                     Ok(wide) => {
                         tracing::info!(
                             vr = self.dp.vrs[v].id,
                             "route table widened to a 2^24 first level"
                         );
-                        *tables = wide;
-                        job.mark = tables.mark();
-                        job.staged = 0;
+                        tables.v4 = wide;
+                        job.mark.v4 = tables.v4.mark();
+                        job.staged.v4 = 0;
                     }
                     Err(e) => {
                         let job = state.job.take().expect("a job");
@@ -477,13 +534,13 @@ impl<'a> RouteWriter<'a> {
                     }
                 }
             }
-            Err(TableError::Full(_)) if tables.stride() == Stride::Compact16 => {
+            Err(Refused::V4(TableError::Full(_))) if compact => {
                 let job = state.job.take().expect("a job");
                 self.refuse(v, job, WriteError::Memory(self.memory_budget >> 20));
             }
-            Err(e) => {
+            Err(refused) => {
                 let job = state.job.take().expect("a job");
-                self.refuse(v, job, e.into());
+                self.refuse(v, job, refused.error().into());
             }
         }
     }
@@ -506,17 +563,10 @@ impl<'a> RouteWriter<'a> {
         let state = &mut self.vrs[v];
         state.slots.apply(&job.delta);
         if let Some(feed) = &mut state.feed {
-            feed.staged.extend_from_slice(&job.changes);
+            feed.staged.extend_from(&job.changes);
         }
         match &mut state.marked {
-            Some(marked) => {
-                for c in &job.changes {
-                    match *c {
-                        Change::Add { net, len, .. } => marked.insert((net, len)),
-                        Change::Delete { net, len } => marked.remove(&(net, len)),
-                    };
-                }
-            }
+            Some(marked) => marked.note(&job.changes),
             None => self.publish_staged(v),
         }
         match job.done {
@@ -532,11 +582,7 @@ impl<'a> RouteWriter<'a> {
     /// `edits` as table changes, with the next-hop slots allocated for them:
     /// vrfwd's own routes left out, every change valid, the VR's route limit kept.
     /// A refused batch leaves no slot allocated.
-    fn changes(
-        &mut self,
-        v: usize,
-        edits: &[RouteEdit],
-    ) -> Result<(Vec<Change>, Vec<u32>), WriteError> {
+    fn changes(&mut self, v: usize, edits: &[RouteEdit]) -> Result<(Batch, Vec<u32>), WriteError> {
         let mut fresh = Vec::new();
         let changes = self.changes_allocating(v, edits, &mut fresh);
         if changes.is_err() {
@@ -550,7 +596,7 @@ impl<'a> RouteWriter<'a> {
         v: usize,
         edits: &[RouteEdit],
         fresh: &mut Vec<u32>,
-    ) -> Result<Vec<Change>, WriteError> {
+    ) -> Result<Batch, WriteError> {
         let next_hops = &self.dp.vrs[v].next_hops;
         let VrState {
             own, slots, routes, ..
@@ -559,39 +605,39 @@ impl<'a> RouteWriter<'a> {
             .iter()
             .filter(|e| matches!(e, RouteEdit::Add { .. }))
             .count();
-        if routes.tables.staged_rib().len() + adds > self.max_routes {
+        // One limit over both families: a VR's routes cost the host alike.
+        if routes.tables.staged_len() + adds > self.max_routes {
             return Err(WriteError::Routes(self.max_routes));
         }
-        let changes = edits
-            .iter()
+        let mut batch = Batch::default();
+        for e in edits {
             // vrfwd's own routes (the VR's addresses, connected and static routes
             // from its config) are not a session's to change: a guest's connected
             // route adds nothing, and deleting one is refused.
-            .filter(|e| {
-                let prefix = match e {
-                    RouteEdit::Add { prefix, .. } | RouteEdit::Delete { prefix } => prefix,
-                };
-                let is_own = own.contains(&(prefix.addr().into(), prefix.prefix_len()));
-                if is_own && matches!(e, RouteEdit::Delete { .. }) {
+            let prefix = e.prefix();
+            if own.contains(prefix) {
+                if let RouteEdit::Delete { .. } = e {
                     tracing::warn!(vr = self.dp.vrs[v].id, %prefix, "delete of vrfwd's own route ignored");
                 }
-                !is_own
-            })
-            .map(|e| match *e {
-                RouteEdit::Add { prefix, next_hop } => Ok(Change::Add {
-                    // The address as given: a prefix with host bits is refused, not truncated.
-                    net: prefix.addr().into(),
-                    len: prefix.prefix_len(),
-                    next_hop: slots.slot(next_hops, next_hop, fresh)?,
-                }),
-                RouteEdit::Delete { prefix } => Ok(Change::Delete {
-                    net: prefix.addr().into(),
-                    len: prefix.prefix_len(),
-                }),
-            })
-            .collect::<Result<Vec<_>, WriteError>>()?;
-        validate(&changes)?;
-        Ok(changes)
+                continue;
+            }
+            let next_hop = match *e {
+                RouteEdit::Add { next_hop, .. } => Some(slots.slot(next_hops, next_hop, fresh)?),
+                RouteEdit::Delete { .. } => None,
+            };
+            // The address as given: a prefix with host bits is refused, not truncated.
+            match prefix {
+                IpNet::V4(p) => batch
+                    .v4
+                    .push(change(p.addr().into(), p.prefix_len(), next_hop)),
+                IpNet::V6(p) => batch
+                    .v6
+                    .push(change(p.addr().into(), p.prefix_len(), next_hop)),
+            }
+        }
+        validate(&batch.v4)?;
+        validate(&batch.v6)?;
+        Ok(batch)
     }
 
     /// After a withdrawal, the next edit or sync first puts vrfwd's own routes back.
@@ -600,7 +646,7 @@ impl<'a> RouteWriter<'a> {
             return;
         }
         let routes = &mut self.vrs[v].routes;
-        // These fitted the table at start-up, and it is empty now: this cannot fail.
+        // These fitted the tables at start-up, and they are empty now: this cannot fail.
         let _ = routes.tables.stage(&routes.system);
         if self.vrs[v].marked.is_none() {
             self.publish_staged(v);
@@ -612,11 +658,14 @@ impl<'a> RouteWriter<'a> {
     fn publish_staged(&mut self, v: usize) {
         let vr = &self.dp.vrs[v];
         let tables = &mut self.vrs[v].routes.tables;
-        tables.publish_staged(|fib| drop(vr.fib.replace(fib)));
-        // No reader can use the old table any more (replace waited).
+        tables.publish_staged(
+            |fib| drop(vr.fib.replace(fib)),
+            |fib| drop(vr.fib6.replace(fib)),
+        );
+        // No reader can use the old tables any more (replace waited).
         self.vrs[v].slots.published(&vr.next_hops);
-        let tables = &self.vrs[v].routes.tables;
-        vr.routes.store(tables.rib().len(), Ordering::Relaxed);
+        vr.routes
+            .store(self.vrs[v].routes.tables.len(), Ordering::Relaxed);
         self.feed(v);
     }
 
@@ -626,7 +675,7 @@ impl<'a> RouteWriter<'a> {
             return;
         };
         let published = std::mem::take(&mut feed.staged);
-        let edits = self.edits(v, published.into_iter());
+        let edits = self.edits(v, &published);
         if edits.is_empty() {
             return;
         }
@@ -639,22 +688,24 @@ impl<'a> RouteWriter<'a> {
 
     /// `changes` as route edits, without vrfwd's own routes (another host has its
     /// own) and without routes to the router itself.
-    fn edits(&self, v: usize, changes: impl Iterator<Item = Change>) -> Vec<RouteEdit> {
-        let own = &self.vrs[v].own;
-        let next_hops = &self.dp.vrs[v].next_hops;
-        changes
-            .filter(|c| !own.contains(&key(c)))
-            .filter_map(|c| {
-                let (net, len) = key(&c);
-                let prefix = Ipv4Net::new(net.into(), len).ok()?;
-                match c {
-                    Change::Add { next_hop, .. } => match next_hops.get(next_hop)? {
-                        NextHop::Local => None,
-                        next_hop => Some(RouteEdit::Add { prefix, next_hop }),
-                    },
-                    Change::Delete { .. } => Some(RouteEdit::Delete { prefix }),
-                }
-            })
+    fn edits(&self, v: usize, changes: &Batch) -> Vec<RouteEdit> {
+        let edit = |(net, len): (IpAddr, u8), next_hop: Option<u32>| {
+            let prefix = IpNet::new(net, len).ok()?;
+            if self.vrs[v].own.contains(prefix) {
+                return None;
+            }
+            match next_hop {
+                None => Some(RouteEdit::Delete { prefix }),
+                Some(nh) => match self.dp.vrs[v].next_hops.get(nh)? {
+                    NextHop::Local => None,
+                    next_hop => Some(RouteEdit::Add { prefix, next_hop }),
+                },
+            }
+        };
+        let v4 = changes.v4.iter().map(|c| (ip_prefix(c), c.next_hop()));
+        let v6 = changes.v6.iter().map(|c| (ip_prefix(c), c.next_hop()));
+        v4.chain(v6)
+            .filter_map(|(prefix, nh)| edit(prefix, nh))
             .collect()
     }
 
@@ -676,21 +727,23 @@ impl<'a> RouteWriter<'a> {
                 None => "?".into(),
             },
         };
-        let tables = &self.vrs[v].routes;
-        let mut v4: Vec<(u32, u8, u32)> = tables.tables.rib().iter().collect();
-        v4.sort_unstable();
-        let mut v6: Vec<(u128, u8, u32)> = tables.tables6.rib().iter().collect();
-        v6.sort_unstable();
-        let v4 = v4.into_iter().map(|(net, len, nh)| {
-            let prefix = Ipv4Net::new(net.into(), len).map(|p| p.to_string());
-            info(prefix.unwrap_or_default(), nh)
-        });
-        let v6 = v6.into_iter().map(|(net, len, nh)| {
-            let prefix = ipnet::Ipv6Net::new(net.into(), len).map(|p| p.to_string());
-            info(prefix.unwrap_or_default(), nh)
-        });
-        v4.chain(v6).collect()
+        let tables = &self.vrs[v].routes.tables;
+        let v4 = sorted(tables.v4.rib());
+        let v6 = sorted(tables.v6.rib());
+        v4.chain(v6)
+            .map(|(net, len, nh)| {
+                let prefix = IpNet::new(net, len).map(|p| p.to_string());
+                info(prefix.unwrap_or_default(), nh)
+            })
+            .collect()
     }
+}
+
+/// The routes of `rib` in address order, shortest first among equals.
+fn sorted<A: Address + Ord>(rib: &Rib<A>) -> impl Iterator<Item = (IpAddr, u8, u32)> {
+    let mut routes: Vec<(A, u8, u32)> = rib.iter().collect();
+    routes.sort_unstable();
+    routes.into_iter().map(|(net, len, nh)| (net.ip(), len, nh))
 }
 
 /// What a wide pair holds at least: two 2^24-entry first levels.
@@ -698,10 +751,17 @@ fn wide_pair_bytes() -> usize {
     2 * (1 << 24) * std::mem::size_of::<u32>()
 }
 
-fn key(c: &Change) -> (u32, u8) {
-    match *c {
-        Change::Add { net, len, .. } | Change::Delete { net, len } => (net & u32::mask(len), len),
+/// The change that installs `net/len → next_hop`, or deletes it (None).
+fn change<A: Address>(net: A, len: u8, next_hop: Option<u32>) -> Change<A> {
+    match next_hop {
+        Some(next_hop) => Change::Add { net, len, next_hop },
+        None => Change::Delete { net, len },
     }
+}
+
+fn ip_prefix<A: Address>(c: &Change<A>) -> (IpAddr, u8) {
+    let (net, len) = c.prefix();
+    (net.ip(), len)
 }
 
 #[cfg(test)]
@@ -734,8 +794,13 @@ mod tests {
         via: 0x0a00_0102,
     };
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    /// The IPv4 prefix `addr/len`.
+    fn net4(addr: u32, len: u8) -> Result<IpNet, ipnet::PrefixLenError> {
+        IpNet::new(std::net::Ipv4Addr::from(addr).into(), len)
     }
 
     fn lookup(dp: &Dataplane, rcu: &Rcu, addr: &str) -> Option<NextHop> {
@@ -790,14 +855,14 @@ mod tests {
         // compact table, 10 000 in all.
         let edits: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
-                prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
+                prefix: net4((30 << 24) + (i << 16), 24).unwrap(),
                 next_hop: gw,
             })
             .collect();
         for chunk in edits.chunks(1000) {
             edit(&mut w, chunk.to_vec()).unwrap();
         }
-        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Wide24);
+        assert_eq!(w.vrs[0].routes.tables.v4.stride(), Stride::Wide24);
         assert_eq!(lookup(&dp, &rcu, "30.0.0.1"), Some(gw));
         assert_eq!(
             lookup(
@@ -989,7 +1054,7 @@ mod tests {
         assert_eq!(changes.try_recv().unwrap(), vec![add]);
         // A refused batch feeds nothing.
         let bad = RouteEdit::Add {
-            prefix: Ipv4Net::new("25.1.0.0".parse().unwrap(), 8).unwrap(),
+            prefix: IpNet::new("25.1.0.0".parse().unwrap(), 8).unwrap(),
             next_hop: GW,
         };
         assert!(edit(&mut w, vec![bad]).is_err());
@@ -998,6 +1063,139 @@ mod tests {
         drop(changes);
         edit(&mut w, vec![del]).unwrap();
         assert!(w.vrs[0].feed.is_none());
+    }
+
+    /// The config module's example with `2001:db8:1::1/64` on eth0.
+    fn dual_stack() -> String {
+        crate::config::tests::EXAMPLE.replace(
+            "vif = \"vif1\"",
+            "vif = \"vif1\"\naddress6 = [\"2001:db8:1::1/64\"]",
+        )
+    }
+
+    fn lookup6(dp: &Dataplane, rcu: &Rcu, addr: &str) -> Option<NextHop> {
+        let reader = rcu.reader(0).unwrap();
+        let section = reader.section();
+        let vr = &dp.vrs[0];
+        let ip = u128::from(addr.parse::<std::net::Ipv6Addr>().unwrap());
+        vr.next_hops.get(vr.fib6.read(&section).lookup(ip)?)
+    }
+
+    #[test]
+    fn a_dual_stack_vr_edits_syncs_feeds_and_withdraws_both_families() {
+        let (dp, rcu, routes) = setup_with(&dual_stack());
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
+        let system = dp.vrs[0].routes.load(Ordering::Relaxed);
+        let gw6 = NextHop::gateway(0, "fe80::2".parse().unwrap());
+        let add = |p: &str, next_hop| RouteEdit::Add {
+            prefix: net(p),
+            next_hop,
+        };
+        // One batch, both families, published together.
+        edit(
+            &mut w,
+            vec![
+                add("20.0.0.0/8", GW),
+                add("2001:db8:20::/48", gw6),
+                add("2001:db8:21::/48", gw6),
+            ],
+        )
+        .unwrap();
+        assert_eq!(lookup(&dp, &rcu, "20.1.2.3"), Some(GW));
+        assert_eq!(lookup6(&dp, &rcu, "2001:db8:20::7"), Some(gw6));
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 3);
+        assert_eq!(
+            lookup6(&dp, &rcu, "2001:db8:1::9"),
+            Some(NextHop::Attached { iface: 0 }),
+            "the connected IPv6 net is vrfwd's own"
+        );
+        // An IPv6 change with host bits refuses the IPv4 change beside it.
+        let bad = vec![
+            add("24.0.0.0/8", GW),
+            RouteEdit::Delete {
+                prefix: net("2001:db8:20::1/48"),
+            },
+        ];
+        assert!(matches!(
+            edit(&mut w, bad),
+            Err(WriteError::Table(TableError::HostBits(..)))
+        ));
+        assert_eq!(lookup(&dp, &rcu, "24.1.2.3"), None);
+
+        let (feed, mut changes) = tokio::sync::mpsc::channel(16);
+        let mut snapshot = ask(&mut w, |reply| Command::Subscribe { vr: 0, feed, reply });
+        snapshot.sort_by_key(|e| e.prefix());
+        assert_eq!(
+            snapshot,
+            vec![
+                add("20.0.0.0/8", GW),
+                add("2001:db8:20::/48", gw6),
+                add("2001:db8:21::/48", gw6)
+            ],
+            "the guest's routes of both families, not vrfwd's own"
+        );
+
+        // A sync re-announces the IPv4 route and one IPv6 route: the other is swept.
+        sync_begin(&mut w);
+        edit(
+            &mut w,
+            vec![add("20.0.0.0/8", GW), add("2001:db8:21::/48", gw6)],
+        )
+        .unwrap();
+        assert_eq!(
+            ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }),
+            Ok(1)
+        );
+        assert_eq!(lookup6(&dp, &rcu, "2001:db8:20::7"), None);
+        assert_eq!(lookup6(&dp, &rcu, "2001:db8:21::7"), Some(gw6));
+        assert_eq!(
+            lookup6(&dp, &rcu, "2001:db8:1::1"),
+            Some(NextHop::Local),
+            "own route kept"
+        );
+        let fed = changes.try_recv().unwrap();
+        assert_eq!(
+            fed.last(),
+            Some(&RouteEdit::Delete {
+                prefix: net("2001:db8:20::/48")
+            }),
+            "the sync was fed, its sweep included: {fed:?}"
+        );
+
+        // Withdrawal empties both tables; the next edit restores vrfwd's own routes.
+        ask(&mut w, |reply| Command::Withdraw { vr: 0, reply });
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), 0);
+        assert_eq!(lookup6(&dp, &rcu, "2001:db8:1::1"), None);
+        edit(&mut w, vec![add("2001:db8:22::/48", gw6)]).unwrap();
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 1);
+        assert_eq!(lookup6(&dp, &rcu, "2001:db8:1::1"), Some(NextHop::Local));
+    }
+
+    #[test]
+    fn the_route_limit_counts_both_families() {
+        let (dp, _rcu, routes) = setup_with(&dual_stack());
+        let system = dp.vrs[0].routes.load(Ordering::Relaxed);
+        let limit = Budget {
+            max_routes: system + 3,
+            ..BUDGET
+        };
+        let mut w = RouteWriter::new(&dp, routes, limit);
+        let gw6 = NextHop::gateway(0, "2001:db8:1::fe".parse().unwrap());
+        let v6 = |i: u32| RouteEdit::Add {
+            prefix: net(&format!("2001:db8:{i:x}::/48")),
+            next_hop: gw6,
+        };
+        edit(&mut w, vec![v6(0x30), v6(0x31)]).unwrap();
+        let v4 = RouteEdit::Add {
+            prefix: net("20.0.0.0/8"),
+            next_hop: GW,
+        };
+        assert_eq!(
+            edit(&mut w, vec![v4, v6(0x32)]),
+            Err(WriteError::Routes(system + 3))
+        );
+        edit(&mut w, vec![v4]).unwrap();
+        assert_eq!(dp.vrs[0].routes.load(Ordering::Relaxed), system + 3);
     }
 
     /// A route to `prefix` through gateway number `i` (a distinct next hop each).
@@ -1098,8 +1296,7 @@ mod tests {
         let batch = |k: u32| {
             (0..10u32)
                 .map(|i| RouteEdit::Add {
-                    prefix: Ipv4Net::new(std::net::Ipv4Addr::from((40 + k) << 24 | i << 16), 16)
-                        .unwrap(),
+                    prefix: net4((40 + k) << 24 | i << 16, 16).unwrap(),
                     next_hop: GW,
                 })
                 .collect::<Vec<_>>()
@@ -1125,7 +1322,7 @@ mod tests {
             crate::config::VrBuilder::new(id).interface(
                 "eth0",
                 vrfwd_wire::MacAddr(mac),
-                net("10.0.1.1/24"),
+                "10.0.1.1/24".parse().unwrap(),
                 "lan0",
                 vif,
             )
@@ -1149,7 +1346,7 @@ mod tests {
         // copy; a default route writes only the short level).
         let wide: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
-                prefix: Ipv4Net::new(std::net::Ipv4Addr::from((30 << 24) + (i << 16)), 24).unwrap(),
+                prefix: net4((30 << 24) + (i << 16), 24).unwrap(),
                 next_hop: GW,
             })
             .collect();
@@ -1159,7 +1356,7 @@ mod tests {
             edits: wide,
             reply,
         });
-        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Wide24);
+        assert_eq!(w.vrs[0].routes.tables.v4.stride(), Stride::Wide24);
         let short = net("0.0.0.0/9");
         let flaps: Vec<RouteEdit> = (0..16)
             .flat_map(|_| {
@@ -1234,8 +1431,7 @@ mod tests {
         let batch = |first: u32, n: u32| -> Vec<RouteEdit> {
             (first..first + n)
                 .map(|i| RouteEdit::Add {
-                    prefix: Ipv4Net::new(std::net::Ipv4Addr::from((60 << 24) + (i << 16)), 24)
-                        .unwrap(),
+                    prefix: net4((60 << 24) + (i << 16), 24).unwrap(),
                     next_hop: GW,
                 })
                 .collect()
@@ -1252,7 +1448,7 @@ mod tests {
         assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), None, "nothing of it applied");
         // Growing past the compact table would need a wide pair: refused too.
         assert_eq!(edit(&mut w, batch(100, 5000)), Err(WriteError::Memory(0)));
-        assert_eq!(w.vrs[0].routes.tables.stride(), Stride::Compact16);
+        assert_eq!(w.vrs[0].routes.tables.v4.stride(), Stride::Compact16);
         // Deleting always fits, and then the room is there again.
         edit(
             &mut w,

@@ -8,7 +8,7 @@ mod cache;
 mod macindex;
 mod nexthop;
 
-pub use cache::{AgeingCache, Learned, STATIC};
+pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
 use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};
 
@@ -16,7 +16,7 @@ pub use crate::config::{Interface, PortRole};
 
 use crate::config::{Config, TableSize, Topology};
 use crate::dpdk::{Rcu, RcuCell};
-use crate::lpm::{Change, Fib, Stride, TableError, TablePair};
+use crate::lpm::{Batch, Change, DualPair, Fib, Stride, TableError, TablePair};
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -171,15 +171,13 @@ impl Vr {
     }
 }
 
-/// The writer's side of one VR's routes: its table pair and the routes vrfwd
-/// itself installs (local addresses, broadcast, multicast, connected subnets and
-/// configured static routes), which a guest's full sync never removes.
+/// The writer's side of one VR's routes: its table pairs, IPv4 and IPv6, and the
+/// routes vrfwd itself installs in them (local addresses, broadcast, multicast,
+/// connected subnets and configured static routes), which a guest's full sync
+/// never removes.
 pub struct VrRoutes {
-    pub tables: TablePair,
-    pub system: Vec<Change>,
-    /// The IPv6 table pair and vrfwd's own IPv6 routes, likewise.
-    pub tables6: TablePair<u128>,
-    pub system6: Vec<Change<u128>>,
+    pub tables: DualPair,
+    pub system: Batch,
 }
 
 /// The neighbour-cache key of `ip` on interface `iface` (never 0).
@@ -199,6 +197,12 @@ pub fn neighbor6_key(iface: usize, ip: u128) -> [u64; 3] {
 /// The interface and address a neighbour-cache key was made of.
 pub fn neighbor_of_key(key: u64) -> (usize, Ipv4Addr) {
     (((key >> 32) - 1) as usize, Ipv4Addr::from(key as u32))
+}
+
+/// The interface and address of an IPv6 neighbour-cache key.
+pub fn neighbor6_of_key(key: [u64; 3]) -> (usize, std::net::Ipv6Addr) {
+    let ip = (u128::from(key[1]) << 64) | u128::from(key[2]);
+    ((key[0] - 1) as usize, ip.into())
 }
 
 /// A VR interface MAC on a segment, for the per-frame "is this for a VR" test.
@@ -533,11 +537,12 @@ fn build_vr(
             Ok(p) => system6.push(add6(p.network(), p.prefix_len(), nh)),
         }
     }
-    let tables = initial_tables(vc.table, compact_groups, &system)?;
+    let v4 = initial_tables(vc.table, compact_groups, &system)?;
     // IPv6 tables are always wide: their first level counts as the pages written.
-    let mut tables6 = TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS);
+    let mut v6 = TablePair::new(Stride::Wide24, WIDE_MAX_GROUPS);
     // No reader exists yet: nothing to wait for when publishing.
-    tables6.apply(&system6, |_| {})?;
+    v6.apply(&system6, |_| {})?;
+    let tables = DualPair { v4, v6 };
     let neighbors = AgeingCache::new(NEIGHBOR_SLOTS, neighbor_timeout);
     let neighbors6 = AgeingCache::new(NEIGHBOR6_SLOTS, neighbor_timeout);
     for n in &vc.neighbors {
@@ -551,9 +556,9 @@ fn build_vr(
         id: vc.id,
         name: vc.name.clone(),
         interfaces: vc.interfaces.clone(),
-        fib: RcuCell::new(Arc::clone(tables.fib()), Arc::clone(rcu)),
-        fib6: RcuCell::new(Arc::clone(tables6.fib()), Arc::clone(rcu)),
-        routes: AtomicUsize::new(tables.rib().len()),
+        fib: RcuCell::new(Arc::clone(tables.v4.fib()), Arc::clone(rcu)),
+        fib6: RcuCell::new(Arc::clone(tables.v6.fib()), Arc::clone(rcu)),
+        routes: AtomicUsize::new(tables.len()),
         next_hops,
         neighbors,
         neighbors6,
@@ -569,9 +574,10 @@ fn build_vr(
         vr,
         VrRoutes {
             tables,
-            system,
-            tables6,
-            system6,
+            system: Batch {
+                v4: system,
+                v6: system6,
+            },
         },
     ))
 }

@@ -23,6 +23,22 @@ pub enum NextHop {
     Gateway6 { iface: usize, via: u128 },
 }
 
+impl NextHop {
+    /// Through gateway `via` (either family) on interface `iface`.
+    pub fn gateway(iface: usize, via: std::net::IpAddr) -> NextHop {
+        match via {
+            std::net::IpAddr::V4(via) => NextHop::Gateway {
+                iface,
+                via: via.into(),
+            },
+            std::net::IpAddr::V6(via) => NextHop::Gateway6 {
+                iface,
+                via: via.into(),
+            },
+        }
+    }
+}
+
 const KIND_SHIFT: u32 = 40;
 const KIND_LOCAL: u64 = 1;
 const KIND_ATTACHED: u64 = 2;

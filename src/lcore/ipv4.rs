@@ -279,7 +279,7 @@ mod tests {
         let vr = &dp.vrs[0];
         let gateway = (Ipv4Addr::new(10, 0, 2, 2), MacAddr([2, 0, 0, 0, 0xbb, 2]));
         let dst = u32::from(Ipv4Addr::new(10, 9, 2, 3));
-        let fib = &t.routes[0].tables;
+        let fib = &t.routes[0].tables.v4;
         let route = fib.fib().lookup(dst);
         let mut last = LastNeighbor::default();
         assert_eq!(

@@ -225,7 +225,7 @@ mod tests {
         let dp = &t.dp;
         let vr = &dp.vrs[0];
         let gateway = (v6("fe80::2"), MacAddr([2, 0, 0, 0, 0xbb, 2]));
-        let fib = t.routes[0].tables6.fib();
+        let fib = t.routes[0].tables.v6.fib();
         let lookup = |a: &str| fib.lookup(u128::from(v6(a)));
         let dst = u128::from(v6(DST));
         let route = lookup(DST);

@@ -35,12 +35,14 @@
 //! their RIBs); their lookups run at 0.24–0.32 × IPv4's (goal 0.8: not met, see
 //! docs/benchmarks.md).
 mod addr;
+mod dual;
 mod fib;
 mod pair;
 mod rib;
 mod slab;
 
 pub use addr::Address;
+pub use dual::{Batch, DualPair, Mark, Refused, Staged};
 pub use fib::{Fib, FirstEntry, Stride, BURST};
 pub use pair::{validate, Change, TablePair};
 pub use rib::Rib;

@@ -26,6 +26,23 @@ pub enum Change<A: Address = u32> {
     Delete { net: A, len: u8 },
 }
 
+impl<A: Address> Change<A> {
+    /// The prefix the change is about.
+    pub fn prefix(&self) -> (A, u8) {
+        match *self {
+            Change::Add { net, len, .. } | Change::Delete { net, len } => (net, len),
+        }
+    }
+
+    /// The next hop the change puts in (None: it deletes).
+    pub fn next_hop(&self) -> Option<u32> {
+        match *self {
+            Change::Add { next_hop, .. } => Some(next_hop),
+            Change::Delete { .. } => None,
+        }
+    }
+}
+
 /// The two copies.
 pub struct TablePair<A: Address = u32> {
     live: Table<A>,
