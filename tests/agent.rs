@@ -349,9 +349,10 @@ impl Drop for Bird {
 
 #[test]
 fn ospf_routes_learned_by_bird_reach_the_host() {
-    let mut t = Topology::up_with("vo", 1, &[("CONTROL_PORT", "17722")]);
+    let mut t = Topology::up_with("vo", 1, &[("CONTROL_PORT", "17722"), ("DUAL_STACK", "1")]);
     t.start();
-    // The neighbour router (the receiver namespace) announces 10.88.0.0/16.
+    // The neighbour router (the receiver namespace) announces 10.88.0.0/16 over
+    // OSPFv2 and 2001:db8:88::/48 over OSPFv3.
     // (a veth pair: this kernel has no dummy driver)
     t.exec(
         "r",
@@ -361,6 +362,18 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
     );
     t.exec("r", &["ip", "link", "set", "nbr1", "up"]);
     t.exec("r", &["ip", "addr", "add", "10.88.0.1/16", "dev", "nbr0"]);
+    t.exec(
+        "r",
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:88::1/48",
+            "dev",
+            "nbr0",
+        ],
+    );
     t.exec("r", &["ip", "link", "set", "nbr0", "up"]);
     let _neighbor = Bird::start(&t, "r", "neighbor.conf");
     // A second neighbour router on the guest's other segment announces 10.87.0.0/16.
@@ -402,12 +415,52 @@ fn ospf_routes_learned_by_bird_reach_the_host() {
         &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.88.0.1"],
     );
     assert!(t.vr(1).forwarded - before >= 3);
+    // OSPFv3: the route through the neighbour's link-local address, its neighbour
+    // entry (the guest kernel's, exported), and the fast path.
+    let via = "2001:db8:88::/48 via fe80::ff:fe00:bb02 dev eth1";
+    let took = eventually_within(
+        "2001:db8:88::/48 learned by OSPFv3 on the host",
+        Duration::from_secs(40),
+        || routes().contains(via),
+    );
+    eprintln!("OSPFv3 route on the host after {took:?}");
+    // The agent's session holds: nothing it exports (OSPF's multicast neighbour
+    // entries included) is refused.
+    let sessions = t.ctl(&["sessions"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(t.ctl(&["sessions"]), sessions, "the agent reconnected");
+    let before = t.vr(1).forwarded;
+    t.exec(
+        "s",
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "2001:db8:88::1",
+        ],
+    );
+    assert!(
+        t.vr(1).forwarded - before >= 3,
+        "forwarded {} (neighbours: {})",
+        t.vr(1).forwarded - before,
+        t.ctl(&["neighbors", "1"])
+    );
     // The neighbour's link to the guest goes down: the adjacency dies (dead 4 s),
     // OSPF withdraws, and so does the host.
     t.exec("r", &["ip", "link", "set", "eth0", "down"]);
     eventually_within("10.88/16 withdrawn", Duration::from_secs(20), || {
         !routes().contains("10.88.0.0/16")
     });
+    eventually_within(
+        "2001:db8:88::/48 withdrawn",
+        Duration::from_secs(20),
+        || !routes().contains("2001:db8:88::/48"),
+    );
     assert!(
         routes().contains("10.87.0.0/16"),
         "the other neighbour's prefix stays"

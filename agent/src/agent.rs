@@ -1,8 +1,9 @@
-//! The agent's loop: subscribe to the kernel's route, link and address events,
-//! dump the kernel's state, connect to vrfwd, say hello with the generation the
+//! The agent's loop: subscribe to the kernel's route, link, address and
+//! neighbour events (IPv4 and IPv6), dump the kernel's state, connect to vrfwd, say hello with the generation the
 //! host handed out last (version 3; the clock with older hosts),
 //! declare the interfaces, send the whole table between `sync-begin` and
-//! `sync-end`, then stream changes, coalesced over a short window. Any failure
+//! `sync-end`, then stream changes, coalesced over a short window. IPv6 goes
+//! only to a host that negotiated protocol version 4. Any failure
 //! (TCP error, silence from the host, an interface flapping after a migration)
 //! closes the session; the next one starts with a full sync, after a capped
 //! exponential back-off.
@@ -11,21 +12,24 @@ use crate::kernel::{Changed, KernelState};
 use anyhow::{bail, Context, Result};
 use futures::stream::TryStreamExt;
 use futures::StreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH};
+use rtnetlink::constants::{
+    RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
+    RTMGRP_NEIGH,
+};
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 use vrfwd_proto::{
     encode, stream_header, Auth, Decoder, Hello, Limits, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId, HOST_GENERATIONS,
+    StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS,
 };
 
 /// Routes per `routes` stanza.
@@ -48,7 +52,12 @@ pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
     socket
         .bind(&SocketAddr::new(
             0,
-            RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_NEIGH,
+            RTMGRP_LINK
+                | RTMGRP_IPV4_IFADDR
+                | RTMGRP_IPV4_ROUTE
+                | RTMGRP_IPV6_IFADDR
+                | RTMGRP_IPV6_ROUTE
+                | RTMGRP_NEIGH,
         ))
         .context("subscribing to route events")?;
     tokio::spawn(connection);
@@ -93,12 +102,18 @@ async fn dump(handle: &Handle, kernel: &mut KernelState) -> Result<()> {
     while let Some(a) = addresses.try_next().await? {
         kernel.apply(&RouteNetlinkMessage::NewAddress(a));
     }
-    let mut routes = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute();
-    while let Some(r) = routes.try_next().await? {
-        kernel.apply(&RouteNetlinkMessage::NewRoute(r));
+    for query in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let mut routes = handle.route().get(query).execute();
+        while let Some(r) = routes.try_next().await? {
+            kernel.apply(&RouteNetlinkMessage::NewRoute(r));
+        }
+    }
+    let mut neighbours = handle.neighbours().get().execute();
+    while let Some(n) = neighbours.try_next().await? {
+        kernel.apply(&RouteNetlinkMessage::NewNeighbour(n));
     }
     Ok(())
 }
@@ -233,15 +248,16 @@ async fn session(
             generation,
         )),
     };
+    let dual_stack = version >= DUAL_STACK;
     link.send(&Stanza::Hello(hello)).await?;
     link.send(&Stanza::Interfaces {
         seq: 0,
-        interfaces: kernel.interfaces(),
+        interfaces: kernel.interfaces(dual_stack),
     })
     .await?;
     // The full table, and only then sync-end.
     link.send(&Stanza::SyncBegin { seq: 0 }).await?;
-    for chunk in kernel.all_adds().chunks(ROUTES_PER_STANZA) {
+    for chunk in kernel.all_adds(dual_stack).chunks(ROUTES_PER_STANZA) {
         link.send(&Stanza::Routes {
             seq: 0,
             ops: chunk.to_vec(),
@@ -249,7 +265,7 @@ async fn session(
         .await?;
         link.drain(WINDOW, host_timeout).await?;
     }
-    let neighbors = kernel.all_neighbors();
+    let neighbors = kernel.all_neighbors(dual_stack);
     if !neighbors.is_empty() {
         link.send(&Stanza::Neighbors {
             seq: 0,
@@ -270,8 +286,8 @@ async fn session(
     );
 
     let coalesce = Duration::from_millis(config.coalesce_ms);
-    let mut dirty: BTreeSet<Ipv4Net> = BTreeSet::new();
-    let mut dirty_neighbors: BTreeSet<(u32, Ipv4Addr)> = BTreeSet::new();
+    let mut dirty: BTreeSet<IpNet> = BTreeSet::new();
+    let mut dirty_neighbors: BTreeSet<(u32, IpAddr)> = BTreeSet::new();
     let mut flush_at: Option<Instant> = None;
     let mut interfaces_dirty = false;
     let mut last_heard = Instant::now();
@@ -288,6 +304,8 @@ async fn session(
                 tracing::trace!(?changed, ?msg, "kernel event");
                 match changed {
                     Changed::Nothing => continue,
+                    // An IPv4-only host (version 3) is not told of IPv6.
+                    Changed::Route(IpNet::V6(_)) | Changed::Neighbor(_, IpAddr::V6(_)) if !dual_stack => continue,
                     Changed::Route(p) => { dirty.insert(p); }
                     Changed::Neighbor(i, a) => { dirty_neighbors.insert((i, a)); }
                     Changed::Interfaces => interfaces_dirty = true,
@@ -312,7 +330,7 @@ async fn session(
                 }
                 if flush_at.take().is_some() {
                     if std::mem::take(&mut interfaces_dirty) {
-                        link.send(&Stanza::Interfaces { seq: 0, interfaces: kernel.interfaces() }).await?;
+                        link.send(&Stanza::Interfaces { seq: 0, interfaces: kernel.interfaces(dual_stack) }).await?;
                     }
                     let neighbors: Vec<_> = std::mem::take(&mut dirty_neighbors)
                         .into_iter()

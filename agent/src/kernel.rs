@@ -1,8 +1,9 @@
-//! The guest kernel as the agent sees it: interfaces (name, MAC, IPv4 addresses)
-//! and the exportable IPv4 routes, kept up to date from rtnetlink messages (a dump
+//! The guest kernel as the agent sees it: interfaces (name, MAC, addresses of
+//! both families), the exportable IPv4 and IPv6 routes and the resolved
+//! neighbours (ARP and NDP), kept up to date from rtnetlink messages (a dump
 //! followed by the multicast events). Plain data and functions: the netlink
 //! socket is driven by `agent.rs`.
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
@@ -11,7 +12,7 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use vrfwd_proto::{Interface, NeighborOp, RouteOp};
 use vrfwd_wire::MacAddr;
 
@@ -31,10 +32,11 @@ struct Link {
     running: bool,
 }
 
-/// An exportable route's next hop in kernel terms.
+/// An exportable route's next hop in kernel terms (a gateway of the route's
+/// family; an IPv6 one is often link-local, scoped by `oif`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelRoute {
-    pub via: Option<Ipv4Addr>,
+    pub via: Option<IpAddr>,
     pub oif: u32,
 }
 
@@ -43,9 +45,9 @@ pub struct KernelRoute {
 pub enum Changed {
     Nothing,
     /// The route for this prefix was added, replaced or removed.
-    Route(Ipv4Net),
+    Route(IpNet),
     /// The neighbour (interface index, address) was learned, changed or lost.
-    Neighbor(u32, Ipv4Addr),
+    Neighbor(u32, IpAddr),
     /// An interface or address changed: the interface list must be re-sent.
     Interfaces,
     /// An exported interface went down or came back (after a migration, the
@@ -57,9 +59,9 @@ pub enum Changed {
 pub struct KernelState {
     filter: Filter,
     links: HashMap<u32, Link>,
-    addresses: HashMap<u32, Vec<Ipv4Net>>,
-    routes: HashMap<Ipv4Net, KernelRoute>,
-    neighbors: HashMap<(u32, Ipv4Addr), MacAddr>,
+    addresses: HashMap<u32, Vec<IpNet>>,
+    routes: HashMap<IpNet, KernelRoute>,
+    neighbors: HashMap<(u32, IpAddr), MacAddr>,
 }
 
 impl KernelState {
@@ -140,16 +142,22 @@ impl KernelState {
     }
 
     fn address(&mut self, a: &AddressMessage, deleted: bool) -> Changed {
-        if a.header.family != AddressFamily::Inet {
-            return Changed::Nothing;
-        }
-        let ip = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                Some(*ip)
-            }
-            _ => None,
-        });
-        let Some(net) = ip.and_then(|ip| Ipv4Net::new(ip, a.header.prefix_len).ok()) else {
+        // IPv4's local address is the interface's own (`address` is the peer's on
+        // a point-to-point link); IPv6 gives only `address` outside such links.
+        let ip = a
+            .attributes
+            .iter()
+            .find_map(|x| match x {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            })
+            .or_else(|| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+        let Some(net) = ip.and_then(|ip| IpNet::new(ip, a.header.prefix_len).ok()) else {
             return Changed::Nothing;
         };
         let list = self.addresses.entry(a.header.index).or_default();
@@ -183,10 +191,21 @@ impl KernelState {
     }
 
     fn neighbor(&mut self, n: &NeighbourMessage, deleted: bool) -> Changed {
-        let ip = n.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-            _ => None,
-        });
+        // Entries for multicast or broadcast addresses (OSPF's 224.0.0.5, MLD's
+        // groups) are no stations: the host refuses them as neighbours.
+        let ip = n
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                    Some(IpAddr::V4(*ip))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                    Some(IpAddr::V6(*ip))
+                }
+                _ => None,
+            })
+            .filter(is_station);
         let mac = n.attributes.iter().find_map(|a| match a {
             NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => Some(MacAddr::from_slice(b)),
             _ => None,
@@ -217,7 +236,7 @@ impl KernelState {
     }
 
     /// The operation that brings the host to the kernel's state for a neighbour.
-    pub fn neighbor_op(&self, ifindex: u32, address: Ipv4Addr) -> Option<NeighborOp> {
+    pub fn neighbor_op(&self, ifindex: u32, address: IpAddr) -> Option<NeighborOp> {
         let link = self
             .links
             .get(&ifindex)
@@ -225,20 +244,23 @@ impl KernelState {
         let interface = link.name.clone();
         Some(match self.neighbors.get(&(ifindex, address)) {
             Some(&mac) => NeighborOp::Add {
-                address: address.into(),
+                address,
                 mac,
                 interface,
             },
-            None => NeighborOp::Delete {
-                address: address.into(),
-                interface,
-            },
+            None => NeighborOp::Delete { address, interface },
         })
     }
 
-    /// Every neighbour on an exported interface, as adds (for a full sync).
-    pub fn all_neighbors(&self) -> Vec<NeighborOp> {
-        let mut keys: Vec<(u32, Ipv4Addr)> = self.neighbors.keys().copied().collect();
+    /// Every neighbour on an exported interface, as adds (for a full sync);
+    /// IPv6 ones only with `dual_stack`.
+    pub fn all_neighbors(&self, dual_stack: bool) -> Vec<NeighborOp> {
+        let mut keys: Vec<(u32, IpAddr)> = self
+            .neighbors
+            .keys()
+            .filter(|(_, a)| dual_stack || a.is_ipv4())
+            .copied()
+            .collect();
         keys.sort();
         keys.into_iter()
             .filter_map(|(i, a)| self.neighbor_op(i, a))
@@ -246,9 +268,14 @@ impl KernelState {
     }
 
     /// The prefix and next hop of a route the filter exports.
-    fn exportable(&self, r: &RouteMessage) -> Option<(Ipv4Net, KernelRoute)> {
+    fn exportable(&self, r: &RouteMessage) -> Option<(IpNet, KernelRoute)> {
         let h = &r.header;
-        if h.address_family != AddressFamily::Inet || h.kind != RouteType::Unicast {
+        let unspecified: IpAddr = match h.address_family {
+            AddressFamily::Inet => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            AddressFamily::Inet6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            _ => return None,
+        };
+        if h.kind != RouteType::Unicast {
             return None;
         }
         let table = r
@@ -264,19 +291,19 @@ impl KernelState {
         {
             return None;
         }
-        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let mut dst = unspecified;
         let (mut via, mut oif) = (None, None);
         for a in &r.attributes {
             match a {
-                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) => via = Some(*g),
+                RouteAttribute::Destination(d) => dst = route_address(d)?,
+                RouteAttribute::Gateway(g) => via = Some(route_address(g)?),
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 // ECMP: vrfwd has one next hop per prefix; the first path is exported.
                 RouteAttribute::MultiPath(paths) if oif.is_none() => {
                     if let Some(p) = paths.first() {
                         oif = Some(p.interface_index);
                         via = p.attributes.iter().find_map(|x| match x {
-                            RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
+                            RouteAttribute::Gateway(g) => route_address(g),
                             _ => None,
                         });
                     }
@@ -284,23 +311,34 @@ impl KernelState {
                 _ => {}
             }
         }
-        let prefix = Ipv4Net::new(dst, h.destination_prefix_length).ok()?;
+        // A gateway of the other family (RFC 5549) is not exported: the host's
+        // tables hold a gateway of the route's family.
+        if via.is_some_and(|v| v.is_ipv4() != dst.is_ipv4()) {
+            return None;
+        }
+        let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
         Some((prefix, KernelRoute { via, oif: oif? }))
     }
 
-    /// The exported interfaces, as the protocol declares them.
-    pub fn interfaces(&self) -> Vec<Interface> {
+    /// The exported interfaces, as the protocol declares them: each with its
+    /// first IPv4 address, and with `dual_stack` (protocol version 4) its IPv6
+    /// addresses after it, link-local included.
+    pub fn interfaces(&self, dual_stack: bool) -> Vec<Interface> {
         let mut out: Vec<Interface> = self
             .links
             .iter()
             .filter(|(_, l)| self.exported(&l.name))
             .filter_map(|(index, l)| {
                 let mac = l.mac?;
-                let address = *self.addresses.get(index)?.first()?;
+                let list = self.addresses.get(index)?;
+                let v4 = *list.iter().find(|a| matches!(a, IpNet::V4(_)))?;
+                let v6 = list
+                    .iter()
+                    .filter(|a| dual_stack && matches!(a, IpNet::V6(_)));
                 Some(Interface {
                     name: l.name.clone(),
                     mac,
-                    addresses: vec![address.into()],
+                    addresses: std::iter::once(v4).chain(v6.copied()).collect(),
                 })
             })
             .collect();
@@ -309,7 +347,7 @@ impl KernelState {
     }
 
     /// The operation that brings the host to the kernel's state for `prefix`.
-    pub fn op(&self, prefix: Ipv4Net) -> RouteOp {
+    pub fn op(&self, prefix: IpNet) -> RouteOp {
         let route = self.routes.get(&prefix).and_then(|r| {
             let link = self.links.get(&r.oif)?;
             (self.exported(&link.name) && link.mac.is_some() && self.addresses.contains_key(&r.oif))
@@ -317,19 +355,25 @@ impl KernelState {
         });
         match route {
             Some((via, interface)) => RouteOp::Add {
-                prefix: prefix.trunc().into(),
-                via: via.map(Into::into),
+                prefix: prefix.trunc(),
+                via,
                 interface,
             },
             None => RouteOp::Delete {
-                prefix: prefix.trunc().into(),
+                prefix: prefix.trunc(),
             },
         }
     }
 
-    /// Every exportable route, as adds (for a full sync).
-    pub fn all_adds(&self) -> Vec<RouteOp> {
-        let mut prefixes: Vec<Ipv4Net> = self.routes.keys().copied().collect();
+    /// Every exportable route, as adds (for a full sync); IPv6 ones only with
+    /// `dual_stack`.
+    pub fn all_adds(&self, dual_stack: bool) -> Vec<RouteOp> {
+        let mut prefixes: Vec<IpNet> = self
+            .routes
+            .keys()
+            .filter(|p| dual_stack || matches!(p, IpNet::V4(_)))
+            .copied()
+            .collect();
         prefixes.sort();
         prefixes
             .into_iter()
@@ -341,6 +385,23 @@ impl KernelState {
     /// Number of exportable routes held.
     pub fn route_count(&self) -> usize {
         self.routes.len()
+    }
+}
+
+/// Whether `ip` can be a neighbour: a unicast address.
+fn is_station(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_unspecified()),
+        IpAddr::V6(a) => !(a.is_multicast() || a.is_unspecified()),
+    }
+}
+
+/// An IPv4 or IPv6 address of a route message.
+fn route_address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(ip) => Some((*ip).into()),
+        RouteAddress::Inet6(ip) => Some((*ip).into()),
+        _ => None,
     }
 }
 
@@ -412,11 +473,14 @@ mod tests {
         );
         assert_eq!(k.apply(&addr(2, [10, 0, 2, 1], 24)), Changed::Interfaces);
         k.apply(&link(1, "lo", [0; 6], true));
-        assert_eq!(k.interfaces().len(), 1);
-        assert_eq!(k.interfaces()[0].addresses[0].to_string(), "10.0.2.1/24");
+        assert_eq!(k.interfaces(true).len(), 1);
+        assert_eq!(
+            k.interfaces(true)[0].addresses[0].to_string(),
+            "10.0.2.1/24"
+        );
 
         let bird = route([10, 9, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254);
-        let p: Ipv4Net = "10.9.0.0/16".parse().unwrap();
+        let p: IpNet = "10.9.0.0/16".parse().unwrap();
         assert_eq!(
             k.apply(&RouteNetlinkMessage::NewRoute(bird.clone())),
             Changed::Route(p)
@@ -424,8 +488,8 @@ mod tests {
         assert_eq!(
             k.op(p),
             RouteOp::Add {
-                prefix: p.into(),
-                via: Some(Ipv4Addr::new(10, 0, 2, 2).into()),
+                prefix: p,
+                via: Some("10.0.2.2".parse().unwrap()),
                 interface: "eth1".into()
             }
         );
@@ -451,7 +515,93 @@ mod tests {
             k.apply(&RouteNetlinkMessage::DelRoute(bird)),
             Changed::Route(p)
         );
-        assert_eq!(k.op(p), RouteOp::Delete { prefix: p.into() });
+        assert_eq!(k.op(p), RouteOp::Delete { prefix: p });
+    }
+
+    fn addr6(index: u32, ip: &str, len: u8) -> RouteNetlinkMessage {
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet6;
+        a.header.index = index;
+        a.header.prefix_len = len;
+        a.attributes = vec![AddressAttribute::Address(IpAddr::V6(ip.parse().unwrap()))];
+        RouteNetlinkMessage::NewAddress(a)
+    }
+
+    fn route6(dst: &str, len: u8, via: &str, oif: u32) -> RouteNetlinkMessage {
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet6;
+        r.header.kind = RouteType::Unicast;
+        r.header.destination_prefix_length = len;
+        r.header.table = 254;
+        r.header.protocol = RouteProtocol::from(12);
+        r.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet6(dst.parse().unwrap())),
+            RouteAttribute::Gateway(RouteAddress::Inet6(via.parse().unwrap())),
+            RouteAttribute::Oif(oif),
+        ];
+        RouteNetlinkMessage::NewRoute(r)
+    }
+
+    fn neighbour(index: u32, ip: IpAddr, mac: [u8; 6]) -> RouteNetlinkMessage {
+        let mut n = NeighbourMessage::default();
+        n.header.ifindex = index;
+        n.header.state = NeighbourState::Reachable;
+        let address = match ip {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        };
+        n.attributes = vec![
+            NeighbourAttribute::Destination(address),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        ];
+        RouteNetlinkMessage::NewNeighbour(n)
+    }
+
+    #[test]
+    fn ipv6_routes_neighbours_and_addresses_go_to_a_dual_stack_host_only() {
+        let mut k = KernelState::new(filter());
+        k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true));
+        k.apply(&addr(2, [10, 0, 2, 1], 24));
+        assert_eq!(k.apply(&addr6(2, "2001:db8:2::1", 64)), Changed::Interfaces);
+        k.apply(&addr6(2, "fe80::ff:fe00:201", 64));
+        let declared = |dual| {
+            k.interfaces(dual)[0]
+                .addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            declared(true),
+            ["10.0.2.1/24", "2001:db8:2::1/64", "fe80::ff:fe00:201/64"]
+        );
+        assert_eq!(declared(false), ["10.0.2.1/24"], "a version-3 host");
+
+        let p: IpNet = "2001:db8:9::/48".parse().unwrap();
+        assert_eq!(
+            k.apply(&route6("2001:db8:9::", 48, "fe80::2", 2)),
+            Changed::Route(p)
+        );
+        let add = RouteOp::Add {
+            prefix: p,
+            via: Some("fe80::2".parse().unwrap()),
+            interface: "eth1".into(),
+        };
+        assert_eq!(k.all_adds(true), vec![add]);
+        assert!(k.all_adds(false).is_empty());
+
+        let ll: IpAddr = "fe80::2".parse().unwrap();
+        let mac = [2, 0, 0, 0, 0xbb, 2];
+        assert_eq!(k.apply(&neighbour(2, ll, mac)), Changed::Neighbor(2, ll));
+        for group in ["ff02::1:ff00:2", "224.0.0.5", "255.255.255.255"] {
+            assert_eq!(
+                k.apply(&neighbour(2, group.parse().unwrap(), mac)),
+                Changed::Nothing,
+                "{group}: a multicast or broadcast entry is no neighbour"
+            );
+        }
+        assert_eq!(k.all_neighbors(true).len(), 1);
+        assert!(k.all_neighbors(false).is_empty());
     }
 
     #[test]

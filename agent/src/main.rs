@@ -1,4 +1,4 @@
-//! `vrfwd-agent`: runs inside a virtual router and mirrors the IPv4 routes its
+//! `vrfwd-agent`: runs inside a virtual router and mirrors the IPv4 and IPv6 routes its
 //! routing daemons install in the kernel into the VR's table in vrfwd on the host
 //! (docs/agent.md). No DPDK; talks rtnetlink to the kernel and the route protocol
 //! (vrfwd-proto) to the host.
