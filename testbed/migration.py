@@ -2,6 +2,7 @@
 """The migration testbed (docs/migration.md): the seed paper's experiment on one machine.
 
     sender 10.1.0.2 ─┐                        ┌─ B (neighbour router, BIRD, OSPF) ─ receiver 10.20.0.2
+    2001:db8:1::2    │                        │   (OSPFv2 and OSPFv3)               2001:db8:20::2
                      └─ LAN1 ── switch ── LAN2 ┘
                           │  (Linux bridges)  │
                  host A ──┤                   ├── host C
@@ -15,9 +16,9 @@ runs vrfwd on its uplinks and the guest's vifs; in `stock` mode the guest's vifs
 are bridged to the uplinks and the guest forwards in its own kernel.
 
 A run boots the guest on A, waits until the route BIRD learned by OSPF forwards,
-then migrates it A→C→A→… while a sequence-numbered stream (vrfwd-stream) and
-iperf3 send UDP from the sender to the receiver through the VR. It writes one JSON
-document with every migration's figures.
+then migrates it A→C→A→… while two sequence-numbered streams (vrfwd-stream), one
+over IPv4 and one over IPv6, and iperf3 send UDP from the sender to the receiver
+through the VR. It writes one JSON document with every migration's figures.
 
 usage: migration.py --mode vrfwd|stock --guest qemu|netns [--migrations N]
                     [--pps N] [--abort] [--route-change] --out FILE
@@ -38,6 +39,11 @@ CORES = {'a': 0, 'c': 1}
 CONTROL_PORT = 7010
 MACS = ['52:54:00:12:00:01', '52:54:00:12:00:02', '52:54:00:12:00:03']
 GUEST_ADDR = ['10.1.0.1/24', '10.2.0.1/24', '10.255.0.2/24']
+GUEST_ADDR6 = ['2001:db8:1::1/64', '2001:db8:2::1/64']
+RECEIVER6 = '2001:db8:20::2'
+# The namespaces that speak IPv6 (the others keep it off: no router
+# solicitations or MLD reports from the hosts' own links on the LANs).
+DUAL_STACK = ('snd', 'rcv', 'b', 'g')
 CONTROL_MAC = '02:00:00:ff:00:01'  # the host end of the control NIC, the same on every host
 DATA_IFACES = 2
 REACTION_S = 0.2
@@ -176,23 +182,32 @@ class Testbed:
         p, ns = self.p, self.ns
         # The receiver's socket buffer must hold a long descheduling at full rate.
         run('sysctl', '-qw', 'net.core.rmem_max=67108864')
-        for n in ns.values():
+        for name, n in ns.items():
             run('ip', 'netns', 'add', n)
             run('ip', '-n', n, 'link', 'set', 'lo', 'up')
-            run('sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1', ns=n)
+            off = '0' if name in DUAL_STACK else '1'
+            # No duplicate address detection: addresses are usable at once.
+            run('sysctl', '-qw', f'net.ipv6.conf.all.disable_ipv6={off}', f'net.ipv6.conf.default.disable_ipv6={off}',
+                'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0', ns=n)
         bridge(ns['sw'], 'lan1')
         bridge(ns['sw'], 'lan2')
         veth(ns['snd'], 'eth0', ns['sw'], 'snd')
         run('ip', '-n', ns['sw'], 'link', 'set', 'snd', 'master', 'lan1')
         run('ip', '-n', ns['snd'], 'addr', 'add', '10.1.0.2/24', 'dev', 'eth0')
         run('ip', '-n', ns['snd'], 'route', 'add', 'default', 'via', '10.1.0.1')
+        run('ip', '-n', ns['snd'], 'addr', 'add', '2001:db8:1::2/64', 'dev', 'eth0')
+        run('ip', '-n', ns['snd'], '-6', 'route', 'add', 'default', 'via', '2001:db8:1::1')
         # B: the neighbour router on LAN2, the receiver behind it.
         veth(ns['b'], 'eth0', ns['sw'], 'nbr', addr='10.2.0.3/24')
         run('ip', '-n', ns['sw'], 'link', 'set', 'nbr', 'master', 'lan2')
         veth(ns['b'], 'nbr0', ns['rcv'], 'eth0', addr='10.20.0.1/24')
         run('ip', '-n', ns['rcv'], 'addr', 'add', '10.20.0.2/24', 'dev', 'eth0')
         run('ip', '-n', ns['rcv'], 'route', 'add', 'default', 'via', '10.20.0.1')
-        run('sysctl', '-qw', 'net.ipv4.ip_forward=1', ns=ns['b'])
+        run('ip', '-n', ns['b'], 'addr', 'add', '2001:db8:2::3/64', 'dev', 'eth0')
+        run('ip', '-n', ns['b'], 'addr', 'add', '2001:db8:20::1/64', 'dev', 'nbr0')
+        run('ip', '-n', ns['rcv'], 'addr', 'add', f'{RECEIVER6}/64', 'dev', 'eth0')
+        run('ip', '-n', ns['rcv'], '-6', 'route', 'add', 'default', 'via', '2001:db8:20::1')
+        run('sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', ns=ns['b'])
         self.procs['iperf3'] = spawn('iperf3', '-s', ns=ns['rcv'])
         # The hosts.
         for h in ('a', 'c'):
@@ -275,7 +290,7 @@ class Testbed:
         args += ['--segment', 'lan1=u1', '--segment', 'lan2=u2',
                  '--vr', f'1,name=router,credential=vr1-secret-for-testbeds,standby={str(standby).lower()}']
         for i in range(DATA_IFACES):
-            args += ['--interface', f'1,eth{i},{MACS[i]},{GUEST_ADDR[i]},lan{i + 1},t{i}']
+            args += ['--interface', f'1,eth{i},{MACS[i]},{GUEST_ADDR[i]},lan{i + 1},t{i},address6={GUEST_ADDR6[i]}']
         run(*args, '-o', cfg)
         out = open(os.path.join(self.work, f'vrfwd-{h}.log'), 'w')
         self.procs[f'vrfwd-{h}'] = spawn(self.a.vrfwd, 'run', '-c', cfg, ns=self.ns[h], out=out)
@@ -371,7 +386,10 @@ class Testbed:
                 veth(hv, f'{h}{i}', self.ns[h], f'{p}g{i}')
                 run('ip', '-n', self.ns[h], 'link', 'set', f'{p}g{i}', 'master', f'{p}{h}b{i}')
             run('ip', '-n', hv, 'link', 'set', f'a{i}', 'master', f'gb{i}')
-        run('sysctl', '-qw', 'net.ipv4.ip_forward=1', ns=g)
+        for i in range(DATA_IFACES):
+            run('ip', '-n', g, 'addr', 'add', GUEST_ADDR6[i], 'dev', f'eth{i}')
+        run('sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1',
+            'net.ipv6.conf.eth2.disable_ipv6=1', ns=g)
         self.start_bird(g, os.path.join(HERE, 'guest', 'bird.conf'), 'g')
         cred = os.path.join(self.work, 'credential')
         with open(cred, 'w') as f:
@@ -396,12 +414,15 @@ class Testbed:
         log(f'{count} guest routes in {h}\'s table after {time.time() - t:.1f} s')
 
     def wait_forwarding(self, h):
-        """The route BIRD learned from B (10.20.0.0/24) carries traffic; with vrfwd,
-        it is in h's table."""
+        """The routes BIRD learned from B (10.20.0.0/24 by OSPFv2, 2001:db8:20::/64 by
+        OSPFv3) carry traffic; with vrfwd, they are in h's table."""
         wait_for('OSPF route to the receiver through the VR',
                  lambda: run('ping', '-c1', '-W1', '10.20.0.2', ns=self.ns['snd'], check=False) == 0, 120, 0.5)
+        wait_for('OSPFv3 route to the receiver through the VR',
+                 lambda: run('ping', '-6', '-c1', '-W1', RECEIVER6, ns=self.ns['snd'], check=False) == 0, 120, 0.5)
         if self.a.mode == 'vrfwd':
-            wait_for(f'10.20.0.0/24 in {h}\'s table', lambda: self.has_route(h, '10.20.0.0/24'), 60)
+            for prefix in ('10.20.0.0/24', '2001:db8:20::/64'):
+                wait_for(f'{prefix} in {h}\'s table', lambda: self.has_route(h, prefix), 60)
 
     # ---- one measured migration ----------------------------------------------
     def migrate(self, index, abort=False):
@@ -411,9 +432,10 @@ class Testbed:
         duration = self.a.seconds
         rec = {'index': index, 'from': src, 'to': dst, 'mode': self.a.mode, 'guest': self.a.guest,
                'pps': self.a.pps, 'aborted': abort}
-        pcap = os.path.join(self.work, f'stream-{index}.pcap')
-        capture = spawn('tcpdump', '-i', 'eth0', '-n', '-s', '96', '-B', '65536', '--time-stamp-precision=nano',
-                        '-w', pcap, 'udp', 'dst', 'port', '5001', ns=self.ns['rcv'])
+        streams = [Stream(self, f'{index}-v4', ('10.20.0.2', 5001), '0.0.0.0', self.a.pps),
+                   Stream(self, f'{index}-v6', (RECEIVER6, 5002), '::', self.a.pps6)]
+        for st in streams:
+            st.receive(duration)
         # What each host sends into the switch from the VR's MACs (vrfwd mode).
         macs = ' or '.join(f'ether src {m}' for m in MACS[:DATA_IFACES])
         uplinks = {}
@@ -424,14 +446,12 @@ class Testbed:
                 uplinks[h] = (path, [spawn('tcpdump', '-i', f'{h}{i}', '-Q', 'in', '-n', '-s', '64',
                                            '--time-stamp-precision=nano', '-w', f'{path}.{i}', macs,
                                            ns=self.ns['sw']) for i in (1, 2)])
-        receiver = spawn(self.a.stream, 'receive', '--port', '5001', '--seconds', duration + 2,
-                         ns=self.ns['rcv'], out=subprocess.PIPE)
         iperf = spawn('iperf3', '-c', '10.20.0.2', '-u', '-l', '100', '-b', f'{self.a.iperf_pps * 800}',
                       '-t', f'{duration:.0f}', '--json', ns=self.ns['snd'], out=subprocess.PIPE) \
             if self.a.iperf_pps else None
         time.sleep(0.3)
-        sender = spawn(self.a.stream, 'send', '--to', '10.20.0.2:5001', '--pps', self.a.pps,
-                       '--seconds', duration, ns=self.ns['snd'], out=subprocess.PIPE)
+        for st in streams:
+            st.send(duration)
         t0 = time.time()
         time.sleep(self.a.migrate_at)
         if self.a.guest == 'qemu':
@@ -457,17 +477,9 @@ class Testbed:
             # destination's word over the clone session usually came first).
             rec['source_before_drain'] = self.vr_state(src)
             rec['drain'] = self.ctl(src, 'drain', '1').strip()
-        out, _ = sender.communicate(timeout=duration + 30)
-        rec['sent'] = int(out.split('sent=')[1].split()[0])
-        rec['sender'] = out.strip()
-        out, _ = receiver.communicate(timeout=duration + 30)
-        r = json.loads(out)
-        rec['timeline_per_ms'] = r.pop('per_ms')
-        rec.update(r)
-        rec['lost'] = rec['sent'] - rec['unique']
-        stop(capture, signal.SIGINT)
-        rec['wire'] = wire_gaps(pcap)
-        os.unlink(pcap)
+        # The IPv4 stream's figures at the top level, the IPv6 stream's under 'ipv6'.
+        rec.update(streams[0].result(duration))
+        rec['ipv6'] = streams[1].result(duration)
         if uplinks:
             merged = {}
             for h, (path, procs) in uplinks.items():
@@ -501,9 +513,11 @@ class Testbed:
             rec['stats'] = {h: self.ctl(h, 'stats') for h in ('a', 'c')}
         if not abort:
             self.guest_at = dst
+        v6 = rec['ipv6']
         log(f'migration {index} {src}→{dst}{" (aborted)" if abort else ""}: sent {rec["sent"]} '
             f'lost {rec["lost"]} dup {rec["duplicates"]} reordered {rec["reordered"]} '
-            f'gap {rec["longest_gap_ms"]:.1f} ms')
+            f'gap {rec["longest_gap_ms"]:.1f} ms; IPv6 sent {v6["sent"]} lost {v6["lost"]} '
+            f'dup {v6["duplicates"]} gap {v6["longest_gap_ms"]:.1f} ms')
         return rec
 
     def migrate_qemu(self, src, dst, qd, abort, rec):
@@ -575,6 +589,44 @@ class Testbed:
             return {'host': h, 'prefix': '10.21.0.0/24', 'reached_table': False}
 
 
+class Stream:
+    """One sequence-numbered stream (vrfwd-stream) from the sender to the receiver
+    through the VR: its receiver, its sender, and a capture on the receiver's NIC
+    (kernel timestamps: no process's scheduling counts)."""
+
+    def __init__(self, tb, name, to, bind, pps):
+        self.tb, self.to, self.bind, self.pps = tb, to, bind, pps
+        self.pcap = os.path.join(tb.work, f'stream-{name}.pcap')
+
+    def receive(self, duration):
+        tb, port = self.tb, self.to[1]
+        self.capture = spawn('tcpdump', '-i', 'eth0', '-n', '-s', '128', '-B', '65536',
+                             '--time-stamp-precision=nano', '-w', self.pcap, 'udp', 'dst', 'port', port,
+                             ns=tb.ns['rcv'])
+        self.receiver = spawn(tb.a.stream, 'receive', '--port', port, '--bind', self.bind,
+                              '--seconds', duration + 2, ns=tb.ns['rcv'], out=subprocess.PIPE)
+
+    def send(self, duration):
+        host, port = self.to
+        to = f'[{host}]:{port}' if ':' in host else f'{host}:{port}'
+        self.sender = spawn(self.tb.a.stream, 'send', '--to', to, '--pps', self.pps,
+                            '--seconds', duration, ns=self.tb.ns['snd'], out=subprocess.PIPE)
+
+    def result(self, duration):
+        """The sender's and the receiver's figures and the wire's."""
+        out, _ = self.sender.communicate(timeout=duration + 30)
+        rec = {'sent': int(out.split('sent=')[1].split()[0]), 'sender': out.strip()}
+        out, _ = self.receiver.communicate(timeout=duration + 30)
+        r = json.loads(out)
+        rec['timeline_per_ms'] = r.pop('per_ms')
+        rec.update(r)
+        rec['lost'] = rec['sent'] - rec['unique']
+        stop(self.capture, signal.SIGINT)
+        rec['wire'] = wire_gaps(self.pcap)
+        os.unlink(self.pcap)
+        return rec
+
+
 def pcap_records(path):
     """(kernel timestamp in Unix seconds, frame bytes) of each frame of a capture."""
     import struct
@@ -599,10 +651,10 @@ def wire_gaps(pcap):
     import struct
     prev, gaps, n, first, per_ms = None, [], 0, None, []
     for arrived, pkt in pcap_records(pcap):
-        if len(pkt) < 14 + 20 + 8 + 16:
+        ip_len = 40 if pkt[12:14] == b'\x86\xdd' else (pkt[14] & 0x0f) * 4 if len(pkt) > 14 else 0
+        payload = pkt[14 + ip_len + 8:]
+        if len(payload) < 16:
             continue
-        ihl = (pkt[14] & 0x0f) * 4
-        payload = pkt[14 + ihl + 8:]
         sent = struct.unpack('!Q', payload[8:16])[0] / 1e9
         n += 1
         first = first or arrived
@@ -700,6 +752,7 @@ def main():
     ap.add_argument('--abort', action='store_true', help='then one migration cancelled mid-way')
     ap.add_argument('--route-change', action='store_true', help='a new OSPF prefix after the first migration')
     ap.add_argument('--pps', type=int, default=10000)
+    ap.add_argument('--pps6', type=int, default=5000, help='the IPv6 stream beside the IPv4 one')
     ap.add_argument('--routes', type=int, default=0, help='namespace guest: this many more routes (a full table)')
     ap.add_argument('--iperf-pps', type=int, default=1000, help='iperf3 UDP alongside (0: none)')
     ap.add_argument('--seconds', type=float, default=None, help='stream length per migration')

@@ -1,8 +1,9 @@
 //! Zero-loss migration, end to end (docs/migration.md): the testbed (testbed/migration.py)
 //! builds hosts A and C, a switch, a sender, a receiver behind an OSPF neighbour,
-//! and a virtual-router guest running BIRD and vrfwd-agent; it migrates the guest
-//! A→C→A→C while a 10 kpps sequence-numbered stream and iperf3 cross it. With
-//! vrfwd on the hosts nothing may be lost or duplicated; the stock set-up (the
+//! and a dual-stack virtual-router guest running BIRD (OSPFv2 and OSPFv3) and
+//! vrfwd-agent; it migrates the guest A→C→A→C while a 10 kpps IPv4 and a 5 kpps
+//! IPv6 sequence-numbered stream and iperf3 cross it. With vrfwd on the hosts
+//! nothing of either family may be lost or duplicated; the stock set-up (the
 //! guest forwarding in its own kernel, its vifs bridged) must lose packets in the
 //! same conditions, or the experiment proves nothing. The testbed removes its
 //! namespaces, processes and QEMU guests itself, also when a run fails.
@@ -62,18 +63,19 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-/// What tells where a migration's packets were lost: the sender's report, the
-/// receiver's wire (when its last packet came, relative to the migration), the
-/// cut-over as the switch saw it and each host's VR counters.
-fn loss_facts(m: &Value) -> String {
-    let wire = &m["wire"];
+/// What tells where a migration's packets of `stream` (the migration's IPv4
+/// figures, or its "ipv6" ones) were lost: the sender's report, the receiver's
+/// wire (when its last packet came, relative to the migration), the cut-over as
+/// the switch saw it and each host's VR counters.
+fn loss_facts(m: &Value, stream: &Value) -> String {
+    let wire = &stream["wire"];
     let started = m["migration_started_unix"].as_f64().unwrap_or(0.0);
     let last = wire["first_unix_s"].as_f64().unwrap_or(0.0)
         + wire["per_ms"].as_array().map_or(0, |p| p.len()) as f64 / 1000.0;
     format!(
         "sender {}; on the receiver's wire {} packets in {} gaps, the last {:.2} s after \
          the migration started (it took {} s); cut-over {}; stats {}",
-        m["sender"],
+        stream["sender"],
         wire["packets"],
         wire["gaps"].as_array().map_or(0, |g| g.len()),
         last - started,
@@ -98,9 +100,20 @@ fn check_vrfwd(report: &Value, expected: usize) {
     for m in runs {
         let (from, to) = (m["from"].as_str().unwrap(), m["to"].as_str().unwrap());
         let what = format!("migration {} {from}→{to}", m["index"]);
-        assert!(n(&m["sent"]) > 0, "{what}: nothing sent");
-        assert_eq!(n(&m["lost"]), 0, "{what}: packets lost; {}", loss_facts(m));
-        assert_eq!(n(&m["duplicates"]), 0, "{what}: packets duplicated");
+        for (family, stream) in [("IPv4", m), ("IPv6", &m["ipv6"])] {
+            assert!(n(&stream["sent"]) > 0, "{what}: no {family} sent");
+            assert_eq!(
+                n(&stream["lost"]),
+                0,
+                "{what}: {family} packets lost; {}",
+                loss_facts(m, stream)
+            );
+            assert_eq!(
+                n(&stream["duplicates"]),
+                0,
+                "{what}: {family} packets duplicated"
+            );
+        }
         assert_eq!(n(&m["iperf3"]["lost"]), 0, "{what}: iperf3 lost packets");
         assert_eq!(
             m["standby_on_destination"][0], "standby",

@@ -3,7 +3,8 @@
 //! packets, the longest gap, and packets per millisecond around a migration).
 //!
 //! `send --to ADDR:PORT --pps N --seconds S` sends N packets a second, each with its
-//! sequence number, and prints `sent=<count>`. `receive --port P --seconds S` counts
+//! sequence number, and prints `sent=<count>`; ADDR may be IPv4 or IPv6.
+//! `receive --port P [--bind IP] --seconds S` counts
 //! until S seconds after its first packet (or `--silence-s` of silence after the
 //! stream started, 2 s unless set) and prints one JSON object. Both stop early on
 //! SIGINT or SIGTERM and still print what they counted (a run that ends when a
@@ -45,6 +46,9 @@ enum Mode {
     Receive {
         #[arg(long)]
         port: u16,
+        /// The address to receive on (`::` for an IPv6 stream).
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
         #[arg(long)]
         seconds: f64,
         /// Stop after this long without a packet once the stream started (a
@@ -64,9 +68,14 @@ fn main() -> Result<()> {
         Mode::Send { to, pps, seconds } => send(to, pps, seconds),
         Mode::Receive {
             port,
+            bind,
             seconds,
             silence_s,
-        } => receive(port, seconds, Duration::from_secs_f64(silence_s)),
+        } => receive(
+            (bind, port).into(),
+            seconds,
+            Duration::from_secs_f64(silence_s),
+        ),
     }
 }
 
@@ -83,7 +92,11 @@ fn send(to: SocketAddr, pps: u64, seconds: f64) -> Result<()> {
     if pps == 0 {
         bail!("--pps must be positive");
     }
-    let socket = UdpSocket::bind("0.0.0.0:0").context("bind")?;
+    let any: std::net::IpAddr = match to {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let socket = UdpSocket::bind((any, 0)).context("bind")?;
     socket
         .connect(to)
         .with_context(|| format!("connect {to}"))?;
@@ -153,8 +166,8 @@ struct Report {
     per_ms: Vec<u32>,
 }
 
-fn receive(port: u16, seconds: f64, silence: Duration) -> Result<()> {
-    let socket = UdpSocket::bind(("0.0.0.0", port)).with_context(|| format!("bind {port}"))?;
+fn receive(at: SocketAddr, seconds: f64, silence: Duration) -> Result<()> {
+    let socket = UdpSocket::bind(at).with_context(|| format!("bind {at}"))?;
     // Room for a long descheduling of this process at full rate: what the network
     // delivered must not be lost in our own socket (capped by net.core.rmem_max).
     socket2::SockRef::from(&socket)
