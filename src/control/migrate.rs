@@ -325,8 +325,13 @@ impl Sessions {
                         // operator's edit): never the destination's.
                         tracing::debug!(vr = vr.id, edits = edits.len(), "not cloned: the guest runs there");
                     } else {
-                        let ops = edits.iter().map(|e| route_op(vr, e)).collect();
-                        push(&mut out, Stanza::Routes { seq: next(), ops })?;
+                        // A sync the guest's agent ran here is one batch of up to
+                        // its whole table: cut as the clone's own sync is, under
+                        // the destination's stanza limit.
+                        for chunk in edits.chunks(ROUTES_PER_STANZA) {
+                            let ops = chunk.iter().map(|e| route_op(vr, e)).collect();
+                            push(&mut out, Stanza::Routes { seq: next(), ops })?;
+                        }
                     }
                 }
                 _ = tick.tick() => {

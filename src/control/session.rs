@@ -497,14 +497,18 @@ impl Session {
                         if !was_bound && self.bound.is_some() {
                             decoder.set_limits(Limits { max_stanza_bytes: limits.max_stanza_bytes });
                         }
-                        if let Some(reply) = reply {
-                            send(&mut wr, encode(&reply).as_bytes(), write_timeout).await?;
+                        if let Some(reply) = &reply {
+                            send(&mut wr, encode(reply).as_bytes(), write_timeout).await?;
                             last_sent = Instant::now();
                         }
                         if let Some(generation) = self.handed_out.take() {
                             send(&mut wr, encode(&Stanza::Generation { generation }).as_bytes(), write_timeout).await?;
                         }
                         if fatal {
+                            if let (Some(b), Some(Stanza::Error { code, message, .. })) = (&self.bound, &reply) {
+                                // An authenticated peer's session: the operator wants to know.
+                                tracing::warn!(vr = self.sessions.dp.vrs[b.vr].id, peer = %self.peer, code = code.as_str(), "session ended: {message}");
+                            }
                             return Ok(());
                         }
                     }
