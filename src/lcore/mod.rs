@@ -318,7 +318,9 @@ impl<'a> Worker<'a> {
     }
 
     /// The IPv6 candidates of the burst: looked up and forwarded, or punted.
-    /// Kept out of the IPv4 loop's code.
+    /// Each run of candidates for one VR is looked up level by level together
+    /// (`Fib::lookup_burst`), so the loads of its deeper levels overlap. Kept out
+    /// of the IPv4 loop's code.
     #[inline(never)]
     fn forward_pending6(
         &mut self,
@@ -327,14 +329,33 @@ impl<'a> Worker<'a> {
         now: u32,
         section: &ReadSection,
     ) {
+        const _: () = assert!(BURST_SIZE <= crate::lpm::BURST);
+        let candidates = &self.pending6[..pending];
+        let mut dsts = [0u128; BURST_SIZE];
+        for (d, p) in dsts.iter_mut().zip(candidates) {
+            *d = u128::from(p.dst);
+        }
+        let mut next_hops = [None; BURST_SIZE];
+        let mut start = 0;
+        while start < pending {
+            let vr = candidates[start].vr;
+            let run = candidates[start..]
+                .iter()
+                .take_while(|p| p.vr == vr)
+                .count();
+            let fib = self.dp.vrs[vr as usize].fib6.read(section);
+            fib.lookup_burst(
+                &dsts[start..start + run],
+                &mut next_hops[start..start + run],
+            );
+            start += run;
+        }
         for k in 0..pending {
             let p = self.pending6[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
             let v = p.vr as usize;
-            let dst = u128::from(p.dst);
-            let next_hop = self.dp.vrs[v].fib6.read(section).lookup(dst);
             let draining = p.draining.then_some(&self.uplink_macs[..]);
-            let out = ipv6::forward(self.dp, v, next_hop, dst, now, draining);
+            let out = ipv6::forward(self.dp, v, next_hops[k], dsts[k], now, draining);
             self.send_forwarded(v, p.iface, out, ipv6::rewrite, m, section);
         }
     }
