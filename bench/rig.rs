@@ -1,23 +1,22 @@
 //! A vrfwd instance fed by pcap replay, shared by the benchmarks: frames to random
-//! addresses in the VRs' prefixes, a config with pcap ports and ring vifs, and a
-//! rate measurement from vrfwd's own counters.
+//! addresses in the VRs' prefixes (IPv4 or IPv6: [`Prefix`]), a config with pcap
+//! ports and ring vifs, and a rate measurement from vrfwd's own counters.
 use anyhow::{bail, Context, Result};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vrfwd::config::{Builder, IdleConfig, TableSize, VrBuilder};
 use vrfwd_wire::ethernet::{self, ethertype};
-use vrfwd_wire::{ipv4, MacAddr};
+use vrfwd_wire::{ipv4, ipv6, MacAddr};
 
 use super::gen::Noise;
 
 /// DPDK's RTE_MAX_ETHPORTS is 32 in Debian's build: with several VRs each VR gets
-/// one interface (vif) and forwards back out of lan0; with 1 VR, lan0 → lan1.
-const GATEWAY_ONE_ARM: &str = "10.0.0.2";
-const GATEWAY: &str = "10.1.0.2";
+/// one interface (vif) and forwards back out of lan0 to the gateway there; with 1
+/// VR, lan0 → lan1 (interface 1's gateway).
 const GATEWAY_MAC: &str = "02:00:00:00:ee:02";
 /// Distinct frames in the replayed pcap.
 const FRAMES: usize = 4096;
@@ -29,26 +28,93 @@ pub fn vr_mac(vr: usize, iface: usize) -> MacAddr {
 /// Ports DPDK's port table holds in Debian's build.
 const MAX_ETHPORTS: usize = 32;
 
-/// A pcap file of 60-byte UDP frames (64 on the wire) to random addresses inside
-/// the VRs' prefixes, round-robin over the VRs.
-pub fn write_pcap(path: &Path, vrs: &[Vec<(u32, u8)>], noise: &mut Noise) -> Result<()> {
+/// A route's prefix of one family, as the benchmarks route and address traffic to it.
+pub trait Prefix: Copy {
+    /// A UDP frame to VR MAC `to`, for a random address inside the prefix: the
+    /// family's smallest test frame (IPv4 64 bytes on the wire, IPv6 78).
+    fn frame(self, to: MacAddr, noise: &mut Noise) -> Vec<u8>;
+    /// The gateway on interface `i` of a VR.
+    fn gateway(i: usize) -> IpAddr;
+    /// `vr`'s address of this family on interface `i`, if the family needs one
+    /// beside the interface's IPv4 address.
+    fn address(vr: VrBuilder, i: usize) -> VrBuilder;
+    /// `vr` with a route to the prefix through `gateway`.
+    fn route(self, vr: VrBuilder, gateway: IpAddr) -> VrBuilder;
+}
+
+/// UDP header and payload after the IP header: ports 4000 → 5000.
+fn udp(len: u16) -> [u8; 8] {
+    let [hi, lo] = len.to_be_bytes();
+    [0x0f, 0xa0, 0x13, 0x88, hi, lo, 0, 0]
+}
+
+impl Prefix for (u32, u8) {
+    fn frame(self, to: MacAddr, noise: &mut Noise) -> Vec<u8> {
+        let dst = noise.address_in(self);
+        let mut frame =
+            ethernet::header(to, MacAddr([2, 0, 0, 0, 0xaa, 2]), ethertype::IPV4).to_vec();
+        frame.extend_from_slice(&ipv4::header(ip(0x0a00_0002), ip(dst), 64, 17, 26));
+        frame.extend_from_slice(&udp(26));
+        frame.resize(60, 0);
+        frame
+    }
+
+    fn gateway(i: usize) -> IpAddr {
+        Ipv4Addr::new(10, i as u8, 0, 2).into()
+    }
+
+    fn address(vr: VrBuilder, _: usize) -> VrBuilder {
+        vr
+    }
+
+    fn route(self, vr: VrBuilder, gateway: IpAddr) -> VrBuilder {
+        vr.route(
+            Ipv4Net::new(ip(self.0), self.1).expect("a prefix length"),
+            gateway,
+        )
+    }
+}
+
+impl Prefix for (u128, u8) {
+    fn frame(self, to: MacAddr, noise: &mut Noise) -> Vec<u8> {
+        let dst = super::gen::address6_in(noise, self);
+        let src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+        let mut frame =
+            ethernet::header(to, MacAddr([2, 0, 0, 0, 0xaa, 2]), ethertype::IPV6).to_vec();
+        frame.extend_from_slice(&ipv6::header(src, dst.into(), 64, 17, 20));
+        frame.extend_from_slice(&udp(20));
+        frame.resize(74, 0);
+        frame
+    }
+
+    fn gateway(i: usize) -> IpAddr {
+        Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 2).into()
+    }
+
+    fn address(vr: VrBuilder, i: usize) -> VrBuilder {
+        let own = Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1);
+        vr.address6(Ipv6Net::new(own, 64).expect("a /64"))
+    }
+
+    fn route(self, vr: VrBuilder, gateway: IpAddr) -> VrBuilder {
+        vr.route(
+            Ipv6Net::new(self.0.into(), self.1).expect("a prefix length"),
+            gateway,
+        )
+    }
+}
+
+/// A pcap file of UDP frames to random addresses inside the VRs' prefixes,
+/// round-robin over the VRs.
+pub fn write_pcap<P: Prefix>(path: &Path, vrs: &[Vec<P>], noise: &mut Noise) -> Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     f.write_all(&[
         0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
     ])?;
     for i in 0..FRAMES {
         let v = i % vrs.len();
-        let (net, len) = vrs[v][noise.next() as usize % vrs[v].len()];
-        let dst = noise.address_in((net, len));
-        let mut frame = ethernet::header(
-            vr_mac(v, 0),
-            MacAddr([2, 0, 0, 0, 0xaa, 2]),
-            ethertype::IPV4,
-        )
-        .to_vec();
-        frame.extend_from_slice(&ipv4::header(ip(0x0a00_0002), ip(dst), 64, 17, 26));
-        frame.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0, 26, 0, 0]);
-        frame.resize(60, 0);
+        let prefix = vrs[v][noise.next() as usize % vrs[v].len()];
+        let frame = prefix.frame(vr_mac(v, 0), noise);
         f.write_all(&0u32.to_le_bytes())?;
         f.write_all(&0u32.to_le_bytes())?;
         f.write_all(&(frame.len() as u32).to_le_bytes())?;
@@ -78,10 +144,10 @@ pub const CREDENTIAL: &str = "bench-credential-0123456789";
 
 /// A config with pcap ports for `vrs` (their routes as static routes) and, with
 /// `control`, the route protocol on port `control` of every local address.
-pub fn vrfwd_config(
+pub fn vrfwd_config<P: Prefix>(
     dir: &Path,
     core: u16,
-    vrs: &[Vec<(u32, u8)>],
+    vrs: &[Vec<P>],
     table: TableSize,
     control: Option<u16>,
 ) -> Builder {
@@ -109,12 +175,8 @@ pub fn vrfwd_config(
             c.max_stanzas_per_s = 1_000_000;
         });
     }
-    let (ifaces, gateway) = if vrs.len() > 1 {
-        (1, GATEWAY_ONE_ARM)
-    } else {
-        (2, GATEWAY)
-    };
-    let gateway: Ipv4Addr = gateway.parse().expect("an address");
+    let ifaces = if vrs.len() > 1 { 1 } else { 2 };
+    let gateway = P::gateway(ifaces - 1);
     // Ring vifs while they fit in DPDK's port table beside the two pcap ports;
     // past that the vifs stay detached (the fast path does not use them here).
     let ring_vifs = 2 + vrs.len() * ifaces <= MAX_ETHPORTS;
@@ -128,19 +190,19 @@ pub fn vrfwd_config(
             let ring = format!("net_ring{}", v * ifaces + i);
             b = b.port(&vif, ring_vifs.then_some(ring.as_str()));
             let address = Ipv4Net::new(Ipv4Addr::new(10, i as u8, 0, 1), 24).expect("a /24");
-            vr = vr.interface(
-                &format!("eth{i}"),
-                vr_mac(v, i),
-                address,
-                &format!("lan{i}"),
-                &vif,
+            vr = P::address(
+                vr.interface(
+                    &format!("eth{i}"),
+                    vr_mac(v, i),
+                    address,
+                    &format!("lan{i}"),
+                    &vif,
+                ),
+                i,
             );
         }
-        for &(net, len) in routes {
-            vr = vr.route(
-                Ipv4Net::new(ip(net), len).expect("a prefix length"),
-                gateway,
-            );
+        for &prefix in routes {
+            vr = prefix.route(vr, gateway);
         }
         b = b.vr(vr);
     }
@@ -230,11 +292,11 @@ pub fn start_vrfwd(dir: &Path, config: &Builder) -> Result<Running> {
 }
 
 /// vrfwd's fast-path rate for `vrs`, their routes configured statically.
-pub fn run_vrfwd(
+pub fn run_vrfwd<P: Prefix>(
     dir: &Path,
     core: u16,
     seconds: u64,
-    vrs: &[Vec<(u32, u8)>],
+    vrs: &[Vec<P>],
     table: TableSize,
     noise: &mut Noise,
 ) -> Result<f64> {

@@ -192,7 +192,13 @@ fn main() -> Result<()> {
     let _guest = Guest::up()?;
     let _vrfwd = rig::start_vrfwd(
         &dir,
-        &rig::vrfwd_config(&dir, 1, &[Vec::new()], TableSize::Wide, Some(PORT)),
+        &rig::vrfwd_config(
+            &dir,
+            1,
+            &[Vec::<(u32, u8)>::new()],
+            TableSize::Wide,
+            Some(PORT),
+        ),
     )?;
     let socket = dir.join("vrfwd.sock");
     std::fs::write(dir.join("credential"), format!("{}\n", rig::CREDENTIAL))?;

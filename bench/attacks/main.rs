@@ -121,7 +121,7 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vrfwd-attacks-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     rig::empty_pcap(&dir.join("empty.pcap"))?;
-    let vrs = vec![vec![(10 << 24 | 9 << 16, 16)]; 2];
+    let vrs: Vec<Vec<(u32, u8)>> = vec![vec![(10 << 24 | 9 << 16, 16)]; 2];
     write_pcap(&dir.join("in.pcap"), &vrs, &mut Noise(7))?;
     let config = rig::vrfwd_config(&dir, 1, &vrs, TableSize::Wide, Some(PORT));
     let vrfwd = rig::start_vrfwd(&dir, &config)?;

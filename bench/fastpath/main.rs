@@ -2,11 +2,14 @@
 //! (built from Debian's dpdk-doc sources into a temporary folder) on the same
 //! input: 64-byte UDP frames replayed by pcap `infinite_rx` ports, destinations
 //! spread over 10k random prefixes, TX dropped by the pcap PMD. Also vrfwd with 16
-//! VRs of 10k prefixes each. A benchmark, not a test: it prints figures.
+//! VRs of 10k prefixes each. With `--ipv6`: 78-byte IPv6 UDP frames to 10k
+//! prefixes shaped like the IPv6 Internet's (bench/gen.rs), l3fwd on its LPM6.
+//! A benchmark, not a test: it prints figures.
 //!
 //! Run (root, after `cargo build --release`):
-//!   target/release/vrfwd-fastpath-bench [--seconds N] [--core C] [--vrfwd-only]
-//! Last line: `fastpath: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>` (1 VR).
+//!   target/release/vrfwd-fastpath-bench [--seconds N] [--core C] [--vrfwd-only] [--ipv6]
+//! Last line: `fastpath: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>` (1 VR), or
+//! with `--ipv6` `fastpath6: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>`.
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ mod gen;
 #[path = "../rig.rs"]
 #[allow(dead_code)] // shared with the other benchmarks
 mod rig;
-use gen::{prefixes, Noise};
+use gen::{prefixes, prefixes6, Noise};
 use rig::{empty_pcap, ip, measure, run_vrfwd};
 
 const PREFIXES_PER_VR: usize = 10_000;
@@ -51,14 +54,30 @@ fn telemetry_opackets(prefix: &str, port: u16) -> Option<u64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn run_l3fwd(dir: &Path, core: u16, seconds: u64, routes: &[(u32, u8)]) -> Result<f64> {
-    let bin = build_l3fwd(dir)?;
-    let mut v4 = String::new();
-    for &(net, len) in routes {
-        let _ = writeln!(v4, "R{}/{len} 1", ip(net));
+/// l3fwd's rules file: every prefix to port 1.
+fn rules(routes: impl Iterator<Item = (std::net::IpAddr, u8)>) -> String {
+    let mut out = String::new();
+    for (net, len) in routes {
+        let _ = writeln!(out, "R{net}/{len} 1");
     }
-    std::fs::write(dir.join("rules.v4"), v4)?;
-    std::fs::write(dir.join("rules.v6"), "R2001:db8::/32 1\n")?;
+    out
+}
+
+/// l3fwd's rate with `v4` and `v6` routes (l3fwd wants both rules files).
+fn run_l3fwd(
+    dir: &Path,
+    core: u16,
+    seconds: u64,
+    v4: &[(u32, u8)],
+    v6: &[(u128, u8)],
+) -> Result<f64> {
+    let bin = build_l3fwd(dir)?;
+    let v4 = v4.iter().map(|&(net, len)| (ip(net).into(), len));
+    let v6 = v6
+        .iter()
+        .map(|&(net, len)| (std::net::Ipv6Addr::from(net).into(), len));
+    std::fs::write(dir.join("rules.v4"), rules(v4))?;
+    std::fs::write(dir.join("rules.v6"), rules(v6))?;
     let prefix = "l3fwd-bench";
     let mut cmd = Command::new(bin);
     cmd.args([
@@ -107,6 +126,9 @@ fn main() -> Result<()> {
         .collect();
 
     let quick = args.iter().any(|a| a == "--vrfwd-only");
+    if args.iter().any(|a| a == "--ipv6") {
+        return ipv6(&dir, core, seconds, quick, &mut noise);
+    }
     if !quick {
         let vrfwd16 = run_vrfwd(&dir, core, seconds, &sixteen, TableSize::Wide, &mut noise)
             .context("vrfwd, 16 VRs")?;
@@ -120,12 +142,32 @@ fn main() -> Result<()> {
         return Ok(());
     }
     // l3fwd replays the same pcap (the 1-VR run wrote it last).
-    let l3fwd = run_l3fwd(&dir, core, seconds, &one[0]).context("l3fwd")?;
+    let v6 = [(0x2001_0db8 << 96, 32)];
+    let l3fwd = run_l3fwd(&dir, core, seconds, &one[0], &v6).context("l3fwd")?;
     println!("l3fwd 10k prefixes:          {l3fwd:.2} Mpps");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "fastpath: vrfwd={vrfwd1:.2} l3fwd={l3fwd:.2} ratio={:.2}",
         vrfwd1 / l3fwd
     );
+    Ok(())
+}
+
+/// The IPv6 run: vrfwd and l3fwd on the same IPv6 replay.
+fn ipv6(dir: &Path, core: u16, seconds: u64, quick: bool, noise: &mut Noise) -> Result<()> {
+    let one = vec![prefixes6(noise, PREFIXES_PER_VR)];
+    let vrfwd =
+        run_vrfwd(dir, core, seconds, &one, TableSize::Wide, noise).context("vrfwd, IPv6")?;
+    println!("vrfwd 1 VR x 10k IPv6 prefixes: {vrfwd:.2} Mpps");
+    if !quick {
+        let v4 = [(0x0a00_0000, 8)];
+        let l3fwd = run_l3fwd(dir, core, seconds, &v4, &one[0]).context("l3fwd, IPv6")?;
+        println!("l3fwd 10k IPv6 prefixes:        {l3fwd:.2} Mpps");
+        println!(
+            "fastpath6: vrfwd={vrfwd:.2} l3fwd={l3fwd:.2} ratio={:.2}",
+            vrfwd / l3fwd
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

@@ -99,7 +99,13 @@ fn main() -> Result<()> {
     // Churn on prefixes the traffic never uses (224+ is outside the generator's range).
     let churn: Vec<(u32, u8)> = (0..1000u32).map(|i| ((200 << 24) | (i << 8), 24)).collect();
     let socket = dir.join("vrfwd.sock");
-    let config = rig::vrfwd_config(&dir, 1, &[Vec::new()], TableSize::Wide, Some(PORT));
+    let config = rig::vrfwd_config(
+        &dir,
+        1,
+        &[Vec::<(u32, u8)>::new()],
+        TableSize::Wide,
+        Some(PORT),
+    );
     let _vrfwd = rig::start_vrfwd(&dir, &config)?;
     let forwarded = || vrfwd_forwarded(&socket);
 
