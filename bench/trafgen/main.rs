@@ -2,10 +2,10 @@
 //! machine. One DPDK lcore sends the streams of a plan (the VRs' interface MACs and
 //! route prefixes: the same inputs the TRex profiles in `bench/trex/` take) at a
 //! controlled rate out of one port and receives what the device under test
-//! forwards on another, over any DPDK port: memif or ring to a DPDK forwarder,
+//! forwards on another, IPv4 or IPv6 (the plan's family), over any DPDK port: memif or ring to a DPDK forwarder,
 //! af_xdp or af_packet on a veth to the kernel.
 //!
-//! Every frame carries a trial number, a sequence number and the TSC at which it
+//! Every frame carries a trial number, a sequence number and the low 32 bits of the TSC at which it
 //! was sent, so a trial reports loss, duplicates, reordering, the longest silence
 //! and latency percentiles. The generator is driven over stdin by the NDR/PDR
 //! search in `bench/trex/search.py` (see `bench/compare`): one trial a line,
@@ -15,12 +15,14 @@
 //! Run (root): vrfwd-trafgen --plan PLAN.json --tx DEV --rx DEV -- <EAL args>
 //! where DEV is the device name of a `--vdev` in the EAL args (e.g. net_memif0).
 use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::io::BufRead;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use vrfwd::dpdk::{tsc, tsc_hz, Burst, Eal, Mempool, Port, TxBuffer, BURST_SIZE};
 use vrfwd_wire::ethernet::{self, ethertype, EthernetFrame};
 use vrfwd_wire::ipv4::{self, Ipv4Packet};
+use vrfwd_wire::ipv6::{self, Ipv6Packet};
 use vrfwd_wire::MacAddr;
 
 #[path = "../gen.rs"]
@@ -32,22 +34,24 @@ use gen::Noise;
 const FRAMES: usize = 4096;
 /// The generator's UDP destination port: what it recognises on receive.
 const UDP_PORT: u16 = 0x5647;
-/// Where the trial stamp starts: after Ethernet, IPv4 and UDP headers.
-const STAMP_AT: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8;
-/// Trial (16 bits) and sequence (48 bits) in one u64, then the send TSC.
-const STAMP_LEN: usize = 16;
+/// Trial (16 bits) and sequence (48 bits) in one u64, then the send TSC's low
+/// 32 bits (latency is their difference modulo 2^32 ticks: about a second, far
+/// above the histogram's 20 ms). 12 bytes: they fit in a 78-byte IPv6 frame.
+const STAMP_LEN: usize = 12;
 const SEQ_BITS: u32 = 48;
 /// Latency histogram: 1 µs buckets up to 20 ms, the last one holds the rest.
 const LATENCY_BUCKETS: usize = 20_001;
 
 /// What to send: frame sizes and, per VR, the MAC its interface answers to and
-/// the prefixes of its table (destinations are drawn inside them).
+/// the prefixes of its table (destinations are drawn inside them), all of the
+/// source address's family (bench/trex/plan.py).
 #[derive(Deserialize)]
 struct Plan {
-    /// "64" or "imix" (TRex's 7:4:1 of 64, 594 and 1518 bytes on the wire).
+    /// "64", "78" or "imix" (TRex's 7:4:1 of 64, 594 and 1518 bytes on the
+    /// wire; IPv6's smallest UDP frame, 78 bytes, in place of 64).
     size: String,
     src_mac: MacAddr,
-    src_ip: Ipv4Addr,
+    src_ip: IpAddr,
     seed: u64,
     vrs: Vec<PlanVr>,
 }
@@ -55,16 +59,25 @@ struct Plan {
 #[derive(Deserialize)]
 struct PlanVr {
     mac: MacAddr,
-    prefixes: Vec<ipnet::Ipv4Net>,
+    prefixes: Vec<IpNet>,
 }
 
 impl Plan {
     /// Frame lengths without FCS (64 on the wire = 60 here).
     fn lengths(&self) -> Result<Vec<usize>> {
+        let smallest = match self.src_ip {
+            IpAddr::V4(_) => 60,
+            IpAddr::V6(_) => 74,
+        };
         Ok(match self.size.as_str() {
-            "64" => vec![60],
-            "imix" => [60; 7].into_iter().chain([590; 4]).chain([1514]).collect(),
-            other => bail!("plan size {other:?}: expected \"64\" or \"imix\""),
+            "64" if smallest == 60 => vec![60],
+            "78" => vec![74],
+            "imix" => [smallest; 7]
+                .into_iter()
+                .chain([590; 4])
+                .chain([1514])
+                .collect(),
+            other => bail!("plan size {other:?}: expected \"64\" (IPv4 only), \"78\" or \"imix\""),
         })
     }
 
@@ -75,32 +88,58 @@ impl Plan {
         if self.vrs.is_empty() || self.vrs.iter().any(|v| v.prefixes.is_empty()) {
             bail!("the plan needs at least one VR, each with at least one prefix");
         }
+        let family = |a: IpAddr| a.is_ipv4();
+        if self
+            .vrs
+            .iter()
+            .flat_map(|v| &v.prefixes)
+            .any(|p| family(p.addr()) != family(self.src_ip))
+        {
+            bail!("every prefix of the plan must be of its source address's family");
+        }
         let mut noise = Noise(self.seed | 1);
         Ok((0..FRAMES)
             .map(|i| {
                 let vr = &self.vrs[i % self.vrs.len()];
                 let p = vr.prefixes[noise.next() as usize % vr.prefixes.len()];
-                let dst = noise.address_in((p.network().into(), p.prefix_len()));
                 // Every VR gets the whole size mix.
                 let len = lengths[i / self.vrs.len() % lengths.len()];
-                let udp_len = (len - ethernet::HEADER_LEN - ipv4::HEADER_LEN) as u16;
-                let mut f = ethernet::header(vr.mac, self.src_mac, ethertype::IPV4).to_vec();
-                f.extend_from_slice(&ipv4::header(
-                    self.src_ip,
-                    Ipv4Addr::from(dst),
-                    64,
-                    17,
-                    udp_len,
-                ));
-                f.extend_from_slice(&UDP_PORT.to_be_bytes());
-                f.extend_from_slice(&UDP_PORT.to_be_bytes());
-                f.extend_from_slice(&udp_len.to_be_bytes());
-                f.extend_from_slice(&[0, 0]); // no UDP checksum (IPv4 allows it)
-                f.resize(len, 0);
-                f
+                self.frame(vr.mac, p, len, &mut noise)
             })
             .collect())
     }
+
+    /// A frame of `len` bytes to VR MAC `to`, for a random address in `prefix`.
+    fn frame(&self, to: MacAddr, prefix: IpNet, len: usize, noise: &mut Noise) -> Vec<u8> {
+        let mut f = Vec::with_capacity(len);
+        match (self.src_ip, prefix) {
+            (IpAddr::V4(src), IpNet::V4(p)) => {
+                let dst = noise.address_in((p.network().into(), p.prefix_len()));
+                let udp_len = (len - ethernet::HEADER_LEN - ipv4::HEADER_LEN) as u16;
+                f.extend_from_slice(&ethernet::header(to, self.src_mac, ethertype::IPV4));
+                f.extend_from_slice(&ipv4::header(src, dst.into(), 64, 17, udp_len));
+                f.extend_from_slice(&udp(udp_len));
+            }
+            (IpAddr::V6(src), IpNet::V6(p)) => {
+                let dst = gen::address6_in(noise, (p.network().into(), p.prefix_len()));
+                let udp_len = (len - ethernet::HEADER_LEN - ipv6::HEADER_LEN) as u16;
+                f.extend_from_slice(&ethernet::header(to, self.src_mac, ethertype::IPV6));
+                f.extend_from_slice(&ipv6::header(src, dst.into(), 64, 17, udp_len));
+                f.extend_from_slice(&udp(udp_len));
+            }
+            _ => unreachable!("frames() checked the families"),
+        }
+        f.resize(len, 0);
+        f
+    }
+}
+
+/// The generator's UDP header: its port both ways, no checksum (routers do
+/// not check it; the receiver checks the stamp).
+fn udp(len: u16) -> [u8; 8] {
+    let [p0, p1] = UDP_PORT.to_be_bytes();
+    let [l0, l1] = len.to_be_bytes();
+    [p0, p1, p0, p1, l0, l1, 0, 0]
 }
 
 /// What one trial measured.
@@ -200,7 +239,8 @@ impl Receiver {
             self.longest_gap = self.longest_gap.max(now.saturating_sub(last));
         }
         self.last_rx = Some(now);
-        let us = (now.saturating_sub(sent_at) / self.ticks_per_us) as usize;
+        let ticks = (now as u32).wrapping_sub(sent_at);
+        let us = (u64::from(ticks) / self.ticks_per_us) as usize;
         self.latency[us.min(LATENCY_BUCKETS - 1)] += 1;
     }
 
@@ -231,28 +271,38 @@ impl Receiver {
     }
 }
 
-/// The generator's stamp in a received frame: (trial, sequence, send TSC).
+/// Where the stamp lies in one of the generator's frames: after the UDP header
+/// (IPv4 without options, IPv6 without extension headers), if the frame is one.
 #[inline(always)]
-fn stamp_of(frame: &[u8]) -> Option<(u64, u64, u64)> {
+fn stamp_at(frame: &[u8]) -> Option<usize> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != ethertype::IPV4 || frame.len() < STAMP_AT + STAMP_LEN {
-        return None;
-    }
-    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-    if ip.version() != 4 || ip.header_len() != ipv4::HEADER_LEN || ip.protocol() != 17 {
-        return None;
-    }
-    let udp = &eth.payload()[ipv4::HEADER_LEN..];
-    if u16::from_be_bytes([udp[2], udp[3]]) != UDP_PORT {
-        return None;
-    }
-    let word = |at: usize| u64::from_be_bytes(frame[at..at + 8].try_into().unwrap_or([0; 8]));
-    let tagged = word(STAMP_AT);
-    Some((
-        tagged >> SEQ_BITS,
-        tagged & ((1 << SEQ_BITS) - 1),
-        word(STAMP_AT + 8),
-    ))
+    let ip_len = match eth.ethertype() {
+        ethertype::IPV4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            let ours =
+                ip.version() == 4 && ip.header_len() == ipv4::HEADER_LEN && ip.protocol() == 17;
+            ours.then_some(ipv4::HEADER_LEN)?
+        }
+        ethertype::IPV6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            (ip.next_header() == 17).then_some(ipv6::HEADER_LEN)?
+        }
+        _ => return None,
+    };
+    let udp = eth.payload().get(ip_len..ip_len + 8)?;
+    let at = ethernet::HEADER_LEN + ip_len + 8;
+    (u16::from_be_bytes([udp[2], udp[3]]) == UDP_PORT && frame.len() >= at + STAMP_LEN)
+        .then_some(at)
+}
+
+/// The generator's stamp in a received frame: (trial, sequence, the send TSC's
+/// low 32 bits).
+#[inline(always)]
+fn stamp_of(frame: &[u8]) -> Option<(u64, u64, u32)> {
+    let at = stamp_at(frame)?;
+    let tagged = u64::from_be_bytes(frame[at..at + 8].try_into().ok()?);
+    let sent = u32::from_be_bytes(frame[at + 8..at + 12].try_into().ok()?);
+    Some((tagged >> SEQ_BITS, tagged & ((1 << SEQ_BITS) - 1), sent))
 }
 
 struct Generator {
@@ -261,6 +311,8 @@ struct Generator {
     /// None when the device under test sends back on the TX port (one-armed).
     rx: Option<Port>,
     frames: Vec<Vec<u8>>,
+    /// Where the stamp goes in every frame (one family per plan).
+    stamp_at: usize,
     trials: u64,
 }
 
@@ -321,9 +373,9 @@ impl Generator {
                     break;
                 }
                 if let Some(d) = m.data_mut() {
-                    d[STAMP_AT..STAMP_AT + 8]
-                        .copy_from_slice(&(trial << SEQ_BITS | seq).to_be_bytes());
-                    d[STAMP_AT + 8..STAMP_AT + 16].copy_from_slice(&tsc().to_be_bytes());
+                    let at = self.stamp_at;
+                    d[at..at + 8].copy_from_slice(&(trial << SEQ_BITS | seq).to_be_bytes());
+                    d[at + 8..at + 12].copy_from_slice(&(tsc() as u32).to_be_bytes());
                 }
                 report.offered += 1;
                 room -= 1;
@@ -406,11 +458,13 @@ fn main() -> Result<()> {
     } else {
         Some(Port::start(&rx, 1, &pool).with_context(|| format!("port {rx}"))?)
     };
+    let stamp_at = stamp_at(&frames[0]).context("the plan's frames carry no stamp")?;
     let mut generator = Generator {
         pool,
         tx: tx_port,
         rx: rx_port,
         frames,
+        stamp_at,
         trials: 0,
     };
     println!("ready");
@@ -438,7 +492,7 @@ mod tests {
         Plan {
             size: size.into(),
             src_mac: MacAddr([2, 0, 0, 0, 0xaa, 2]),
-            src_ip: Ipv4Addr::new(10, 0, 0, 2),
+            src_ip: "10.0.0.2".parse().unwrap(),
             seed: 7,
             vrs: vec![
                 PlanVr {
@@ -483,10 +537,12 @@ mod tests {
     #[test]
     fn the_receiver_counts_loss_duplicates_reordering_and_strangers() {
         let frames = plan("64").frames().unwrap();
+        let stamp = stamp_at(&frames[0]).unwrap();
+        assert_eq!(stamp, 42);
         let stamped = |trial: u64, seq: u64, at: u64| {
             let mut f = frames[0].clone();
-            f[STAMP_AT..STAMP_AT + 8].copy_from_slice(&(trial << SEQ_BITS | seq).to_be_bytes());
-            f[STAMP_AT + 8..STAMP_AT + 16].copy_from_slice(&at.to_be_bytes());
+            f[stamp..stamp + 8].copy_from_slice(&(trial << SEQ_BITS | seq).to_be_bytes());
+            f[stamp + 8..stamp + 12].copy_from_slice(&(at as u32).to_be_bytes());
             f
         };
         let mut r = Receiver::new(3, 10, 1000);
@@ -502,6 +558,28 @@ mod tests {
         assert_eq!(r.longest_gap, 3_000);
         let l = r.latency();
         assert_eq!((l.min, l.p50, l.max), (4, 5, 8));
+    }
+
+    #[test]
+    fn an_ipv6_plan_sends_ipv6_frames_inside_its_prefixes() {
+        let mut p = plan("78");
+        p.src_ip = "2001:db8::2".parse().unwrap();
+        assert!(p.frames().is_err(), "IPv4 prefixes in an IPv6 plan");
+        p.vrs[0].prefixes = vec!["2001:db8:20::/48".parse().unwrap()];
+        p.vrs[1].prefixes = vec!["2001:db8:1:2::/64".parse().unwrap()];
+        let frames = p.frames().unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f.len(), 74, "78 bytes on the wire");
+            let ip = Ipv6Packet::new_checked(&f[ethernet::HEADER_LEN..]).unwrap();
+            let within: IpNet = p.vrs[i % 2].prefixes[0];
+            assert!(within.contains(&IpAddr::from(ip.dst())), "{}", ip.dst());
+            assert_eq!(stamp_at(f), Some(62));
+        }
+        p.size = "imix".into();
+        let frames = p.frames().unwrap();
+        assert_eq!(frames.iter().filter(|f| f.len() == 74).count(), 2394);
+        p.size = "64".into();
+        assert!(p.frames().is_err(), "no 64-byte IPv6 UDP frame");
     }
 
     #[test]

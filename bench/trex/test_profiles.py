@@ -35,7 +35,8 @@ def frame_of(stream):
 class Profiles(unittest.TestCase):
     def test_every_profile_loads_and_compiles(self):
         self.assertEqual([os.path.basename(p) for p in PROFILES],
-                         ['vrfwd_64b.py', 'vrfwd_imix.py', 'vrfwd_latency.py', 'vrfwd_migration.py'])
+                         ['vrfwd_64b.py', 'vrfwd_78b_ipv6.py', 'vrfwd_imix.py', 'vrfwd_imix_ipv6.py',
+                          'vrfwd_latency.py', 'vrfwd_migration.py'])
         for path in PROFILES:
             streams = STLProfile.load_py(path, tunables=['--routes', '500']).get_streams()
             self.assertTrue(streams, path)
@@ -65,6 +66,28 @@ class Profiles(unittest.TestCase):
                 self.assertTrue(any(ipaddress.ip_address(d) in n for n in nets), d)
             self.assertIn('fix_checksum_ipv4', [i['type'] for i in vm])
         self.assertAlmostEqual(total, 1_200_000, delta=1)
+
+    def test_ipv6_profiles_send_the_smallest_ipv6_frames_inside_the_tables(self):
+        streams = load('vrfwd_imix_ipv6.py', '--vrs', '2', '--routes', '200', '--destinations', '32')
+        self.assertEqual(sorted({s.get_name().split('-')[-1] for s in streams}), ['1518B', '594B', '78B'])
+        plan = vrplan.make(vrs=2, routes=200, size='imix', seed=1, version=6)
+        for s in streams:
+            pkt, vm, _ = frame_of(s)
+            self.assertEqual(pkt[12:14], b'\x86\xdd', 'IPv6')
+            self.assertEqual(len(pkt) + 4, int(s.get_name().split('-')[-1][:-1]))
+            vr = int(s.get_name().split('-vr')[1].split('-')[0])
+            nets = [ipaddress.ip_network(p) for p in plan['vrs'][vr]['prefixes']]
+            self.assertTrue(all(n.prefixlen <= 64 for n in nets), 'the first 64 bits hold every prefix')
+            low = int.from_bytes(pkt[14 + 24 + 8:14 + 40], 'big')
+            var = [i for i in vm if i['type'] == 'flow_var'][0]
+            self.assertEqual(var['size'], 8)
+            for high in var['value_list']:
+                dst = ipaddress.IPv6Address((high << 64) | low)
+                self.assertTrue(any(dst in n for n in nets), dst)
+            self.assertNotIn('fix_checksum_ipv4', [i['type'] for i in vm])
+        self.assertEqual(len(load('vrfwd_78b_ipv6.py', '--vrs', '3', '--routes', '50')), 3)
+        with self.assertRaises(ValueError):
+            vrplan.make(size='64', version=6)
 
     def test_synthetic_plans_and_weights(self):
         streams = load('vrfwd_64b.py', '--vrs', '16', '--routes', '100')

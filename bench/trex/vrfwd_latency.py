@@ -18,7 +18,7 @@ class VrfwdLatency:
         streams = [vs.seq_stream(plan, args, vs.LATENCY_PG, args.latency_pps, 'latency')]
         if args.load_pps > 0:
             args.pps = args.load_pps
-            streams += vs.vr_streams(plan, vs.vrplan.SIZES['64'], args, 'load')
+            streams += vs.vr_streams(plan, args, 'load')
         return streams
 
 
