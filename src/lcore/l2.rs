@@ -3,8 +3,8 @@
 //! holds a vif to its interface's MACs), so nothing is learned: a frame to an
 //! extra MAC goes to the vifs that declare it, any other MAC is behind the
 //! uplink. Unicast is never flooded; broadcast and multicast go to every other
-//! port of the segment.
-use crate::dataplane::Segment;
+//! port of the segment whose guest is here.
+use crate::dataplane::{Dataplane, PortRole, Segment, VrState};
 use crate::stats::DropReason;
 use vrfwd_wire::MacAddr;
 
@@ -32,10 +32,35 @@ pub fn switch<'s>(segment: &'s Segment, ingress: usize, dst: MacAddr) -> Switche
     }
 }
 
-/// The ports a frame from `ingress` floods to.
+/// The ports a frame from `ingress` on `segment` floods to: every other one but
+/// the vifs of VRs whose guest is not here (standby, or drained away). Nothing
+/// reads such a vif, or its reader is a guest still arriving: the kernel or the
+/// hypervisor would queue the frames and hand them to the guest when it resumes,
+/// seconds stale (an OSPF hello from before the guest's adjacency, replayed,
+/// tears that adjacency down).
 #[inline(always)]
-pub fn flood_targets(segment: &Segment, ingress: usize) -> impl Iterator<Item = usize> + '_ {
-    segment.ports.iter().copied().filter(move |&p| p != ingress)
+pub fn flood_targets<'d>(
+    dp: &'d Dataplane,
+    segment: &'d Segment,
+    ingress: usize,
+) -> impl Iterator<Item = usize> + 'd {
+    segment
+        .ports
+        .iter()
+        .copied()
+        .filter(move |&p| p != ingress && guest_here(dp, p))
+}
+
+/// Whether port `p` leads to a guest that runs here: an uplink, or a vif of a
+/// VR active (or quiet: its guest may not have left) on this host.
+#[inline(always)]
+fn guest_here(dp: &Dataplane, p: usize) -> bool {
+    match dp.ports[p] {
+        PortRole::Uplink { .. } => true,
+        PortRole::Vif { vr, .. } => {
+            !matches!(dp.vrs[vr].state(), VrState::Standby | VrState::Draining)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -64,15 +89,25 @@ mod tests {
     }
 
     #[test]
-    fn floods_to_every_other_port_of_the_segment() {
+    fn floods_to_every_other_port_of_the_segment_whose_guest_is_here() {
         let t = dataplane();
-        let seg = &t.dp.segments[0];
+        let (dp, seg) = (&t.dp, &t.dp.segments[0]);
         let all: Vec<usize> = seg.ports.clone();
         assert_eq!(all.len(), 3, "uplink and two vifs");
-        assert_eq!(flood_targets(seg, all[0]).collect::<Vec<_>>(), &all[1..]);
-        assert_eq!(
-            flood_targets(seg, all[1]).collect::<Vec<_>>(),
-            [all[0], all[2]]
-        );
+        let targets = |from: usize| flood_targets(dp, seg, from).collect::<Vec<_>>();
+        assert_eq!(targets(all[0]), &all[1..]);
+        assert_eq!(targets(all[1]), [all[0], all[2]]);
+        // A VR in standby or draining: its vif gets no flooded frame.
+        let PortRole::Vif { vr, .. } = dp.ports[all[2]] else {
+            panic!("a vif")
+        };
+        let mut state = VrState::Active;
+        for next in [VrState::Standby, VrState::Draining] {
+            assert!(dp.vrs[vr].transition(state, next));
+            state = next;
+            assert_eq!(targets(all[0]), [all[1]], "{state:?}");
+        }
+        assert!(dp.vrs[vr].transition(state, VrState::Quiet));
+        assert_eq!(targets(all[0]), &all[1..], "a quiet VR's guest may be here");
     }
 }

@@ -415,7 +415,7 @@ impl<'a> Worker<'a> {
             }
             Exit::Flood => {
                 counters.flooded.inc();
-                let targets = l2::flood_targets(&self.dp.segments[segment], ingress);
+                let targets = l2::flood_targets(self.dp, &self.dp.segments[segment], ingress);
                 self.tx.flood(targets, m, section);
             }
             // `m` is freed here.
