@@ -46,7 +46,7 @@ struct Args {
     /// ID[,name=N][,credential=C][,standby=true|false][,table=auto|compact|wide].
     #[arg(long = "vr")]
     vrs: Vec<String>,
-    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF[,extra_mac=MAC][,extra_address=ADDRESS][,address6=ADDRESS/LEN]...
+    /// VR,NAME,MAC,ADDRESS/LEN,SEGMENT,VIF[,extra_mac=MAC][,extra_address=ADDRESS][,address6=ADDRESS/LEN][,link_local=ADDRESS]...
     #[arg(long = "interface")]
     interfaces: Vec<String>,
     /// VR,PREFIX,VIA[,INTERFACE] (either family; an IPv6 link-local VIA names
@@ -167,7 +167,7 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
     for f in of_vr(id_text, &a.interfaces) {
         let [name, mac, address, segment, vif, extras @ ..] = &f[..] else {
             bail!(
-                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF[,extra_mac=MAC|extra_address=ADDRESS|address6=ADDRESS/LEN]...",
+                "--interface {id},{}: expected VR,NAME,MAC,ADDRESS,SEGMENT,VIF[,extra_mac=MAC|extra_address=ADDRESS|address6=ADDRESS/LEN|link_local=ADDRESS]...",
                 f.join(",")
             );
         };
@@ -177,6 +177,7 @@ fn add_vr(b: Builder, spec: &str, a: &Args) -> Result<Builder> {
                 Some(("extra_mac", mac)) => v.extra_mac(mac.parse()?),
                 Some(("extra_address", ip)) => v.extra_address(ip.parse()?),
                 Some(("address6", net)) => v.address6(net.parse()?),
+                Some(("link_local", ip)) => v.link_local(ip.parse()?),
                 _ => bail!(
                     "--interface {id},{}: unknown setting {extra:?}",
                     f.join(",")

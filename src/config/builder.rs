@@ -232,6 +232,7 @@ impl VrBuilder {
             segment: segment.to_owned(),
             vif: vif.to_owned(),
             address6: Vec::new(),
+            link_local: None,
             extra_macs: Vec::new(),
             extra_addresses: Vec::new(),
         });
@@ -241,6 +242,13 @@ impl VrBuilder {
     /// Gives the interface added last the IPv6 address and prefix `address`.
     pub fn address6(mut self, address: Ipv6Net) -> Self {
         self.last_interface().address6.push(address);
+        self
+    }
+
+    /// Gives the interface added last the guest's link-local address `ll` (a
+    /// guest that does not derive it from its MAC).
+    pub fn link_local(mut self, ll: std::net::Ipv6Addr) -> Self {
+        self.last_interface().link_local = Some(ll);
         self
     }
 

@@ -11,7 +11,7 @@ pub use builder::{Builder, VrBuilder};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 pub use topology::{
     gateway_interface, Interface, NoInterface, Port, PortRole, Segment, StaticNeighbor,
@@ -477,6 +477,12 @@ struct InterfaceConfig {
     /// from its MAC (EUI-64), as the guest's kernel derives it by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub address6: Vec<Ipv6Net>,
+    /// The guest's link-local address on this interface, for a guest that does
+    /// not derive it from its MAC (stable-privacy addresses, RFC 7217:
+    /// `addr_gen_mode` 2 or 3, NetworkManager's default): only this address may
+    /// speak for the VR in neighbour discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_local: Option<Ipv6Addr>,
     pub segment: String,
     /// The port that reaches the guest's NIC (its vif or tap).
     pub vif: String,
@@ -730,6 +736,25 @@ pub(crate) mod tests {
             refused("via = \"2001:db8:1::fe\"", "via = \"2001:db8:7::fe\""),
             "vr[0].route[2].via"
         );
+        // A guest with stable-privacy link-local addresses names its own.
+        let stable = dual.replace(
+            "address6 = [\"2001:db8:1::1/64\"]",
+            "address6 = [\"2001:db8:1::1/64\"]\nlink_local = \"fe80::6b2f:19d0:77a1:5c3e\"",
+        );
+        let ifc = &Config::parse(&stable).unwrap().topology.vrs[0].interfaces[0];
+        let configured: std::net::Ipv6Addr = "fe80::6b2f:19d0:77a1:5c3e".parse().unwrap();
+        assert_eq!(ifc.link_local, configured);
+        assert!(
+            ifc.owns6(configured) && !ifc.owns6(ll),
+            "the EUI-64 one is not the guest's"
+        );
+        for bad in ["fe80:1::1", "fe80::", "2001:db8:1::9"] {
+            let e = Config::parse(&stable.replace("fe80::6b2f:19d0:77a1:5c3e", bad)).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { key, .. } if key == "vr[0].interface[0].link_local"),
+                "{bad}: {e:?}"
+            );
+        }
         for bad in ["fe80::1/64", "ff02::1/64", "2001:db8:1::/64"] {
             assert_eq!(
                 refused("\"2001:db8:1::1/64\"", &format!("\"{bad}\"")),

@@ -451,6 +451,9 @@ impl<'a> Resolver<'a> {
             interface.extra_macs = self.extra_macs(ifc, &k("extra_macs"))?;
             interface.extra_addresses = extra_addresses(&interface, ifc, &k("extra_addresses"))?;
             interface.addresses6 = addresses6(&interfaces, ifc, &k("address6"))?;
+            if let Some(ll) = ifc.link_local {
+                interface.link_local = link_local(ll, &k("link_local"))?;
+            }
             interfaces.push(interface);
         }
         let routes = vr
@@ -516,6 +519,19 @@ fn extra_addresses(
         }
     }
     Ok(ifc.extra_addresses.clone())
+}
+
+/// A configured link-local address: unicast in fe80::/64 (RFC 4291 2.5.6).
+fn link_local(ip: Ipv6Addr, key: &str) -> Result<Ipv6Addr, ConfigError> {
+    match ip.segments()[..4] == [0xfe80, 0, 0, 0]
+        && ip != Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)
+    {
+        true => Ok(ip),
+        false => Err(invalid(
+            key,
+            format!("{ip} is not a link-local host address (fe80::/64)"),
+        )),
+    }
 }
 
 /// The IPv6 addresses of `ifc`: unicast, neither link-local (derived from the
