@@ -684,6 +684,15 @@ mod tests {
         Ok(())
     }
 
+    /// Up to 160 changes: which route of the pool, add (true) or delete, and the
+    /// next hop an add puts in.
+    fn arb_ops() -> impl Strategy<Value = Vec<(prop::sample::Index, bool, u32)>> {
+        proptest::collection::vec(
+            (any::<prop::sample::Index>(), any::<bool>(), 0u32..8),
+            1..160,
+        )
+    }
+
     /// Adds and deletes interleaved over a clustered pool of routes (re-adds with
     /// other next hops, deletes of absent prefixes, splits after folds), checking
     /// the trie against the by-the-book longest match after every change.
@@ -735,7 +744,7 @@ mod tests {
         #[test]
         fn ipv4_interleaved_matches_reference(
             routes in arb_routes::<u32>(),
-            ops in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u32..8), 1..160),
+            ops in arb_ops(),
             probes in proptest::collection::vec(any::<u32>(), 16),
         ) {
             check_interleaved(&routes, &ops, &probes)?;
@@ -744,7 +753,7 @@ mod tests {
         #[test]
         fn ipv6_interleaved_matches_reference(
             routes in arb_routes::<u128>(),
-            ops in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u32..8), 1..160),
+            ops in arb_ops(),
             probes in proptest::collection::vec(any::<u128>(), 16),
         ) {
             check_interleaved(&routes, &ops, &probes)?;
