@@ -251,6 +251,17 @@ mod tests {
         assert_eq!(p.staged_len(), 1, "the IPv4 part was undone too");
         p.publish_staged(|_| panic!("nothing to publish"), |_| panic!("nothing"));
         assert_eq!(p.v4.fib().lookup(10 << 24), Some(1));
+        // Refused with no IPv4 part: the IPv4 copies are not rebuilt.
+        let work = p.v4.work();
+        let v6_only = Batch {
+            v4: vec![],
+            v6: batch.v6.clone(),
+        };
+        assert!(matches!(
+            stage_all(&mut p, &v6_only, u64::MAX),
+            Err(Refused::V6(_))
+        ));
+        assert_eq!(p.v4.work(), work, "the IPv4 copies untouched");
     }
 
     #[test]

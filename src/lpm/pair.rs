@@ -158,8 +158,13 @@ impl<A: Address> TablePair<A> {
 
     /// Undoes the staged changes after `mark` (a batch refused after staging):
     /// the private copy is rebuilt from the live one and what was staged before.
+    /// With nothing staged after `mark` the copy is as it was and is kept (a
+    /// rebuild costs the whole table: a dual-stack batch refused for its IPv6
+    /// part must not rebuild an untouched IPv4 copy).
     pub fn unstage(&mut self, mark: usize) {
-        self.rollback(mark);
+        if self.ahead.len() > mark {
+            self.rollback(mark);
+        }
     }
 
     /// Memory both copies will hold once what is staged is published and
