@@ -29,6 +29,12 @@ pub trait Address:
     /// of the 2^24 first-level slots): the first level then lives on ordinary
     /// pages and counts as the pages written, not as its whole size.
     const SPARSE_TOP: bool;
+    /// Whether a group may skip the bits every prefix below a slot shares
+    /// (`super::fib`). IPv6 prefixes lie 8 to 40 bits below their first-level
+    /// slot, sharing most of them (an allocation's /32); IPv4 prefixes end within
+    /// 8 bits of a wide first level, where a skip saves little and would cost the
+    /// lcores' IPv4 walk its checks (docs/benchmarks.md, "Route tables").
+    const SKIPS: bool;
 
     /// The network mask of a /len (`len` ≤ [`Address::BITS`]).
     fn mask(len: u8) -> Self;
@@ -36,6 +42,13 @@ pub trait Address:
     /// Bits `lo..hi` of the address, counted from the first (most significant)
     /// one, as an index: `hi - lo` ≤ 24, `hi` ≥ 8.
     fn field(self, lo: u32, hi: u32) -> usize;
+
+    /// The address with bits `lo..hi` (as [`Address::field`] counts them) set to
+    /// `value`.
+    fn with_field(self, lo: u32, hi: u32, value: usize) -> Self;
+
+    /// How many leading bits `self` and `other` share.
+    fn shared_bits(self, other: Self) -> u32;
 
     /// Word `i` of the address, the first word holding its first bits.
     fn word(self, i: usize) -> u32;
@@ -51,6 +64,7 @@ impl Address for u32 {
     const BITS: u32 = 32;
     const WORDS: usize = 1;
     const SPARSE_TOP: bool = false;
+    const SKIPS: bool = false;
 
     #[inline(always)]
     fn mask(len: u8) -> u32 {
@@ -60,6 +74,15 @@ impl Address for u32 {
     #[inline(always)]
     fn field(self, lo: u32, hi: u32) -> usize {
         ((self >> (32 - hi)) & ((1 << (hi - lo)) - 1)) as usize
+    }
+
+    fn with_field(self, lo: u32, hi: u32, value: usize) -> u32 {
+        let mask = ((1u32 << (hi - lo)) - 1) << (32 - hi);
+        (self & !mask) | ((value as u32) << (32 - hi) & mask)
+    }
+
+    fn shared_bits(self, other: u32) -> u32 {
+        (self ^ other).leading_zeros()
     }
 
     fn word(self, _: usize) -> u32 {
@@ -80,6 +103,7 @@ impl Address for u128 {
     const BITS: u32 = 128;
     const WORDS: usize = 4;
     const SPARSE_TOP: bool = true;
+    const SKIPS: bool = true;
 
     #[inline(always)]
     fn mask(len: u8) -> u128 {
@@ -89,6 +113,15 @@ impl Address for u128 {
     #[inline(always)]
     fn field(self, lo: u32, hi: u32) -> usize {
         ((self >> (128 - hi)) as usize) & ((1 << (hi - lo)) - 1)
+    }
+
+    fn with_field(self, lo: u32, hi: u32, value: usize) -> u128 {
+        let mask = ((1u128 << (hi - lo)) - 1) << (128 - hi);
+        (self & !mask) | ((value as u128) << (128 - hi) & mask)
+    }
+
+    fn shared_bits(self, other: u128) -> u32 {
+        (self ^ other).leading_zeros()
     }
 
     fn word(self, i: usize) -> u32 {
@@ -133,6 +166,33 @@ mod tests {
         assert_eq!(v6.field(16, 20), 0);
         assert_eq!(v6.field(20, 24), 0xd);
         assert_eq!(v6.field(120, 128), 0xff);
+    }
+
+    #[test]
+    fn fields_are_set_where_they_are_read() {
+        let v4 = u32::from(Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(
+            v4.with_field(28, 32, 9),
+            u32::from(Ipv4Addr::new(10, 1, 2, 9))
+        );
+        assert_eq!(v4.with_field(0, 8, 192).field(0, 8), 192);
+        let v6 = u128::from("2001:db8::ff".parse::<Ipv6Addr>().unwrap());
+        let set = v6.with_field(32, 36, 0xa);
+        assert_eq!(
+            set,
+            u128::from("2001:db8:a000::ff".parse::<Ipv6Addr>().unwrap())
+        );
+        assert_eq!(v6.with_field(124, 128, 0).field(120, 128), 0xf0);
+    }
+
+    #[test]
+    fn shared_bits_count_from_the_first() {
+        let a = u32::from(Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(a.shared_bits(a), 32);
+        assert_eq!(a.shared_bits(u32::from(Ipv4Addr::new(10, 1, 3, 3))), 23);
+        let b = u128::from("2001:db8::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(b.shared_bits(b | 1), 127);
+        assert_eq!(b.shared_bits(0), 2);
     }
 
     #[test]

@@ -17,9 +17,21 @@
 //! group with another prefix affordable. A second prefix under the slot splits
 //! the tail into groups down to where the two part.
 //!
+//! In an IPv6 table ([`Address::SKIPS`]) a group may *skip*: when every prefix
+//! below a slot shares the next address bits (a /24 slot holding one /32
+//! allocation shares bits 24–32 and more), the slot points straight to the group
+//! where they part, and the pointer says how many groups' worth of bits it skips.
+//! The group's *header* (a record like a tail's, at the group's index) holds the
+//! path, the bits every address below shares, and the slot's own answer for
+//! addresses off it. A walk does not read headers on the way down: at its end, a
+//! tail record whose prefix holds the address shows it on every path above (the
+//! prefix extends them), else the header of the deepest group it skipped to is
+//! checked (each header holds its whole path), and an address off that path is
+//! walked again, header by header, to the slot it left the path under.
+//!
 //! Entry layout: bits 30..32 the kind (empty, leaf, group, tail), bits 22..30 the
-//! length of the prefix that wrote a leaf, bits 0..22 a next-hop, group or tail
-//! index.
+//! length of the prefix that wrote a leaf (for a group pointer: the groups it
+//! skips), bits 0..22 a next-hop, group or tail index.
 //!
 //! Prefixes of up to [`SHORT_BITS`] bits (the default route among them) live in a
 //! separate 256-entry level that a lookup reads only when the trie has no match,
@@ -92,8 +104,16 @@ pub(super) fn leaf(len: u8, next_hop: u32) -> u32 {
     VALID | (u32::from(len) << DEPTH_SHIFT) | (next_hop & INDEX_MASK)
 }
 
-pub(super) fn group_ptr(group: u32) -> u32 {
-    GROUP | group
+/// A pointer to `group` that skips `skip` groups' worth of bits.
+pub(super) fn group_ptr(group: u32, skip: u32) -> u32 {
+    debug_assert!(skip * GROUP_BITS <= u128::BITS, "a skip within an address");
+    GROUP | (skip << DEPTH_SHIFT) | group
+}
+
+/// The address bits a group pointer skips.
+#[inline(always)]
+pub(super) fn skipped_bits(entry: u32) -> u32 {
+    u32::from(depth(entry)) * GROUP_BITS
 }
 
 pub(super) fn tail_ptr(tail: u32) -> u32 {
@@ -120,6 +140,9 @@ pub struct Fib<A: Address = u32> {
     groups: AtomicArray,
     /// Every tail record, `max_groups × tail_words` words, committed the same way.
     tails: AtomicArray,
+    /// The header of each group that skips (a record at the group's index: its
+    /// path, the path's length as a leaf's, the fallback), committed the same way.
+    headers: AtomicArray,
     family: PhantomData<A>,
 }
 
@@ -151,6 +174,10 @@ impl<A: Address> Fib<A> {
             first: AtomicArray::zeroed(1 << stride.bits(), first_backing),
             groups: AtomicArray::zeroed(records * GROUP_ENTRIES, backing),
             tails: AtomicArray::zeroed(records * tail_words::<A>(), backing),
+            headers: AtomicArray::zeroed(
+                if A::SKIPS { records } else { 1 } * tail_words::<A>(),
+                backing,
+            ),
             family: PhantomData,
         }
     }
@@ -196,13 +223,12 @@ impl<A: Address> Fib<A> {
     /// The rest of the lookup of `addr` from its first-level entry.
     #[inline(always)]
     pub fn finish_lookup(&self, addr: A, first: FirstEntry) -> Option<u32> {
-        let mut entry = first.0;
-        let mut consumed = self.stride.bits();
-        while entry & KIND == GROUP {
-            entry = self.below(addr, entry, consumed);
-            consumed += GROUP_BITS;
+        let groups: &[AtomicU32] = &self.groups;
+        let mut walk = Walk::new(first.0, self.stride.bits());
+        while walk.entry & KIND == GROUP {
+            walk.step::<A>(groups, addr);
         }
-        self.answer(addr, entry)
+        self.settle(addr, walk)
     }
 
     /// Longest-prefix matches of up to [`BURST`] addresses, walked level by
@@ -211,36 +237,91 @@ impl<A: Address> Fib<A> {
     /// for each miss in turn.
     #[inline(always)]
     pub fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
-        let mut entries = [0u32; BURST];
-        let entries = &mut entries[..addrs.len().min(BURST)];
-        for (e, &a) in entries.iter_mut().zip(addrs) {
-            *e = self.start_lookup(a).0;
+        let groups: &[AtomicU32] = &self.groups;
+        let mut walks = [Walk::default(); BURST];
+        let walks = &mut walks[..addrs.len().min(BURST)];
+        for (w, &a) in walks.iter_mut().zip(addrs) {
+            *w = Walk::new(self.start_lookup(a).0, self.stride.bits());
         }
-        let mut consumed = self.stride.bits();
-        loop {
-            let mut deeper = false;
-            for (e, &a) in entries.iter_mut().zip(addrs) {
-                if *e & KIND == GROUP {
-                    *e = self.below(a, *e, consumed);
-                    deeper = true;
-                }
-            }
-            if !deeper {
-                break;
-            }
-            consumed += GROUP_BITS;
+        // Each level in two passes over the walks still at a group: aim each and
+        // prefetch its entry, then read them. A prefetch retires at once, so every
+        // miss of the level is in flight together; loads alone would stall
+        // retirement at the first miss and keep only as many in flight as the
+        // reorder buffer holds. The walks still going are listed without a
+        // branch per walk, so a level costs the walks in it.
+        let mut going = [0u8; BURST];
+        let mut count = 0;
+        for (i, w) in walks.iter().enumerate() {
+            going[count] = i as u8;
+            count += usize::from(w.entry & KIND == GROUP);
         }
-        for ((o, &e), &a) in out.iter_mut().zip(entries.iter()).zip(addrs) {
-            *o = self.answer(a, e);
+        while count > 0 {
+            for &i in &going[..count] {
+                let i = usize::from(i);
+                prefetch(&groups[walks[i].aim(addrs[i])]);
+            }
+            let mut still = 0;
+            for k in 0..count {
+                let i = usize::from(going[k]);
+                let w = &mut walks[i];
+                w.entry = groups[w.slot].load(Ordering::Acquire);
+                going[still] = i as u8;
+                still += usize::from(w.entry & KIND == GROUP);
+            }
+            count = still;
+        }
+        for w in walks.iter() {
+            if w.entry & KIND == TAIL {
+                prefetch(&self.tail(w.entry & INDEX_MASK)[0]);
+            }
+        }
+        for ((o, &w), &a) in out.iter_mut().zip(walks.iter()).zip(addrs) {
+            *o = self.settle(a, w);
         }
     }
 
-    /// The entry for `addr` in the group `entry` points to, `consumed` bits down.
+    /// The answer for `addr` from where its walk ended. A walk that skipped
+    /// must be on the path of the deepest group it skipped to (and so on every
+    /// shorter path above it): a tail record whose prefix holds the address shows
+    /// it (the prefix extends the path), else that group's header is read. An
+    /// address off the path takes the exact walk.
     #[inline(always)]
-    fn below(&self, addr: A, entry: u32, consumed: u32) -> u32 {
-        let slot = addr.field(consumed, consumed + GROUP_BITS);
-        let index = (entry & INDEX_MASK) as usize * GROUP_ENTRIES + slot;
-        self.groups[index].load(Ordering::Acquire)
+    fn settle(&self, addr: A, walk: Walk) -> Option<u32> {
+        if !A::SKIPS || walk.skipped_to == NO_SKIP {
+            return self.answer(addr, walk.entry);
+        }
+        if walk.entry & KIND == TAIL {
+            let record = Record(self.tail(walk.entry & INDEX_MASK));
+            if record.covers(addr) {
+                return Some(record.leaf() & INDEX_MASK);
+            }
+        }
+        if !Record(self.header(walk.skipped_to)).covers(addr) {
+            return self.lookup_off_path(addr);
+        }
+        self.answer(addr, walk.entry)
+    }
+
+    /// The lookup of an address that left a skipping group's path: walked again,
+    /// checking each skipping group's header, and answered by the header of the
+    /// first one it is off (the slot's own answer).
+    #[cold]
+    #[inline(never)]
+    fn lookup_off_path(&self, addr: A) -> Option<u32> {
+        let mut entry = self.start_lookup(addr).0;
+        let mut consumed = self.stride.bits();
+        while entry & KIND == GROUP {
+            let group = entry & INDEX_MASK;
+            let level = consumed + skipped_bits(entry);
+            let header = Record(self.header(group));
+            if level != consumed && !header.covers(addr) {
+                return self.answer(addr, header.fallback());
+            }
+            let slot = addr.field(level, level + GROUP_BITS);
+            entry = self.groups[group as usize * GROUP_ENTRIES + slot].load(Ordering::Acquire);
+            consumed = level + GROUP_BITS;
+        }
+        self.answer(addr, entry)
     }
 
     /// The next hop of `addr` from the leaf, empty entry or tail its walk ended
@@ -261,9 +342,8 @@ impl<A: Address> Fib<A> {
     #[inline(always)]
     fn tail_answer(&self, addr: A, tail: u32) -> u32 {
         let record = Record(self.tail(tail));
-        let leaf = record.leaf();
-        if addr & A::mask(depth(leaf)) == record.prefix::<A>() {
-            leaf
+        if record.covers(addr) {
+            record.leaf()
         } else {
             record.fallback()
         }
@@ -292,6 +372,14 @@ impl<A: Address> Fib<A> {
         &self.tails[start..start + words]
     }
 
+    /// The header of `group` (meaningful only while a pointer skips to it).
+    #[inline(always)]
+    pub(super) fn header(&self, group: u32) -> &[AtomicU32] {
+        let words = tail_words::<A>();
+        let start = group as usize * words;
+        &self.headers[start..start + words]
+    }
+
     /// Bytes of the first level and the short level (all of it counts: lookups
     /// touch them anywhere), or for a family sparse at the top, of the short
     /// level and the first level's `pages_written` pages.
@@ -304,9 +392,86 @@ impl<A: Address> Fib<A> {
     }
 }
 
+/// Asks the CPU to bring the cache line of `entry` in, without waiting for it.
+#[inline(always)]
+fn prefetch(entry: &AtomicU32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is in x86_64's baseline, so the instruction exists; a prefetch
+    // changes nothing the program can see and cannot fault (and `entry` is a live
+    // reference in any case).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((entry as *const AtomicU32).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = entry;
+}
+
+/// No group skipped to on a walk.
+const NO_SKIP: u32 = u32::MAX;
+
+/// One address's walk down the groups: the entry reached, the bits consumed to
+/// reach it, and the deepest group it skipped to, whose path it must be on.
+/// The walk does not read headers on the way: one check at the end covers every
+/// path above, as each header holds its whole path.
+#[derive(Clone, Copy)]
+struct Walk {
+    entry: u32,
+    consumed: u32,
+    skipped_to: u32,
+    /// Where in the groups the next entry is, once aimed.
+    slot: usize,
+}
+
+impl Default for Walk {
+    fn default() -> Walk {
+        Walk::new(0, 0)
+    }
+}
+
+impl Walk {
+    #[inline(always)]
+    fn new(entry: u32, consumed: u32) -> Walk {
+        Walk {
+            entry,
+            consumed,
+            skipped_to: NO_SKIP,
+            slot: 0,
+        }
+    }
+
+    /// Aims the walk one group down from the group pointer `self.entry`: where in
+    /// the groups the entry for `addr` is (returned).
+    #[inline(always)]
+    fn aim<A: Address>(&mut self, addr: A) -> usize {
+        let group = self.entry & INDEX_MASK;
+        let skip = if A::SKIPS {
+            skipped_bits(self.entry)
+        } else {
+            0
+        };
+        let level = self.consumed + skip;
+        self.slot = group as usize * GROUP_ENTRIES + addr.field(level, level + GROUP_BITS);
+        if skip != 0 {
+            self.skipped_to = group;
+        }
+        self.consumed = level + GROUP_BITS;
+        self.slot
+    }
+
+    /// One group down from the group pointer `self.entry`.
+    #[inline(always)]
+    fn step<A: Address>(&mut self, groups: &[AtomicU32], addr: A) {
+        let slot = self.aim(addr);
+        self.entry = groups[slot].load(Ordering::Acquire);
+    }
+}
+
 /// A tail record's words: the prefix (its address words), then the prefix's leaf,
 /// then the fallback. The prefix is written before the record is linked and never
-/// changes; the leaf and the fallback are single words the writer may store.
+/// changes; the leaf and the fallback are single words the writer may store. A
+/// group's header has the same words: its path, a leaf-shaped word holding the
+/// path's length, the fallback.
 #[derive(Clone, Copy)]
 pub(super) struct Record<'a>(pub(super) &'a [AtomicU32]);
 
@@ -314,6 +479,12 @@ impl Record<'_> {
     #[inline(always)]
     pub(super) fn prefix<A: Address>(self) -> A {
         A::from_words(|i| self.0[i].load(Ordering::Relaxed))
+    }
+
+    /// Whether `addr` lies in the record's prefix (a header's path).
+    #[inline(always)]
+    pub(super) fn covers<A: Address>(self, addr: A) -> bool {
+        addr & A::mask(depth(self.leaf())) == self.prefix::<A>()
     }
 
     #[inline(always)]
