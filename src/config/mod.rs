@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 pub use topology::{
-    gateway_interface, Interface, NoInterface, Port, PortRole, Segment, StaticNeighbor,
+    gateway_interface, Interface, NoInterface, Port, PortRole, Segment, StaticNeighbor, StaticPath,
     StaticRoute, Topology, Vr,
 };
 use vrfwd_wire::MacAddr;

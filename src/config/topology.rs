@@ -206,12 +206,18 @@ pub fn gateway_interface(
     }
 }
 
-/// A static route, its gateway (of its prefix's family) resolved to an interface.
+/// A static route, its gateway resolved to an interface.
 #[derive(Debug, Clone)]
 pub struct StaticRoute {
-    pub prefix: IpNet,
-    pub via: IpAddr,
+    pub path: StaticPath,
     pub iface: usize,
+}
+
+/// A static route's prefix and gateway, of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaticPath {
+    V4 { prefix: Ipv4Net, via: Ipv4Addr },
+    V6 { prefix: Ipv6Net, via: Ipv6Addr },
 }
 
 /// A static neighbour, resolved to an interface.
@@ -601,18 +607,18 @@ fn static_route(
             ),
         ));
     }
-    if r.via.is_ipv4() != matches!(r.prefix, IpNet::V4(_)) {
-        return Err(invalid(
-            key() + ".via",
-            format!("{} is not of {}'s family", r.via, r.prefix),
-        ));
-    }
+    let path = match (r.prefix, r.via) {
+        (IpNet::V4(prefix), IpAddr::V4(via)) => StaticPath::V4 { prefix, via },
+        (IpNet::V6(prefix), IpAddr::V6(via)) => StaticPath::V6 { prefix, via },
+        _ => {
+            return Err(invalid(
+                key() + ".via",
+                format!("{} is not of {}'s family", r.via, r.prefix),
+            ))
+        }
+    };
     let iface = interface_of(interfaces, r.via, r.interface.as_deref(), || key() + ".via")?;
-    Ok(StaticRoute {
-        prefix: r.prefix,
-        via: r.via,
-        iface,
-    })
+    Ok(StaticRoute { path, iface })
 }
 
 fn static_neighbor(

@@ -14,10 +14,9 @@ pub use nexthop::{NextHop, NextHops};
 
 pub use crate::config::{Interface, PortRole};
 
-use crate::config::{Config, TableSize, Topology};
+use crate::config::{Config, StaticPath, TableSize, Topology};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Batch, Change, DualPair, Fib, Stride, TableError, TablePair};
-use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -512,29 +511,26 @@ fn build_vr(
         }
     }
     for r in &vc.routes {
-        let (gateway, to) = match (r.prefix, r.via) {
-            (IpNet::V4(p), IpAddr::V4(via)) => {
-                let gw = NextHop::Gateway {
-                    iface: r.iface,
-                    via: via.into(),
-                };
-                (gw, Err(p))
-            }
-            (IpNet::V6(p), IpAddr::V6(via)) => {
-                let gw = NextHop::Gateway6 {
-                    iface: r.iface,
-                    via: via.into(),
-                };
-                (gw, Ok(p))
-            }
-            _ => unreachable!("the config checks a route's gateway is of its family"),
+        let gateway = match r.path {
+            StaticPath::V4 { via, .. } => NextHop::Gateway {
+                iface: r.iface,
+                via: via.into(),
+            },
+            StaticPath::V6 { via, .. } => NextHop::Gateway6 {
+                iface: r.iface,
+                via: via.into(),
+            },
         };
         let nh = next_hops
             .insert(gateway)
             .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
-        match to {
-            Err(p) => system.push(add(p.network().into(), p.prefix_len(), nh)),
-            Ok(p) => system6.push(add6(p.network(), p.prefix_len(), nh)),
+        match r.path {
+            StaticPath::V4 { prefix, .. } => {
+                system.push(add(prefix.network().into(), prefix.prefix_len(), nh))
+            }
+            StaticPath::V6 { prefix, .. } => {
+                system6.push(add6(prefix.network(), prefix.prefix_len(), nh))
+            }
         }
     }
     let v4 = initial_tables(vc.table, compact_groups, &system)?;
