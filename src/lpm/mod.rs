@@ -15,7 +15,8 @@
 //! So vrfwd keeps its own DIR-24-8-style trie in safe Rust, one code for both
 //! families: first level 2^24 ([`Stride::Wide24`]) or 2^16
 //! ([`Stride::Compact16`], 256 KiB, until an IPv4 VR widens), 4-bit groups below
-//! (one cache line each), tail records for prefixes alone below a slot, every
+//! (one cache line each), tail records for prefixes alone below a slot, IPv6
+//! groups that skip the bits every prefix below their slot shares, every
 //! entry an `AtomicU32` (one load per level, inlined in the lcore loop, no FFI
 //! call). Prefix lengths live in the entries (as in `rte_lpm`), the RIB finds the
 //! covering route on delete in one hash probe per prefix length in use, so add
@@ -31,9 +32,9 @@
 //! bursts of 32, wide, at 1.1–1.2 × `rte_lpm_lookup_bulk` (10k prefixes); one
 //! compact copy holds 0.16 MiB resident with 100 prefixes, 0.39 MiB with 10k,
 //! 28 MiB with 1M (`rte_lpm`: ≥ 64 MiB always). 250k IPv6 prefixes shaped like
-//! the Internet's install in 0.04–0.06 s and cost a VR 282 B each (both copies,
-//! their RIBs); their lookups run at 0.24–0.32 × IPv4's (goal 0.8: not met, see
-//! docs/benchmarks.md).
+//! the Internet's install in 0.04–0.06 s and cost a VR 290 B each (both copies,
+//! their RIBs); with groups that skip, their lookups run at 0.30–0.41 × IPv4's
+//! (goal 0.8: not met, see docs/benchmarks.md "IPv6 groups that skip").
 mod addr;
 mod dual;
 mod fib;
