@@ -5,10 +5,12 @@
 //! atomics in it change (tables, VR states, neighbour learning, the migration
 //! events queue), so lcores share it by `&`.
 mod cache;
+mod ecmp;
 mod macindex;
 mod nexthop;
 
 pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
+pub use ecmp::{Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
 use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};
 
