@@ -229,6 +229,56 @@ fn agent_mirrors_the_guest_kernel() {
             .contains("10.0.2.50 dev eth1 lladdr 02:00:00:00:bb:50")
     });
 
+    // Two routes of one prefix, metrics 10 and 20, added in either order: the
+    // host forwards by the lower, and when it goes the other replaces it without
+    // the prefix ever missing from the host's table.
+    let ip_route = |verb: &str, via: &str, metric: &str| {
+        let route = [
+            "ip",
+            "route",
+            verb,
+            "10.75.0.0/16",
+            "via",
+            via,
+            "metric",
+            metric,
+        ];
+        t.exec("g", &[&route[..], &["proto", "static"]].concat());
+    };
+    for order in [
+        [("10.0.2.2", "10"), ("10.0.2.50", "20")],
+        [("10.0.2.50", "20"), ("10.0.2.2", "10")],
+    ] {
+        for (via, metric) in order {
+            ip_route("add", via, metric);
+        }
+        eventually("the lower metric's route on the host", || {
+            routes().contains("10.75.0.0/16 via 10.0.2.2 dev eth1")
+        });
+        let watching = std::sync::atomic::AtomicBool::new(true);
+        let lapsed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !routes().contains("10.75.0.0/16") {
+                        lapsed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+            ip_route("del", "10.0.2.2", "10");
+            eventually("the other route on the host", || {
+                routes().contains("10.75.0.0/16 via 10.0.2.50 dev eth1")
+            });
+            watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert!(
+            !lapsed.load(std::sync::atomic::Ordering::Relaxed),
+            "the prefix never left the host's table"
+        );
+        ip_route("del", "10.0.2.50", "20");
+        eventually("10.75/16 gone", || !routes().contains("10.75.0.0/16"));
+    }
+
     // Withdrawn in the kernel, withdrawn on the host.
     t.exec("g", &["ip", "route", "del", "10.77.0.0/16"]);
     eventually("10.77/16 gone", || !routes().contains("10.77.0.0/16"));

@@ -14,7 +14,9 @@ pub struct AgentConfig {
     pub vr: u32,
     /// A file holding the VR's credential (one line).
     pub credential_file: PathBuf,
-    /// Kernel routing tables to export (254 = main).
+    /// Kernel routing tables to export (254 = main), in the order the guest's
+    /// policy rules consult them: for a prefix in several, the route exported is
+    /// the one of the first table, and within it the lowest metric.
     #[serde(default = "default_tables")]
     pub tables: Vec<u32>,
     /// Route protocols to export, by name (as in /etc/iproute2/rt_protos) or number.

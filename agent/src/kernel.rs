@@ -40,6 +40,22 @@ pub struct KernelRoute {
     pub oif: u32,
 }
 
+/// What tells a prefix's routes apart in the kernel, and which it forwards by:
+/// its table (ranked by its place in the filter's list) and its metric, lower
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    table: usize,
+    metric: u32,
+}
+
+/// One of the routes the kernel holds for a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    rank: Rank,
+    route: KernelRoute,
+}
+
 /// What a netlink message changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Changed {
@@ -60,7 +76,9 @@ pub struct KernelState {
     filter: Filter,
     links: HashMap<u32, Link>,
     addresses: HashMap<u32, Vec<IpNet>>,
-    routes: HashMap<IpNet, KernelRoute>,
+    /// Every exportable route the kernel holds, by prefix: the one exported is
+    /// the best ranked, as the kernel forwards by it.
+    routes: HashMap<IpNet, Vec<Held>>,
     neighbors: HashMap<(u32, IpAddr), MacAddr>,
 }
 
@@ -173,21 +191,35 @@ impl KernelState {
         }
     }
 
+    /// A route of a prefix added, replaced (same table and metric) or deleted
+    /// (only if held as it is): a change when the route the kernel forwards by
+    /// changes (a worse route coming or going is none).
     fn route(&mut self, r: &RouteMessage, deleted: bool) -> Changed {
-        let Some((prefix, route)) = self.exportable(r) else {
+        let Some((prefix, new)) = self.exportable(r) else {
             return Changed::Nothing;
         };
-        if deleted {
-            // Only the route we hold: another route for the prefix (other metric,
-            // other table) going away does not remove ours.
-            if self.routes.get(&prefix) != Some(&route) {
-                return Changed::Nothing;
+        let before = self.best(prefix);
+        let held = self.routes.entry(prefix).or_default();
+        match deleted {
+            true => held.retain(|h| *h != new),
+            false => {
+                held.retain(|h| h.rank != new.rank);
+                held.push(new);
             }
-            self.routes.remove(&prefix);
-        } else if self.routes.insert(prefix, route) == Some(route) {
-            return Changed::Nothing;
         }
-        Changed::Route(prefix)
+        if held.is_empty() {
+            self.routes.remove(&prefix);
+        }
+        match self.best(prefix) == before {
+            true => Changed::Nothing,
+            false => Changed::Route(prefix),
+        }
+    }
+
+    /// The route the kernel forwards `prefix` by, of those exported.
+    fn best(&self, prefix: IpNet) -> Option<KernelRoute> {
+        let held = self.routes.get(&prefix)?;
+        held.iter().min_by_key(|h| h.rank).map(|h| h.route)
     }
 
     fn neighbor(&mut self, n: &NeighbourMessage, deleted: bool) -> Changed {
@@ -267,8 +299,8 @@ impl KernelState {
             .collect()
     }
 
-    /// The prefix and next hop of a route the filter exports.
-    fn exportable(&self, r: &RouteMessage) -> Option<(IpNet, KernelRoute)> {
+    /// The prefix, rank and next hop of a route the filter exports.
+    fn exportable(&self, r: &RouteMessage) -> Option<(IpNet, Held)> {
         let h = &r.header;
         let unspecified: IpAddr = match h.address_family {
             AddressFamily::Inet => std::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -286,18 +318,18 @@ impl KernelState {
                 _ => None,
             })
             .unwrap_or(u32::from(h.table));
-        if !self.filter.tables.contains(&table)
-            || !self.filter.protocols.contains(&u8::from(h.protocol))
-        {
+        let table = self.filter.tables.iter().position(|&t| t == table)?;
+        if !self.filter.protocols.contains(&u8::from(h.protocol)) {
             return None;
         }
         let mut dst = unspecified;
-        let (mut via, mut oif) = (None, None);
+        let (mut via, mut oif, mut metric) = (None, None, 0);
         for a in &r.attributes {
             match a {
                 RouteAttribute::Destination(d) => dst = route_address(d)?,
                 RouteAttribute::Gateway(g) => via = Some(route_address(g)?),
                 RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Priority(p) => metric = *p,
                 // ECMP: vrfwd has one next hop per prefix; the first path is exported.
                 RouteAttribute::MultiPath(paths) if oif.is_none() => {
                     if let Some(p) = paths.first() {
@@ -317,7 +349,11 @@ impl KernelState {
             return None;
         }
         let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
-        Some((prefix, KernelRoute { via, oif: oif? }))
+        let held = Held {
+            rank: Rank { table, metric },
+            route: KernelRoute { via, oif: oif? },
+        };
+        Some((prefix, held))
     }
 
     /// The exported interfaces, as the protocol declares them: each with its
@@ -348,7 +384,7 @@ impl KernelState {
 
     /// The operation that brings the host to the kernel's state for `prefix`.
     pub fn op(&self, prefix: IpNet) -> RouteOp {
-        let route = self.routes.get(&prefix).and_then(|r| {
+        let route = self.best(prefix).and_then(|r| {
             let link = self.links.get(&r.oif)?;
             (self.exported(&link.name) && link.mac.is_some() && self.addresses.contains_key(&r.oif))
                 .then(|| (r.via, link.name.clone()))
@@ -516,6 +552,80 @@ mod tests {
             Changed::Route(p)
         );
         assert_eq!(k.op(p), RouteOp::Delete { prefix: p });
+    }
+
+    /// `r` with metric `metric`.
+    fn with_metric(mut r: RouteMessage, metric: u32) -> RouteMessage {
+        r.attributes.push(RouteAttribute::Priority(metric));
+        r
+    }
+
+    #[test]
+    fn the_route_the_kernel_forwards_by_is_exported_and_the_next_takes_over() {
+        let p: IpNet = "10.77.0.0/16".parse().unwrap();
+        let via = |last: u8| RouteOp::Add {
+            prefix: p,
+            via: Some(IpAddr::from([10, 0, 2, last])),
+            interface: "eth1".into(),
+        };
+        let better = with_metric(
+            route([10, 77, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254),
+            10,
+        );
+        let worse = with_metric(
+            route([10, 77, 0, 0], 16, Some([10, 0, 2, 3]), 2, 12, 254),
+            20,
+        );
+        for better_first in [true, false] {
+            let mut k = KernelState::new(filter());
+            k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true));
+            k.apply(&addr(2, [10, 0, 2, 1], 24));
+            let add = |r: &RouteMessage| RouteNetlinkMessage::NewRoute(r.clone());
+            let (first, second) = match better_first {
+                true => (&better, &worse),
+                false => (&worse, &better),
+            };
+            assert_eq!(k.apply(&add(first)), Changed::Route(p));
+            let second_changes = match better_first {
+                true => Changed::Nothing,
+                false => Changed::Route(p),
+            };
+            assert_eq!(k.apply(&add(second)), second_changes);
+            assert_eq!(k.op(p), via(2), "the lower metric");
+            assert_eq!(k.route_count(), 1);
+            // The better one goes: the other takes over (one add: no gap).
+            let del = RouteNetlinkMessage::DelRoute(better.clone());
+            assert_eq!(k.apply(&del), Changed::Route(p));
+            assert_eq!(k.op(p), via(3));
+            // It comes back: it wins again; the worse one going changes nothing.
+            assert_eq!(k.apply(&add(&better)), Changed::Route(p));
+            let del = RouteNetlinkMessage::DelRoute(worse.clone());
+            assert_eq!(k.apply(&del), Changed::Nothing);
+            assert_eq!(k.op(p), via(2));
+        }
+    }
+
+    #[test]
+    fn a_table_earlier_in_the_filter_wins_over_a_lower_metric() {
+        let mut f = filter();
+        f.tables = vec![254, 100];
+        let mut k = KernelState::new(f);
+        k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true));
+        k.apply(&addr(2, [10, 0, 2, 1], 24));
+        let p: IpNet = "10.77.0.0/16".parse().unwrap();
+        let main = with_metric(
+            route([10, 77, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254),
+            50,
+        );
+        let other = with_metric(
+            route([10, 77, 0, 0], 16, Some([10, 0, 2, 3]), 2, 12, 100),
+            1,
+        );
+        k.apply(&RouteNetlinkMessage::NewRoute(other));
+        k.apply(&RouteNetlinkMessage::NewRoute(main));
+        assert!(
+            matches!(k.op(p), RouteOp::Add { via: Some(v), .. } if v == IpAddr::from([10, 0, 2, 2]))
+        );
     }
 
     fn addr6(index: u32, ip: &str, len: u8) -> RouteNetlinkMessage {
