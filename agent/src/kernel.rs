@@ -11,6 +11,7 @@ use netlink_packet_route::neighbour::{
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use vrfwd_proto::{Interface, NeighborOp, RouteOp};
@@ -78,7 +79,8 @@ pub struct KernelState {
     addresses: HashMap<u32, Vec<IpNet>>,
     /// Every exportable route the kernel holds, by prefix: the one exported is
     /// the best ranked, as the kernel forwards by it.
-    routes: HashMap<IpNet, Vec<Held>>,
+    /// (Almost always one: kept inline.)
+    routes: HashMap<IpNet, SmallVec<[Held; 1]>>,
     neighbors: HashMap<(u32, IpAddr), MacAddr>,
 }
 
@@ -198,8 +200,8 @@ impl KernelState {
         let Some((prefix, new)) = self.exportable(r) else {
             return Changed::Nothing;
         };
-        let before = self.best(prefix);
         let held = self.routes.entry(prefix).or_default();
+        let before = best(held);
         match deleted {
             true => held.retain(|h| *h != new),
             false => {
@@ -207,19 +209,14 @@ impl KernelState {
                 held.push(new);
             }
         }
+        let after = best(held);
         if held.is_empty() {
             self.routes.remove(&prefix);
         }
-        match self.best(prefix) == before {
+        match after == before {
             true => Changed::Nothing,
             false => Changed::Route(prefix),
         }
-    }
-
-    /// The route the kernel forwards `prefix` by, of those exported.
-    fn best(&self, prefix: IpNet) -> Option<KernelRoute> {
-        let held = self.routes.get(&prefix)?;
-        held.iter().min_by_key(|h| h.rank).map(|h| h.route)
     }
 
     fn neighbor(&mut self, n: &NeighbourMessage, deleted: bool) -> Changed {
@@ -384,11 +381,17 @@ impl KernelState {
 
     /// The operation that brings the host to the kernel's state for `prefix`.
     pub fn op(&self, prefix: IpNet) -> RouteOp {
-        let route = self.best(prefix).and_then(|r| {
-            let link = self.links.get(&r.oif)?;
-            (self.exported(&link.name) && link.mac.is_some() && self.addresses.contains_key(&r.oif))
+        let route = self
+            .routes
+            .get(&prefix)
+            .and_then(|h| best(h))
+            .and_then(|r| {
+                let link = self.links.get(&r.oif)?;
+                (self.exported(&link.name)
+                    && link.mac.is_some()
+                    && self.addresses.contains_key(&r.oif))
                 .then(|| (r.via, link.name.clone()))
-        });
+            });
         match route {
             Some((via, interface)) => RouteOp::Add {
                 prefix: prefix.trunc(),
@@ -422,6 +425,11 @@ impl KernelState {
     pub fn route_count(&self) -> usize {
         self.routes.len()
     }
+}
+
+/// The route the kernel forwards by, of a prefix's routes.
+fn best(held: &[Held]) -> Option<KernelRoute> {
+    held.iter().min_by_key(|h| h.rank).map(|h| h.route)
 }
 
 /// Whether `ip` can be a neighbour: a unicast address.
