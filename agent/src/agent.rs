@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
 use vrfwd_proto::{
     encode, stream_header, Auth, Decoder, Hello, Limits, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS,
+    StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS, MULTIPATH,
 };
 
 /// Routes per `routes` stanza.
@@ -42,9 +42,27 @@ type Events = futures::channel::mpsc::UnboundedReceiver<(
     SocketAddr,
 )>;
 
+/// The sysctl that makes the kernel report routes using nexthop objects (as
+/// FRR installs them) with their paths expanded, and notify their routes when
+/// a nexthop changes (on by default; absent before Linux 5.3).
+const NEXTHOP_COMPAT_MODE: &str = "/proc/sys/net/ipv4/nexthop_compat_mode";
+
+/// Refuses to run when the kernel would report routes by nexthop object id
+/// only: their paths would never reach the host.
+fn check_nexthop_compat_mode(path: &std::path::Path) -> Result<()> {
+    match std::fs::read_to_string(path) {
+        Ok(v) if v.trim() == "0" => bail!(
+            "{} is 0: routes using nexthop objects (FRR's) would reach the agent without their paths; set it to 1",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Runs forever (until the process is stopped).
 pub async fn run(config: AgentConfig, mut kernel: KernelState) -> Result<()> {
     let credential = config.credential()?;
+    check_nexthop_compat_mode(std::path::Path::new(NEXTHOP_COMPAT_MODE))?;
     let (mut connection, handle, mut events) = rtnetlink::new_connection().context("rtnetlink")?;
     // A large receive buffer: a full table's worth of events can arrive at once.
     let socket = connection.socket_mut().socket_mut();
@@ -249,6 +267,7 @@ async fn session(
         )),
     };
     let dual_stack = version >= DUAL_STACK;
+    let multipath = version >= MULTIPATH;
     link.send(&Stanza::Hello(hello)).await?;
     link.send(&Stanza::Interfaces {
         seq: 0,
@@ -257,7 +276,10 @@ async fn session(
     .await?;
     // The full table, and only then sync-end.
     link.send(&Stanza::SyncBegin { seq: 0 }).await?;
-    for chunk in kernel.all_adds(dual_stack).chunks(ROUTES_PER_STANZA) {
+    for chunk in kernel
+        .all_adds(dual_stack, multipath)
+        .chunks(ROUTES_PER_STANZA)
+    {
         link.send(&Stanza::Routes {
             seq: 0,
             ops: chunk.to_vec(),
@@ -339,7 +361,7 @@ async fn session(
                     if !neighbors.is_empty() {
                         link.send(&Stanza::Neighbors { seq: 0, ops: neighbors }).await?;
                     }
-                    let ops: Vec<RouteOp> = std::mem::take(&mut dirty).into_iter().map(|p| kernel.op(p)).collect();
+                    let ops: Vec<RouteOp> = std::mem::take(&mut dirty).into_iter().map(|p| kernel.op(p, multipath)).collect();
                     for chunk in ops.chunks(ROUTES_PER_STANZA) {
                         link.send(&Stanza::Routes { seq: 0, ops: chunk.to_vec() }).await?;
                         link.drain(WINDOW, host_timeout).await?;
@@ -350,5 +372,24 @@ async fn session(
                 last_sent = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_nexthop_id_only_are_refused_up_front() {
+        let path = std::env::temp_dir().join(format!("vrfwd-agent-ncm-{}", std::process::id()));
+        std::fs::write(&path, "0\n").unwrap();
+        assert!(check_nexthop_compat_mode(&path).is_err());
+        std::fs::write(&path, "1\n").unwrap();
+        assert!(check_nexthop_compat_mode(&path).is_ok());
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            check_nexthop_compat_mode(&path).is_ok(),
+            "a kernel without nexthop objects"
+        );
     }
 }

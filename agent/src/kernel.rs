@@ -9,12 +9,14 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHopFlags, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use vrfwd_proto::{Interface, NeighborOp, RouteOp};
+use vrfwd_proto::{Interface, NeighborOp, Path, Paths, RouteOp};
 use vrfwd_wire::MacAddr;
 
 /// Which routes and interfaces are exported.
@@ -33,13 +35,19 @@ struct Link {
     running: bool,
 }
 
-/// An exportable route's next hop in kernel terms (a gateway of the route's
-/// family; an IPv6 one is often link-local, scoped by `oif`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelRoute {
+/// One path of an exportable route in kernel terms (a gateway of the route's
+/// family; an IPv6 one is often link-local, scoped by `oif`), with its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelPath {
     pub via: Option<IpAddr>,
     pub oif: u32,
+    /// 1 to 256 (the kernel's `rtnh_hops` + 1).
+    pub weight: u16,
 }
+
+/// An exportable route's paths, sorted, the kernel's live ones only (a
+/// multipath route's, or the one of any other; almost always one, inline).
+pub type KernelRoute = SmallVec<[KernelPath; 1]>;
 
 /// What tells a prefix's routes apart in the kernel, and which it forwards by:
 /// its table (ranked by its place in the filter's list) and its metric, lower
@@ -51,7 +59,7 @@ struct Rank {
 }
 
 /// One of the routes the kernel holds for a prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
     rank: Rank,
     route: KernelRoute,
@@ -194,22 +202,29 @@ impl KernelState {
     }
 
     /// A route of a prefix added, replaced (same table and metric) or deleted
-    /// (only if held as it is): a change when the route the kernel forwards by
-    /// changes (a worse route coming or going is none).
+    /// (the paths the message names, of the route of its rank: an IPv6
+    /// multipath route loses its paths one message at a time): a change when
+    /// the route the kernel forwards by changes (a worse route coming or going
+    /// is none).
     fn route(&mut self, r: &RouteMessage, deleted: bool) -> Changed {
         let Some((prefix, new)) = self.exportable(r) else {
             return Changed::Nothing;
         };
         let held = self.routes.entry(prefix).or_default();
-        let before = best(held);
+        let before = best(held).cloned();
         match deleted {
-            true => held.retain(|h| *h != new),
+            true => {
+                for h in held.iter_mut().filter(|h| h.rank == new.rank) {
+                    h.route.retain(|p| !new.route.contains(p));
+                }
+                held.retain(|h| !h.route.is_empty());
+            }
             false => {
                 held.retain(|h| h.rank != new.rank);
                 held.push(new);
             }
         }
-        let after = best(held);
+        let after = best(held).cloned();
         if held.is_empty() {
             self.routes.remove(&prefix);
         }
@@ -321,34 +336,54 @@ impl KernelState {
         }
         let mut dst = unspecified;
         let (mut via, mut oif, mut metric) = (None, None, 0);
+        let mut route = KernelRoute::new();
         for a in &r.attributes {
             match a {
                 RouteAttribute::Destination(d) => dst = route_address(d)?,
                 RouteAttribute::Gateway(g) => via = Some(route_address(g)?),
                 RouteAttribute::Oif(i) => oif = Some(*i),
                 RouteAttribute::Priority(p) => metric = *p,
-                // ECMP: vrfwd has one next hop per prefix; the first path is exported.
-                RouteAttribute::MultiPath(paths) if oif.is_none() => {
-                    if let Some(p) = paths.first() {
-                        oif = Some(p.interface_index);
-                        via = p.attributes.iter().find_map(|x| match x {
-                            RouteAttribute::Gateway(g) => route_address(g),
-                            _ => None,
-                        });
-                    }
-                }
+                // Every live path of a multipath route (also the expanded form
+                // of a route using the kernel's nexthop objects, as FRR installs
+                // them: docs/agent.md).
+                RouteAttribute::MultiPath(paths) => route.extend(
+                    paths
+                        .iter()
+                        .filter(|p| !p.flags.contains(RouteNextHopFlags::Dead))
+                        .map(|p| KernelPath {
+                            via: p.attributes.iter().find_map(|x| match x {
+                                RouteAttribute::Gateway(g) => route_address(g),
+                                _ => None,
+                            }),
+                            oif: p.interface_index,
+                            weight: u16::from(p.hops) + 1,
+                        }),
+                ),
                 _ => {}
             }
         }
+        if let Some(oif) = oif {
+            route.push(KernelPath {
+                via,
+                oif,
+                weight: 1,
+            });
+        }
         // A gateway of the other family (RFC 5549) is not exported: the host's
         // tables hold a gateway of the route's family.
-        if via.is_some_and(|v| v.is_ipv4() != dst.is_ipv4()) {
+        if route.is_empty()
+            || route
+                .iter()
+                .any(|p| p.via.is_some_and(|v| v.is_ipv4() != dst.is_ipv4()))
+        {
             return None;
         }
+        route.sort_unstable();
+        route.dedup();
         let prefix = IpNet::new(dst, h.destination_prefix_length).ok()?;
         let held = Held {
             rank: Rank { table, metric },
-            route: KernelRoute { via, oif: oif? },
+            route,
         };
         Some((prefix, held))
     }
@@ -379,34 +414,47 @@ impl KernelState {
         out
     }
 
-    /// The operation that brings the host to the kernel's state for `prefix`.
-    pub fn op(&self, prefix: IpNet) -> RouteOp {
-        let route = self
-            .routes
-            .get(&prefix)
-            .and_then(|h| best(h))
-            .and_then(|r| {
-                let link = self.links.get(&r.oif)?;
+    /// The operation that brings the host to the kernel's state for `prefix`:
+    /// the paths of the route the kernel forwards by that leave by exported
+    /// interfaces; the first of them only unless `multipath` (protocol
+    /// version 5).
+    pub fn op(&self, prefix: IpNet, multipath: bool) -> RouteOp {
+        let route = self.routes.get(&prefix).and_then(|h| best(h));
+        let mut paths: Paths = route
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let link = self.links.get(&p.oif)?;
                 (self.exported(&link.name)
                     && link.mac.is_some()
-                    && self.addresses.contains_key(&r.oif))
-                .then(|| (r.via, link.name.clone()))
-            });
-        match route {
-            Some((via, interface)) => RouteOp::Add {
+                    && self.addresses.contains_key(&p.oif))
+                .then(|| Path {
+                    via: p.via,
+                    interface: link.name.clone(),
+                    weight: p.weight,
+                })
+            })
+            .collect();
+        if !multipath || paths.len() == 1 {
+            paths.truncate(1);
+            if let Some(p) = paths.first_mut() {
+                p.weight = 1;
+            }
+        }
+        match paths.is_empty() {
+            false => RouteOp::Add {
                 prefix: prefix.trunc(),
-                via,
-                interface,
+                paths,
             },
-            None => RouteOp::Delete {
+            true => RouteOp::Delete {
                 prefix: prefix.trunc(),
             },
         }
     }
 
     /// Every exportable route, as adds (for a full sync); IPv6 ones only with
-    /// `dual_stack`.
-    pub fn all_adds(&self, dual_stack: bool) -> Vec<RouteOp> {
+    /// `dual_stack`, every path only with `multipath`.
+    pub fn all_adds(&self, dual_stack: bool, multipath: bool) -> Vec<RouteOp> {
         let mut prefixes: Vec<IpNet> = self
             .routes
             .keys()
@@ -416,7 +464,7 @@ impl KernelState {
         prefixes.sort();
         prefixes
             .into_iter()
-            .map(|p| self.op(p))
+            .map(|p| self.op(p, multipath))
             .filter(|op| matches!(op, RouteOp::Add { .. }))
             .collect()
     }
@@ -428,8 +476,8 @@ impl KernelState {
 }
 
 /// The route the kernel forwards by, of a prefix's routes.
-fn best(held: &[Held]) -> Option<KernelRoute> {
-    held.iter().min_by_key(|h| h.rank).map(|h| h.route)
+fn best(held: &[Held]) -> Option<&KernelRoute> {
+    held.iter().min_by_key(|h| h.rank).map(|h| &h.route)
 }
 
 /// Whether `ip` can be a neighbour: a unicast address.
@@ -530,11 +578,10 @@ mod tests {
             Changed::Route(p)
         );
         assert_eq!(
-            k.op(p),
+            k.op(p, true),
             RouteOp::Add {
                 prefix: p,
-                via: Some("10.0.2.2".parse().unwrap()),
-                interface: "eth1".into()
+                paths: [Path::new(Some("10.0.2.2".parse().unwrap()), "eth1")].into(),
             }
         );
         // Another protocol, another table, the local table: not exported.
@@ -559,7 +606,7 @@ mod tests {
             k.apply(&RouteNetlinkMessage::DelRoute(bird)),
             Changed::Route(p)
         );
-        assert_eq!(k.op(p), RouteOp::Delete { prefix: p });
+        assert_eq!(k.op(p, true), RouteOp::Delete { prefix: p });
     }
 
     /// `r` with metric `metric`.
@@ -573,8 +620,7 @@ mod tests {
         let p: IpNet = "10.77.0.0/16".parse().unwrap();
         let via = |last: u8| RouteOp::Add {
             prefix: p,
-            via: Some(IpAddr::from([10, 0, 2, last])),
-            interface: "eth1".into(),
+            paths: [Path::new(Some(IpAddr::from([10, 0, 2, last])), "eth1")].into(),
         };
         let better = with_metric(
             route([10, 77, 0, 0], 16, Some([10, 0, 2, 2]), 2, 12, 254),
@@ -599,17 +645,17 @@ mod tests {
                 false => Changed::Route(p),
             };
             assert_eq!(k.apply(&add(second)), second_changes);
-            assert_eq!(k.op(p), via(2), "the lower metric");
+            assert_eq!(k.op(p, true), via(2), "the lower metric");
             assert_eq!(k.route_count(), 1);
             // The better one goes: the other takes over (one add: no gap).
             let del = RouteNetlinkMessage::DelRoute(better.clone());
             assert_eq!(k.apply(&del), Changed::Route(p));
-            assert_eq!(k.op(p), via(3));
+            assert_eq!(k.op(p, true), via(3));
             // It comes back: it wins again; the worse one going changes nothing.
             assert_eq!(k.apply(&add(&better)), Changed::Route(p));
             let del = RouteNetlinkMessage::DelRoute(worse.clone());
             assert_eq!(k.apply(&del), Changed::Nothing);
-            assert_eq!(k.op(p), via(2));
+            assert_eq!(k.op(p, true), via(2));
         }
     }
 
@@ -632,8 +678,108 @@ mod tests {
         k.apply(&RouteNetlinkMessage::NewRoute(other));
         k.apply(&RouteNetlinkMessage::NewRoute(main));
         assert!(
-            matches!(k.op(p), RouteOp::Add { via: Some(v), .. } if v == IpAddr::from([10, 0, 2, 2]))
+            matches!(k.op(p, true), RouteOp::Add { paths, .. } if paths[0].via == Some(IpAddr::from([10, 0, 2, 2])))
         );
+    }
+
+    /// `r` with its gateway and interface replaced by the paths `paths`
+    /// (gateway, interface, flags, hops), as the kernel reports a multipath route.
+    fn multipath(
+        mut r: RouteMessage,
+        paths: &[([u8; 4], u32, RouteNextHopFlags, u8)],
+    ) -> RouteMessage {
+        r.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)));
+        let paths = paths.iter().map(|&(via, oif, flags, hops)| {
+            let mut p = netlink_packet_route::route::RouteNextHop::default();
+            p.flags = flags;
+            p.hops = hops;
+            p.interface_index = oif;
+            p.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(via.into()))];
+            p
+        });
+        r.attributes
+            .push(RouteAttribute::MultiPath(paths.collect()));
+        r
+    }
+
+    #[test]
+    fn a_multipath_route_is_exported_whole_with_its_weights_and_live_paths() {
+        let mut k = KernelState::new(filter());
+        k.apply(&link(2, "eth1", [2, 0, 0, 0, 2, 1], true));
+        k.apply(&addr(2, [10, 0, 2, 1], 24));
+        k.apply(&link(3, "eth2", [2, 0, 0, 0, 2, 2], true));
+        k.apply(&addr(3, [10, 0, 3, 1], 24));
+        let p: IpNet = "10.77.0.0/16".parse().unwrap();
+        let none = RouteNetlinkMessage::NewRoute;
+        let base = route([10, 77, 0, 0], 16, None, 2, 12, 254);
+        let live = RouteNextHopFlags::empty();
+        let both = multipath(
+            base.clone(),
+            &[([10, 0, 3, 2], 3, live, 2), ([10, 0, 2, 2], 2, live, 0)],
+        );
+        assert_eq!(k.apply(&none(both.clone())), Changed::Route(p));
+        let path = |v: [u8; 4], i: &str, weight| Path {
+            weight,
+            ..Path::new(Some(IpAddr::from(v)), i)
+        };
+        assert_eq!(
+            k.op(p, true),
+            RouteOp::Add {
+                prefix: p,
+                paths: Paths::from_iter([
+                    path([10, 0, 2, 2], "eth1", 1),
+                    path([10, 0, 3, 2], "eth2", 3)
+                ]),
+            },
+            "every path, sorted, weight = hops + 1"
+        );
+        // An older host gets one path.
+        assert_eq!(
+            k.op(p, false),
+            RouteOp::Add {
+                prefix: p,
+                paths: [path([10, 0, 2, 2], "eth1", 1)].into(),
+            }
+        );
+        // A path the kernel marks dead is not one the host may use.
+        let one_dead = multipath(
+            base.clone(),
+            &[
+                ([10, 0, 3, 2], 3, RouteNextHopFlags::Dead, 2),
+                ([10, 0, 2, 2], 2, live, 0),
+            ],
+        );
+        assert_eq!(k.apply(&none(one_dead)), Changed::Route(p));
+        assert_eq!(
+            k.op(p, true),
+            RouteOp::Add {
+                prefix: p,
+                paths: [path([10, 0, 2, 2], "eth1", 1)].into(),
+            }
+        );
+        // A path on an interface that is not exported is left out.
+        k.apply(&none(both.clone()));
+        k.apply(&link(3, "eth2", [2, 0, 0, 0, 2, 2], true));
+        let mut f = filter();
+        f.interfaces = vec!["eth1".into()];
+        let mut only_eth1 = KernelState::new(f);
+        for m in [
+            link(2, "eth1", [2, 0, 0, 0, 2, 1], true),
+            addr(2, [10, 0, 2, 1], 24),
+            link(3, "eth2", [2, 0, 0, 0, 2, 2], true),
+            addr(3, [10, 0, 3, 1], 24),
+            none(both.clone()),
+        ] {
+            only_eth1.apply(&m);
+        }
+        assert!(matches!(only_eth1.op(p, true), RouteOp::Add { paths, .. } if paths.len() == 1));
+        // Deleted whole: the prefix goes.
+        assert_eq!(
+            k.apply(&RouteNetlinkMessage::DelRoute(both)),
+            Changed::Route(p)
+        );
+        assert_eq!(k.op(p, true), RouteOp::Delete { prefix: p });
     }
 
     fn addr6(index: u32, ip: &str, len: u8) -> RouteNetlinkMessage {
@@ -702,11 +848,10 @@ mod tests {
         );
         let add = RouteOp::Add {
             prefix: p,
-            via: Some("fe80::2".parse().unwrap()),
-            interface: "eth1".into(),
+            paths: [Path::new(Some("fe80::2".parse().unwrap()), "eth1")].into(),
         };
-        assert_eq!(k.all_adds(true), vec![add]);
-        assert!(k.all_adds(false).is_empty());
+        assert_eq!(k.all_adds(true, true), vec![add]);
+        assert!(k.all_adds(false, true).is_empty());
 
         let ll: IpAddr = "fe80::2".parse().unwrap();
         let mac = [2, 0, 0, 0, 0xbb, 2];

@@ -23,9 +23,10 @@ pub struct Limits {
     pub max_stanza_bytes: usize,
 }
 
-/// Elements a stanza may nest below the root: the stanza and its children
-/// (`<routes><add/></routes>`). A deeper tag is refused at once.
-pub const MAX_DEPTH: usize = 2;
+/// Elements a stanza may nest below the root: the stanza, its children and
+/// theirs (`<routes><add><path/></add></routes>`, version 5). A deeper tag is
+/// refused at once.
+pub const MAX_DEPTH: usize = 3;
 
 impl Default for Limits {
     fn default() -> Self {

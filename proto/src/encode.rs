@@ -1,5 +1,6 @@
 //! The encoder: stanzas to the bytes a peer's [`crate::Decoder`] reads back.
-use crate::stanza::{Auth, NeighborOp, RouteOp, Stanza, StreamHeader};
+use crate::stanza::{Auth, NeighborOp, Path, RouteOp, Stanza, StreamHeader};
+use ipnet::IpNet;
 use quick_xml::escape::escape;
 use std::fmt::Write;
 
@@ -36,6 +37,34 @@ pub fn encode(s: &Stanza) -> String {
     o
 }
 
+/// A route's add: one path in attributes, several as `<path>` elements.
+fn write_add(o: &mut String, prefix: &IpNet, paths: &[Path]) -> std::fmt::Result {
+    write!(o, "<add prefix=\"{prefix}\"")?;
+    if let [path] = paths {
+        write_path(o, path, false)?;
+        return o.write_str("/>");
+    }
+    o.write_char('>')?;
+    for path in paths {
+        o.write_str("<path")?;
+        write_path(o, path, true)?;
+        o.write_str("/>")?;
+    }
+    o.write_str("</add>")
+}
+
+/// A path's attributes (its weight when `weighted` and not 1).
+fn write_path(o: &mut String, path: &Path, weighted: bool) -> std::fmt::Result {
+    if let Some(via) = path.via {
+        write!(o, " via=\"{via}\"")?;
+    }
+    write!(o, " interface=\"{}\"", escape(&path.interface))?;
+    if weighted && path.weight != 1 {
+        write!(o, " weight=\"{}\"", path.weight)?;
+    }
+    Ok(())
+}
+
 fn write_stanza(o: &mut String, s: &Stanza) -> std::fmt::Result {
     match s {
         Stanza::Hello(h) => {
@@ -70,24 +99,7 @@ fn write_stanza(o: &mut String, s: &Stanza) -> std::fmt::Result {
             write!(o, "<routes seq=\"{seq}\">")?;
             for op in ops {
                 match op {
-                    RouteOp::Add {
-                        prefix,
-                        via: Some(via),
-                        interface,
-                    } => write!(
-                        o,
-                        "<add prefix=\"{prefix}\" via=\"{via}\" interface=\"{}\"/>",
-                        escape(interface)
-                    )?,
-                    RouteOp::Add {
-                        prefix,
-                        via: None,
-                        interface,
-                    } => write!(
-                        o,
-                        "<add prefix=\"{prefix}\" interface=\"{}\"/>",
-                        escape(interface)
-                    )?,
+                    RouteOp::Add { prefix, paths } => write_add(o, prefix, paths)?,
                     RouteOp::Delete { prefix } => write!(o, "<delete prefix=\"{prefix}\"/>")?,
                 }
             }

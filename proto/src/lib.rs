@@ -20,6 +20,7 @@ pub use auth::BadHex;
 pub use decode::{DecodeError, Decoder, Limits};
 pub use encode::{encode, stream_close, stream_header, stream_open};
 pub use stanza::{
-    Auth, ErrorCode, Hello, Interface, NeighborOp, NoChallenge, Nonce, Proof, RouteOp, Stanza,
-    StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS, PROTOCOL_VERSION, VERSIONS,
+    Auth, ErrorCode, Hello, Interface, NeighborOp, NoChallenge, Nonce, Path, Paths, Proof, RouteOp,
+    Stanza, StreamHeader, VrId, DUAL_STACK, HOST_GENERATIONS, MAX_PATHS, MAX_WEIGHT, MULTIPATH,
+    PROTOCOL_VERSION, VERSIONS,
 };

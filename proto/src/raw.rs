@@ -1,6 +1,9 @@
 //! Raw stanzas as serde reads them (strings, unchecked), and their validation into
 //! typed [`Stanza`]s. A stanza is validated whole: the first problem rejects it.
-use crate::stanza::{Auth, ErrorCode, Hello, Interface, NeighborOp, RouteOp, Stanza, VrId};
+use crate::stanza::{
+    Auth, ErrorCode, Hello, Interface, NeighborOp, Path, Paths, RouteOp, Stanza, VrId, MAX_PATHS,
+    MAX_WEIGHT,
+};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -71,8 +74,22 @@ struct RawRouteAdd<'a> {
     prefix: Cow<'a, str>,
     #[serde(rename = "@via", default, borrow)]
     via: Option<Cow<'a, str>>,
+    #[serde(rename = "@interface", default, borrow)]
+    interface: Option<Cow<'a, str>>,
+    /// Version 5: the paths of a multipath route, as elements.
+    #[serde(rename = "path", default, borrow)]
+    paths: Vec<RawPath<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPath<'a> {
+    #[serde(rename = "@via", default, borrow)]
+    via: Option<Cow<'a, str>>,
     #[serde(rename = "@interface", borrow)]
     interface: Cow<'a, str>,
+    #[serde(rename = "@weight", default, borrow)]
+    weight: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +308,71 @@ fn interface_addresses(s: &str) -> Result<Vec<IpNet>, Reject> {
     Ok(addresses)
 }
 
+/// A route's add: its paths as attributes (one path) or as `<path>` elements
+/// (two or more, version 5), never both, so that a route has one spelling.
+fn route_add(a: RawRouteAdd) -> Result<RouteOp, Reject> {
+    let prefix = prefix(&a.prefix)?;
+    let one_path = |via: Option<&str>, interface: Cow<str>, weight: u16| {
+        Ok(Path {
+            via: via.map(|v| gateway(v, &prefix)).transpose()?,
+            interface: ifname(interface.into_owned(), "interface")?,
+            weight,
+        })
+    };
+    let paths: Paths = match (a.interface, a.paths.len()) {
+        (Some(interface), 0) => [one_path(a.via.as_deref(), interface, 1)?].into(),
+        (None, 2..=MAX_PATHS) if a.via.is_none() => a
+            .paths
+            .into_iter()
+            .map(|p| one_path(p.via.as_deref(), p.interface, weight(p.weight.as_deref())?))
+            .collect::<Result<_, Reject>>()?,
+        (None, n @ (0 | 1)) if a.via.is_none() => {
+            return Err((
+                ErrorCode::InvalidStanza,
+                format!(
+                    "route {prefix} has {n} <path>: a route of one path names it in attributes"
+                ),
+            ))
+        }
+        (None, n) if a.via.is_none() => {
+            return Err((
+                ErrorCode::Limit,
+                format!("route {prefix} has {n} paths; at most {MAX_PATHS}"),
+            ))
+        }
+        _ => {
+            return Err((
+                ErrorCode::InvalidStanza,
+                format!("route {prefix} has both path attributes and <path> elements"),
+            ))
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = paths.iter().find(|p| !seen.insert((p.via, &p.interface))) {
+        return Err((
+            ErrorCode::InvalidStanza,
+            format!(
+                "route {prefix} lists the path via {:?} on {} twice",
+                dup.via, dup.interface
+            ),
+        ));
+    }
+    Ok(RouteOp::Add { prefix, paths })
+}
+
+/// A path's weight: 1 (absent) to [`MAX_WEIGHT`].
+fn weight(s: Option<&str>) -> Result<u16, Reject> {
+    let Some(s) = s else { return Ok(1) };
+    number::<u16>(s)
+        .filter(|w| (1..=MAX_WEIGHT).contains(w))
+        .ok_or_else(|| {
+            (
+                ErrorCode::InvalidStanza,
+                format!("weight {s:?} is not a number from 1 to {MAX_WEIGHT}"),
+            )
+        })
+}
+
 /// Validates the complete stanza `xml` whose element name is `name`.
 pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
     Ok(match name {
@@ -358,14 +440,7 @@ pub fn stanza(name: &str, xml: &str) -> Result<Stanza, Reject> {
                 .ops
                 .into_iter()
                 .map(|op| match op {
-                    RawRouteOp::Add(a) => {
-                        let prefix = prefix(&a.prefix)?;
-                        Ok(RouteOp::Add {
-                            via: a.via.as_deref().map(|v| gateway(v, &prefix)).transpose()?,
-                            prefix,
-                            interface: ifname(a.interface.into_owned(), "interface")?,
-                        })
-                    }
+                    RawRouteOp::Add(a) => route_add(a),
                     RawRouteOp::Delete(d) => Ok(RouteOp::Delete {
                         prefix: prefix(&d.prefix)?,
                     }),

@@ -7,11 +7,12 @@ pub use crate::auth::{Nonce, Proof};
 
 /// The protocol versions this crate speaks, oldest first: 1 authenticates with
 /// the credential itself, 2 with a proof over the host's nonce, 3 as 2 with
-/// generations handed out by the host, 4 as 3 with IPv6 (docs/protocol.md).
-pub const VERSIONS: &[u8] = &[1, 2, 3, 4];
+/// generations handed out by the host, 4 as 3 with IPv6, 5 as 4 with routes of
+/// several weighted paths (docs/protocol.md).
+pub const VERSIONS: &[u8] = &[1, 2, 3, 4, 5];
 
 /// The newest version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// The first version in which the host hands out generations.
 pub const HOST_GENERATIONS: u8 = 3;
@@ -19,6 +20,15 @@ pub const HOST_GENERATIONS: u8 = 3;
 /// The first version that carries IPv6 (prefixes, gateways, neighbours,
 /// interface addresses) and several addresses per interface.
 pub const DUAL_STACK: u8 = 4;
+
+/// The first version that carries routes with several paths, each weighted.
+pub const MULTIPATH: u8 = 5;
+
+/// Most paths one route holds (as the host's next-hop groups).
+pub const MAX_PATHS: usize = 64;
+
+/// Largest weight of a path (as the kernel's: 1 to 256).
+pub const MAX_WEIGHT: u16 = 256;
 
 /// A stream's opening tag, `<vrfwd version="2" versions="1 2" nonce="…">`: the
 /// version its sender uses (a host: the one it chose), every version the sender
@@ -111,15 +121,42 @@ pub struct Interface {
     pub addresses: Vec<IpNet>,
 }
 
-/// One route change. A gateway is of its prefix's family; an IPv6 link-local
-/// gateway is scoped by the interface.
+/// One path of a route: through `via` on `interface`, or attached to it (no
+/// via). A gateway is of its prefix's family; an IPv6 link-local gateway is
+/// scoped by the interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub via: Option<IpAddr>,
+    pub interface: String,
+    /// Its share of the route's flows against the other paths' (1 to
+    /// [`MAX_WEIGHT`]; 1 for a route of one path).
+    pub weight: u16,
+}
+
+impl Path {
+    /// A path of weight 1.
+    pub fn new(via: Option<IpAddr>, interface: impl Into<String>) -> Path {
+        Path {
+            via,
+            interface: interface.into(),
+            weight: 1,
+        }
+    }
+}
+
+/// A route's paths: 1 to [`MAX_PATHS`], no two through the same gateway on the
+/// same interface (checked where they are decoded). Most routes have one: it is
+/// held inline.
+pub type Paths = smallvec::SmallVec<[Path; 1]>;
+
+/// One route change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOp {
-    /// Install or replace: through `via` on `interface`, or attached to it (no via).
+    /// Install or replace, the paths as one set: a route's paths change
+    /// together or not at all.
     Add {
         prefix: IpNet,
-        via: Option<IpAddr>,
-        interface: String,
+        paths: Paths,
     },
     Delete {
         prefix: IpNet,
@@ -259,6 +296,13 @@ impl Stanza {
     /// The oldest protocol version in which this stanza can be sent: a peer
     /// that negotiated an older one rejects it whole (docs/protocol.md).
     pub fn version_needed(&self) -> u8 {
+        let multipath = match self {
+            Stanza::Routes { ops, .. } => ops.iter().any(|op| match op {
+                RouteOp::Add { paths, .. } => paths.len() > 1,
+                RouteOp::Delete { .. } => false,
+            }),
+            _ => false,
+        };
         let dual_stack = match self {
             Stanza::Interfaces { interfaces, .. } => interfaces
                 .iter()
@@ -275,7 +319,9 @@ impl Stanza {
             }),
             _ => false,
         };
-        if dual_stack {
+        if multipath {
+            MULTIPATH
+        } else if dual_stack {
             DUAL_STACK
         } else {
             1

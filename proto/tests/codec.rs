@@ -53,8 +53,7 @@ fn corpus_session_decodes_at_every_split() {
                 ops[0],
                 RouteOp::Add {
                     prefix: "10.9.0.0/16".parse().unwrap(),
-                    via: Some(Ipv4Addr::new(10, 0, 2, 2).into()),
-                    interface: "eth1".into()
+                    paths: [Path::new(Some(Ipv4Addr::new(10, 0, 2, 2).into()), "eth1")].into(),
                 }
             );
             assert_eq!(
@@ -129,7 +128,7 @@ fn corpus_bad_streams_fail_fatally_with_a_named_problem() {
 
 #[test]
 fn corpus_bad_stanzas_are_rejected_alone() {
-    for version in [1, 4] {
+    for version in [1, 4, 5] {
         bad_stanzas_are_rejected_alone(&corpus_of(version, "stanzas.txt"));
     }
 }
@@ -159,8 +158,7 @@ fn corpus_dual_stack_session() {
             ops[1],
             RouteOp::Add {
                 prefix: "2001:db8:9::/48".parse().unwrap(),
-                via: Some("fe80::2".parse().unwrap()),
-                interface: "eth1".into()
+                paths: [Path::new(Some("fe80::2".parse().unwrap()), "eth1")].into(),
             }
         ),
         other => panic!("{other:?}"),
@@ -168,6 +166,60 @@ fn corpus_dual_stack_session() {
     // What version 1 stanzas hold needs version 1 only.
     let v1 = decode_all(&corpus("good/session.xml"), 64);
     assert!(v1.iter().flatten().all(|s| s.version_needed() == 1));
+}
+
+#[test]
+fn corpus_multipath_session() {
+    let bytes = corpus_of(5, "good/multipath.xml");
+    let got = decode_all(&bytes, 7);
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    let Ok(Stanza::Routes { ops, .. }) = &got[1] else {
+        panic!("{got:?}")
+    };
+    let via = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let weighted = |v, i: &str, weight| Path {
+        weight,
+        ..Path::new(via(v), i)
+    };
+    assert_eq!(
+        ops[0],
+        RouteOp::Add {
+            prefix: "10.9.0.0/16".parse().unwrap(),
+            paths: Paths::from_iter([
+                weighted("10.0.2.2", "eth1", 1),
+                weighted("10.0.3.2", "eth2", 3)
+            ]),
+        }
+    );
+    assert_eq!(
+        ops[1],
+        RouteOp::Add {
+            prefix: "2001:db8:9::/48".parse().unwrap(),
+            paths: Paths::from_iter([
+                weighted("fe80::2", "eth1", 1),
+                weighted("fe80::2", "eth2", 1),
+                weighted("fe80::3", "eth2", 256)
+            ]),
+        },
+        "one gateway on two interfaces is two paths"
+    );
+    assert_eq!(got[1].as_ref().unwrap().version_needed(), MULTIPATH);
+    // A stanza whose routes have one path each needs no more than before.
+    let single = Stanza::Routes {
+        seq: 1,
+        ops: vec![ops[2].clone()],
+    };
+    assert_eq!(single.version_needed(), 1);
+    // Encoded and decoded again, the routes are the same.
+    let again = decode_all(
+        format!(
+            "<vrfwd version=\"5\">{}</vrfwd>",
+            encode(got[1].as_ref().unwrap())
+        )
+        .as_bytes(),
+        5,
+    );
+    assert_eq!(again[0].as_ref().unwrap(), got[1].as_ref().unwrap());
 }
 
 fn bad_stanzas_are_rejected_alone(list: &[u8]) {
@@ -323,15 +375,31 @@ fn arb_stanza() -> impl Strategy<Value = Stanza> {
                 prop_oneof![
                     (
                         arb_prefix(),
-                        proptest::option::of(any::<u128>()),
-                        arb_name()
+                        proptest::collection::vec(
+                            (
+                                proptest::option::of(any::<u128>()),
+                                arb_name(),
+                                1..=MAX_WEIGHT
+                            ),
+                            1..=MAX_PATHS
+                        )
                     )
-                        .prop_map(|(prefix, via, interface)| {
-                            RouteOp::Add {
-                                via: via.map(|v| of_family(&prefix, v)),
-                                prefix,
-                                interface,
+                        .prop_map(|(prefix, paths)| {
+                            let single = paths.len() == 1;
+                            let mut paths: Paths = paths
+                                .into_iter()
+                                .enumerate()
+                                .map(|(k, (via, name, weight))| Path {
+                                    via: via.map(|v| of_family(&prefix, v)),
+                                    // Distinct paths: the interface names differ.
+                                    interface: format!("{k}{}", &name[..name.len().min(13)]),
+                                    weight,
+                                })
+                                .collect();
+                            if single {
+                                paths[0].weight = 1;
                             }
+                            RouteOp::Add { prefix, paths }
                         }),
                     arb_prefix().prop_map(|prefix| RouteOp::Delete { prefix }),
                 ],
@@ -424,9 +492,13 @@ fn whitespace_between_stanzas_is_not_held() {
 #[test]
 fn open_tags_are_bounded_by_depth_not_by_bytes() {
     let mut d = Decoder::new(Limits::default());
-    d.feed(b"<vrfwd version=\"1\"><a><b>");
-    assert_eq!(d.next_stanza(), None, "a stanza and one child may be open");
-    d.feed(b"<c>");
+    d.feed(b"<vrfwd version=\"1\"><a><b><c>");
+    assert_eq!(
+        d.next_stanza(),
+        None,
+        "a stanza, a child and a grandchild may be open"
+    );
+    d.feed(b"<d>");
     let err = d.next_stanza().unwrap().unwrap_err();
     assert_eq!((err.code, err.fatal), (ErrorCode::Forbidden, true));
     assert_eq!(d.buffered(), 0);
@@ -489,7 +561,12 @@ fn stream_headers_negotiate_the_newest_common_version() {
         .unwrap()
         .unwrap();
     assert_eq!(client, StreamHeader::client());
-    assert_eq!(client.common_version(), Some(4));
+    assert_eq!(client.common_version(), Some(MULTIPATH));
+    // A version-4 peer (no multipath) gets version 4.
+    let v4 = header_of(r#"<vrfwd version="4" versions="1 2 3 4">"#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v4.common_version(), Some(DUAL_STACK));
     // A version-3 peer (IPv4 only) still gets version 3.
     let v3 = header_of(r#"<vrfwd version="3" versions="1 2 3">"#)
         .unwrap()

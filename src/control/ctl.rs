@@ -4,7 +4,9 @@
 use super::session::Sessions;
 use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
-use crate::dataplane::{neighbor6_of_key, neighbor_of_key, Dataplane, NextHop, PortRole};
+use crate::dataplane::{
+    neighbor6_of_key, neighbor_of_key, Dataplane, NextHop, Path, PortRole, Route,
+};
 use crate::dpdk::{Mempool, PortTable};
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
@@ -16,7 +18,7 @@ use vrfwd_wire::MacAddr;
 
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
-route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) | route del VR PREFIX | \
+route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) [weight N]... | route del VR PREFIX | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
 
@@ -194,10 +196,18 @@ impl Ctl<'_> {
             WRITER_WAIT,
         )
         .map_err(|e| e.to_string())?;
-        Ok(routes
-            .iter()
-            .map(|r| format!("{} {}\n", r.prefix, r.next_hop))
-            .collect())
+        let mut out = String::new();
+        for r in &routes {
+            let _ = writeln!(out, "{} {}", r.prefix, r.next_hop);
+            for p in &r.paths {
+                let _ = writeln!(
+                    out,
+                    "    {} weight {} packets {}",
+                    p.next_hop, p.weight, p.packets
+                );
+            }
+        }
+        Ok(out)
     }
 
     fn neighbors(&self, v: usize) -> String {
@@ -233,9 +243,30 @@ impl Ctl<'_> {
             .collect()
     }
 
+    /// `route add VR PREFIX PATH...`: one path, or several (a multipath
+    /// route), each `via ADDR [dev IFACE] [weight N]` or `dev IFACE [weight N]`.
     fn route_add(&self, vr: &str, prefix: &str, how: &[&str]) -> Result<String, String> {
         let v = self.vr(vr)?;
         let prefix = parse_prefix(prefix)?;
+        let mut paths = Vec::new();
+        let mut rest = how;
+        while !rest.is_empty() {
+            let (path, after) = self.path(vr, v, prefix, rest)?;
+            paths.push(path);
+            rest = after;
+        }
+        let route = Route::new(paths).map_err(|e| format!("route {prefix}: {e}"))?;
+        self.edit(v, RouteEdit::Add { prefix, route })
+    }
+
+    /// The path `words` start with, and the words after it.
+    fn path<'w>(
+        &self,
+        vr: &str,
+        v: usize,
+        prefix: IpNet,
+        words: &'w [&'w str],
+    ) -> Result<(Path, &'w [&'w str]), String> {
         let interfaces = &self.dp.vrs[v].interfaces;
         let named = |name: &str| {
             interfaces
@@ -243,29 +274,48 @@ impl Ctl<'_> {
                 .position(|i| i.name == name)
                 .ok_or_else(|| format!("VR {vr} has no interface {name:?}"))
         };
-        let next_hop = match how {
-            ["via", addr] | ["via", addr, "dev", _] => {
-                let via: IpAddr = addr
-                    .parse()
-                    .map_err(|_| format!("{addr:?} is not an address"))?;
-                if via.is_ipv4() != prefix.addr().is_ipv4() {
-                    return Err(format!("{via} is not of {prefix}'s family"));
-                }
-                let dev = how.get(3).copied();
-                let iface = crate::config::gateway_interface(interfaces, via, dev)
-                    .map_err(|e| format!("VR {vr}: {e}"))?;
-                NextHop::gateway(iface, via)
+        let gateway = |addr: &str, dev: Option<&str>| {
+            let via: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{addr:?} is not an address"))?;
+            if via.is_ipv4() != prefix.addr().is_ipv4() {
+                return Err(format!("{via} is not of {prefix}'s family"));
             }
-            ["dev", name] => NextHop::Attached {
-                iface: named(name)?,
-            },
+            let iface = crate::config::gateway_interface(interfaces, via, dev)
+                .map_err(|e| format!("VR {vr}: {e}"))?;
+            Ok(NextHop::gateway(iface, via))
+        };
+        let (next_hop, rest) = match words {
+            ["via", addr, "dev", dev, rest @ ..] => (gateway(addr, Some(dev))?, rest),
+            ["via", addr, rest @ ..] => (gateway(addr, None)?, rest),
+            ["dev", name, rest @ ..] => (
+                NextHop::Attached {
+                    iface: named(name)?,
+                },
+                rest,
+            ),
             _ => {
                 return Err(format!(
-                    "route add needs 'via ADDR [dev IFACE]' or 'dev IFACE'; commands: {USAGE}"
+                    "route add needs paths 'via ADDR [dev IFACE] [weight N]' or 'dev IFACE [weight N]'; commands: {USAGE}"
                 ))
             }
         };
-        self.edit(v, RouteEdit::Add { prefix, next_hop })
+        let (weight, rest) = match rest {
+            ["weight", w, rest @ ..] => (
+                w.parse()
+                    .ok()
+                    .filter(|w| (1..=u32::from(vrfwd_proto::MAX_WEIGHT)).contains(w))
+                    .ok_or_else(|| {
+                        format!(
+                            "weight {w:?} is not a number from 1 to {}",
+                            vrfwd_proto::MAX_WEIGHT
+                        )
+                    })?,
+                rest,
+            ),
+            rest => (1, rest),
+        };
+        Ok((Path { next_hop, weight }, rest))
     }
 
     fn route_del(&self, vr: &str, prefix: &str) -> Result<String, String> {

@@ -23,8 +23,8 @@
 use super::session::Sessions;
 use super::writer::{Command, RouteEdit};
 use crate::dataplane::{
-    neighbor6_of_key, neighbor_of_key, AgeingCache, CacheKey, Dataplane, NextHop, Vr, VrEvent,
-    VrState,
+    neighbor6_of_key, neighbor_of_key, AgeingCache, CacheKey, Dataplane, NextHop, Path, Vr,
+    VrEvent, VrState,
 };
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::{interval, timeout, Instant};
 use vrfwd_proto::{
     encode, stream_close, stream_header, Auth, Decoder, ErrorCode, Hello, Limits, NeighborOp,
-    Nonce, Proof, RouteOp, Stanza, StreamHeader, VrId, DUAL_STACK,
+    Nonce, Proof, RouteOp, Stanza, StreamHeader, VrId, DUAL_STACK, MULTIPATH,
 };
 
 /// Routes per `routes` stanza of a clone's sync.
@@ -87,9 +87,9 @@ pub enum MigrateError {
     #[error("the route writer stopped")]
     Writer,
     #[error(
-        "{0} speaks protocol version {1}: it cannot hold this VR's IPv6 (version {DUAL_STACK})"
+        "{0} speaks protocol version {1}: this VR needs version {2} ({DUAL_STACK}: IPv6, {MULTIPATH}: multipath routes)"
     )]
-    OldPeer(SocketAddr, u8),
+    OldPeer(SocketAddr, u8, u8),
 }
 
 /// How a clone that worked ended.
@@ -238,11 +238,12 @@ impl Sessions {
             seq
         };
         let mut out = String::new();
-        // A destination that speaks no IPv6 ends the clone at the first IPv6
-        // route, neighbour or address, rather than hold the VR without them.
+        // A destination that speaks no IPv6 (or no multipath) ends the clone
+        // at the first IPv6 route, neighbour or address (or multipath route),
+        // rather than hold the VR without them.
         let push = |out: &mut String, s: Stanza| {
             if s.version_needed() > version {
-                return Err(MigrateError::OldPeer(to, version));
+                return Err(MigrateError::OldPeer(to, version, s.version_needed()));
             }
             out.push_str(&encode(&s));
             Ok(())
@@ -457,24 +458,30 @@ fn departed(vr: &Vr, to: SocketAddr, why: &str) {
 /// A route edit in protocol terms, naming interfaces by this host's names (the
 /// destination maps them by MAC).
 fn route_op(vr: &Vr, edit: &RouteEdit) -> RouteOp {
-    let name = |iface: usize| vr.interfaces[iface].name.clone();
-    match *edit {
-        RouteEdit::Add { prefix, next_hop } => {
-            let (iface, via) = match next_hop {
-                NextHop::Attached { iface } => (iface, None),
-                NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via).into())),
-                NextHop::Gateway6 { iface, via } => {
-                    (iface, Some(std::net::Ipv6Addr::from(via).into()))
-                }
-                NextHop::Local => unreachable!("the writer feeds no local routes"),
-            };
-            RouteOp::Add {
-                prefix,
-                via,
-                interface: name(iface),
-            }
+    match edit {
+        RouteEdit::Add { prefix, route } => RouteOp::Add {
+            prefix: *prefix,
+            paths: route.paths().iter().map(|p| path(vr, p)).collect(),
+        },
+        RouteEdit::Delete { prefix } => RouteOp::Delete { prefix: *prefix },
+    }
+}
+
+/// One path in protocol terms.
+fn path(vr: &Vr, path: &Path) -> vrfwd_proto::Path {
+    let (iface, via) = match path.next_hop {
+        NextHop::Attached { iface } => (iface, None),
+        NextHop::Gateway { iface, via } => (iface, Some(Ipv4Addr::from(via).into())),
+        NextHop::Gateway6 { iface, via } => (iface, Some(std::net::Ipv6Addr::from(via).into())),
+        NextHop::Local | NextHop::Group { .. } => {
+            unreachable!("the writer feeds no local routes, and groups as their paths")
         }
-        RouteEdit::Delete { prefix } => RouteOp::Delete { prefix },
+    };
+    vrfwd_proto::Path {
+        via,
+        interface: vr.interfaces[iface].name.clone(),
+        // Weights come from the protocol (at most 256) or the operator.
+        weight: path.weight.min(u32::from(vrfwd_proto::MAX_WEIGHT)) as u16,
     }
 }
 
@@ -597,7 +604,7 @@ async fn host_header(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dataplane::{neighbor6_key, neighbor_key, Clock, Dataplane};
+    use crate::dataplane::{neighbor6_key, neighbor_key, Clock, Dataplane, Route};
     use crate::dpdk::Rcu;
 
     /// The config module's example: VR 1 with eth0 10.0.1.1/24 and 2001:db8:1::1/64.
@@ -671,19 +678,48 @@ mod tests {
         let via = Ipv4Addr::new(10, 0, 1, 2);
         let gateway = RouteEdit::Add {
             prefix,
-            next_hop: NextHop::Gateway {
+            route: Route::One(NextHop::Gateway {
                 iface: 0,
                 via: via.into(),
-            },
+            }),
         };
         assert_eq!(
             route_op(&dp.vrs[0], &gateway),
             RouteOp::Add {
                 prefix,
-                via: Some(via.into()),
-                interface: "eth0".into()
+                paths: [vrfwd_proto::Path::new(Some(via.into()), "eth0")].into(),
             }
         );
+        // A multipath route's paths go whole, with their weights.
+        let path = |via: Ipv4Addr, weight| Path {
+            next_hop: NextHop::Gateway {
+                iface: 0,
+                via: via.into(),
+            },
+            weight,
+        };
+        let two = Ipv4Addr::new(10, 0, 1, 3);
+        let multipath = RouteEdit::Add {
+            prefix,
+            route: Route::new(vec![path(via, 1), path(two, 3)]).unwrap(),
+        };
+        let weighted = |via: Ipv4Addr, weight| vrfwd_proto::Path {
+            weight,
+            ..vrfwd_proto::Path::new(Some(via.into()), "eth0")
+        };
+        let op = route_op(&dp.vrs[0], &multipath);
+        assert_eq!(
+            op,
+            RouteOp::Add {
+                prefix,
+                paths: vrfwd_proto::Paths::from_iter([weighted(via, 1), weighted(two, 3)]),
+            }
+        );
+        let stanza = Stanza::Routes {
+            seq: 1,
+            ops: vec![op],
+        };
+        assert_eq!(stanza.version_needed(), vrfwd_proto::MULTIPATH);
         assert_eq!(
             route_op(&dp.vrs[0], &RouteEdit::Delete { prefix }),
             RouteOp::Delete { prefix }

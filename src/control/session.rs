@@ -25,7 +25,7 @@
 //! slowed down); routes per VR (in the route writer).
 use super::writer::{Command, Reply, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
-use crate::dataplane::{neighbor6_key, neighbor_key, Dataplane, NextHop, VrState};
+use crate::dataplane::{neighbor6_key, neighbor_key, Dataplane, NextHop, Path, Route, VrState};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -541,7 +541,7 @@ impl Session {
             return Err(reject(
                 ErrorCode::BadVersion,
                 format!(
-                    "this stanza needs protocol version {} (IPv6, several addresses per interface); the stream speaks {version}",
+                    "this stanza needs protocol version {} (4: IPv6, several addresses per interface; 5: routes of several paths); the stream speaks {version}",
                     stanza.version_needed()
                 ),
             ));
@@ -813,27 +813,38 @@ impl Session {
     fn route_edits(&self, ops: &[RouteOp]) -> Result<Vec<RouteEdit>, Reject> {
         ops.iter()
             .map(|op| match op {
-                RouteOp::Add {
-                    prefix,
-                    via,
-                    interface,
-                } => {
-                    let iface = self.iface(interface)?;
-                    let next_hop = match *via {
-                        None => NextHop::Attached { iface },
-                        Some(via) => {
-                            self.reaches(iface, via, interface)?;
-                            NextHop::gateway(iface, via)
-                        }
-                    };
+                RouteOp::Add { prefix, paths } => {
+                    let paths = paths
+                        .iter()
+                        .map(|p| self.path(p))
+                        .collect::<Result<_, _>>()?;
+                    let route = Route::new(paths).map_err(|e| {
+                        reject(ErrorCode::InvalidStanza, format!("route {prefix}: {e}"))
+                    })?;
                     Ok(RouteEdit::Add {
                         prefix: *prefix,
-                        next_hop,
+                        route,
                     })
                 }
                 RouteOp::Delete { prefix } => Ok(RouteEdit::Delete { prefix: *prefix }),
             })
             .collect()
+    }
+
+    /// One path of a route as a next hop of the VR.
+    fn path(&self, path: &vrfwd_proto::Path) -> Result<Path, Reject> {
+        let iface = self.iface(&path.interface)?;
+        let next_hop = match path.via {
+            None => NextHop::Attached { iface },
+            Some(via) => {
+                self.reaches(iface, via, &path.interface)?;
+                NextHop::gateway(iface, via)
+            }
+        };
+        Ok(Path {
+            next_hop,
+            weight: u32::from(path.weight),
+        })
     }
 
     fn neighbors(&self, ops: &[NeighborOp]) -> Result<(), Reject> {
@@ -921,8 +932,10 @@ fn write_reject(e: WriteError) -> Reject {
         WriteError::Table(TableError::BadLength(_)) => ErrorCode::BadPrefix,
         WriteError::Table(_)
         | WriteError::NextHops
+        | WriteError::Groups
         | WriteError::Routes(_)
         | WriteError::Memory(_) => ErrorCode::Limit,
+        WriteError::Paths(_) => ErrorCode::InvalidStanza,
         WriteError::NotSyncing => ErrorCode::Sequence,
     };
     reject(code, e.to_string())

@@ -16,8 +16,10 @@
 //! queues are bounded by the number of sessions and operator connections.
 use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
-use crate::dataplane::{Dataplane, NextHop, VrRoutes};
-use crate::lpm::{validate, Address, Batch, Change, Refused, Rib, Staged, Stride, TableError};
+use crate::dataplane::{Dataplane, EcmpError, NextHop, Path, Route, VrRoutes};
+use crate::lpm::{
+    validate, Address, Batch, Change, DualPair, Refused, Rib, Staged, Stride, TableError,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipnet::IpNet;
 use rustc_hash::FxHashSet;
@@ -69,9 +71,9 @@ pub fn ask_within<T>(
 }
 
 /// One route edit, as sessions and the operator express it, of either family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteEdit {
-    Add { prefix: IpNet, next_hop: NextHop },
+    Add { prefix: IpNet, route: Route },
     Delete { prefix: IpNet },
 }
 
@@ -91,6 +93,12 @@ pub enum WriteError {
     /// The VR's next-hop array is full.
     #[error("too many distinct next hops")]
     NextHops,
+    /// The VR's multipath groups are all in use.
+    #[error("too many distinct sets of multipath routes' paths")]
+    Groups,
+    /// A multipath route's paths cannot be spread.
+    #[error(transparent)]
+    Paths(#[from] EcmpError),
     /// The batch would take the VR past its route limit (staged routes count).
     #[error("more than {0} routes for this VR")]
     Routes(usize),
@@ -106,7 +114,20 @@ pub enum WriteError {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteInfo {
     pub prefix: String,
+    /// The next hop, or "multipath" for a route with [`RouteInfo::paths`].
     pub next_hop: String,
+    /// A multipath route's paths (empty for a route of one next hop).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathInfo>,
+}
+
+/// One path of a multipath route, with the packets the fast path sent by it
+/// since its set was installed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathInfo {
+    pub next_hop: String,
+    pub weight: u32,
+    pub packets: u64,
 }
 
 /// What the writer is asked to do. Every command names a VR by index.
@@ -300,7 +321,7 @@ impl<'a> RouteWriter<'a> {
             .map(|routes| VrState {
                 own: Prefixes::of(&routes.system),
                 memory: routes.tables.settled_memory_bytes(),
-                slots: Slots::new(&routes.system),
+                slots: Slots::new(&routes.system, dp.lcores),
                 routes,
                 marked: None,
                 withdrawn: false,
@@ -483,9 +504,10 @@ impl<'a> RouteWriter<'a> {
 
     /// Refuses VR `v`'s job (nothing of it is staged any more) with `e`.
     fn refuse(&mut self, v: usize, job: Job, e: WriteError) {
+        let vr = &self.dp.vrs[v];
         self.vrs[v]
             .slots
-            .release(&self.dp.vrs[v].next_hops, &job.fresh);
+            .release(&vr.next_hops, &vr.groups, &job.fresh);
         job.done.fail(e);
     }
 
@@ -586,7 +608,8 @@ impl<'a> RouteWriter<'a> {
         let mut fresh = Vec::new();
         let changes = self.changes_allocating(v, edits, &mut fresh);
         if changes.is_err() {
-            self.vrs[v].slots.release(&self.dp.vrs[v].next_hops, &fresh);
+            let vr = &self.dp.vrs[v];
+            self.vrs[v].slots.release(&vr.next_hops, &vr.groups, &fresh);
         }
         changes.map(|c| (c, fresh))
     }
@@ -597,7 +620,7 @@ impl<'a> RouteWriter<'a> {
         edits: &[RouteEdit],
         fresh: &mut Vec<u32>,
     ) -> Result<Batch, WriteError> {
-        let next_hops = &self.dp.vrs[v].next_hops;
+        let (next_hops, groups) = (&self.dp.vrs[v].next_hops, &self.dp.vrs[v].groups);
         let VrState {
             own, slots, routes, ..
         } = &mut self.vrs[v];
@@ -621,8 +644,18 @@ impl<'a> RouteWriter<'a> {
                 }
                 continue;
             }
-            let next_hop = match *e {
-                RouteEdit::Add { next_hop, .. } => Some(slots.slot(next_hops, next_hop, fresh)?),
+            let next_hop = match e {
+                RouteEdit::Add {
+                    route: Route::One(next_hop),
+                    ..
+                } => Some(slots.slot(next_hops, *next_hop, fresh)?),
+                RouteEdit::Add {
+                    route: Route::Multipath(paths),
+                    ..
+                } => {
+                    let previous = staged_next_hop(&routes.tables, prefix);
+                    Some(slots.group(next_hops, groups, paths, previous, fresh)?)
+                }
                 RouteEdit::Delete { .. } => None,
             };
             // The address as given: a prefix with host bits is refused, not truncated.
@@ -663,7 +696,7 @@ impl<'a> RouteWriter<'a> {
             |fib| drop(vr.fib6.replace(fib)),
         );
         // No reader can use the old tables any more (replace waited).
-        self.vrs[v].slots.published(&vr.next_hops);
+        self.vrs[v].slots.published(&vr.next_hops, &vr.groups);
         vr.routes
             .store(self.vrs[v].routes.tables.len(), Ordering::Relaxed);
         self.feed(v);
@@ -696,10 +729,10 @@ impl<'a> RouteWriter<'a> {
             }
             match next_hop {
                 None => Some(RouteEdit::Delete { prefix }),
-                Some(nh) => match self.dp.vrs[v].next_hops.get(nh)? {
-                    NextHop::Local => None,
-                    next_hop => Some(RouteEdit::Add { prefix, next_hop }),
-                },
+                Some(nh) => Some(RouteEdit::Add {
+                    prefix,
+                    route: self.route(v, nh)?,
+                }),
             }
         };
         let v4 = changes.v4.iter().map(|c| (ip_prefix(c), c.next_hop()));
@@ -709,22 +742,62 @@ impl<'a> RouteWriter<'a> {
             .collect()
     }
 
+    /// The route that next-hop slot `slot` of VR `v` stands for (None: local
+    /// delivery, or an empty slot).
+    fn route(&self, v: usize, slot: u32) -> Option<Route> {
+        let vr = &self.dp.vrs[v];
+        match vr.next_hops.get(slot)? {
+            NextHop::Local => None,
+            NextHop::Group { group } => {
+                let g = vr.groups.get(group)?;
+                let paths = g.slots().iter().zip(g.weights());
+                let paths = paths.map(|(&s, &weight)| {
+                    let next_hop = vr.next_hops.get(s)?;
+                    Some(Path { next_hop, weight })
+                });
+                Route::new(paths.collect::<Option<_>>()?).ok()
+            }
+            next_hop => Some(Route::One(next_hop)),
+        }
+    }
+
     fn list(&self, v: usize) -> Vec<RouteInfo> {
         let vr = &self.dp.vrs[v];
-        let info = |prefix: String, nh: u32| RouteInfo {
-            prefix,
-            next_hop: match vr.next_hops.get(nh) {
-                Some(NextHop::Local) => "local".into(),
-                Some(NextHop::Attached { iface }) => format!("dev {}", vr.interfaces[iface].name),
-                Some(NextHop::Gateway { iface, via }) => {
-                    let via = std::net::Ipv4Addr::from(via);
-                    format!("via {via} dev {}", vr.interfaces[iface].name)
+        let name = |nh: Option<NextHop>| match nh {
+            Some(NextHop::Local) => "local".into(),
+            Some(NextHop::Attached { iface }) => format!("dev {}", vr.interfaces[iface].name),
+            Some(NextHop::Gateway { iface, via }) => {
+                let via = std::net::Ipv4Addr::from(via);
+                format!("via {via} dev {}", vr.interfaces[iface].name)
+            }
+            Some(NextHop::Gateway6 { iface, via }) => {
+                let via = std::net::Ipv6Addr::from(via);
+                format!("via {via} dev {}", vr.interfaces[iface].name)
+            }
+            Some(NextHop::Group { .. }) | None => "?".into(),
+        };
+        let info = |prefix: String, nh: u32| match vr.next_hops.get(nh) {
+            Some(NextHop::Group { group }) => {
+                let g = vr.groups.get(group);
+                let paths = g.map(|g| {
+                    (0..g.slots().len())
+                        .map(|p| PathInfo {
+                            next_hop: name(vr.next_hops.get(g.slot(p))),
+                            weight: g.weights()[p],
+                            packets: g.packets(p),
+                        })
+                        .collect()
+                });
+                RouteInfo {
+                    prefix,
+                    next_hop: "multipath".into(),
+                    paths: paths.unwrap_or_default(),
                 }
-                Some(NextHop::Gateway6 { iface, via }) => {
-                    let via = std::net::Ipv6Addr::from(via);
-                    format!("via {via} dev {}", vr.interfaces[iface].name)
-                }
-                None => "?".into(),
+            }
+            next_hop => RouteInfo {
+                prefix,
+                next_hop: name(next_hop),
+                paths: Vec::new(),
             },
         };
         let tables = &self.vrs[v].routes.tables;
@@ -751,6 +824,14 @@ fn wide_pair_bytes() -> usize {
     2 * (1 << 24) * std::mem::size_of::<u32>()
 }
 
+/// The slot `prefix` has in the staged tables, if any.
+fn staged_next_hop(tables: &DualPair, prefix: IpNet) -> Option<u32> {
+    match prefix {
+        IpNet::V4(p) => tables.v4.staged_rib().get(p.addr().into(), p.prefix_len()),
+        IpNet::V6(p) => tables.v6.staged_rib().get(p.addr().into(), p.prefix_len()),
+    }
+}
+
 /// The change that installs `net/len → next_hop`, or deletes it (None).
 fn change<A: Address>(net: A, len: u8, next_hop: Option<u32>) -> Change<A> {
     match next_hop {
@@ -768,7 +849,7 @@ fn ip_prefix<A: Address>(c: &Change<A>) -> (IpAddr, u8) {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dataplane::{Clock, VrRoutes};
+    use crate::dataplane::{Buckets, Clock, VrRoutes};
     use crate::dpdk::Rcu;
     use std::sync::Arc;
 
@@ -856,7 +937,7 @@ mod tests {
         let edits: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
                 prefix: net4((30 << 24) + (i << 16), 24).unwrap(),
-                next_hop: gw,
+                route: Route::One(gw),
             })
             .collect();
         for chunk in edits.chunks(1000) {
@@ -890,7 +971,7 @@ mod tests {
             &mut w,
             vec![RouteEdit::Add {
                 prefix: net("20.0.0.0/8"),
-                next_hop: gw,
+                route: Route::One(gw),
             }],
         )
         .unwrap();
@@ -901,11 +982,11 @@ mod tests {
         let bad = vec![
             RouteEdit::Add {
                 prefix: net("24.0.0.0/8"),
-                next_hop: gw,
+                route: Route::One(gw),
             },
             RouteEdit::Add {
                 prefix: net("25.1.0.0/8"),
-                next_hop: gw,
+                route: Route::One(gw),
             },
         ];
         assert!(matches!(
@@ -917,7 +998,7 @@ mod tests {
         let good = vec![
             RouteEdit::Add {
                 prefix: net("21.0.0.0/8"),
-                next_hop: gw,
+                route: Route::One(gw),
             },
             RouteEdit::Delete {
                 prefix: net("20.0.0.0/8"),
@@ -933,7 +1014,7 @@ mod tests {
             &mut w,
             vec![RouteEdit::Add {
                 prefix: net("23.0.0.0/8"),
-                next_hop: gw,
+                route: Route::One(gw),
             }],
         )
         .unwrap();
@@ -943,11 +1024,11 @@ mod tests {
             vec![
                 RouteEdit::Add {
                     prefix: net("21.0.0.0/8"),
-                    next_hop: gw,
+                    route: Route::One(gw),
                 },
                 RouteEdit::Add {
                     prefix: net("22.0.0.0/8"),
-                    next_hop: gw,
+                    route: Route::One(gw),
                 },
             ],
         )
@@ -990,7 +1071,7 @@ mod tests {
                 .map(|p| RouteEdit::Delete { prefix: net(p) })
                 .chain([RouteEdit::Add {
                     prefix: net("10.0.1.0/24"),
-                    next_hop: gw,
+                    route: Route::One(gw),
                 }])
                 .collect(),
         )
@@ -1023,7 +1104,7 @@ mod tests {
             &mut w,
             vec![RouteEdit::Add {
                 prefix: net("20.0.0.0/8"),
-                next_hop: GW,
+                route: Route::One(GW),
             }],
         )
         .unwrap();
@@ -1034,28 +1115,28 @@ mod tests {
             snapshot,
             vec![RouteEdit::Add {
                 prefix: net("20.0.0.0/8"),
-                next_hop: GW
+                route: Route::One(GW)
             }]
         );
         let del = RouteEdit::Delete {
             prefix: net("20.0.0.0/8"),
         };
-        edit(&mut w, vec![del]).unwrap();
-        assert_eq!(changes.try_recv().unwrap(), vec![del]);
+        edit(&mut w, vec![del.clone()]).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), vec![del.clone()]);
         // A sync is fed when it is published, at its end, with what it swept.
         sync_begin(&mut w);
         let add = RouteEdit::Add {
             prefix: net("22.0.0.0/8"),
-            next_hop: GW,
+            route: Route::One(GW),
         };
-        edit(&mut w, vec![add]).unwrap();
+        edit(&mut w, vec![add.clone()]).unwrap();
         assert!(changes.try_recv().is_err(), "nothing before sync-end");
         ask(&mut w, |reply| Command::SyncEnd { vr: 0, reply }).unwrap();
         assert_eq!(changes.try_recv().unwrap(), vec![add]);
         // A refused batch feeds nothing.
         let bad = RouteEdit::Add {
             prefix: IpNet::new("25.1.0.0".parse().unwrap(), 8).unwrap(),
-            next_hop: GW,
+            route: Route::One(GW),
         };
         assert!(edit(&mut w, vec![bad]).is_err());
         assert!(changes.try_recv().is_err());
@@ -1089,7 +1170,7 @@ mod tests {
         let gw6 = NextHop::gateway(0, "fe80::2".parse().unwrap());
         let add = |p: &str, next_hop| RouteEdit::Add {
             prefix: net(p),
-            next_hop,
+            route: Route::One(next_hop),
         };
         // One batch, both families, published together.
         edit(
@@ -1183,15 +1264,15 @@ mod tests {
         let gw6 = NextHop::gateway(0, "2001:db8:1::fe".parse().unwrap());
         let v6 = |i: u32| RouteEdit::Add {
             prefix: net(&format!("2001:db8:{i:x}::/48")),
-            next_hop: gw6,
+            route: Route::One(gw6),
         };
         edit(&mut w, vec![v6(0x30), v6(0x31)]).unwrap();
         let v4 = RouteEdit::Add {
             prefix: net("20.0.0.0/8"),
-            next_hop: GW,
+            route: Route::One(GW),
         };
         assert_eq!(
-            edit(&mut w, vec![v4, v6(0x32)]),
+            edit(&mut w, vec![v4.clone(), v6(0x32)]),
             Err(WriteError::Routes(system + 3))
         );
         edit(&mut w, vec![v4]).unwrap();
@@ -1202,10 +1283,10 @@ mod tests {
     fn via_gateway(prefix: &str, i: u32) -> RouteEdit {
         RouteEdit::Add {
             prefix: net(prefix),
-            next_hop: NextHop::Gateway {
+            route: Route::One(NextHop::Gateway {
                 iface: 0,
                 via: 0x0b00_0000 + i,
-            },
+            }),
         }
     }
 
@@ -1267,7 +1348,7 @@ mod tests {
             &mut w,
             vec![RouteEdit::Add {
                 prefix: net("30.0.0.0/24"),
-                next_hop: GW,
+                route: Route::One(GW),
             }],
         )
         .unwrap();
@@ -1279,6 +1360,134 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lookup(&dp, &rcu, "10.9.0.1"), Some(GW));
+    }
+
+    /// The multipath route over gateways 10.0.1.(2 + k) for `ks`, weight 1 each.
+    fn multipath(ks: &[u32]) -> Route {
+        let paths = ks.iter().map(|&k| Path {
+            next_hop: NextHop::Gateway {
+                iface: 0,
+                via: 0x0a00_0102 + k,
+            },
+            weight: 1,
+        });
+        Route::new(paths.collect()).unwrap()
+    }
+
+    /// VR 0's group for `addr`, with the reader section that keeps it.
+    fn group_of(dp: &Dataplane, rcu: &Rcu, addr: &str) -> Option<(Vec<u32>, Buckets)> {
+        let reader = rcu.reader(0).unwrap();
+        let section = reader.section();
+        let vr = &dp.vrs[0];
+        let addr = u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap());
+        let nh = vr.fib.read(&section).lookup(addr)?;
+        let NextHop::Group { group } = vr.next_hops.get(nh)? else {
+            return None;
+        };
+        let g = vr.groups.get(group)?;
+        Some((g.slots().to_vec(), g.buckets().clone()))
+    }
+
+    #[test]
+    fn multipath_routes_share_groups_follow_their_flows_and_free_what_they_leave() {
+        let (dp, rcu, routes) = setup();
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
+        let add = |prefix: &str, route: Route| RouteEdit::Add {
+            prefix: net(prefix),
+            route,
+        };
+        // Two prefixes over the same four paths share one group.
+        let four = multipath(&[0, 1, 2, 3]);
+        edit(
+            &mut w,
+            vec![
+                add("30.0.0.0/24", four.clone()),
+                add("31.0.0.0/24", four.clone()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(dp.vrs[0].groups.len(), 1);
+        let (slots, before) = group_of(&dp, &rcu, "30.0.0.1").unwrap();
+        assert_eq!(slots.len(), 4);
+        assert_eq!(group_of(&dp, &rcu, "31.0.0.1").unwrap().0, slots);
+        // One path goes from the first route: a new group whose buckets keep
+        // the flows of the three paths that stay.
+        edit(&mut w, vec![add("30.0.0.0/24", multipath(&[0, 1, 3]))]).unwrap();
+        assert_eq!(dp.vrs[0].groups.len(), 2);
+        let (three, after) = group_of(&dp, &rcu, "30.0.0.1").unwrap();
+        let gone = slots[2];
+        let mut moved = 0;
+        for hash in (0..u32::MAX).step_by(1 << 20) {
+            let (old, new) = (slots[before.path(hash)], three[after.path(hash)]);
+            match old == gone {
+                true => moved += 1,
+                false => assert_eq!(old, new, "a flow of a path that stays moved"),
+            }
+        }
+        assert!(moved > 0);
+        // Its paths are shared with the other group: the gone path's slot stays
+        // while the other route's group uses it.
+        assert!(dp.vrs[0].next_hops.get(gone).is_some());
+        // The second route goes: its group and the path only it used go too.
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("31.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(dp.vrs[0].groups.len(), 1);
+        // The member slot is freed after the next publication.
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("32.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(dp.vrs[0].next_hops.get(gone), None);
+        // A route back to one path lets its group go (one slot per path stays).
+        edit(&mut w, vec![add("30.0.0.0/24", Route::One(GW))]).unwrap();
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("32.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        assert!(dp.vrs[0].groups.is_empty());
+        let used = (0..4096)
+            .filter(|&i| dp.vrs[0].next_hops.get(i).is_some())
+            .count();
+        assert_eq!(used, 3, "local, attached eth0 and 10.0.1.2: {used}");
+        // A refused batch leaves no group behind.
+        let refused = edit(
+            &mut w,
+            vec![add("33.0.0.0/24", four), add("34.0.0.1/24", Route::One(GW))],
+        );
+        assert!(matches!(
+            refused,
+            Err(WriteError::Table(TableError::HostBits(..)))
+        ));
+        assert!(dp.vrs[0].groups.is_empty());
+        // The feed and the listing show the paths.
+        edit(&mut w, vec![add("35.0.0.0/24", multipath(&[0, 1]))]).unwrap();
+        let listed = ask(&mut w, |reply| Command::List { vr: 0, reply });
+        let route = listed.iter().find(|r| r.prefix == "35.0.0.0/24").unwrap();
+        assert_eq!(route.next_hop, "multipath");
+        let hops: Vec<&str> = route.paths.iter().map(|p| p.next_hop.as_str()).collect();
+        assert_eq!(hops, ["via 10.0.1.2 dev eth0", "via 10.0.1.3 dev eth0"]);
+        assert_eq!(
+            w.route(
+                0,
+                dp.vrs[0]
+                    .fib
+                    .read(&rcu.reader(0).unwrap().section())
+                    .lookup(0x2300_0001)
+                    .unwrap()
+            ),
+            Some(multipath(&[0, 1]))
+        );
     }
 
     #[test]
@@ -1297,7 +1506,7 @@ mod tests {
             (0..10u32)
                 .map(|i| RouteEdit::Add {
                     prefix: net4((40 + k) << 24 | i << 16, 16).unwrap(),
-                    next_hop: GW,
+                    route: Route::One(GW),
                 })
                 .collect::<Vec<_>>()
         };
@@ -1347,7 +1556,7 @@ mod tests {
         let wide: Vec<RouteEdit> = (0..5000u32)
             .map(|i| RouteEdit::Add {
                 prefix: net4((30 << 24) + (i << 16), 24).unwrap(),
-                next_hop: GW,
+                route: Route::One(GW),
             })
             .collect();
         let (reply, _) = tokio::sync::oneshot::channel();
@@ -1363,7 +1572,7 @@ mod tests {
                 [
                     RouteEdit::Add {
                         prefix: short,
-                        next_hop: GW,
+                        route: Route::One(GW),
                     },
                     RouteEdit::Delete { prefix: short },
                 ]
@@ -1381,10 +1590,10 @@ mod tests {
             vr: 1,
             edits: vec![RouteEdit::Add {
                 prefix: net("20.0.0.0/8"),
-                next_hop: NextHop::Gateway {
+                route: Route::One(NextHop::Gateway {
                     iface: 0,
                     via: 0x0a00_0102,
-                },
+                }),
             }],
             reply,
         });
@@ -1432,7 +1641,7 @@ mod tests {
             (first..first + n)
                 .map(|i| RouteEdit::Add {
                     prefix: net4((60 << 24) + (i << 16), 24).unwrap(),
-                    next_hop: GW,
+                    route: Route::One(GW),
                 })
                 .collect()
         };

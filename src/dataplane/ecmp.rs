@@ -48,6 +48,26 @@ impl Buckets {
         Ok(buckets)
     }
 
+    /// Buckets for paths weighing `weights` that keep the buckets of
+    /// `previous` whose path is still one of them (`position`: a previous
+    /// path's index here, None when it is gone), as far as the new shares
+    /// allow: a route whose set of paths changes moves only the flows it must.
+    pub fn follow(
+        previous: &Buckets,
+        position: impl Fn(usize) -> Option<usize>,
+        weights: &[u32],
+    ) -> Result<Buckets, EcmpError> {
+        let mut table = Box::new([UNASSIGNED; BUCKETS]);
+        for (new, &old) in table.iter_mut().zip(previous.table.iter()) {
+            if let Some(p) = position(usize::from(old)).filter(|&p| p < weights.len()) {
+                *new = p as u8;
+            }
+        }
+        let mut buckets = Buckets { table };
+        buckets.reweigh(weights)?;
+        Ok(buckets)
+    }
+
     /// The path of the flow that hashes to `hash`.
     #[inline(always)]
     pub fn path(&self, hash: u32) -> usize {
@@ -262,6 +282,31 @@ mod tests {
             })
             .collect();
         assert_eq!(counts, shares(&[1, 1, 1, 1]).unwrap());
+    }
+
+    #[test]
+    fn following_a_previous_set_moves_only_what_the_change_must() {
+        let flows = flows(10_000);
+        // Paths a, b, c, d at positions 0..4; the new set is b, c, d, e (a gone,
+        // e new), so b, c, d are at positions 0, 1, 2 and e at 3.
+        let before = Buckets::new(&[1, 1, 1, 1]).unwrap();
+        let after = Buckets::follow(&before, |p| p.checked_sub(1), &[1, 1, 1, 1]).unwrap();
+        let (old, new) = (paths_of(&before, &flows), paths_of(&after, &flows));
+        for (o, n) in old.iter().zip(&new) {
+            match *o {
+                0 => assert_eq!(*n, 3, "a's flows go to e, the one path short"),
+                o => assert_eq!(*n, o - 1, "b, c and d keep their flows"),
+            }
+        }
+        // From one path to two: half the flows move, to the new path only.
+        let one = Buckets::new(&[1]).unwrap();
+        let two = Buckets::follow(&one, |_| Some(1), &[1, 1]).unwrap();
+        let moved = paths_of(&two, &flows);
+        assert_spread(&moved, &[1, 1]);
+        assert_eq!(
+            Buckets::follow(&one, |_| None, &[]),
+            Err(EcmpError::PathCount(0))
+        );
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! events queue), so lcores share it by `&`.
 mod cache;
 mod ecmp;
+mod group;
 mod macindex;
 mod nexthop;
 
 pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
 pub use ecmp::{Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
+pub use group::{Group, Groups, Path, Route, RouteError};
 use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};
 
@@ -34,6 +36,9 @@ const NEIGHBOR_SLOTS: usize = 4096;
 const NEIGHBOR6_SLOTS: usize = 1024;
 /// Next-hop slots per VR.
 const NEXT_HOP_SLOTS: usize = 4096;
+/// Multipath groups per VR (8 B each until used; a group allocates its ~1.2 KiB
+/// and its counters when installed).
+const GROUP_SLOTS: usize = 1024;
 
 /// Where a VR stands on this host during a migration (docs/migration.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,8 @@ pub struct Vr {
     /// Routes in the published table (kept by the route writer, for operators).
     pub routes: AtomicUsize,
     pub next_hops: NextHops,
+    /// The sets of paths that multipath routes' next hops name.
+    pub groups: Groups,
     pub neighbors: AgeingCache,
     /// IPv6 neighbours, keyed by [`neighbor6_key`].
     pub neighbors6: AgeingCache<[u64; 3]>,
@@ -375,6 +382,8 @@ pub struct Dataplane {
     pub clock: Clock,
     /// Migration events from the lcores to the control side.
     pub events: Events,
+    /// Forwarding lcores (rows of per-lcore counters kept outside them).
+    pub lcores: usize,
 }
 
 /// A route table could not be built from the config.
@@ -443,6 +452,7 @@ impl Dataplane {
             vrs,
             clock,
             events: Events::new(),
+            lcores: config.cores.len(),
         };
         Ok((dp, tables))
     }
@@ -558,6 +568,7 @@ fn build_vr(
         fib6: RcuCell::new(Arc::clone(tables.v6.fib()), Arc::clone(rcu)),
         routes: AtomicUsize::new(tables.len()),
         next_hops,
+        groups: Groups::new(GROUP_SLOTS),
         neighbors,
         neighbors6,
         state: AtomicU8::new(if vc.standby {

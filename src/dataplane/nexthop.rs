@@ -6,11 +6,12 @@
 //! no table a reader can use points at it, so a reader that reaches a slot
 //! through a table sees it whole. Slot 0 is "local" (punt to the guest); slots
 //! 1..=interfaces are "attached on interface i" (the destination itself is the
-//! neighbour, in either family); gateways follow.
+//! neighbour, in either family); gateways and groups follow (a group slot
+//! names a multipath route's set of paths, in the VR's `Groups`).
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a route resolves to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NextHop {
     /// Addressed to the VR itself (or multicast/broadcast): the guest handles it.
     Local,
@@ -21,9 +22,20 @@ pub enum NextHop {
     /// Through IPv6 neighbour `via` on interface `iface` (a link-local `via` is
     /// scoped by it).
     Gateway6 { iface: usize, via: u128 },
+    /// Through the paths of group `group` (dataplane::Groups).
+    Group { group: u32 },
 }
 
 impl NextHop {
+    /// Whether this can be one path of a multipath route (an attached network
+    /// or a gateway, not local delivery or another group).
+    pub fn is_path(&self) -> bool {
+        matches!(
+            self,
+            NextHop::Attached { .. } | NextHop::Gateway { .. } | NextHop::Gateway6 { .. }
+        )
+    }
+
     /// Through gateway `via` (either family) on interface `iface`.
     pub fn gateway(iface: usize, via: std::net::IpAddr) -> NextHop {
         match via {
@@ -44,6 +56,7 @@ const KIND_LOCAL: u64 = 1;
 const KIND_ATTACHED: u64 = 2;
 const KIND_GATEWAY: u64 = 3;
 const KIND_GATEWAY6: u64 = 4;
+const KIND_GROUP: u64 = 5;
 
 /// A slot's words: the first (0: empty), and an IPv6 gateway's address.
 fn encode(nh: NextHop) -> [u64; 3] {
@@ -61,6 +74,7 @@ fn encode(nh: NextHop) -> [u64; 3] {
             (via >> 64) as u64,
             via as u64,
         ],
+        NextHop::Group { group } => [(KIND_GROUP << KIND_SHIFT) | u64::from(group), 0, 0],
     }
 }
 
@@ -88,6 +102,7 @@ impl Slot {
                     via: (u128::from(hi) << 64) | u128::from(lo),
                 })
             }
+            KIND_GROUP => Some(NextHop::Group { group: v as u32 }),
             _ => None,
         }
     }
@@ -149,7 +164,7 @@ impl NextHops {
     pub fn remove(&self, index: u32) {
         if matches!(
             self.get(index),
-            Some(NextHop::Gateway { .. } | NextHop::Gateway6 { .. })
+            Some(NextHop::Gateway { .. } | NextHop::Gateway6 { .. } | NextHop::Group { .. })
         ) {
             self.slots[index as usize].first.store(0, Ordering::Release);
         }
@@ -208,5 +223,17 @@ mod tests {
         n.remove(a);
         assert_eq!(n.get(a), None);
         assert_eq!(n.index_of(ll(0xfe80 << 112 | 2)), None);
+    }
+
+    #[test]
+    fn a_group_slot_names_its_group() {
+        let n = NextHops::new(8, 1);
+        let g = NextHop::Group { group: 0xffff_fffe };
+        let i = n.insert(g).unwrap();
+        assert_eq!(n.get(i), Some(g));
+        assert!(!g.is_path() && !NextHop::Local.is_path());
+        assert!(NextHop::Attached { iface: 0 }.is_path());
+        n.remove(i);
+        assert_eq!(n.get(i), None);
     }
 }

@@ -4,8 +4,9 @@
 //! resolves a looked-up route to the egress interface and the neighbour's MAC,
 //! and rewrites the frame: Ethernet addresses, TTL and checksum. The table lookup
 //! itself is pipelined over the burst by the lcore loop.
+use super::multipath::{self, Choice};
 use crate::config::Interface;
-use crate::dataplane::{neighbor_key, Dataplane, NextHop, Vr, VrState};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
 use crate::stats::PuntReason;
 use vrfwd_wire::ethernet::{ethertype, EthernetFrame};
 use vrfwd_wire::ipv4::{Ipv4Packet, HEADER_LEN};
@@ -109,10 +110,12 @@ pub struct LastNeighbor {
 }
 
 /// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s table
-/// gave for `dst` to the egress port and the frame's new addresses. A draining
-/// VR's frames leave from `draining_source`'s MAC for the egress segment.
+/// gave for `dst` to the egress port and the frame's new addresses; a
+/// multipath route's path by `choice`. A draining VR's frames leave from
+/// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
-pub fn forward(
+#[allow(clippy::too_many_arguments)]
+pub fn forward<H: FnOnce() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,
@@ -120,28 +123,33 @@ pub fn forward(
     now: u32,
     last: &mut LastNeighbor,
     draining_source: Option<&[MacAddr]>,
+    choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
-    let (iface, neighbor) = egress(vr, next_hop.ok_or(PuntReason::NoRoute)?, dst)?;
-    let key = neighbor_key(iface, neighbor);
-    let mac = if last.key == key && last.vr == v {
-        last.mac
-    } else {
+    let index = next_hop.ok_or(PuntReason::NoRoute)?;
+    let (iface, mac) = multipath::resolve(vr, v, index, choice, |next_hop| {
+        let (iface, neighbor) = egress(next_hop, dst)?;
+        let key = neighbor_key(iface, neighbor);
+        if last.key == key && last.vr == v {
+            return Ok((iface, last.mac));
+        }
         let mac = vr.neighbors.get(key, now).ok_or(PuntReason::Unresolved)?;
         *last = LastNeighbor { vr: v, key, mac };
-        mac
-    };
+        Ok((iface, mac))
+    })?;
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
 
-/// The egress interface and the neighbour to send to for next hop `index`.
+/// The egress interface and the neighbour to send to for `next_hop`.
 #[inline(always)]
-fn egress(vr: &Vr, index: u32, dst: u32) -> Result<(usize, u32), PuntReason> {
-    match vr.next_hops.get(index) {
+fn egress(next_hop: Option<NextHop>, dst: u32) -> Result<(usize, u32), PuntReason> {
+    match next_hop {
         Some(NextHop::Attached { iface }) => Ok((iface, dst)),
         Some(NextHop::Gateway { iface, via }) => Ok((iface, via)),
         // An IPv4 route through an IPv6 gateway (RFC 5549) is the guest's to forward.
-        Some(NextHop::Local | NextHop::Gateway6 { .. }) | None => Err(PuntReason::ToRouter),
+        Some(NextHop::Local | NextHop::Gateway6 { .. } | NextHop::Group { .. }) | None => {
+            Err(PuntReason::ToRouter)
+        }
     }
 }
 
@@ -172,6 +180,21 @@ mod tests {
     use vrfwd_wire::ipv4::header as ip_header;
 
     const STATION: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+
+    /// [`forward`] for a flow hashing to 0 on lcore 0.
+    fn forward_one(
+        dp: &Dataplane,
+        v: usize,
+        next_hop: Option<u32>,
+        dst: u32,
+        now: u32,
+        last: &mut LastNeighbor,
+        draining_source: Option<&[MacAddr]>,
+    ) -> Result<Out, PuntReason> {
+        let mut pacer = multipath::Pacer::new(dp.vrs.len(), u64::MAX);
+        let choice = crate::lcore::testing::choice(&mut pacer, 0);
+        forward(dp, v, next_hop, dst, now, last, draining_source, choice)
+    }
 
     fn frame(ip: [u8; HEADER_LEN], payload: usize) -> Vec<u8> {
         let mut f = eth_header(VR1_LAN1_MAC, STATION, ethertype::IPV4).to_vec();
@@ -283,7 +306,7 @@ mod tests {
         let route = fib.fib().lookup(dst);
         let mut last = LastNeighbor::default();
         assert_eq!(
-            forward(dp, 0, route, dst, 0, &mut last, None),
+            forward_one(dp, 0, route, dst, 0, &mut last, None),
             Err(PuntReason::Unresolved)
         );
         vr.neighbors.learn(
@@ -297,32 +320,32 @@ mod tests {
             src: VR1_LAN2_MAC,
             mtu: 1500,
         };
-        assert_eq!(forward(dp, 0, route, dst, 0, &mut last, None), Ok(out));
+        assert_eq!(forward_one(dp, 0, route, dst, 0, &mut last, None), Ok(out));
         let uplink_macs = [
             MacAddr([2, 0, 0, 0, 0xee, 1]),
             MacAddr([2, 0, 0, 0, 0xee, 2]),
         ];
         assert_eq!(
-            forward(dp, 0, route, dst, 0, &mut last, Some(&uplink_macs)),
+            forward_one(dp, 0, route, dst, 0, &mut last, Some(&uplink_macs)),
             Ok(Out {
                 src: uplink_macs[1],
                 ..out
             })
         );
         assert_eq!(
-            forward(dp, 0, None, dst, 0, &mut last, None),
+            forward_one(dp, 0, None, dst, 0, &mut last, None),
             Err(PuntReason::NoRoute)
         );
         let own = u32::from(Ipv4Addr::new(10, 0, 1, 1));
         let local = fib.fib().lookup(own);
         assert_eq!(
-            forward(dp, 0, local, own, 0, &mut last, None),
+            forward_one(dp, 0, local, own, 0, &mut last, None),
             Err(PuntReason::ToRouter)
         );
         // An attached destination is its own neighbour.
         let attached = u32::from(Ipv4Addr::new(10, 0, 1, 77));
         assert_eq!(
-            forward(
+            forward_one(
                 dp,
                 0,
                 fib.fib().lookup(attached),

@@ -9,7 +9,8 @@
 //! multicast ones (neighbour discovery, OSPFv3, MLD), and every extension header,
 //! whose processing (hop-by-hop options above all) is a router's slow path.
 use super::ipv4::Out;
-use crate::dataplane::{neighbor6_key, Dataplane, NextHop, Vr, VrState};
+use super::multipath::{self, Choice};
+use crate::dataplane::{neighbor6_key, Dataplane, NextHop, VrState};
 use crate::stats::PuntReason;
 use std::net::Ipv6Addr;
 use vrfwd_wire::ethernet::EthernetFrame;
@@ -74,33 +75,41 @@ fn fit(frame: &[u8]) -> Result<Ipv6Addr, PuntReason> {
 }
 
 /// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s IPv6
-/// table gave for `dst` to the egress port and the frame's new addresses. A
-/// draining VR's frames leave from `draining_source`'s MAC for the egress segment.
+/// table gave for `dst` to the egress port and the frame's new addresses; a
+/// multipath route's path by `choice`. A draining VR's frames leave from
+/// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
-pub fn forward(
+pub fn forward<H: FnOnce() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,
     dst: u128,
     now: u32,
     draining_source: Option<&[MacAddr]>,
+    choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
-    let (iface, neighbor) = egress(vr, next_hop.ok_or(PuntReason::NoRoute)?, dst)?;
-    let mac = vr
-        .neighbors6
-        .get(neighbor6_key(iface, neighbor), now)
-        .ok_or(PuntReason::Unresolved)?;
+    let index = next_hop.ok_or(PuntReason::NoRoute)?;
+    let (iface, mac) = multipath::resolve(vr, v, index, choice, |next_hop| {
+        let (iface, neighbor) = egress(next_hop, dst)?;
+        let mac = vr
+            .neighbors6
+            .get(neighbor6_key(iface, neighbor), now)
+            .ok_or(PuntReason::Unresolved)?;
+        Ok((iface, mac))
+    })?;
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
 
-/// The egress interface and the neighbour to send to for next hop `index`.
+/// The egress interface and the neighbour to send to for `next_hop`.
 #[inline(always)]
-fn egress(vr: &Vr, index: u32, dst: u128) -> Result<(usize, u128), PuntReason> {
-    match vr.next_hops.get(index) {
+fn egress(next_hop: Option<NextHop>, dst: u128) -> Result<(usize, u128), PuntReason> {
+    match next_hop {
         Some(NextHop::Attached { iface }) => Ok((iface, dst)),
         Some(NextHop::Gateway6 { iface, via }) => Ok((iface, via)),
-        Some(NextHop::Local | NextHop::Gateway { .. }) | None => Err(PuntReason::ToRouter),
+        Some(NextHop::Local | NextHop::Gateway { .. } | NextHop::Group { .. }) | None => {
+            Err(PuntReason::ToRouter)
+        }
     }
 }
 
@@ -130,6 +139,20 @@ mod tests {
     use vrfwd_wire::ipv6::{header as ip_header, next_header};
 
     const STATION: MacAddr = MacAddr([2, 0, 0, 0, 0xaa, 1]);
+
+    /// [`forward`] for a flow hashing to 0 on lcore 0.
+    fn forward_one(
+        dp: &Dataplane,
+        v: usize,
+        next_hop: Option<u32>,
+        dst: u128,
+        now: u32,
+        draining_source: Option<&[MacAddr]>,
+    ) -> Result<Out, PuntReason> {
+        let mut pacer = crate::lcore::multipath::Pacer::new(dp.vrs.len(), u64::MAX);
+        let choice = crate::lcore::testing::choice(&mut pacer, 0);
+        forward(dp, v, next_hop, dst, now, draining_source, choice)
+    }
 
     fn v6(s: &str) -> Ipv6Addr {
         s.parse().unwrap()
@@ -231,7 +254,7 @@ mod tests {
         let route = lookup(DST);
         assert!(route.is_some(), "the static route through fe80::2 on lan2");
         assert_eq!(
-            forward(dp, 0, route, dst, 0, None),
+            forward_one(dp, 0, route, dst, 0, None),
             Err(PuntReason::Unresolved)
         );
         vr.neighbors6.learn(
@@ -245,7 +268,7 @@ mod tests {
             src: VR1_LAN2_MAC,
             mtu: 1500,
         };
-        assert_eq!(forward(dp, 0, route, dst, 0, None), Ok(out));
+        assert_eq!(forward_one(dp, 0, route, dst, 0, None), Ok(out));
         // The same address on the other interface is another neighbour.
         vr.neighbors6.forget(neighbor6_key(1, gateway.0.into()));
         vr.neighbors6.learn(
@@ -254,13 +277,16 @@ mod tests {
             STATIC,
         );
         assert_eq!(
-            forward(dp, 0, route, dst, 0, None),
+            forward_one(dp, 0, route, dst, 0, None),
             Err(PuntReason::Unresolved)
         );
-        assert_eq!(forward(dp, 0, None, dst, 0, None), Err(PuntReason::NoRoute));
+        assert_eq!(
+            forward_one(dp, 0, None, dst, 0, None),
+            Err(PuntReason::NoRoute)
+        );
         let own = "2001:db8:1::1";
         assert_eq!(
-            forward(dp, 0, lookup(own), u128::from(v6(own)), 0, None),
+            forward_one(dp, 0, lookup(own), u128::from(v6(own)), 0, None),
             Err(PuntReason::ToRouter)
         );
         // An attached destination is its own neighbour.
@@ -268,7 +294,7 @@ mod tests {
         let mac = MacAddr([2, 0, 0, 0, 0xcc, 7]);
         vr.neighbors6
             .learn(neighbor6_key(0, v6(attached).into()), mac.to_u64(), STATIC);
-        let to_attached = forward(dp, 0, lookup(attached), v6(attached).into(), 0, None);
+        let to_attached = forward_one(dp, 0, lookup(attached), v6(attached).into(), 0, None);
         assert_eq!(to_attached.map(|o| o.dst), Ok(mac));
     }
 

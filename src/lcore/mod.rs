@@ -28,6 +28,7 @@ mod ipv4;
 mod ipv6;
 mod l2;
 mod migration;
+mod multipath;
 mod ndp;
 mod port_security;
 mod punt;
@@ -77,6 +78,8 @@ pub struct Worker<'a> {
     ready: Ready,
     /// The VRs this lcore announced on arrival and announces again.
     repeats: migration::Repeats,
+    /// When each VR last punted a packet to resolve a multipath neighbour.
+    pacer: multipath::Pacer,
 }
 
 /// Vif sockets served per look at the epoll set (the rest wait for the next).
@@ -176,6 +179,7 @@ impl<'a> Worker<'a> {
             pending6: [Pending6::NONE; BURST_SIZE],
             ready: Ready::new(VIFS_PER_LOOK),
             repeats: migration::Repeats::default(),
+            pacer: multipath::Pacer::new(dp.vrs.len(), dp.clock.hz()),
         }
     }
 
@@ -355,7 +359,13 @@ impl<'a> Worker<'a> {
             let m = burst.take(p.slot as usize).expect("pending slot");
             let v = p.vr as usize;
             let draining = p.draining.then_some(&self.uplink_macs[..]);
-            let out = ipv6::forward(self.dp, v, next_hops[k], dsts[k], now, draining);
+            let choice = multipath::Choice {
+                hash: || multipath::hash6(m.data()),
+                lcore: usize::from(self.queue),
+                pacer: &mut self.pacer,
+                now_tsc: self.now_tsc,
+            };
+            let out = ipv6::forward(self.dp, v, next_hops[k], dsts[k], now, draining, choice);
             self.send_forwarded(v, p.iface, out, ipv6::rewrite, m, section);
         }
     }
@@ -606,7 +616,13 @@ impl<'a> Worker<'a> {
     ) {
         let v = p.vr as usize;
         let draining = p.draining.then_some(&self.uplink_macs[..]);
-        let out = ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining);
+        let choice = multipath::Choice {
+            hash: || multipath::hash4(m.data()),
+            lcore: usize::from(self.queue),
+            pacer: &mut self.pacer,
+            now_tsc: self.now_tsc,
+        };
+        let out = ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining, choice);
         self.send_forwarded(v, p.iface, out, ipv4::rewrite, m, section);
     }
 

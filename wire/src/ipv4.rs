@@ -11,6 +11,7 @@ mod field {
     pub const VERSION_IHL: usize = 0;
     pub const TOTAL_LEN: Range<usize> = 2..4;
     pub const FLAGS: usize = 6;
+    pub const FRAGMENT: Range<usize> = 6..8;
     pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
     pub const CHECKSUM: Range<usize> = 10..12;
@@ -76,6 +77,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline(always)]
     pub fn checksum(&self) -> u16 {
         crate::be16(self.header(), field::CHECKSUM)
+    }
+
+    /// Whether this is a fragment (more fragments follow, or an offset past
+    /// the first): only the first carries the transport header, so no
+    /// fragment's ports identify its flow.
+    #[inline(always)]
+    pub fn is_fragment(&self) -> bool {
+        crate::be16(self.header(), field::FRAGMENT) & 0x3fff != 0
     }
 
     #[inline(always)]
@@ -179,6 +188,13 @@ mod tests {
         assert_eq!(p.src(), Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(p.dst(), Ipv4Addr::new(10, 1, 2, 3));
         assert!(p.verify_checksum());
+        assert!(!p.is_fragment());
+        for (flags, fragment) in [([0x40, 0], false), ([0x20, 0], true), ([0, 1], true)] {
+            let mut f = h;
+            f[6..8].copy_from_slice(&flags);
+            let p = Ipv4Packet::new_checked(&f[..]).unwrap();
+            assert_eq!(p.is_fragment(), fragment, "{flags:?}");
+        }
         for len in 0..HEADER_LEN {
             assert_eq!(
                 Ipv4Packet::new_checked(&h[..len]).err(),
