@@ -159,7 +159,8 @@ up() {
 }
 
 down() {
-  for n in s r g t q h; do ip netns del "$P$n" 2>/dev/null || true; done
+  # a, b, x: the multipath tests' neighbour routers and the host behind them.
+  for n in s r g t q h a b x; do ip netns del "$P$n" 2>/dev/null || true; done
   for l in u0 u1 u2 u3 v0 v1 v2 v3 c0; do ip link del "$P$l" 2>/dev/null || true; done
   rm -f "/run/vrfwd-$P.sock"
 }

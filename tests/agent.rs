@@ -687,3 +687,416 @@ fn frr_static_routes_reach_the_host() {
         !routes().contains("10.99.0.0/16")
     });
 }
+
+/// Two neighbour routers beside the receiver on VR 1's eth1 segment, and a host
+/// behind both: the receiver's eth0 joins a bridge with a link to router a
+/// (10.0.2.3) and one to router b (10.0.2.4); host x reaches a over xa
+/// (10.66.1.0/30) and b over xb (10.66.2.0/30), and owns 10.66.0.1/24 on its
+/// nbr0. All of it inside the topology's namespaces (removed with it).
+fn two_neighbours(t: &Topology) {
+    for n in ["a", "b", "x"] {
+        sh(Command::new("ip").args(["netns", "add", &t.ns(n)]));
+        t.exec(n, &["ip", "link", "set", "lo", "up"]);
+        for key in ["all", "default"] {
+            t.exec(
+                n,
+                &["sysctl", "-qw", &format!("net.ipv4.conf.{key}.rp_filter=0")],
+            );
+        }
+    }
+    // veth NS_A IF_A NS_B IF_B: a link between two of the namespaces.
+    let link = |na: &str, ia: &str, nb: &str, ib: &str| {
+        sh(Command::new("ip").args([
+            "link",
+            "add",
+            ia,
+            "netns",
+            &t.ns(na),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ib,
+            "netns",
+            &t.ns(nb),
+        ]));
+        for (n, i) in [(na, ia), (nb, ib)] {
+            let _ = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &t.ns(n),
+                    "ethtool",
+                    "-K",
+                    i,
+                    "tx",
+                    "off",
+                    "rx",
+                    "off",
+                ])
+                .output();
+            t.exec(n, &["ip", "link", "set", i, "up"]);
+        }
+    };
+    t.exec("r", &["ip", "link", "add", "br0", "type", "bridge"]);
+    t.exec("r", &["ip", "addr", "del", "10.0.2.2/24", "dev", "eth0"]);
+    t.exec("r", &["ip", "link", "set", "eth0", "master", "br0"]);
+    t.exec("r", &["ip", "link", "set", "br0", "up"]);
+    t.exec("r", &["ip", "addr", "add", "10.0.2.2/24", "dev", "br0"]);
+    t.exec("r", &["ip", "route", "add", "default", "via", "10.0.2.1"]);
+    for (n, mac, addr, x_addr, x_link) in [
+        (
+            "a",
+            "02:00:00:00:bb:03",
+            "10.0.2.3/24",
+            "10.66.1.1/30",
+            "xa",
+        ),
+        (
+            "b",
+            "02:00:00:00:bb:04",
+            "10.0.2.4/24",
+            "10.66.2.1/30",
+            "xb",
+        ),
+    ] {
+        let port = format!("br{n}");
+        link("r", &port, n, "eth0");
+        t.exec("r", &["ip", "link", "set", &port, "master", "br0"]);
+        t.exec(n, &["ip", "link", "set", "eth0", "address", mac]);
+        t.exec(n, &["ip", "addr", "add", addr, "dev", "eth0"]);
+        t.exec(n, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        link(n, x_link, "x", x_link);
+        t.exec(n, &["ip", "addr", "add", x_addr, "dev", x_link]);
+    }
+    t.exec("x", &["ip", "addr", "add", "10.66.1.2/30", "dev", "xa"]);
+    t.exec("x", &["ip", "addr", "add", "10.66.2.2/30", "dev", "xb"]);
+    // (a veth pair: this kernel has no dummy driver)
+    link("x", "nbr0", "x", "nbr1");
+    t.exec("x", &["ip", "addr", "add", "10.66.0.1/24", "dev", "nbr0"]);
+}
+
+/// `tests/helpers/flows.py receive` in namespace `n`; killed on drop.
+struct FlowReceiver(Child, std::io::BufReader<std::process::ChildStdout>);
+
+impl FlowReceiver {
+    fn start(t: &Topology, n: &str, port: u16, secs: u32) -> FlowReceiver {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &t.ns(n), "/usr/bin/python3"])
+            .arg(root().join("tests/helpers/flows.py"))
+            .args(["receive", &port.to_string(), &secs.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the flow receiver");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("receiver output");
+        assert_eq!(line.trim(), "READY", "the flow receiver did not start");
+        FlowReceiver(child, out)
+    }
+
+    /// Per flow (source port): what arrived, once the receiver stopped.
+    fn flows(mut self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        use std::io::Read;
+        let mut out = String::new();
+        self.1.read_to_string(&mut out).expect("receiver output");
+        serde_json::from_str(&out).expect("receiver JSON")
+    }
+}
+
+impl Drop for FlowReceiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `flows.py send` of `flows` flows to `dst`:5353 from namespace `n`, 50
+/// rounds a second for `secs` seconds; killed on drop, waited by `wait`.
+struct FlowSender(Child);
+
+impl FlowSender {
+    fn start(t: &Topology, n: &str, dst: &str, flows: u32, secs: f64) -> FlowSender {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns(n), "/usr/bin/python3"])
+            .arg(root().join("tests/helpers/flows.py"))
+            .args([
+                "send",
+                dst,
+                "5353",
+                &flows.to_string(),
+                "50",
+                &secs.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the flow sender");
+        FlowSender(child)
+    }
+
+    /// Waits for the end; returns how many packets each flow sent.
+    fn wait(mut self) -> u64 {
+        use std::io::Read;
+        let mut out = String::new();
+        let stdout = self.0.stdout.as_mut().expect("piped");
+        stdout.read_to_string(&mut out).expect("sender output");
+        let sent: serde_json::Value = serde_json::from_str(&out).expect("sender JSON");
+        sent["sent"].as_u64().expect("a count")
+    }
+}
+
+impl Drop for FlowSender {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Each flow's runs of packets by ingress interface: [[interface, first seq,
+/// last seq, packets], ...].
+fn runs(flow: &serde_json::Value) -> Vec<(String, u64, u64, u64)> {
+    flow["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| {
+            let n = |i: usize| r[i].as_u64().unwrap();
+            (r[0].as_str().unwrap().to_owned(), n(1), n(2), n(3))
+        })
+        .collect()
+}
+
+/// The paths `ctl routes` lists under `prefix`: (next hop, packets).
+fn host_paths(routes: &str, prefix: &str) -> Vec<(String, u64)> {
+    let mut lines = routes.lines().skip_while(|l| !l.starts_with(prefix));
+    let Some(head) = lines.next() else {
+        return Vec::new();
+    };
+    if !head.ends_with("multipath") {
+        return vec![(head[prefix.len()..].trim().to_owned(), 0)];
+    }
+    lines
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| {
+            let (hop, packets) = l.trim().split_once(" weight ").unwrap();
+            let packets = packets.rsplit(' ').next().unwrap().parse().unwrap();
+            (hop.to_owned(), packets)
+        })
+        .collect()
+}
+
+/// The guest kernel's next hops for `prefix` (`ip route` words after "via").
+fn guest_paths(t: &Topology, prefix: &str) -> Vec<String> {
+    let route = t.exec("g", &["ip", "route", "show", prefix]);
+    let words: Vec<&str> = route.split_whitespace().collect();
+    let mut vias: Vec<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| format!("via {} dev eth1", w[1]))
+        .collect();
+    vias.sort();
+    vias
+}
+
+const VIA_A: &str = "via 10.0.2.3 dev eth1";
+const VIA_B: &str = "via 10.0.2.4 dev eth1";
+
+/// Waits until the host holds both neighbours, so that no flow starts on the
+/// other path while one is unresolved.
+fn both_neighbours_resolved(t: &Topology) {
+    eventually_within(
+        "both neighbours on the host",
+        Duration::from_secs(30),
+        || {
+            let n = t.ctl(&["neighbors", "1"]);
+            n.contains("10.0.2.3 dev eth1") && n.contains("10.0.2.4 dev eth1")
+        },
+    );
+}
+
+#[test]
+fn ospf_equal_cost_paths_spread_flows_and_follow_a_lost_neighbour() {
+    let mut t = Topology::up_with("ve", 1, &[("CONTROL_PORT", "17725")]);
+    t.start();
+    two_neighbours(&t);
+    let _a = Bird::start(&t, "a", "ecmp.conf");
+    let _b = Bird::start(&t, "b", "ecmp.conf");
+    let _x = Bird::start(&t, "x", "ecmp.conf");
+    let _guest = Bird::start(&t, "g", "guest.conf");
+    let files = AgentFiles::new(&t, 17725, "");
+    let config = files.config.clone();
+    let _agent = Agent::start(&t, &config);
+    let prefix = "10.66.0.0/24";
+    let paths = || host_paths(&t.ctl(&["routes", "1"]), prefix);
+    let hops = || paths().into_iter().map(|(h, _)| h).collect::<Vec<_>>();
+    let took = eventually_within(
+        "both OSPF paths on the host",
+        Duration::from_secs(60),
+        || hops() == [VIA_A, VIA_B],
+    );
+    eprintln!("multipath route on the host after {took:?}");
+    assert_eq!(
+        guest_paths(&t, prefix),
+        [VIA_A, VIA_B],
+        "as the guest's kernel"
+    );
+    both_neighbours_resolved(&t);
+
+    // 64 flows for 2 s: each keeps one path, both paths carry flows, nothing
+    // is lost, and the host counted each path's packets.
+    let receiver = FlowReceiver::start(&t, "x", 5353, 30);
+    let sent = FlowSender::start(&t, "s", "10.66.0.1", 64, 2.0).wait();
+    let flows = receiver.flows();
+    assert_eq!(flows.len(), 64, "every flow arrived");
+    let mut by_path = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for (port, f) in &flows {
+        let runs = runs(f);
+        assert_eq!(runs.len(), 1, "flow {port} kept one path: {runs:?}");
+        assert_eq!(
+            f["received"].as_u64(),
+            Some(sent),
+            "flow {port} lost nothing"
+        );
+        assert_eq!(f["reordered"].as_u64(), Some(0), "flow {port} in order");
+        let e = by_path.entry(runs[0].0.clone()).or_default();
+        *e = (e.0 + 1, e.1 + runs[0].3);
+    }
+    eprintln!("flows (count, packets) per neighbour: {by_path:?}");
+    let (on_a, on_b) = (by_path["xa"], by_path["xb"]);
+    assert!(
+        on_a.0 >= 16 && on_b.0 >= 16,
+        "split across both: {by_path:?}"
+    );
+    assert_eq!(
+        paths(),
+        [(VIA_A.to_owned(), on_a.1), (VIA_B.to_owned(), on_b.1)],
+        "the host's per-path counts"
+    );
+
+    // b's link goes down while 64 flows run: the guest's OSPF declares b dead
+    // (4 s) and routes by a alone; the host follows. a's flows lose nothing
+    // and stay in order; b's arrive by a afterwards.
+    let receiver = FlowReceiver::start(&t, "x", 5353, 60);
+    let sender = FlowSender::start(&t, "s", "10.66.0.1", 64, 14.0);
+    std::thread::sleep(Duration::from_secs(2));
+    t.exec("b", &["ip", "link", "set", "eth0", "down"]);
+    let took = eventually_within(
+        "the host's route by a alone",
+        Duration::from_secs(20),
+        || hops() == [VIA_A],
+    );
+    eprintln!("the host followed the lost neighbour after {took:?}");
+    assert_eq!(guest_paths(&t, prefix), [VIA_A], "as the guest's kernel");
+    let sent = sender.wait();
+    let flows = receiver.flows();
+    let (mut stayed, mut moved, mut lost) = (0, 0, 0);
+    for (port, f) in &flows {
+        let runs = runs(f);
+        assert_eq!(
+            f["reordered"].as_u64(),
+            Some(0),
+            "flow {port} in order: {runs:?}"
+        );
+        assert_eq!(f["duplicates"].as_u64(), Some(0), "flow {port}: {runs:?}");
+        match runs[0].0.as_str() {
+            "xa" => {
+                stayed += 1;
+                assert_eq!(runs.len(), 1, "a's flow {port} stayed on a: {runs:?}");
+                assert_eq!(
+                    f["received"].as_u64(),
+                    Some(sent),
+                    "a's flow {port} lost nothing"
+                );
+            }
+            _ => {
+                moved += 1;
+                let last = runs.last().unwrap();
+                assert_eq!(last.0, "xa", "b's flow {port} moved to a: {runs:?}");
+                assert_eq!(
+                    last.2 + 1,
+                    sent,
+                    "b's flow {port} arrives to its end: {runs:?}"
+                );
+                lost += sent - f["received"].as_u64().unwrap();
+            }
+        }
+    }
+    eprintln!("{stayed} flows stayed on a, {moved} moved from b, losing {lost} packets in all");
+    assert!(
+        stayed >= 16 && moved >= 16,
+        "{stayed} flows stayed, {moved} moved"
+    );
+
+    // b comes back: the host follows the guest to both paths again.
+    t.exec("b", &["ip", "link", "set", "eth0", "up"]);
+    let took = eventually_within(
+        "both paths back on the host",
+        Duration::from_secs(40),
+        || hops() == [VIA_A, VIA_B],
+    );
+    eprintln!("both paths back after {took:?}");
+    assert_eq!(guest_paths(&t, prefix), [VIA_A, VIA_B]);
+}
+
+#[test]
+fn frr_static_multipath_routes_reach_the_host_and_spread_flows() {
+    let mut t = Topology::up_with("vn", 1, &[("CONTROL_PORT", "17726")]);
+    t.start();
+    two_neighbours(&t);
+    for (n, via) in [("a", "10.66.1.2"), ("b", "10.66.2.2")] {
+        t.exec(n, &["ip", "route", "add", "10.98.0.0/16", "via", via]);
+    }
+    t.exec("x", &["ip", "addr", "add", "10.98.0.1/32", "dev", "lo"]);
+    let files = AgentFiles::new(&t, 17726, "");
+    let config = files.config.clone();
+    let _agent = Agent::start(&t, &config);
+    // Two static paths of one prefix: zebra installs them as a nexthop group
+    // (nexthop objects), which the kernel reports expanded.
+    let _frr = Frr::start(
+        &t,
+        "g",
+        "hostname guest\nip route 10.98.0.0/16 10.0.2.3\nip route 10.98.0.0/16 10.0.2.4\n",
+    );
+    let prefix = "10.98.0.0/16";
+    let hops = || {
+        host_paths(&t.ctl(&["routes", "1"]), prefix)
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect::<Vec<_>>()
+    };
+    eventually_within(
+        "FRR's multipath route on the host",
+        Duration::from_secs(20),
+        || hops() == [VIA_A, VIA_B],
+    );
+    let guest = t.exec("g", &["ip", "route", "show", prefix]);
+    assert!(
+        guest.contains("nhid"),
+        "zebra used a nexthop object: {guest}"
+    );
+    for gw in ["10.0.2.3", "10.0.2.4"] {
+        t.exec("g", &["ping", "-c", "1", "-W", "2", gw]);
+    }
+    both_neighbours_resolved(&t);
+    let receiver = FlowReceiver::start(&t, "x", 5353, 30);
+    let sent = FlowSender::start(&t, "s", "10.98.0.1", 64, 2.0).wait();
+    let flows = receiver.flows();
+    assert_eq!(flows.len(), 64, "every flow arrived");
+    let mut on = std::collections::BTreeMap::<String, u32>::new();
+    for (port, f) in &flows {
+        let runs = runs(f);
+        assert_eq!(runs.len(), 1, "flow {port} kept one path: {runs:?}");
+        assert_eq!(
+            f["received"].as_u64(),
+            Some(sent),
+            "flow {port} lost nothing"
+        );
+        *on.entry(runs[0].0.clone()).or_default() += 1;
+    }
+    eprintln!("flows per neighbour: {on:?}");
+    assert!(
+        on["xa"] >= 16 && on["xb"] >= 16,
+        "spread over both paths: {on:?}"
+    );
+}
