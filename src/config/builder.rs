@@ -288,6 +288,7 @@ impl VrBuilder {
             prefix: prefix.into(),
             via: via.into(),
             interface: interface.map(str::to_owned),
+            weight: None,
         });
         self
     }

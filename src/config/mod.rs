@@ -497,7 +497,8 @@ struct InterfaceConfig {
     pub extra_addresses: Vec<Ipv4Addr>,
 }
 
-/// A static route (until the guest's agent feeds routes), IPv4 or IPv6.
+/// A static route (until the guest's agent feeds routes), IPv4 or IPv6. A
+/// prefix listed with several gateways is one multipath route over them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RouteConfig {
@@ -507,6 +508,10 @@ struct RouteConfig {
     /// the interface whose subnet holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// This path's share of a multipath route's flows against its other
+    /// paths' (1 to 256; 1 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// A static neighbour, IPv4 or IPv6.
@@ -660,6 +665,19 @@ pub(crate) mod tests {
         prefix = "10.9.0.0/16"
         via = "10.0.1.2"
     "#;
+
+    #[test]
+    fn a_prefix_with_several_gateways_is_a_multipath_route() {
+        let c = Config::parse(&EXAMPLE.replace(
+            "via = \"10.0.1.2\"",
+            "via = \"10.0.1.2\"\n[[vr.route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.1.3\"\nweight = 3",
+        ))
+        .unwrap();
+        let routes = &c.topology.vrs[0].routes;
+        assert_eq!(routes.len(), 2);
+        assert_eq!((routes[0].weight, routes[1].weight), (1, 3));
+        assert_eq!(routes[0].path.prefix(), routes[1].path.prefix());
+    }
 
     #[test]
     fn a_vr_whose_guest_runs_elsewhere_starts_in_standby() {
@@ -853,6 +871,16 @@ pub(crate) mod tests {
                 "via = \"10.0.1.2\"",
                 "via = \"10.5.1.2\"",
                 "vr[0].route[0].via",
+            ),
+            (
+                "via = \"10.0.1.2\"",
+                "via = \"10.0.1.2\"\nweight = 257",
+                "vr[0].route[0].weight",
+            ),
+            (
+                "via = \"10.0.1.2\"",
+                "via = \"10.0.1.2\"\n[[vr.route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.1.2\"",
+                "vr[0].route[1]: repeats route[0]",
             ),
             (
                 "vif = \"vif1\"",

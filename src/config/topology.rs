@@ -206,18 +206,30 @@ pub fn gateway_interface(
     }
 }
 
-/// A static route, its gateway resolved to an interface.
+/// A static route's path, its gateway resolved to an interface. Paths of one
+/// prefix make one multipath route.
 #[derive(Debug, Clone)]
 pub struct StaticRoute {
     pub path: StaticPath,
     pub iface: usize,
+    /// Its share of the route's flows (1 to 256).
+    pub weight: u32,
 }
 
 /// A static route's prefix and gateway, of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StaticPath {
     V4 { prefix: Ipv4Net, via: Ipv4Addr },
     V6 { prefix: Ipv6Net, via: Ipv6Addr },
+}
+
+impl StaticPath {
+    pub fn prefix(&self) -> IpNet {
+        match *self {
+            StaticPath::V4 { prefix, .. } => prefix.into(),
+            StaticPath::V6 { prefix, .. } => prefix.into(),
+        }
+    }
 }
 
 /// A static neighbour, resolved to an interface.
@@ -462,12 +474,13 @@ impl<'a> Resolver<'a> {
             }
             interfaces.push(interface);
         }
-        let routes = vr
+        let routes: Vec<StaticRoute> = vr
             .routes
             .iter()
             .enumerate()
             .map(|(n, r)| static_route(&interfaces, r, || key(&format!(".route[{n}]"))))
             .collect::<Result<_, _>>()?;
+        static_paths_distinct(&routes, |n| key(&format!(".route[{n}]")))?;
         let neighbors = vr
             .neighbors
             .iter()
@@ -618,7 +631,46 @@ fn static_route(
         }
     };
     let iface = interface_of(interfaces, r.via, r.interface.as_deref(), || key() + ".via")?;
-    Ok(StaticRoute { path, iface })
+    let weight = r.weight.unwrap_or(1);
+    if !(1..=256).contains(&weight) {
+        return Err(invalid(
+            key() + ".weight",
+            format!("{weight} is not from 1 to 256"),
+        ));
+    }
+    Ok(StaticRoute {
+        path,
+        iface,
+        weight,
+    })
+}
+
+/// Refuses a path listed twice (a prefix through one gateway on one
+/// interface), and a prefix with more paths than a route holds.
+fn static_paths_distinct(
+    routes: &[StaticRoute],
+    key: impl Fn(usize) -> String,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashMap::new();
+    let mut paths = std::collections::HashMap::<IpNet, usize>::new();
+    for (n, r) in routes.iter().enumerate() {
+        if let Some(first) = seen.insert((r.path, r.iface), n) {
+            return Err(invalid(key(n), format!("repeats route[{first}]")));
+        }
+        let count = paths.entry(r.path.prefix()).or_default();
+        *count += 1;
+        if *count > crate::dataplane::MAX_PATHS {
+            return Err(invalid(
+                key(n),
+                format!(
+                    "{} has more than {} paths",
+                    r.path.prefix(),
+                    crate::dataplane::MAX_PATHS
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn static_neighbor(

@@ -41,11 +41,12 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// The slots of a VR whose own routes are `system`, forwarded by `lcores`.
-    pub fn new(system: &Batch, lcores: usize) -> Slots {
+    /// The slots of a VR whose own routes are `system` (their groups, of
+    /// static multipath routes, in `groups`), forwarded by `lcores`.
+    pub fn new(system: &Batch, next_hops: &NextHops, groups: &Groups, lcores: usize) -> Slots {
         let v4 = system.v4.iter().filter_map(Change::next_hop);
         let v6 = system.v6.iter().filter_map(Change::next_hop);
-        Slots {
+        let mut slots = Slots {
             by_next_hop: FxHashMap::default(),
             refs: FxHashMap::default(),
             pinned: v4.chain(v6).collect(),
@@ -53,7 +54,28 @@ impl Slots {
             by_set: FxHashMap::default(),
             groups: FxHashMap::default(),
             lcores,
+        };
+        // A static group's paths are pinned with it; a route of the same set
+        // shares it.
+        let pinned: Vec<u32> = slots.pinned.iter().copied().collect();
+        for slot in pinned {
+            let Some(NextHop::Group { group }) = next_hops.get(slot) else {
+                continue;
+            };
+            let Some(g) = groups.get(group) else { continue };
+            let mut set: Vec<(u32, u32)> = g
+                .slots()
+                .iter()
+                .copied()
+                .zip(g.weights().iter().copied())
+                .collect();
+            set.sort_unstable();
+            let set: Set = set.into();
+            slots.pinned.extend(g.slots());
+            slots.by_set.insert(set.clone(), slot);
+            slots.groups.insert(slot, (group, set));
         }
+        slots
     }
 
     /// The slot of the group of `paths` (a multipath route's, sorted, each
@@ -240,8 +262,8 @@ mod tests {
             }],
             v6: vec![],
         };
-        let mut slots = Slots::new(&system, 1);
         let groups = Groups::new(4);
+        let mut slots = Slots::new(&system, &next_hops, &groups, 1);
         let gw = |via| NextHop::Gateway { iface: 0, via };
         let mut fresh = Vec::new();
         let a = slots.slot(&next_hops, gw(1), &mut fresh).unwrap();

@@ -318,10 +318,11 @@ impl<'a> RouteWriter<'a> {
     pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>, budget: Budget) -> Self {
         let vrs: Vec<VrState> = routes
             .into_iter()
-            .map(|routes| VrState {
+            .zip(&dp.vrs)
+            .map(|(routes, vr)| VrState {
                 own: Prefixes::of(&routes.system),
                 memory: routes.tables.settled_memory_bytes(),
-                slots: Slots::new(&routes.system, dp.lcores),
+                slots: Slots::new(&routes.system, &vr.next_hops, &vr.groups, dp.lcores),
                 routes,
                 marked: None,
                 withdrawn: false,
@@ -1488,6 +1489,43 @@ mod tests {
             ),
             Some(multipath(&[0, 1]))
         );
+    }
+
+    #[test]
+    fn a_static_multipath_route_is_a_group_that_sessions_share_and_never_free() {
+        let config = crate::config::tests::EXAMPLE.replace(
+            "via = \"10.0.1.2\"",
+            "via = \"10.0.1.2\"\n[[vr.route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.0.1.3\"",
+        );
+        let (dp, rcu, routes) = setup_with(&config);
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
+        let (slots, _) = group_of(&dp, &rcu, "10.9.0.1").expect("a group");
+        assert_eq!(slots.len(), 2);
+        let add = RouteEdit::Add {
+            prefix: net("30.0.0.0/24"),
+            route: multipath(&[0, 1]),
+        };
+        edit(&mut w, vec![add]).unwrap();
+        assert_eq!(dp.vrs[0].groups.len(), 1, "the session's route shares it");
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("30.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        edit(
+            &mut w,
+            vec![RouteEdit::Delete {
+                prefix: net("31.0.0.0/24"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            group_of(&dp, &rcu, "10.9.0.1").map(|g| g.0),
+            Some(slots.clone())
+        );
+        assert!(slots.iter().all(|&s| dp.vrs[0].next_hops.get(s).is_some()));
     }
 
     #[test]

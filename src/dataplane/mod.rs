@@ -18,9 +18,10 @@ pub use nexthop::{NextHop, NextHops};
 
 pub use crate::config::{Interface, PortRole};
 
-use crate::config::{Config, StaticPath, TableSize, Topology};
+use crate::config::{Config, StaticPath, StaticRoute, TableSize, Topology};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Batch, Change, DualPair, Fib, Stride, TableError, TablePair};
+use ipnet::IpNet;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -440,7 +441,8 @@ impl Dataplane {
         let mut tables = Vec::with_capacity(topology.vrs.len());
         let compact_groups = config.limits.compact_groups();
         for vc in &topology.vrs {
-            let (vr, table) = build_vr(vc, compact_groups, config.timers.neighbor_timeout_s, rcu)
+            let timeout = config.timers.neighbor_timeout_s;
+            let (vr, table) = build_vr(vc, compact_groups, timeout, config.cores.len(), rcu)
                 .map_err(|source| BuildError { vr: vc.id, source })?;
             vrs.push(vr);
             tables.push(table);
@@ -482,12 +484,72 @@ fn initial_tables(
     }
 }
 
+/// A VR's static routes by prefix, in the config's order: the paths listed for
+/// one prefix make one route (the config checked them).
+fn static_routes(routes: &[StaticRoute]) -> Vec<(IpNet, Route)> {
+    let mut by_prefix: Vec<(IpNet, Vec<Path>)> = Vec::new();
+    for r in routes {
+        let next_hop = match r.path {
+            StaticPath::V4 { via, .. } => NextHop::Gateway {
+                iface: r.iface,
+                via: via.into(),
+            },
+            StaticPath::V6 { via, .. } => NextHop::Gateway6 {
+                iface: r.iface,
+                via: via.into(),
+            },
+        };
+        let path = Path {
+            next_hop,
+            weight: r.weight,
+        };
+        match by_prefix.iter_mut().find(|(p, _)| *p == r.path.prefix()) {
+            Some((_, paths)) => paths.push(path),
+            None => by_prefix.push((r.path.prefix(), vec![path])),
+        }
+    }
+    by_prefix
+        .into_iter()
+        .map(|(prefix, paths)| {
+            let route = Route::new(paths).expect("the config checked the paths");
+            (prefix, route)
+        })
+        .collect()
+}
+
+/// The next-hop slot of a static route, with its group installed for a
+/// multipath one (before any reader exists).
+fn static_next_hop(
+    next_hops: &NextHops,
+    groups: &Groups,
+    route: &Route,
+    lcores: usize,
+) -> Result<u32, TableError> {
+    let full = TableError::NextHopRange(NEXT_HOP_SLOTS as u32);
+    let paths = match route {
+        Route::One(next_hop) => return next_hops.insert(*next_hop).ok_or(full),
+        Route::Multipath(paths) => paths,
+    };
+    let slots = paths
+        .iter()
+        .map(|p| next_hops.insert(p.next_hop).ok_or(full.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let weights: Vec<u32> = paths.iter().map(|p| p.weight).collect();
+    let buckets = Buckets::new(&weights).expect("a route's paths spread");
+    let group = Group::new(slots, weights, buckets, lcores);
+    let id = groups
+        .install(group)
+        .ok_or(TableError::NextHopRange(GROUP_SLOTS as u32))?;
+    next_hops.insert(NextHop::Group { group: id }).ok_or(full)
+}
+
 /// Builds one VR: its interfaces' connected and local routes, its static routes
 /// and neighbours.
 fn build_vr(
     vc: &crate::config::Vr,
     compact_groups: u32,
     neighbor_timeout: u32,
+    lcores: usize,
     rcu: &Arc<Rcu>,
 ) -> Result<(Vr, VrRoutes), TableError> {
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
@@ -522,27 +584,12 @@ fn build_vr(
             system6.push(add6(a.addr(), 128, local));
         }
     }
-    for r in &vc.routes {
-        let gateway = match r.path {
-            StaticPath::V4 { via, .. } => NextHop::Gateway {
-                iface: r.iface,
-                via: via.into(),
-            },
-            StaticPath::V6 { via, .. } => NextHop::Gateway6 {
-                iface: r.iface,
-                via: via.into(),
-            },
-        };
-        let nh = next_hops
-            .insert(gateway)
-            .ok_or(TableError::NextHopRange(NEXT_HOP_SLOTS as u32))?;
-        match r.path {
-            StaticPath::V4 { prefix, .. } => {
-                system.push(add(prefix.network().into(), prefix.prefix_len(), nh))
-            }
-            StaticPath::V6 { prefix, .. } => {
-                system6.push(add6(prefix.network(), prefix.prefix_len(), nh))
-            }
+    let groups = Groups::new(GROUP_SLOTS);
+    for (prefix, route) in static_routes(&vc.routes) {
+        let nh = static_next_hop(&next_hops, &groups, &route, lcores)?;
+        match prefix {
+            IpNet::V4(p) => system.push(add(p.network().into(), p.prefix_len(), nh)),
+            IpNet::V6(p) => system6.push(add6(p.network(), p.prefix_len(), nh)),
         }
     }
     let v4 = initial_tables(vc.table, compact_groups, &system)?;
@@ -568,7 +615,7 @@ fn build_vr(
         fib6: RcuCell::new(Arc::clone(tables.v6.fib()), Arc::clone(rcu)),
         routes: AtomicUsize::new(tables.len()),
         next_hops,
-        groups: Groups::new(GROUP_SLOTS),
+        groups,
         neighbors,
         neighbors6,
         state: AtomicU8::new(if vc.standby {
