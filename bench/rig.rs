@@ -16,8 +16,9 @@ use super::gen::Noise;
 
 /// DPDK's RTE_MAX_ETHPORTS is 32 in Debian's build: with several VRs each VR gets
 /// one interface (vif) and forwards back out of lan0 to the gateway there; with 1
-/// VR, lan0 → lan1 (interface 1's gateway).
-const GATEWAY_MAC: &str = "02:00:00:00:ee:02";
+/// VR, lan0 → lan1 (interface 1's gateway). Gateway `k` has this MAC with
+/// `2 + k` as its last byte.
+const GATEWAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 2]);
 /// Distinct frames in the replayed pcap.
 const FRAMES: usize = 4096;
 
@@ -33,8 +34,8 @@ pub trait Prefix: Copy {
     /// A UDP frame to VR MAC `to`, for a random address inside the prefix: the
     /// family's smallest test frame (IPv4 64 bytes on the wire, IPv6 78).
     fn frame(self, to: MacAddr, noise: &mut Noise) -> Vec<u8>;
-    /// The gateway on interface `i` of a VR.
-    fn gateway(i: usize) -> IpAddr;
+    /// Gateway `k` on interface `i` of a VR.
+    fn gateway(i: usize, k: usize) -> IpAddr;
     /// `vr`'s address of this family on interface `i`, if the family needs one
     /// beside the interface's IPv4 address.
     fn address(vr: VrBuilder, i: usize) -> VrBuilder;
@@ -59,8 +60,8 @@ impl Prefix for (u32, u8) {
         frame
     }
 
-    fn gateway(i: usize) -> IpAddr {
-        Ipv4Addr::new(10, i as u8, 0, 2).into()
+    fn gateway(i: usize, k: usize) -> IpAddr {
+        Ipv4Addr::new(10, i as u8, 0, 2 + k as u8).into()
     }
 
     fn address(vr: VrBuilder, _: usize) -> VrBuilder {
@@ -87,8 +88,8 @@ impl Prefix for (u128, u8) {
         frame
     }
 
-    fn gateway(i: usize) -> IpAddr {
-        Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 2).into()
+    fn gateway(i: usize, k: usize) -> IpAddr {
+        Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 2 + k as u16).into()
     }
 
     fn address(vr: VrBuilder, i: usize) -> VrBuilder {
@@ -151,6 +152,18 @@ pub fn vrfwd_config<P: Prefix>(
     table: TableSize,
     control: Option<u16>,
 ) -> Builder {
+    vrfwd_config_paths(dir, core, vrs, table, control, 1)
+}
+
+/// As [`vrfwd_config`], every route over `paths` equal-cost gateways.
+pub fn vrfwd_config_paths<P: Prefix>(
+    dir: &Path,
+    core: u16,
+    vrs: &[Vec<P>],
+    table: TableSize,
+    control: Option<u16>,
+    paths: usize,
+) -> Builder {
     let mut b = Builder::new(core, "vrfwd-bench", dir.join("vrfwd.sock"))
         .idle(IdleConfig::default().spin_polls, 0)
         .port(
@@ -176,15 +189,19 @@ pub fn vrfwd_config<P: Prefix>(
         });
     }
     let ifaces = if vrs.len() > 1 { 1 } else { 2 };
-    let gateway = P::gateway(ifaces - 1);
+    let gateways: Vec<IpAddr> = (0..paths).map(|k| P::gateway(ifaces - 1, k)).collect();
     // Ring vifs while they fit in DPDK's port table beside the two pcap ports;
     // past that the vifs stay detached (the fast path does not use them here).
     let ring_vifs = 2 + vrs.len() * ifaces <= MAX_ETHPORTS;
     for (v, routes) in vrs.iter().enumerate() {
         let mut vr = VrBuilder::new(v as u32 + 1)
             .table(table)
-            .credential(CREDENTIAL)
-            .neighbor(gateway, GATEWAY_MAC.parse().expect("a MAC"));
+            .credential(CREDENTIAL);
+        for (k, &gateway) in gateways.iter().enumerate() {
+            let mut mac = GATEWAY_MAC;
+            mac.0[5] += k as u8;
+            vr = vr.neighbor(gateway, mac);
+        }
         for i in 0..ifaces {
             let vif = format!("vif{v}_{i}");
             let ring = format!("net_ring{}", v * ifaces + i);
@@ -202,7 +219,9 @@ pub fn vrfwd_config<P: Prefix>(
             );
         }
         for &prefix in routes {
-            vr = prefix.route(vr, gateway);
+            for &gateway in &gateways {
+                vr = prefix.route(vr, gateway);
+            }
         }
         b = b.vr(vr);
     }
@@ -300,8 +319,22 @@ pub fn run_vrfwd<P: Prefix>(
     table: TableSize,
     noise: &mut Noise,
 ) -> Result<f64> {
+    run_vrfwd_paths(dir, core, seconds, vrs, table, noise, 1)
+}
+
+/// As [`run_vrfwd`], every route over `paths` equal-cost gateways.
+pub fn run_vrfwd_paths<P: Prefix>(
+    dir: &Path,
+    core: u16,
+    seconds: u64,
+    vrs: &[Vec<P>],
+    table: TableSize,
+    noise: &mut Noise,
+    paths: usize,
+) -> Result<f64> {
     write_pcap(&dir.join("in.pcap"), vrs, noise)?;
-    let _running = start_vrfwd(dir, &vrfwd_config(dir, core, vrs, table, None))?;
+    let config = vrfwd_config_paths(dir, core, vrs, table, None, paths);
+    let _running = start_vrfwd(dir, &config)?;
     std::thread::sleep(Duration::from_secs(1));
     let socket = dir.join("vrfwd.sock");
     mpps(seconds as f64, &|| vrfwd_forwarded(&socket))

@@ -4,12 +4,16 @@
 //! spread over 10k random prefixes, TX dropped by the pcap PMD. Also vrfwd with 16
 //! VRs of 10k prefixes each. With `--ipv6`: 78-byte IPv6 UDP frames to 10k
 //! prefixes shaped like the IPv6 Internet's (bench/gen.rs), l3fwd on its LPM6.
+//! With `--ecmp`: vrfwd alone, 1 VR, its 10k IPv4 routes over one gateway,
+//! then the same routes each over 4 equal-cost gateways (every packet's path
+//! chosen by its flow's hash).
 //! A benchmark, not a test: it prints figures.
 //!
 //! Run (root, after `cargo build --release`):
-//!   target/release/vrfwd-fastpath-bench [--seconds N] [--core C] [--vrfwd-only] [--ipv6]
+//!   target/release/vrfwd-fastpath-bench [--seconds N] [--core C] [--vrfwd-only] [--ipv6 | --ecmp]
 //! Last line: `fastpath: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>` (1 VR), or
-//! with `--ipv6` `fastpath6: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>`.
+//! with `--ipv6` `fastpath6: vrfwd=<Mpps> l3fwd=<Mpps> ratio=<vrfwd/l3fwd>`, or
+//! with `--ecmp` `ecmp: single_mpps=<Mpps> ecmp4_mpps=<Mpps> ratio=<ecmp4/single>`.
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,7 @@ mod gen;
 #[allow(dead_code)] // shared with the other benchmarks
 mod rig;
 use gen::{prefixes, prefixes6, Noise};
-use rig::{empty_pcap, ip, measure, run_vrfwd};
+use rig::{empty_pcap, ip, measure, run_vrfwd, run_vrfwd_paths};
 
 const PREFIXES_PER_VR: usize = 10_000;
 
@@ -129,6 +133,9 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--ipv6") {
         return ipv6(&dir, core, seconds, quick, &mut noise);
     }
+    if args.iter().any(|a| a == "--ecmp") {
+        return ecmp(&dir, core, seconds, &one, &mut noise);
+    }
     if !quick {
         let vrfwd16 = run_vrfwd(&dir, core, seconds, &sixteen, TableSize::Wide, &mut noise)
             .context("vrfwd, 16 VRs")?;
@@ -169,5 +176,27 @@ fn ipv6(dir: &Path, core: u16, seconds: u64, quick: bool, noise: &mut Noise) -> 
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// The multipath run: one VR's routes over one gateway, then over four.
+fn ecmp(
+    dir: &Path,
+    core: u16,
+    seconds: u64,
+    one: &[Vec<(u32, u8)>],
+    noise: &mut Noise,
+) -> Result<()> {
+    let single = run_vrfwd_paths(dir, core, seconds, one, TableSize::Wide, noise, 1)
+        .context("vrfwd, one path")?;
+    println!("vrfwd 1 VR x 10k prefixes, 1 path:  {single:.2} Mpps");
+    let ecmp4 = run_vrfwd_paths(dir, core, seconds, one, TableSize::Wide, noise, 4)
+        .context("vrfwd, 4 paths")?;
+    println!("vrfwd 1 VR x 10k prefixes, 4 paths: {ecmp4:.2} Mpps");
+    let _ = std::fs::remove_dir_all(dir);
+    println!(
+        "ecmp: single_mpps={single:.2} ecmp4_mpps={ecmp4:.2} ratio={:.2}",
+        ecmp4 / single
+    );
     Ok(())
 }

@@ -100,9 +100,11 @@ impl Slots {
         }
         let (slots, weights): (Vec<u32>, Vec<u32>) = set.iter().copied().unzip();
         let buckets = follow(next_hops, groups, previous, &slots, &weights)?;
-        let id = groups
-            .install(Group::new(slots, weights, buckets, self.lcores))
-            .ok_or(WriteError::Groups)?;
+        let hops = slots
+            .iter()
+            .map(|&s| next_hops.get(s).expect("allocated above"));
+        let group = Group::new(slots.clone(), hops.collect(), weights, buckets, self.lcores);
+        let id = groups.install(group).ok_or(WriteError::Groups)?;
         let Some(slot) = next_hops.insert(NextHop::Group { group: id }) else {
             // SAFETY: no slot names the group just installed: no reader can reach it.
             unsafe { groups.remove(id) };

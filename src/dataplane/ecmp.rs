@@ -34,7 +34,7 @@ pub enum EcmpError {
 /// A group's buckets: the path of each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buckets {
-    table: Box<[u8; BUCKETS]>,
+    table: [u8; BUCKETS],
 }
 
 impl Buckets {
@@ -42,7 +42,7 @@ impl Buckets {
     /// gets none).
     pub fn new(weights: &[u32]) -> Result<Buckets, EcmpError> {
         let mut buckets = Buckets {
-            table: Box::new([UNASSIGNED; BUCKETS]),
+            table: [UNASSIGNED; BUCKETS],
         };
         buckets.reweigh(weights)?;
         Ok(buckets)
@@ -57,7 +57,7 @@ impl Buckets {
         position: impl Fn(usize) -> Option<usize>,
         weights: &[u32],
     ) -> Result<Buckets, EcmpError> {
-        let mut table = Box::new([UNASSIGNED; BUCKETS]);
+        let mut table = [UNASSIGNED; BUCKETS];
         for (new, &old) in table.iter_mut().zip(previous.table.iter()) {
             if let Some(p) = position(usize::from(old)).filter(|&p| p < weights.len()) {
                 *new = p as u8;
@@ -160,25 +160,30 @@ impl Flow {
         let fold = |a: u128| (a as u64) ^ ((a >> 64) as u64).rotate_left(29);
         let (sport, dport) = self.ports.unwrap_or((0, 0));
         let ports = (u64::from(sport) << 16) | u64::from(dport) | (u64::from(self.protocol) << 32);
-        let h = mix(fold(self.src) ^ mix(fold(self.dst) ^ mix(ports)));
-        (h >> 32) as u32
+        // Odd multipliers keep the fields apart (a flow and its reverse hash
+        // differently); the last multiply carries every bit of the folded
+        // word into the high bits, which pick the bucket.
+        let x = fold(self.src).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ fold(self.dst)
+            ^ ports.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        ((x ^ (x >> 32)).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 32) as u32
     }
-}
-
-/// A 64-bit finalizer (MurmurHash3's fmix64): every input bit reaches every
-/// output bit.
-#[inline(always)]
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 64-bit finalizer (MurmurHash3's fmix64): every input bit reaches every
+    /// output bit.
+    #[inline(always)]
+    fn mix(mut x: u64) -> u64 {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
 
     /// `n` distinct pseudo-random IPv4 UDP flows.
     fn flows(n: usize) -> Vec<Flow> {

@@ -87,6 +87,9 @@ struct PathCounters([Counter; MAX_PATHS]);
 pub struct Group {
     /// Each path's next-hop slot, in the order of the set.
     slots: Box<[u32]>,
+    /// What those slots hold (they do not change while the group holds them):
+    /// read by the lcores without going back to the slots.
+    next_hops: Box<[NextHop]>,
     weights: Box<[u32]>,
     buckets: Buckets,
     /// Per lcore, packets sent by each path.
@@ -94,12 +97,20 @@ pub struct Group {
 }
 
 impl Group {
-    /// The group of paths at next-hop slots `slots` weighing `weights`, spread
-    /// by `buckets`, counted by `lcores` lcores.
-    pub fn new(slots: Vec<u32>, weights: Vec<u32>, buckets: Buckets, lcores: usize) -> Group {
+    /// The group of paths `next_hops` at next-hop slots `slots` weighing
+    /// `weights`, spread by `buckets`, counted by `lcores` lcores.
+    pub fn new(
+        slots: Vec<u32>,
+        next_hops: Vec<NextHop>,
+        weights: Vec<u32>,
+        buckets: Buckets,
+        lcores: usize,
+    ) -> Group {
         debug_assert_eq!(slots.len(), weights.len());
+        debug_assert_eq!(slots.len(), next_hops.len());
         Group {
             slots: slots.into(),
+            next_hops: next_hops.into(),
             weights: weights.into(),
             buckets,
             packets: (0..lcores.max(1))
@@ -118,6 +129,12 @@ impl Group {
     #[inline(always)]
     pub fn slot(&self, position: usize) -> u32 {
         self.slots[position]
+    }
+
+    /// The next hop of the path at `position`.
+    #[inline(always)]
+    pub fn next_hop(&self, position: usize) -> NextHop {
+        self.next_hops[position]
     }
 
     pub fn slots(&self) -> &[u32] {
@@ -278,6 +295,7 @@ mod tests {
             let weights = vec![1; n as usize];
             Group::new(
                 (10..10 + n).collect(),
+                (10..10 + n).map(gw).collect(),
                 weights.clone(),
                 Buckets::new(&weights).unwrap(),
                 2,

@@ -23,6 +23,7 @@ use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Batch, Change, DualPair, Fib, Stride, TableError, TablePair};
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -387,12 +388,23 @@ pub struct Dataplane {
     pub lcores: usize,
 }
 
-/// A route table could not be built from the config.
+/// A VR could not be built from the config.
 #[derive(Debug, thiserror::Error)]
 #[error("vr {vr}: {source}")]
 pub struct BuildError {
     vr: u32,
-    source: TableError,
+    source: VrError,
+}
+
+/// Why a VR's tables could not hold its config's routes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VrError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("more than {NEXT_HOP_SLOTS} distinct next hops")]
+    NextHops,
+    #[error("more than {GROUP_SLOTS} distinct sets of static multipath routes' paths")]
+    Groups,
 }
 
 impl Dataplane {
@@ -488,6 +500,7 @@ fn initial_tables(
 /// one prefix make one route (the config checked them).
 fn static_routes(routes: &[StaticRoute]) -> Vec<(IpNet, Route)> {
     let mut by_prefix: Vec<(IpNet, Vec<Path>)> = Vec::new();
+    let mut index: FxHashMap<IpNet, usize> = FxHashMap::default();
     for r in routes {
         let next_hop = match r.path {
             StaticPath::V4 { via, .. } => NextHop::Gateway {
@@ -503,9 +516,12 @@ fn static_routes(routes: &[StaticRoute]) -> Vec<(IpNet, Route)> {
             next_hop,
             weight: r.weight,
         };
-        match by_prefix.iter_mut().find(|(p, _)| *p == r.path.prefix()) {
-            Some((_, paths)) => paths.push(path),
-            None => by_prefix.push((r.path.prefix(), vec![path])),
+        match index.entry(r.path.prefix()) {
+            Entry::Occupied(at) => by_prefix[*at.get()].1.push(path),
+            Entry::Vacant(at) => {
+                at.insert(by_prefix.len());
+                by_prefix.push((r.path.prefix(), vec![path]));
+            }
         }
     }
     by_prefix
@@ -524,23 +540,23 @@ fn static_next_hop(
     groups: &Groups,
     route: &Route,
     lcores: usize,
-) -> Result<u32, TableError> {
-    let full = TableError::NextHopRange(NEXT_HOP_SLOTS as u32);
+) -> Result<u32, VrError> {
     let paths = match route {
-        Route::One(next_hop) => return next_hops.insert(*next_hop).ok_or(full),
+        Route::One(next_hop) => return next_hops.insert(*next_hop).ok_or(VrError::NextHops),
         Route::Multipath(paths) => paths,
     };
     let slots = paths
         .iter()
-        .map(|p| next_hops.insert(p.next_hop).ok_or(full.clone()))
+        .map(|p| next_hops.insert(p.next_hop).ok_or(VrError::NextHops))
         .collect::<Result<Vec<_>, _>>()?;
     let weights: Vec<u32> = paths.iter().map(|p| p.weight).collect();
+    let hops = paths.iter().map(|p| p.next_hop).collect();
     let buckets = Buckets::new(&weights).expect("a route's paths spread");
-    let group = Group::new(slots, weights, buckets, lcores);
-    let id = groups
-        .install(group)
-        .ok_or(TableError::NextHopRange(GROUP_SLOTS as u32))?;
-    next_hops.insert(NextHop::Group { group: id }).ok_or(full)
+    let group = Group::new(slots, hops, weights, buckets, lcores);
+    let id = groups.install(group).ok_or(VrError::Groups)?;
+    next_hops
+        .insert(NextHop::Group { group: id })
+        .ok_or(VrError::NextHops)
 }
 
 /// Builds one VR: its interfaces' connected and local routes, its static routes
@@ -551,7 +567,7 @@ fn build_vr(
     neighbor_timeout: u32,
     lcores: usize,
     rcu: &Arc<Rcu>,
-) -> Result<(Vr, VrRoutes), TableError> {
+) -> Result<(Vr, VrRoutes), VrError> {
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
     let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
@@ -585,8 +601,14 @@ fn build_vr(
         }
     }
     let groups = Groups::new(GROUP_SLOTS);
+    // Routes over the same paths share their slot (and group).
+    let mut slots: FxHashMap<Route, u32> = FxHashMap::default();
     for (prefix, route) in static_routes(&vc.routes) {
-        let nh = static_next_hop(&next_hops, &groups, &route, lcores)?;
+        let nh = match slots.get(&route) {
+            Some(&nh) => nh,
+            None => static_next_hop(&next_hops, &groups, &route, lcores)?,
+        };
+        slots.insert(route, nh);
         match prefix {
             IpNet::V4(p) => system.push(add(p.network().into(), p.prefix_len(), nh)),
             IpNet::V6(p) => system6.push(add6(p.network(), p.prefix_len(), nh)),

@@ -100,13 +100,34 @@ impl Out {
     }
 }
 
-/// The neighbour resolved last in a burst (most of a burst shares one).
+/// The neighbours resolved last in a burst: most of a burst shares one, a
+/// multipath route's packets a few.
 #[derive(Debug, Default)]
-pub struct LastNeighbor {
-    vr: usize,
-    /// 0: none (neighbour keys are never 0).
-    key: u64,
-    mac: u64,
+pub struct RecentNeighbors {
+    /// (VR, key, MAC); key 0: none (neighbour keys are never 0).
+    entries: [(usize, u64, u64); 4],
+    /// The entry the next neighbour replaces.
+    next: usize,
+}
+
+impl RecentNeighbors {
+    /// Without a branch per entry: a multipath route's packets hit entries in
+    /// no order a predictor could learn.
+    #[inline(always)]
+    fn get(&self, vr: usize, key: u64) -> Option<u64> {
+        let mut mac = None;
+        for e in &self.entries {
+            let hit = e.1 == key && e.0 == vr;
+            mac = if hit { Some(e.2) } else { mac };
+        }
+        mac
+    }
+
+    #[inline(always)]
+    fn put(&mut self, vr: usize, key: u64, mac: u64) {
+        self.entries[self.next] = (vr, key, mac);
+        self.next = (self.next + 1) % self.entries.len();
+    }
 }
 
 /// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s table
@@ -115,29 +136,47 @@ pub struct LastNeighbor {
 /// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn forward<H: FnOnce() -> u32>(
+pub fn forward<H: FnMut() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,
     dst: u32,
     now: u32,
-    last: &mut LastNeighbor,
+    recent: &mut RecentNeighbors,
     draining_source: Option<&[MacAddr]>,
-    choice: Choice<'_, H>,
+    mut choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let (iface, mac) = multipath::resolve(vr, v, index, choice, |next_hop| {
-        let (iface, neighbor) = egress(next_hop, dst)?;
-        let key = neighbor_key(iface, neighbor);
-        if last.key == key && last.vr == v {
-            return Ok((iface, last.mac));
-        }
-        let mac = vr.neighbors.get(key, now).ok_or(PuntReason::Unresolved)?;
-        *last = LastNeighbor { vr: v, key, mac };
-        Ok((iface, mac))
+    let chosen = multipath::choose(vr, index, &mut choice.hash)?;
+    let resolved = neighbor(dp, v, chosen.next_hop, dst, now, recent);
+    let (iface, mac) = multipath::settle(chosen, resolved, v, choice, |next_hop| {
+        neighbor(dp, v, next_hop, dst, now, recent)
     })?;
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
+}
+
+/// The egress interface and neighbour MAC of `next_hop` of VR `v` for `dst`.
+#[inline(always)]
+fn neighbor(
+    dp: &Dataplane,
+    v: usize,
+    next_hop: Option<NextHop>,
+    dst: u32,
+    now: u32,
+    recent: &mut RecentNeighbors,
+) -> Result<(usize, u64), PuntReason> {
+    let (iface, neighbor) = egress(next_hop, dst)?;
+    let key = neighbor_key(iface, neighbor);
+    if let Some(mac) = recent.get(v, key) {
+        return Ok((iface, mac));
+    }
+    let mac = dp.vrs[v]
+        .neighbors
+        .get(key, now)
+        .ok_or(PuntReason::Unresolved)?;
+    recent.put(v, key, mac);
+    Ok((iface, mac))
 }
 
 /// The egress interface and the neighbour to send to for `next_hop`.
@@ -188,12 +227,12 @@ mod tests {
         next_hop: Option<u32>,
         dst: u32,
         now: u32,
-        last: &mut LastNeighbor,
+        recent: &mut RecentNeighbors,
         draining_source: Option<&[MacAddr]>,
     ) -> Result<Out, PuntReason> {
         let mut pacer = multipath::Pacer::new(dp.vrs.len(), u64::MAX);
         let choice = crate::lcore::testing::choice(&mut pacer, 0);
-        forward(dp, v, next_hop, dst, now, last, draining_source, choice)
+        forward(dp, v, next_hop, dst, now, recent, draining_source, choice)
     }
 
     fn frame(ip: [u8; HEADER_LEN], payload: usize) -> Vec<u8> {
@@ -304,7 +343,7 @@ mod tests {
         let dst = u32::from(Ipv4Addr::new(10, 9, 2, 3));
         let fib = &t.routes[0].tables.v4;
         let route = fib.fib().lookup(dst);
-        let mut last = LastNeighbor::default();
+        let mut last = RecentNeighbors::default();
         assert_eq!(
             forward_one(dp, 0, route, dst, 0, &mut last, None),
             Err(PuntReason::Unresolved)

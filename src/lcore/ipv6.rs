@@ -10,7 +10,7 @@
 //! whose processing (hop-by-hop options above all) is a router's slow path.
 use super::ipv4::Out;
 use super::multipath::{self, Choice};
-use crate::dataplane::{neighbor6_key, Dataplane, NextHop, VrState};
+use crate::dataplane::{neighbor6_key, Dataplane, NextHop, Vr, VrState};
 use crate::stats::PuntReason;
 use std::net::Ipv6Addr;
 use vrfwd_wire::ethernet::EthernetFrame;
@@ -79,26 +79,39 @@ fn fit(frame: &[u8]) -> Result<Ipv6Addr, PuntReason> {
 /// multipath route's path by `choice`. A draining VR's frames leave from
 /// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
-pub fn forward<H: FnOnce() -> u32>(
+pub fn forward<H: FnMut() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,
     dst: u128,
     now: u32,
     draining_source: Option<&[MacAddr]>,
-    choice: Choice<'_, H>,
+    mut choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let (iface, mac) = multipath::resolve(vr, v, index, choice, |next_hop| {
-        let (iface, neighbor) = egress(next_hop, dst)?;
-        let mac = vr
-            .neighbors6
-            .get(neighbor6_key(iface, neighbor), now)
-            .ok_or(PuntReason::Unresolved)?;
-        Ok((iface, mac))
+    let chosen = multipath::choose(vr, index, &mut choice.hash)?;
+    let resolved = neighbor(vr, chosen.next_hop, dst, now);
+    let (iface, mac) = multipath::settle(chosen, resolved, v, choice, |next_hop| {
+        neighbor(vr, next_hop, dst, now)
     })?;
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
+}
+
+/// The egress interface and neighbour MAC of `next_hop` of `vr` for `dst`.
+#[inline(always)]
+fn neighbor(
+    vr: &Vr,
+    next_hop: Option<NextHop>,
+    dst: u128,
+    now: u32,
+) -> Result<(usize, u64), PuntReason> {
+    let (iface, neighbor) = egress(next_hop, dst)?;
+    let mac = vr
+        .neighbors6
+        .get(neighbor6_key(iface, neighbor), now)
+        .ok_or(PuntReason::Unresolved)?;
+    Ok((iface, mac))
 }
 
 /// The egress interface and the neighbour to send to for `next_hop`.

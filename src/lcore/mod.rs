@@ -393,7 +393,7 @@ impl<'a> Worker<'a> {
             p.first = table.start_lookup(p.dst);
             *fib = Some(table);
         }
-        let mut neighbor = ipv4::LastNeighbor::default();
+        let mut neighbor = ipv4::RecentNeighbors::default();
         for (k, fib) in fibs[..pending].iter().enumerate() {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
@@ -611,7 +611,7 @@ impl<'a> Worker<'a> {
         next_hop: Option<u32>,
         m: Mbuf,
         now: u32,
-        neighbor: &mut ipv4::LastNeighbor,
+        neighbor: &mut ipv4::RecentNeighbors,
         section: &ReadSection,
     ) {
         let v = p.vr as usize;

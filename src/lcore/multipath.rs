@@ -8,7 +8,7 @@
 //! group that resolves, so its flows keep flowing; about once a second per VR
 //! one of them is punted instead, so the guest's kernel resolves the
 //! neighbour, as it would on its own path.
-use crate::dataplane::{Flow, NextHop, Vr};
+use crate::dataplane::{Flow, Group, NextHop, Vr};
 use crate::stats::PuntReason;
 use vrfwd_wire::ethernet::HEADER_LEN as ETH_LEN;
 use vrfwd_wire::ipv4::Ipv4Packet;
@@ -113,38 +113,79 @@ pub struct Choice<'a, H> {
     pub now_tsc: u64,
 }
 
-/// Resolves next hop `index` of VR `v` with `resolve` (a single next hop's
-/// egress and neighbour); for a group, the path `choice`'s flow takes, or the
-/// next path that resolves when the neighbour of that one does not.
+/// The next hop a packet takes, and for a group's path, which.
+pub struct Chosen<'g> {
+    pub next_hop: Option<NextHop>,
+    path: Option<(&'g Group, usize)>,
+}
+
+/// The next hop of VR `vr`'s slot `index`; for a group, of the path the flow
+/// hashing to `hash()` takes.
 #[inline(always)]
-pub fn resolve<T, H: FnOnce() -> u32>(
-    vr: &Vr,
-    v: usize,
+pub fn choose<'g>(
+    vr: &'g Vr,
     index: u32,
+    hash: &mut impl FnMut() -> u32,
+) -> Result<Chosen<'g>, PuntReason> {
+    match vr.next_hops.get(index) {
+        Some(NextHop::Group { group }) => {
+            let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
+            let p = g.choose(hash());
+            Ok(Chosen {
+                next_hop: Some(g.next_hop(p)),
+                path: Some((g, p)),
+            })
+        }
+        next_hop => Ok(Chosen {
+            next_hop,
+            path: None,
+        }),
+    }
+}
+
+/// What forwarding by `chosen` of VR `v` came to (`resolved`: its egress and
+/// neighbour): a group's path is counted; when its neighbour is unresolved, the
+/// next path of the group that resolves with `resolve` (but for one packet
+/// per VR and interval, punted so the guest resolves it).
+#[inline(always)]
+pub fn settle<T, H>(
+    chosen: Chosen<'_>,
+    resolved: Result<T, PuntReason>,
+    v: usize,
     choice: Choice<'_, H>,
+    resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
+) -> Result<T, PuntReason> {
+    match (resolved, chosen.path) {
+        (Ok(out), Some((g, p))) => {
+            g.count(choice.lcore, p);
+            Ok(out)
+        }
+        (Err(PuntReason::Unresolved), Some((g, p))) if !choice.pacer.due(v, choice.now_tsc) => {
+            other_path(g, p, choice.lcore, resolve)
+        }
+        (out, _) => out,
+    }
+}
+
+/// The first path of `g` after `p` whose neighbour resolves (counted), or
+/// `Unresolved`.
+#[cold]
+#[inline(never)]
+fn other_path<T>(
+    g: &Group,
+    p: usize,
+    lcore: usize,
     mut resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
 ) -> Result<T, PuntReason> {
-    let group = match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => group,
-        next_hop => return resolve(next_hop),
-    };
-    let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
-    let first = g.choose((choice.hash)());
-    let mut path = |p: usize| {
-        let out = resolve(vr.next_hops.get(g.slot(p)))?;
-        g.count(choice.lcore, p);
-        Ok(out)
-    };
-    match path(first) {
-        Err(PuntReason::Unresolved) if !choice.pacer.due(v, choice.now_tsc) => {
-            let n = g.slots().len();
-            (1..n)
-                .map(|k| (first + k) % n)
-                .find_map(|p| path(p).ok())
-                .ok_or(PuntReason::Unresolved)
-        }
-        chosen => chosen,
-    }
+    let n = g.slots().len();
+    (1..n)
+        .map(|k| (p + k) % n)
+        .find_map(|q| {
+            let out = resolve(Some(g.next_hop(q))).ok()?;
+            g.count(lcore, q);
+            Some(out)
+        })
+        .ok_or(PuntReason::Unresolved)
 }
 
 #[cfg(test)]
@@ -188,7 +229,7 @@ mod tests {
     #[test]
     fn flows_spread_over_the_group_and_skip_an_unresolved_path() {
         use crate::dataplane::{neighbor_key, Buckets, Group, STATIC};
-        use crate::lcore::ipv4::{forward, LastNeighbor};
+        use crate::lcore::ipv4::{forward, RecentNeighbors};
         use crate::lcore::testing::dataplane;
         let t = dataplane();
         let (dp, vr) = (&t.dp, &t.dp.vrs[0]);
@@ -203,10 +244,11 @@ mod tests {
             })
             .collect();
         let buckets = Buckets::new(&[1, 1]).unwrap();
-        let group = vr
-            .groups
-            .install(Group::new(slots, vec![1, 1], buckets, 1))
-            .unwrap();
+        let next_hops = gateways
+            .map(|via| NextHop::Gateway { iface: 1, via })
+            .to_vec();
+        let group = Group::new(slots, next_hops, vec![1, 1], buckets, 1);
+        let group = vr.groups.install(group).unwrap();
         let index = vr.next_hops.insert(NextHop::Group { group }).unwrap();
         let macs = [[2, 0, 0, 0, 0xbb, 2], [2, 0, 0, 0, 0xbb, 3]].map(MacAddr);
         let learn = |k: usize| {
@@ -223,7 +265,7 @@ mod tests {
                 pacer: &mut pacer,
                 now_tsc,
             };
-            let mut last = LastNeighbor::default();
+            let mut last = RecentNeighbors::default();
             forward(dp, 0, Some(index), 0x0a09_0001, 0, &mut last, None, choice).map(|o| o.dst)
         };
         let flows: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
