@@ -1492,6 +1492,29 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_needs_more_groups_than_a_vr_has_is_refused_whole() {
+        let (dp, _rcu, routes) = setup();
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
+        // Pairs of 46 gateways: 1035 distinct sets, one route each.
+        let pairs = (0..46u32).flat_map(|a| (a + 1..46).map(move |b| [a, b]));
+        let edits: Vec<RouteEdit> = pairs
+            .enumerate()
+            .map(|(i, ks)| RouteEdit::Add {
+                prefix: net4((30 << 24) + ((i as u32) << 8), 24).unwrap(),
+                route: multipath(&ks),
+            })
+            .collect();
+        assert_eq!(edit(&mut w, edits.clone()), Err(WriteError::Groups));
+        assert!(dp.vrs[0].groups.is_empty(), "nothing of it is left");
+        let used = (0..4096)
+            .filter(|&i| dp.vrs[0].next_hops.get(i).is_some())
+            .count();
+        assert_eq!(used, 3, "local, attached eth0 and 10.0.1.2");
+        assert_eq!(edit(&mut w, edits[..1000].to_vec()), Ok(()), "1000 fit");
+        assert_eq!(dp.vrs[0].groups.len(), 1000);
+    }
+
+    #[test]
     fn a_static_multipath_route_is_a_group_that_sessions_share_and_never_free() {
         let config = crate::config::tests::EXAMPLE.replace(
             "via = \"10.0.1.2\"",

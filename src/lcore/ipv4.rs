@@ -6,7 +6,7 @@
 //! itself is pipelined over the burst by the lcore loop.
 use super::multipath::{self, Choice};
 use crate::config::Interface;
-use crate::dataplane::{neighbor_key, Dataplane, NextHop, VrState};
+use crate::dataplane::{neighbor_key, Dataplane, NextHop, Vr, VrState};
 use crate::stats::PuntReason;
 use vrfwd_wire::ethernet::{ethertype, EthernetFrame};
 use vrfwd_wire::ipv4::{Ipv4Packet, HEADER_LEN};
@@ -100,32 +100,50 @@ impl Out {
     }
 }
 
-/// The neighbours resolved last in a burst: most of a burst shares one, a
-/// multipath route's packets a few.
+/// The neighbours resolved last in a burst: most of a burst shares one (the
+/// last, checked first), a multipath route's packets a few (the last four).
 #[derive(Debug, Default)]
 pub struct RecentNeighbors {
     /// (VR, key, MAC); key 0: none (neighbour keys are never 0).
+    last: (usize, u64, u64),
     entries: [(usize, u64, u64); 4],
     /// The entry the next neighbour replaces.
     next: usize,
 }
 
 impl RecentNeighbors {
+    /// The MAC of neighbour `key` of VR `vr` if it was the last; with `ANY`
+    /// (a multipath route's packet) also if it was one of the last four.
+    #[inline(always)]
+    fn get<const ANY: bool>(&mut self, vr: usize, key: u64) -> Option<u64> {
+        if self.last.1 == key && self.last.0 == vr {
+            return Some(self.last.2);
+        }
+        if ANY {
+            self.others(vr, key)
+        } else {
+            None
+        }
+    }
+
     /// Without a branch per entry: a multipath route's packets hit entries in
     /// no order a predictor could learn.
     #[inline(always)]
-    fn get(&self, vr: usize, key: u64) -> Option<u64> {
+    fn others(&mut self, vr: usize, key: u64) -> Option<u64> {
         let mut mac = None;
         for e in &self.entries {
             let hit = e.1 == key && e.0 == vr;
             mac = if hit { Some(e.2) } else { mac };
         }
-        mac
+        let mac = mac?;
+        self.last = (vr, key, mac);
+        Some(mac)
     }
 
     #[inline(always)]
     fn put(&mut self, vr: usize, key: u64, mac: u64) {
-        self.entries[self.next] = (vr, key, mac);
+        self.last = (vr, key, mac);
+        self.entries[self.next] = self.last;
         self.next = (self.next + 1) % self.entries.len();
     }
 }
@@ -144,22 +162,24 @@ pub fn forward<H: FnMut() -> u32>(
     now: u32,
     recent: &mut RecentNeighbors,
     draining_source: Option<&[MacAddr]>,
-    mut choice: Choice<'_, H>,
+    choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let chosen = multipath::choose(vr, index, &mut choice.hash)?;
-    let resolved = neighbor(dp, v, chosen.next_hop, dst, now, recent);
-    let (iface, mac) = multipath::settle(chosen, resolved, v, choice, |next_hop| {
-        neighbor(dp, v, next_hop, dst, now, recent)
-    })?;
+    let (iface, mac) = match vr.next_hops.get(index) {
+        Some(NextHop::Group { group }) => multipath::resolve(vr, v, group, choice, |next_hop| {
+            neighbor::<true>(vr, v, next_hop, dst, now, recent)
+        })?,
+        next_hop => neighbor::<false>(vr, v, next_hop, dst, now, recent)?,
+    };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
 
-/// The egress interface and neighbour MAC of `next_hop` of VR `v` for `dst`.
+/// The egress interface and neighbour MAC of `next_hop` of VR `vr` (index
+/// `v`) for `dst`; `MULTIPATH`: for a multipath route's packet.
 #[inline(always)]
-fn neighbor(
-    dp: &Dataplane,
+fn neighbor<const MULTIPATH: bool>(
+    vr: &Vr,
     v: usize,
     next_hop: Option<NextHop>,
     dst: u32,
@@ -168,13 +188,10 @@ fn neighbor(
 ) -> Result<(usize, u64), PuntReason> {
     let (iface, neighbor) = egress(next_hop, dst)?;
     let key = neighbor_key(iface, neighbor);
-    if let Some(mac) = recent.get(v, key) {
+    if let Some(mac) = recent.get::<MULTIPATH>(v, key) {
         return Ok((iface, mac));
     }
-    let mac = dp.vrs[v]
-        .neighbors
-        .get(key, now)
-        .ok_or(PuntReason::Unresolved)?;
+    let mac = vr.neighbors.get(key, now).ok_or(PuntReason::Unresolved)?;
     recent.put(v, key, mac);
     Ok((iface, mac))
 }

@@ -86,15 +86,16 @@ pub fn forward<H: FnMut() -> u32>(
     dst: u128,
     now: u32,
     draining_source: Option<&[MacAddr]>,
-    mut choice: Choice<'_, H>,
+    choice: Choice<'_, H>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let chosen = multipath::choose(vr, index, &mut choice.hash)?;
-    let resolved = neighbor(vr, chosen.next_hop, dst, now);
-    let (iface, mac) = multipath::settle(chosen, resolved, v, choice, |next_hop| {
-        neighbor(vr, next_hop, dst, now)
-    })?;
+    let (iface, mac) = match vr.next_hops.get(index) {
+        Some(NextHop::Group { group }) => multipath::resolve(vr, v, group, choice, |next_hop| {
+            neighbor(vr, next_hop, dst, now)
+        })?,
+        next_hop => neighbor(vr, next_hop, dst, now)?,
+    };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
 

@@ -113,57 +113,29 @@ pub struct Choice<'a, H> {
     pub now_tsc: u64,
 }
 
-/// The next hop a packet takes, and for a group's path, which.
-pub struct Chosen<'g> {
-    pub next_hop: Option<NextHop>,
-    path: Option<(&'g Group, usize)>,
-}
-
-/// The next hop of VR `vr`'s slot `index`; for a group, of the path the flow
-/// hashing to `hash()` takes.
-#[inline(always)]
-pub fn choose<'g>(
-    vr: &'g Vr,
-    index: u32,
-    hash: &mut impl FnMut() -> u32,
-) -> Result<Chosen<'g>, PuntReason> {
-    match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => {
-            let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
-            let p = g.choose(hash());
-            Ok(Chosen {
-                next_hop: Some(g.next_hop(p)),
-                path: Some((g, p)),
-            })
-        }
-        next_hop => Ok(Chosen {
-            next_hop,
-            path: None,
-        }),
-    }
-}
-
-/// What forwarding by `chosen` of VR `v` came to (`resolved`: its egress and
-/// neighbour): a group's path is counted; when its neighbour is unresolved, the
-/// next path of the group that resolves with `resolve` (but for one packet
+/// Resolves group `group` of VR `v` with `resolve` (a next hop's egress and
+/// neighbour): the path `choice`'s flow takes, counted; when its neighbour is
+/// unresolved, the next path of the group that resolves (but for one packet
 /// per VR and interval, punted so the guest resolves it).
 #[inline(always)]
-pub fn settle<T, H>(
-    chosen: Chosen<'_>,
-    resolved: Result<T, PuntReason>,
+pub fn resolve<T, H: FnMut() -> u32>(
+    vr: &Vr,
     v: usize,
-    choice: Choice<'_, H>,
-    resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
+    group: u32,
+    mut choice: Choice<'_, H>,
+    mut resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
 ) -> Result<T, PuntReason> {
-    match (resolved, chosen.path) {
-        (Ok(out), Some((g, p))) => {
+    let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
+    let p = g.choose((choice.hash)());
+    match resolve(Some(g.next_hop(p))) {
+        Ok(out) => {
             g.count(choice.lcore, p);
             Ok(out)
         }
-        (Err(PuntReason::Unresolved), Some((g, p))) if !choice.pacer.due(v, choice.now_tsc) => {
+        Err(PuntReason::Unresolved) if !choice.pacer.due(v, choice.now_tsc) => {
             other_path(g, p, choice.lcore, resolve)
         }
-        (out, _) => out,
+        Err(e) => Err(e),
     }
 }
 
