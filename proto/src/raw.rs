@@ -347,8 +347,14 @@ fn route_add(a: RawRouteAdd) -> Result<RouteOp, Reject> {
             ))
         }
     };
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = paths.iter().find(|p| !seen.insert((p.via, &p.interface))) {
+    // At most 64 paths: compared pairwise, nothing allocated (a full table
+    // is a million single-path routes).
+    let twice = |(i, p): (usize, &Path)| {
+        paths[..i]
+            .iter()
+            .any(|q| q.via == p.via && q.interface == p.interface)
+    };
+    if let Some((_, dup)) = paths.iter().enumerate().find(|&x| twice(x)) {
         return Err((
             ErrorCode::InvalidStanza,
             format!(

@@ -814,13 +814,19 @@ impl Session {
         ops.iter()
             .map(|op| match op {
                 RouteOp::Add { prefix, paths } => {
-                    let paths = paths
-                        .iter()
-                        .map(|p| self.path(p))
-                        .collect::<Result<_, _>>()?;
-                    let route = Route::new(paths).map_err(|e| {
-                        reject(ErrorCode::InvalidStanza, format!("route {prefix}: {e}"))
-                    })?;
+                    let route = match &paths[..] {
+                        // Most routes: no set to build.
+                        [one] => Route::One(self.path(one)?.next_hop),
+                        many => {
+                            let paths = many
+                                .iter()
+                                .map(|p| self.path(p))
+                                .collect::<Result<_, _>>()?;
+                            Route::new(paths).map_err(|e| {
+                                reject(ErrorCode::InvalidStanza, format!("route {prefix}: {e}"))
+                            })?
+                        }
+                    };
                     Ok(RouteEdit::Add {
                         prefix: *prefix,
                         route,

@@ -101,7 +101,8 @@ impl Out {
 }
 
 /// The neighbours resolved last in a burst: most of a burst shares one (the
-/// last, checked first), a multipath route's packets a few (the last four).
+/// last, checked first), a multipath route's packets a few (the last four of
+/// theirs).
 #[derive(Debug, Default)]
 pub struct RecentNeighbors {
     /// (VR, key, MAC); key 0: none (neighbour keys are never 0).
@@ -140,11 +141,15 @@ impl RecentNeighbors {
         Some(mac)
     }
 
+    /// Neighbour `key` of VR `vr` is the last; with `ANY` (a multipath
+    /// route's) also one of the last four.
     #[inline(always)]
-    fn put(&mut self, vr: usize, key: u64, mac: u64) {
+    fn put<const ANY: bool>(&mut self, vr: usize, key: u64, mac: u64) {
         self.last = (vr, key, mac);
-        self.entries[self.next] = self.last;
-        self.next = (self.next + 1) % self.entries.len();
+        if ANY {
+            self.entries[self.next] = self.last;
+            self.next = (self.next + 1) % self.entries.len();
+        }
     }
 }
 
@@ -192,7 +197,7 @@ fn neighbor<const MULTIPATH: bool>(
         return Ok((iface, mac));
     }
     let mac = vr.neighbors.get(key, now).ok_or(PuntReason::Unresolved)?;
-    recent.put(v, key, mac);
+    recent.put::<MULTIPATH>(v, key, mac);
     Ok((iface, mac))
 }
 
