@@ -907,6 +907,11 @@ mod tests {
         ask(w, |reply| Command::SyncBegin { vr: 0, reply })
     }
 
+    fn delete(w: &mut RouteWriter, prefix: &str) {
+        let prefix = net(prefix);
+        edit(w, vec![RouteEdit::Delete { prefix }]).unwrap();
+    }
+
     fn edit(w: &mut RouteWriter, edits: Vec<RouteEdit>) -> Result<(), WriteError> {
         ask(w, |reply| Command::Edit {
             vr: 0,
@@ -1338,13 +1343,7 @@ mod tests {
         );
         // The configured gateway's slot is shared by a session route and stays
         // when that route goes.
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("30.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "30.0.0.0/24");
         edit(
             &mut w,
             vec![RouteEdit::Add {
@@ -1353,13 +1352,7 @@ mod tests {
             }],
         )
         .unwrap();
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("30.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "30.0.0.0/24");
         assert_eq!(lookup(&dp, &rcu, "10.9.0.1"), Some(GW));
     }
 
@@ -1430,32 +1423,14 @@ mod tests {
         // while the other route's group uses it.
         assert!(dp.vrs[0].next_hops.get(gone).is_some());
         // The second route goes: its group and the path only it used go too.
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("31.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "31.0.0.0/24");
         assert_eq!(dp.vrs[0].groups.len(), 1);
         // The member slot is freed after the next publication.
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("32.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "32.0.0.0/24");
         assert_eq!(dp.vrs[0].next_hops.get(gone), None);
         // A route back to one path lets its group go (one slot per path stays).
         edit(&mut w, vec![add("30.0.0.0/24", Route::One(GW))]).unwrap();
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("32.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "32.0.0.0/24");
         assert!(dp.vrs[0].groups.is_empty());
         let used = (0..4096)
             .filter(|&i| dp.vrs[0].next_hops.get(i).is_some())
@@ -1530,20 +1505,8 @@ mod tests {
         };
         edit(&mut w, vec![add]).unwrap();
         assert_eq!(dp.vrs[0].groups.len(), 1, "the session's route shares it");
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("30.0.0.0/24"),
-            }],
-        )
-        .unwrap();
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("31.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "30.0.0.0/24");
+        delete(&mut w, "31.0.0.0/24");
         assert_eq!(
             group_of(&dp, &rcu, "10.9.0.1").map(|g| g.0),
             Some(slots.clone())
@@ -1720,13 +1683,7 @@ mod tests {
         assert_eq!(edit(&mut w, batch(100, 5000)), Err(WriteError::Memory(0)));
         assert_eq!(w.vrs[0].routes.tables.v4.stride(), Stride::Compact16);
         // Deleting always fits, and then the room is there again.
-        edit(
-            &mut w,
-            vec![RouteEdit::Delete {
-                prefix: net("60.0.0.0/24"),
-            }],
-        )
-        .unwrap();
+        delete(&mut w, "60.0.0.0/24");
         edit(&mut w, batch(4, 1)).unwrap();
         assert_eq!(lookup(&dp, &rcu, "60.4.0.1"), Some(GW));
     }

@@ -18,29 +18,6 @@ pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
 // SAFETY: an mbuf reference may move between lcores; DPDK's refcounts are atomic.
 unsafe impl Send for Mbuf {}
 
-/// The first segment of an mbuf borrowed for `'a` ([`Mbuf::frame`]).
-#[derive(Clone, Copy)]
-pub struct Frame<'a>(
-    NonNull<dpdk_sys::rte_mbuf>,
-    std::marker::PhantomData<&'a Mbuf>,
-);
-
-impl<'a> Frame<'a> {
-    /// The first segment as bytes.
-    #[inline(always)]
-    pub fn data(self) -> &'a [u8] {
-        // SAFETY: the borrow of the `Mbuf` ('a) keeps the mbuf alive and
-        // initialised; buf_addr + data_off .. + data_len lies inside its buffer.
-        unsafe {
-            let m = self.0.as_ref();
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
-    }
-}
-
 impl Mbuf {
     pub(super) fn from_raw(raw: NonNull<dpdk_sys::rte_mbuf>) -> Self {
         Mbuf(raw)
@@ -54,15 +31,14 @@ impl Mbuf {
     /// The packet's first segment as bytes (the whole frame for single-segment mbufs).
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
-        self.frame().data()
-    }
-
-    /// A reader of the first segment that holds the mbuf's pointer by value:
-    /// what a closure that may read the frame later captures, so that the
-    /// `Mbuf` itself need not live in memory for the closure to point at.
-    #[inline(always)]
-    pub fn frame(&self) -> Frame<'_> {
-        Frame(self.0, std::marker::PhantomData)
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
     }
 
     /// The first segment, writable. Only sound while this is the only reference to

@@ -359,9 +359,8 @@ impl<'a> Worker<'a> {
             let m = burst.take(p.slot as usize).expect("pending slot");
             let v = p.vr as usize;
             let draining = p.draining.then_some(&self.uplink_macs[..]);
-            let frame = m.frame();
             let choice = multipath::Choice {
-                hash: move || multipath::hash6(frame.data()),
+                hash: || multipath::hash6(m.data()),
                 lcore: usize::from(self.queue),
                 pacer: &mut self.pacer,
                 now_tsc: self.now_tsc,
@@ -617,9 +616,8 @@ impl<'a> Worker<'a> {
     ) {
         let v = p.vr as usize;
         let draining = p.draining.then_some(&self.uplink_macs[..]);
-        let frame = m.frame();
         let choice = multipath::Choice {
-            hash: move || multipath::hash4(frame.data()),
+            hash: || multipath::hash4(m.data()),
             lcore: usize::from(self.queue),
             pacer: &mut self.pacer,
             now_tsc: self.now_tsc,
