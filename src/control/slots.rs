@@ -12,7 +12,7 @@
 //! of its paths' slots for as long as it is installed, and is removed with
 //! its own slot.
 use super::writer::WriteError;
-use crate::dataplane::{Buckets, Group, Groups, NextHop, NextHops, Path};
+use crate::dataplane::{Buckets, Full, Group, Groups, NextHop, NextHops, Path};
 use crate::lpm::{Batch, Change};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -102,13 +102,13 @@ impl Slots {
         let buckets = follow(next_hops, groups, previous, &slots, &weights)?;
         let hops = slots
             .iter()
-            .map(|&s| next_hops.get(s).expect("allocated above"));
-        let group = Group::new(slots.clone(), hops.collect(), weights, buckets, self.lcores);
-        let id = groups.install(group).ok_or(WriteError::Groups)?;
-        let Some(slot) = next_hops.insert(NextHop::Group { group: id }) else {
-            // SAFETY: no slot names the group just installed: no reader can reach it.
-            unsafe { groups.remove(id) };
-            return Err(WriteError::NextHops);
+            .map(|&s| next_hops.get(s).expect("allocated above"))
+            .collect();
+        let group = Group::new(slots, hops, weights, buckets, self.lcores);
+        let (id, slot) = match groups.install_named(next_hops, group) {
+            Ok(named) => named,
+            Err(Full::Groups) => return Err(WriteError::Groups),
+            Err(Full::NextHops) => return Err(WriteError::NextHops),
         };
         for &(member, _) in &set {
             *self.refs.entry(member).or_default() += 1;

@@ -16,7 +16,7 @@
 //! queues are bounded by the number of sessions and operator connections.
 use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
-use crate::dataplane::{Dataplane, EcmpError, NextHop, Path, Route, VrRoutes};
+use crate::dataplane::{Dataplane, EcmpError, NextHop, Route, VrRoutes};
 use crate::lpm::{
     validate, Address, Batch, Change, DualPair, Refused, Rib, Staged, Stride, TableError,
 };
@@ -751,12 +751,7 @@ impl<'a> RouteWriter<'a> {
             NextHop::Local => None,
             NextHop::Group { group } => {
                 let g = vr.groups.get(group)?;
-                let paths = g.slots().iter().zip(g.weights());
-                let paths = paths.map(|(&s, &weight)| {
-                    let next_hop = vr.next_hops.get(s)?;
-                    Some(Path { next_hop, weight })
-                });
-                Route::new(paths.collect::<Option<_>>()?).ok()
+                Route::new(g.paths().collect()).ok()
             }
             next_hop => Some(Route::One(next_hop)),
         }
@@ -781,10 +776,11 @@ impl<'a> RouteWriter<'a> {
             Some(NextHop::Group { group }) => {
                 let g = vr.groups.get(group);
                 let paths = g.map(|g| {
-                    (0..g.slots().len())
-                        .map(|p| PathInfo {
-                            next_hop: name(vr.next_hops.get(g.slot(p))),
-                            weight: g.weights()[p],
+                    g.paths()
+                        .enumerate()
+                        .map(|(p, path)| PathInfo {
+                            next_hop: name(Some(path.next_hop)),
+                            weight: path.weight,
                             packets: g.packets(p),
                         })
                         .collect()
@@ -850,7 +846,7 @@ fn ip_prefix<A: Address>(c: &Change<A>) -> (IpAddr, u8) {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::dataplane::{Buckets, Clock, VrRoutes};
+    use crate::dataplane::{Buckets, Clock, Path, VrRoutes};
     use crate::dpdk::Rcu;
     use std::sync::Arc;
 

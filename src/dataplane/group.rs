@@ -11,7 +11,7 @@
 //! groups for the lcores; the route writer installs and removes them
 //! (control::slots), removing one only when no reader can reach it.
 use super::ecmp::{Buckets, EcmpError, MAX_PATHS};
-use super::NextHop;
+use super::{NextHop, NextHops};
 use crate::stats::Counter;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
@@ -141,6 +141,12 @@ impl Group {
         &self.slots
     }
 
+    /// The paths, in the order of the set (their positions).
+    pub fn paths(&self) -> impl Iterator<Item = Path> + '_ {
+        let paths = self.next_hops.iter().zip(self.weights.iter());
+        paths.map(|(&next_hop, &weight)| Path { next_hop, weight })
+    }
+
     pub fn weights(&self) -> &[u32] {
         &self.weights
     }
@@ -161,6 +167,13 @@ impl Group {
     pub fn packets(&self, position: usize) -> u64 {
         self.packets.iter().map(|row| row.0[position].get()).sum()
     }
+}
+
+/// What had no room for a new group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    Groups,
+    NextHops,
 }
 
 /// One VR's groups, by id: written by the route writer, read by every lcore.
@@ -197,6 +210,21 @@ impl Groups {
             .position(|g| g.load(Ordering::Relaxed).is_null())?;
         self.groups[free].store(Box::into_raw(Box::new(group)), Ordering::Release);
         Some(free as u32)
+    }
+
+    /// Installs `group` and names it by a next-hop slot of `next_hops`
+    /// (writer only): its id and the slot, or which of the two was full
+    /// (nothing installed then).
+    pub fn install_named(&self, next_hops: &NextHops, group: Group) -> Result<(u32, u32), Full> {
+        let id = self.install(group).ok_or(Full::Groups)?;
+        match next_hops.insert(NextHop::Group { group: id }) {
+            Some(slot) => Ok((id, slot)),
+            None => {
+                // SAFETY: no slot names the group just installed: no reader can reach it.
+                unsafe { self.remove(id) };
+                Err(Full::NextHops)
+            }
+        }
     }
 
     /// Removes and frees group `id` (writer only).

@@ -12,7 +12,7 @@ mod nexthop;
 
 pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
 pub use ecmp::{Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
-pub use group::{Group, Groups, Path, Route, RouteError};
+pub use group::{Full, Group, Groups, Path, Route, RouteError};
 use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};
 
@@ -553,10 +553,11 @@ fn static_next_hop(
     let hops = paths.iter().map(|p| p.next_hop).collect();
     let buckets = Buckets::new(&weights).expect("a route's paths spread");
     let group = Group::new(slots, hops, weights, buckets, lcores);
-    let id = groups.install(group).ok_or(VrError::Groups)?;
-    next_hops
-        .insert(NextHop::Group { group: id })
-        .ok_or(VrError::NextHops)
+    match groups.install_named(next_hops, group) {
+        Ok((_, slot)) => Ok(slot),
+        Err(Full::Groups) => Err(VrError::Groups),
+        Err(Full::NextHops) => Err(VrError::NextHops),
+    }
 }
 
 /// Builds one VR: its interfaces' connected and local routes, its static routes

@@ -159,7 +159,7 @@ impl RecentNeighbors {
 /// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn forward<H: FnMut() -> u32>(
+pub fn forward<H: FnOnce() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,

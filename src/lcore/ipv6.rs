@@ -79,7 +79,7 @@ fn fit(frame: &[u8]) -> Result<Ipv6Addr, PuntReason> {
 /// multipath route's path by `choice`. A draining VR's frames leave from
 /// `draining_source`'s MAC for the egress segment.
 #[inline(always)]
-pub fn forward<H: FnMut() -> u32>(
+pub fn forward<H: FnOnce() -> u32>(
     dp: &Dataplane,
     v: usize,
     next_hop: Option<u32>,

@@ -118,11 +118,11 @@ pub struct Choice<'a, H> {
 /// unresolved, the next path of the group that resolves (but for one packet
 /// per VR and interval, punted so the guest resolves it).
 #[inline(always)]
-pub fn resolve<T, H: FnMut() -> u32>(
+pub fn resolve<T, H: FnOnce() -> u32>(
     vr: &Vr,
     v: usize,
     group: u32,
-    mut choice: Choice<'_, H>,
+    choice: Choice<'_, H>,
     mut resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
 ) -> Result<T, PuntReason> {
     let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;

@@ -73,7 +73,7 @@ pub fn dataplane() -> TestPlane {
 pub fn choice(
     pacer: &mut super::multipath::Pacer,
     hash: u32,
-) -> super::multipath::Choice<'_, impl FnMut() -> u32> {
+) -> super::multipath::Choice<'_, impl FnOnce() -> u32> {
     super::multipath::Choice {
         hash: move || hash,
         lcore: 0,
