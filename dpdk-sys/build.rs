@@ -46,7 +46,7 @@ fn main() {
         .allowlist_function("rte_lpm_create|rte_lpm_free|rte_lpm_add|rte_lpm_delete|rte_lpm_lookup|rte_lpm_lookup_bulk_func")
         .allowlist_function("rte_rcu_qsbr_.*")
         .allowlist_var("RTE_.*")
-        .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_lpm_config|rte_lpm")
+        .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_lpm_config|rte_lpm|vrfwd_flags")
         .blocklist_function("rte_lpm_lookupx4")
         .wrap_static_fns(true)
         .wrap_static_fns_path(&wrap_path)

@@ -170,6 +170,15 @@ impl Flow {
     }
 }
 
+/// A flow hash from a NIC's RSS hash, for [`Buckets::path`]: multiplied so
+/// that its high bits, which pick the bucket, depend on all of it. The RSS
+/// hash's low bits pick the receive queue, so one lcore's flows share them,
+/// and its high bits may be weak (not every NIC computes Toeplitz).
+#[inline(always)]
+pub fn from_rss(rss: u32) -> u32 {
+    rss.wrapping_mul(0x9e37_79b1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +332,27 @@ mod tests {
         let kept = buckets.clone();
         assert_eq!(buckets.reweigh(&[0; 3]), Err(EcmpError::NoWeight));
         assert_eq!(buckets, kept);
+    }
+
+    #[test]
+    fn nic_hashes_spread_though_one_queues_share_their_low_bits() {
+        let mut state = 1u64;
+        let mut rss = || {
+            state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            state as u32
+        };
+        // One lcore's queue of a 128-entry redirection table: the low 7 bits fixed.
+        let queue: Vec<u32> = (0..10_000).map(|_| (rss() & !0x7f) | 0x2a).collect();
+        // A NIC whose hash fills only the low 16 bits.
+        let narrow: Vec<u32> = (0..10_000).map(|_| rss() & 0xffff).collect();
+        for hashes in [queue, narrow] {
+            for n in [2, 4, 8] {
+                let weights = vec![1; n];
+                let buckets = Buckets::new(&weights).unwrap();
+                let paths: Vec<usize> = hashes.iter().map(|&h| buckets.path(from_rss(h))).collect();
+                assert_spread(&paths, &weights);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod macindex;
 mod nexthop;
 
 pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
-pub use ecmp::{Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
+pub use ecmp::{from_rss, Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
 pub use group::{Full, Group, Groups, Path, Route, RouteError};
 use macindex::MacIndex;
 pub use nexthop::{NextHop, NextHops};

@@ -58,6 +58,19 @@ impl Mbuf {
         Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
     }
 
+    /// The flow hash the port's RSS computed for this frame, if it did (the
+    /// port was configured for RSS and the NIC hashed the frame).
+    #[inline(always)]
+    pub fn rss_hash(&self) -> Option<u32> {
+        let m = self.raw();
+        if m.ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_RSS_HASH) == 0 {
+            return None;
+        }
+        // SAFETY: every variant of the hash union is plain integers; with the
+        // RSS flag set the driver wrote `rss`.
+        Some(unsafe { m.__bindgen_anon_2.hash.rss })
+    }
+
     /// Total packet length over all segments.
     pub fn pkt_len(&self) -> u32 {
         self.raw().pkt_len

@@ -89,8 +89,12 @@ impl Port {
     fn configure(self, queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
         let (id, port) = (self.id, self);
         let (rx_queues, tx_queues) = (queues, queues);
-        let conf = dpdk_sys::rte_eth_conf::default();
-        // SAFETY: the port exists and is stopped; conf is a zeroed (default) config.
+        let conf = rss_conf(&port.info()?);
+        if conf.rxmode.mq_mode == dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS {
+            tracing::info!(port = port.name, "the device hashes flows (RSS)");
+        }
+        // SAFETY: the port exists and is stopped; conf is zeroed (the defaults)
+        // but for RSS, which asks only what the device said it offers.
         check("rte_eth_dev_configure", unsafe {
             dpdk_sys::rte_eth_dev_configure(id, rx_queues, tx_queues, &conf)
         })?;
@@ -125,6 +129,16 @@ impl Port {
         // (af_packet does; ring and pcap report ENOTSUP), so the result is ignored.
         let _ = unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
         Ok(port)
+    }
+
+    /// What the device offers (`rte_eth_dev_info_get`).
+    fn info(&self) -> Result<dpdk_sys::rte_eth_dev_info, DpdkError> {
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id and out-pointer.
+        check("rte_eth_dev_info_get", unsafe {
+            dpdk_sys::rte_eth_dev_info_get(self.id, &mut info)
+        })?;
+        Ok(info)
     }
 
     /// The port's own MAC address (for af_packet and af_xdp: the kernel interface's).
@@ -220,6 +234,28 @@ unsafe fn flush(id: u16, queue: u16, buffer: &mut TxBuffer) -> (u32, u32) {
     // SAFETY: the caller guarantees the port; pkts holds n owned mbufs and the PMD
     // takes ownership of the first `returned` of them.
     buffer.flush(|pkts, n| unsafe { dpdk_sys::rte_eth_tx_burst(id, queue, pkts, n) })
+}
+
+/// The port configuration: DPDK's defaults, and RSS over addresses and ports
+/// when the device hashes them, with the hash delivered in each mbuf when it
+/// can be (a multipath route's flow hash is then the NIC's, not computed per
+/// packet: docs/architecture.md, "Multipath"). Devices without RSS (most
+/// virtual PMDs) keep the defaults.
+fn rss_conf(info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sys::rte_eth_conf {
+    let mut conf = dpdk_sys::rte_eth_conf::default();
+    let wanted = u64::from(
+        dpdk_sys::vrfwd_flags_VRFWD_ETH_RSS_IP
+            | dpdk_sys::vrfwd_flags_VRFWD_ETH_RSS_TCP
+            | dpdk_sys::vrfwd_flags_VRFWD_ETH_RSS_UDP,
+    );
+    let hashed = info.flow_type_rss_offloads & wanted;
+    if hashed != 0 {
+        conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_hf = hashed;
+        conf.rxmode.offloads |=
+            info.rx_offload_capa & u64::from(dpdk_sys::vrfwd_flags_VRFWD_ETH_RX_OFFLOAD_RSS_HASH);
+    }
+    conf
 }
 
 /// What a table slot holds, as lcores see it.
@@ -564,5 +600,37 @@ impl PortTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Owned>>> {
         // A panic while holding the lock leaves the table itself consistent.
         self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS as MQ_RSS;
+
+    #[test]
+    fn rss_is_asked_for_only_as_far_as_the_device_offers_it() {
+        let mut nic = dpdk_sys::rte_eth_dev_info {
+            // IPv4, non-fragmented IPv4 TCP, and L2 payload (bit 14), not wanted.
+            flow_type_rss_offloads: (1 << 2) | (1 << 4) | (1 << 14),
+            rx_offload_capa: u64::from(dpdk_sys::vrfwd_flags_VRFWD_ETH_RX_OFFLOAD_RSS_HASH) | 1,
+            ..Default::default()
+        };
+        let conf = rss_conf(&nic);
+        assert_eq!(conf.rxmode.mq_mode, MQ_RSS);
+        assert_eq!(conf.rx_adv_conf.rss_conf.rss_hf, (1 << 2) | (1 << 4));
+        assert_eq!(
+            conf.rxmode.offloads,
+            u64::from(dpdk_sys::vrfwd_flags_VRFWD_ETH_RX_OFFLOAD_RSS_HASH)
+        );
+        // RSS without the hash-delivery offload: configured, nothing more asked.
+        nic.rx_offload_capa = 1;
+        assert_eq!(rss_conf(&nic).rxmode.offloads, 0);
+
+        let virtual_pmd = dpdk_sys::rte_eth_dev_info::default();
+        let conf = rss_conf(&virtual_pmd);
+        assert_ne!(conf.rxmode.mq_mode, MQ_RSS);
+        assert_eq!(conf.rx_adv_conf.rss_conf.rss_hf, 0);
+        assert_eq!(conf.rxmode.offloads, 0);
     }
 }

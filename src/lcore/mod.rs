@@ -360,7 +360,7 @@ impl<'a> Worker<'a> {
             let v = p.vr as usize;
             let draining = p.draining.then_some(&self.uplink_macs[..]);
             let choice = multipath::Choice {
-                hash: || multipath::hash6(m.data()),
+                hash: || multipath::hash(&m, multipath::hash6),
                 lcore: usize::from(self.queue),
                 pacer: &mut self.pacer,
                 now_tsc: self.now_tsc,
@@ -617,7 +617,7 @@ impl<'a> Worker<'a> {
         let v = p.vr as usize;
         let draining = p.draining.then_some(&self.uplink_macs[..]);
         let choice = multipath::Choice {
-            hash: || multipath::hash4(m.data()),
+            hash: || multipath::hash(&m, multipath::hash4),
             lcore: usize::from(self.queue),
             pacer: &mut self.pacer,
             now_tsc: self.now_tsc,

@@ -1,14 +1,16 @@
 //! Multipath: which path of a multipath route's group a packet takes. The
 //! packet's flow (addresses, protocol, ports when it carries them and is not a
-//! fragment) is hashed once, when its route turns out to be a group; the hash
-//! picks a bucket and the bucket a path, so a flow keeps its path and its
-//! order (docs/architecture.md, "Multipath").
+//! fragment) is hashed once, when its route turns out to be a group (or the
+//! hash the port's RSS delivered with it is taken); the hash picks a bucket and
+//! the bucket a path, so a flow keeps its path and its order
+//! (docs/architecture.md, "Multipath").
 //!
 //! A path whose neighbour is unresolved is skipped for the next path in the
 //! group that resolves, so its flows keep flowing; about once a second per VR
 //! one of them is punted instead, so the guest's kernel resolves the
 //! neighbour, as it would on its own path.
-use crate::dataplane::{Flow, Group, NextHop, Vr};
+use crate::dataplane::{from_rss, Flow, Group, NextHop, Vr};
+use crate::dpdk::Mbuf;
 use crate::stats::PuntReason;
 use vrfwd_wire::ethernet::HEADER_LEN as ETH_LEN;
 use vrfwd_wire::ipv4::Ipv4Packet;
@@ -27,6 +29,16 @@ fn ports(transport: Option<&[u8]>) -> Option<(u16, u16)> {
         u16::from_be_bytes([p[0], p[1]]),
         u16::from_be_bytes([p[2], p[3]]),
     ))
+}
+
+/// The flow hash of `m`: the one its port's RSS computed when there is one,
+/// else `software`'s of its frame ([`hash4`], [`hash6`]).
+#[inline(always)]
+pub fn hash(m: &Mbuf, software: fn(&[u8]) -> u32) -> u32 {
+    match m.rss_hash() {
+        Some(rss) => from_rss(rss),
+        None => software(m.data()),
+    }
 }
 
 /// The hash of the flow of the IPv4 packet in `frame` (one [`super::ipv4::input`]
