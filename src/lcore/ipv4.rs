@@ -101,55 +101,47 @@ impl Out {
 }
 
 /// The neighbours resolved last in a burst: most of a burst shares one (the
-/// last, checked first), a multipath route's packets a few (the last four of
-/// theirs).
+/// last), a multipath route's packets a few (each in its entry of a small
+/// table, picked by the neighbour's address bits).
 #[derive(Debug, Default)]
 pub struct RecentNeighbors {
     /// (VR, key, MAC); key 0: none (neighbour keys are never 0).
     last: (usize, u64, u64),
-    entries: [(usize, u64, u64); 4],
-    /// The entry the next neighbour replaces.
-    next: usize,
+    entries: [(usize, u64, u64); 8],
 }
 
 impl RecentNeighbors {
     /// The MAC of neighbour `key` of VR `vr` if it was the last; with `ANY`
-    /// (a multipath route's packet) also if it was one of the last four.
+    /// (a multipath route's packet) if it is in its entry.
     #[inline(always)]
-    fn get<const ANY: bool>(&mut self, vr: usize, key: u64) -> Option<u64> {
-        if self.last.1 == key && self.last.0 == vr {
-            return Some(self.last.2);
-        }
-        if ANY {
-            self.others(vr, key)
+    fn get<const ANY: bool>(&self, vr: usize, key: u64) -> Option<u64> {
+        let e = if ANY {
+            &self.entries[Self::entry(key)]
         } else {
-            None
-        }
-    }
-
-    /// Without a branch per entry: a multipath route's packets hit entries in
-    /// no order a predictor could learn.
-    #[inline(always)]
-    fn others(&mut self, vr: usize, key: u64) -> Option<u64> {
-        let mut mac = None;
-        for e in &self.entries {
-            let hit = e.1 == key && e.0 == vr;
-            mac = if hit { Some(e.2) } else { mac };
-        }
-        let mac = mac?;
-        self.last = (vr, key, mac);
-        Some(mac)
+            &self.last
+        };
+        (e.1 == key && e.0 == vr).then_some(e.2)
     }
 
     /// Neighbour `key` of VR `vr` is the last; with `ANY` (a multipath
-    /// route's) also one of the last four.
+    /// route's) it takes its entry.
     #[inline(always)]
     fn put<const ANY: bool>(&mut self, vr: usize, key: u64, mac: u64) {
         self.last = (vr, key, mac);
         if ANY {
-            self.entries[self.next] = self.last;
-            self.next = (self.next + 1) % self.entries.len();
+            self.entries[Self::entry(key)] = self.last;
         }
+    }
+
+    /// The entry of neighbour `key`: one lookup whose branch the predictor
+    /// learns, where a search of several entries would branch on which one
+    /// holds a multipath packet's neighbour, which the predictor cannot learn.
+    /// The bits of the address's last two bytes keep a route's gateways apart
+    /// (10.0.1.2 to 10.0.4.2 as well as .1 to .4); two that share an entry take
+    /// turns in it.
+    #[inline(always)]
+    fn entry(key: u64) -> usize {
+        ((key ^ (key >> 8)) & 7) as usize
     }
 }
 
@@ -172,9 +164,14 @@ pub fn forward<H: FnOnce() -> u32>(
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
     let (iface, mac) = match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => multipath::resolve(vr, v, group, choice, |next_hop| {
-            neighbor::<true>(vr, v, next_hop, dst, now, recent)
-        })?,
+        Some(NextHop::Group { group }) => multipath::resolve(
+            vr,
+            v,
+            group,
+            choice,
+            #[inline(always)]
+            |next_hop| neighbor::<true>(vr, v, next_hop, dst, now, recent),
+        )?,
         next_hop => neighbor::<false>(vr, v, next_hop, dst, now, recent)?,
     };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
@@ -443,5 +440,33 @@ mod tests {
             rewrite(&mut f[..ETH_LEN + 10], &out),
             Err(PuntReason::Truncated)
         );
+    }
+
+    #[test]
+    fn recent_neighbors_keep_a_routes_gateways_apart_and_never_answer_wrong() {
+        let key = |iface: usize, a: [u8; 4]| neighbor_key(iface, u32::from(Ipv4Addr::from(a)));
+        let one_segment = [1, 2, 3, 4].map(|h| key(0, [10, 0, 1, h]));
+        let segments = [1, 2, 3, 4].map(|s| key(usize::from(s - 1), [10, 0, s, 2]));
+        for apart in [one_segment, segments] {
+            let mut recent = RecentNeighbors::default();
+            for (mac, &k) in apart.iter().enumerate() {
+                assert_eq!(recent.get::<true>(0, k), None);
+                recent.put::<true>(0, k, mac as u64 + 1);
+            }
+            for (mac, &k) in apart.iter().enumerate() {
+                assert_eq!(recent.get::<true>(0, k), Some(mac as u64 + 1), "{k:x}");
+                assert_eq!(recent.get::<true>(1, k), None, "another VR's");
+            }
+            assert_eq!(recent.get::<false>(0, apart[3]), Some(4), "the last");
+            assert_eq!(recent.get::<false>(0, apart[2]), None, "not the last");
+        }
+        let mut recent = RecentNeighbors::default();
+        // Two that share an entry take turns in it.
+        let (a, b) = (key(0, [10, 0, 1, 1]), key(0, [10, 0, 9, 9]));
+        assert_eq!(RecentNeighbors::entry(a), RecentNeighbors::entry(b));
+        recent.put::<true>(0, a, 98);
+        recent.put::<true>(0, b, 99);
+        assert_eq!(recent.get::<true>(0, a), None);
+        assert_eq!(recent.get::<true>(0, b), Some(99));
     }
 }

@@ -91,9 +91,14 @@ pub fn forward<H: FnOnce() -> u32>(
     let vr = &dp.vrs[v];
     let index = next_hop.ok_or(PuntReason::NoRoute)?;
     let (iface, mac) = match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => multipath::resolve(vr, v, group, choice, |next_hop| {
-            neighbor(vr, next_hop, dst, now)
-        })?,
+        Some(NextHop::Group { group }) => multipath::resolve(
+            vr,
+            v,
+            group,
+            choice,
+            #[inline(always)]
+            |next_hop| neighbor(vr, next_hop, dst, now),
+        )?,
         next_hop => neighbor(vr, next_hop, dst, now)?,
     };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
