@@ -4,7 +4,7 @@
 //! resolves a looked-up route to the egress interface and the neighbour's MAC,
 //! and rewrites the frame: Ethernet addresses, TTL and checksum. The table lookup
 //! itself is pipelined over the burst by the lcore loop.
-use super::multipath::{self, Choice};
+use super::multipath::{self, Pacing, Route};
 use crate::config::Interface;
 use crate::dataplane::{neighbor_key, Dataplane, NextHop, Vr, VrState};
 use crate::stats::PuntReason;
@@ -145,34 +145,32 @@ impl RecentNeighbors {
     }
 }
 
-/// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s table
-/// gave for `dst` to the egress port and the frame's new addresses; a
-/// multipath route's path by `choice`. A draining VR's frames leave from
-/// `draining_source`'s MAC for the egress segment.
+/// Forward: resolves `route` (what VR `v`'s table gave for `dst`,
+/// [`multipath::route`]) to the egress port and the frame's new addresses; a
+/// multipath route's path counted and paced by `pacing`. A draining VR's frames leave from `draining_source`'s MAC
+/// for the egress segment.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn forward<H: FnOnce() -> u32>(
+pub fn forward(
     dp: &Dataplane,
     v: usize,
-    next_hop: Option<u32>,
+    route: Route<'_>,
     dst: u32,
     now: u32,
     recent: &mut RecentNeighbors,
     draining_source: Option<&[MacAddr]>,
-    choice: Choice<'_, H>,
+    pacing: Pacing<'_>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
-    let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let (iface, mac) = match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => multipath::resolve(
-            vr,
+    let (iface, mac) = match route {
+        Route::Multipath(path) => multipath::resolve(
+            path,
             v,
-            group,
-            choice,
+            pacing,
             #[inline(always)]
             |next_hop| neighbor::<true>(vr, v, next_hop, dst, now, recent),
         )?,
-        next_hop => neighbor::<false>(vr, v, next_hop, dst, now, recent)?,
+        Route::One(next_hop) => neighbor::<false>(vr, v, next_hop, dst, now, recent)?,
     };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
@@ -250,8 +248,9 @@ mod tests {
         draining_source: Option<&[MacAddr]>,
     ) -> Result<Out, PuntReason> {
         let mut pacer = multipath::Pacer::new(dp.vrs.len(), u64::MAX);
-        let choice = crate::lcore::testing::choice(&mut pacer, 0);
-        forward(dp, v, next_hop, dst, now, recent, draining_source, choice)
+        let route = multipath::route(&dp.vrs[v], next_hop, || 0)?;
+        let pacing = pacer.at(0, 1);
+        forward(dp, v, route, dst, now, recent, draining_source, pacing)
     }
 
     fn frame(ip: [u8; HEADER_LEN], payload: usize) -> Vec<u8> {

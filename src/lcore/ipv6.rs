@@ -9,7 +9,7 @@
 //! multicast ones (neighbour discovery, OSPFv3, MLD), and every extension header,
 //! whose processing (hop-by-hop options above all) is a router's slow path.
 use super::ipv4::Out;
-use super::multipath::{self, Choice};
+use super::multipath::{self, Pacing, Route};
 use crate::dataplane::{neighbor6_key, Dataplane, NextHop, Vr, VrState};
 use crate::stats::PuntReason;
 use std::net::Ipv6Addr;
@@ -74,32 +74,31 @@ fn fit(frame: &[u8]) -> Result<Ipv6Addr, PuntReason> {
     Ok(dst)
 }
 
-/// Forward: resolves the route `next_hop` (None: no route) that VR `v`'s IPv6
-/// table gave for `dst` to the egress port and the frame's new addresses; a
-/// multipath route's path by `choice`. A draining VR's frames leave from
-/// `draining_source`'s MAC for the egress segment.
+/// Forward: resolves `route` (what VR `v`'s IPv6 table gave for `dst`,
+/// [`multipath::route`]) to the egress port and the frame's new addresses; a
+/// multipath route's path counted and paced by `pacing`. A draining VR's frames leave from `draining_source`'s MAC
+/// for the egress segment.
 #[inline(always)]
-pub fn forward<H: FnOnce() -> u32>(
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
     dp: &Dataplane,
     v: usize,
-    next_hop: Option<u32>,
+    route: Route<'_>,
     dst: u128,
     now: u32,
     draining_source: Option<&[MacAddr]>,
-    choice: Choice<'_, H>,
+    pacing: Pacing<'_>,
 ) -> Result<Out, PuntReason> {
     let vr = &dp.vrs[v];
-    let index = next_hop.ok_or(PuntReason::NoRoute)?;
-    let (iface, mac) = match vr.next_hops.get(index) {
-        Some(NextHop::Group { group }) => multipath::resolve(
-            vr,
+    let (iface, mac) = match route {
+        Route::Multipath(path) => multipath::resolve(
+            path,
             v,
-            group,
-            choice,
+            pacing,
             #[inline(always)]
             |next_hop| neighbor(vr, next_hop, dst, now),
         )?,
-        next_hop => neighbor(vr, next_hop, dst, now)?,
+        Route::One(next_hop) => neighbor(vr, next_hop, dst, now)?,
     };
     Ok(Out::on(&vr.interfaces[iface], mac, draining_source))
 }
@@ -168,9 +167,10 @@ mod tests {
         now: u32,
         draining_source: Option<&[MacAddr]>,
     ) -> Result<Out, PuntReason> {
-        let mut pacer = crate::lcore::multipath::Pacer::new(dp.vrs.len(), u64::MAX);
-        let choice = crate::lcore::testing::choice(&mut pacer, 0);
-        forward(dp, v, next_hop, dst, now, draining_source, choice)
+        let mut pacer = multipath::Pacer::new(dp.vrs.len(), u64::MAX);
+        let route = multipath::route(&dp.vrs[v], next_hop, || 0)?;
+        let pacing = pacer.at(0, 1);
+        forward(dp, v, route, dst, now, draining_source, pacing)
     }
 
     fn v6(s: &str) -> Ipv6Addr {

@@ -44,6 +44,7 @@ use crate::dpdk::{
 };
 use crate::lpm::{Fib, FirstEntry};
 use crate::stats::{DropReason, LcoreCounters, PuntReason};
+use multipath::Route;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use vrfwd_wire::arp::Arp;
@@ -354,26 +355,31 @@ impl<'a> Worker<'a> {
             );
             start += run;
         }
+        let dp = self.dp;
         for k in 0..pending {
             let p = self.pending6[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
             let v = p.vr as usize;
+            let route = multipath::route(&dp.vrs[v], next_hops[k], || {
+                multipath::hash(&m, multipath::hash6)
+            });
             let draining = p.draining.then_some(&self.uplink_macs[..]);
-            let choice = multipath::Choice {
-                hash: || multipath::hash(&m, multipath::hash6),
-                lcore: usize::from(self.queue),
-                pacer: &mut self.pacer,
-                now_tsc: self.now_tsc,
-            };
-            let out = ipv6::forward(self.dp, v, next_hops[k], dsts[k], now, draining, choice);
+            let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
+            let out =
+                route.and_then(|route| ipv6::forward(dp, v, route, dsts[k], now, draining, pacing));
             self.send_forwarded(v, p.iface, out, ipv6::rewrite, m, section);
         }
     }
 
     /// The first-level loads of the burst's candidates, back to back so that their
-    /// cache misses overlap; then each is resolved and forwarded. Each candidate
-    /// keeps the table it started in, even if the writer publishes a new one
-    /// meanwhile: the old one lives until this lcore is quiescent.
+    /// cache misses overlap; then each is resolved and forwarded, but for the
+    /// packets of multipath routes: their paths are chosen in that pass and
+    /// they are forwarded after it, so that the loads of several packets'
+    /// choices (flow hash, bucket, path) overlap. A flow's packets in a burst
+    /// take one route (unless the writer changes it within the burst), so
+    /// they keep their order. Each candidate keeps the table it
+    /// started in, even if the writer publishes a new one meanwhile: the old
+    /// one lives until this lcore is quiescent.
     fn forward_pending(
         &mut self,
         burst: &mut Burst,
@@ -394,11 +400,43 @@ impl<'a> Worker<'a> {
             *fib = Some(table);
         }
         let mut neighbor = ipv4::RecentNeighbors::default();
+        let mut paths = [(0, None); BURST_SIZE];
+        let mut multipath = 0;
         for (k, fib) in fibs[..pending].iter().enumerate() {
             let p = self.pending[k];
-            let m = burst.take(p.slot as usize).expect("pending slot");
             let next_hop = fib.expect("filled above").finish_lookup(p.dst, p.first);
-            self.forward(p, next_hop, m, now, &mut neighbor, section);
+            let m = burst.get(p.slot as usize).expect("pending slot");
+            let vr = &dp.vrs[p.vr as usize];
+            let route = multipath::route(vr, next_hop, || multipath::hash(m, multipath::hash4));
+            if let Ok(Route::Multipath(path)) = route {
+                paths[multipath] = (k, Some(path));
+                multipath += 1;
+                continue;
+            }
+            let m = burst.take(p.slot as usize).expect("pending slot");
+            self.forward(p, route, m, now, &mut neighbor, section);
+        }
+        if multipath > 0 {
+            self.forward_paths(burst, &paths[..multipath], now, &mut neighbor, section);
+        }
+    }
+
+    /// Forwards the candidates of multipath routes by the paths chosen for
+    /// them, `(candidate, path)`. Kept out of the single-path loop's code.
+    #[inline(never)]
+    fn forward_paths(
+        &mut self,
+        burst: &mut Burst,
+        paths: &[(usize, Option<multipath::Path<'a>>)],
+        now: u32,
+        neighbor: &mut ipv4::RecentNeighbors,
+        section: &ReadSection,
+    ) {
+        for &(k, path) in paths {
+            let p = self.pending[k];
+            let m = burst.take(p.slot as usize).expect("pending slot");
+            let route = path.map(Route::Multipath).ok_or(PuntReason::NoRoute);
+            self.forward(p, route, m, now, neighbor, section);
         }
     }
 
@@ -603,26 +641,23 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Forwards a fast-path candidate whose lookup gave `next_hop`, or punts it.
+    /// Forwards a fast-path candidate by the route its lookup gave
+    /// ([`multipath::route`]), or punts it.
     #[inline(always)]
     fn forward(
         &mut self,
         p: Pending,
-        next_hop: Option<u32>,
+        route: Result<Route<'a>, PuntReason>,
         m: Mbuf,
         now: u32,
         neighbor: &mut ipv4::RecentNeighbors,
         section: &ReadSection,
     ) {
-        let v = p.vr as usize;
+        let (dp, v) = (self.dp, p.vr as usize);
         let draining = p.draining.then_some(&self.uplink_macs[..]);
-        let choice = multipath::Choice {
-            hash: || multipath::hash(&m, multipath::hash4),
-            lcore: usize::from(self.queue),
-            pacer: &mut self.pacer,
-            now_tsc: self.now_tsc,
-        };
-        let out = ipv4::forward(self.dp, v, next_hop, p.dst, now, neighbor, draining, choice);
+        let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
+        let out = route
+            .and_then(|route| ipv4::forward(dp, v, route, p.dst, now, neighbor, draining, pacing));
         self.send_forwarded(v, p.iface, out, ipv4::rewrite, m, section);
     }
 

@@ -102,6 +102,16 @@ impl Pacer {
         }
     }
 
+    /// The pacing of lcore `lcore` at TSC `now_tsc`.
+    #[inline(always)]
+    pub fn at(&mut self, lcore: usize, now_tsc: u64) -> Pacing<'_> {
+        Pacing {
+            lcore,
+            pacer: self,
+            now_tsc,
+        }
+    }
+
     /// Whether VR `v` may punt one now (and then it is counted as done).
     fn due(&mut self, v: usize, now: u64) -> bool {
         let Some(last) = self.last.get_mut(v) else {
@@ -115,37 +125,68 @@ impl Pacer {
     }
 }
 
-/// What the choice of a path needs besides the group: the packet's flow hash
-/// (computed when first needed), the lcore (for the per-path counters) and
-/// its pacer of resolving punts.
-pub struct Choice<'a, H> {
-    pub hash: H,
+/// The path of a multipath route's group a packet's flow hashes to.
+#[derive(Clone, Copy)]
+pub struct Path<'a> {
+    pub group: &'a Group,
+    pub path: usize,
+}
+
+/// What route `next_hop` of `vr` (None: no route) is: one next hop, or a
+/// group, of which `hash` (the packet's flow hash, computed only then) picks
+/// the path.
+#[derive(Clone, Copy)]
+pub enum Route<'a> {
+    /// The slot's next hop (None: an empty slot).
+    One(Option<NextHop>),
+    Multipath(Path<'a>),
+}
+
+/// The route `next_hop` of `vr` (None: no route) names; a group's path is the
+/// one `hash` (the packet's flow hash, computed only then) picks.
+#[inline(always)]
+pub fn route(
+    vr: &Vr,
+    next_hop: Option<u32>,
+    hash: impl FnOnce() -> u32,
+) -> Result<Route<'_>, PuntReason> {
+    match vr.next_hops.get(next_hop.ok_or(PuntReason::NoRoute)?) {
+        Some(NextHop::Group { group }) => {
+            let group = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
+            let path = group.choose(hash());
+            Ok(Route::Multipath(Path { group, path }))
+        }
+        one => Ok(Route::One(one)),
+    }
+}
+
+/// What resolving a path needs besides the path: the lcore (for the per-path
+/// counters) and its pacer of resolving punts.
+pub struct Pacing<'a> {
     pub lcore: usize,
     pub pacer: &'a mut Pacer,
     pub now_tsc: u64,
 }
 
-/// Resolves group `group` of VR `v` with `resolve` (a next hop's egress and
-/// neighbour): the path `choice`'s flow takes, counted; when its neighbour is
-/// unresolved, the next path of the group that resolves (but for one packet
-/// per VR and interval, punted so the guest resolves it).
+/// Resolves `chosen` (a path of VR `v`'s group) with `resolve` (a next hop's
+/// egress and neighbour), counted; when its neighbour is unresolved, the next
+/// path of the group that resolves (but for one packet per VR and interval,
+/// punted so the guest resolves it).
 #[inline(always)]
-pub fn resolve<T, H: FnOnce() -> u32>(
-    vr: &Vr,
+pub fn resolve<T>(
+    chosen: Path<'_>,
     v: usize,
-    group: u32,
-    choice: Choice<'_, H>,
+    pacing: Pacing<'_>,
     mut resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
 ) -> Result<T, PuntReason> {
-    let g = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
-    let p = g.choose((choice.hash)());
-    match resolve(Some(g.next_hop(p))) {
+    let Path { group, path } = chosen;
+    match resolve(Some(group.next_hop(path))) {
         Ok(out) => {
-            g.count(choice.lcore, p);
+            group.count(pacing.lcore, path);
             Ok(out)
         }
-        Err(PuntReason::Unresolved) if !choice.pacer.due(v, choice.now_tsc) => {
-            other_path(g, p, choice.lcore, resolve)
+        Err(PuntReason::Unresolved) if !pacing.pacer.due(v, pacing.now_tsc) => {
+            other_path(group, path, pacing.lcore, resolve)
         }
         Err(e) => Err(e),
     }
@@ -243,14 +284,11 @@ mod tests {
         learn(1);
         let mut pacer = Pacer::new(dp.vrs.len(), 1000);
         let mut send = |hash: u32, now_tsc: u64| {
-            let choice = Choice {
-                hash: move || hash,
-                lcore: 0,
-                pacer: &mut pacer,
-                now_tsc,
-            };
+            let route = route(vr, Some(index), || hash)?;
+            assert!(matches!(route, Route::Multipath(_)), "a group's path");
+            let pacing = pacer.at(0, now_tsc);
             let mut last = RecentNeighbors::default();
-            forward(dp, 0, Some(index), 0x0a09_0001, 0, &mut last, None, choice).map(|o| o.dst)
+            forward(dp, 0, route, 0x0a09_0001, 0, &mut last, None, pacing).map(|o| o.dst)
         };
         let flows: Vec<u32> = (0..1000u32).map(|i| i.wrapping_mul(0x9e37_79b9)).collect();
         let firsts: Vec<MacAddr> = flows.iter().map(|&h| send(h, 1).unwrap()).collect();

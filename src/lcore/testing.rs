@@ -68,16 +68,3 @@ pub fn dataplane() -> TestPlane {
     let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).expect("the data plane");
     TestPlane { dp, routes }
 }
-
-/// A multipath choice for a flow hashing to `hash` on lcore 0.
-pub fn choice(
-    pacer: &mut super::multipath::Pacer,
-    hash: u32,
-) -> super::multipath::Choice<'_, impl FnOnce() -> u32> {
-    super::multipath::Choice {
-        hash: move || hash,
-        lcore: 0,
-        pacer,
-        now_tsc: 1,
-    }
-}
