@@ -1,6 +1,7 @@
 //! The operator's commands (`vrfwd ctl …`), answered on the operator socket: parse
 //! a command line, ask the dataplane or the route writer, render the answer.
 //! Replies that start with `error: ` are failures.
+use super::route_get::Probe;
 use super::session::Sessions;
 use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
@@ -19,6 +20,7 @@ use vrfwd_wire::MacAddr;
 /// The commands, for `help` and errors.
 pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neighbors VR | \
 route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) [weight N]... | route del VR PREFIX | \
+route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N] | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
 
@@ -51,6 +53,7 @@ impl Ctl<'_> {
             ["neighbors", vr] => self.vr(vr).map(|v| self.neighbors(v)),
             ["route", "add", vr, prefix, how @ ..] => self.route_add(vr, prefix, how),
             ["route", "del", vr, prefix] => self.route_del(vr, prefix),
+            ["route", "get", vr, address, flow @ ..] => self.route_get(vr, address, flow),
             ["migrate", vr, "--to", to] => self.vr(vr).and_then(|v| {
                 let to = to
                     .parse()
@@ -318,6 +321,25 @@ impl Ctl<'_> {
         Ok((Path { next_hop, weight }, rest))
     }
 
+    /// `route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N]`: where
+    /// the fast path sends such a packet now (the flow fields choose a
+    /// multipath route's path; unset, they are 0 and the unspecified address).
+    fn route_get(&self, vr: &str, address: &str, flow: &[&str]) -> Result<String, String> {
+        let v = self.vr(vr)?;
+        let probe = parse_probe(address, flow)?;
+        let get = ask_within(
+            &self.writer,
+            |reply| Command::Get {
+                vr: v,
+                probe,
+                reply,
+            },
+            WRITER_WAIT,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(get.to_string())
+    }
+
     fn route_del(&self, vr: &str, prefix: &str) -> Result<String, String> {
         let v = self.vr(vr)?;
         self.edit(
@@ -362,6 +384,56 @@ fn check_netdev(name: &str) -> Result<(), String> {
         return Err(format!("no network interface {name:?}"));
     }
     Ok(())
+}
+
+/// The packet `route get ADDRESS FLOW...` asks about.
+fn parse_probe(address: &str, flow: &[&str]) -> Result<Probe, String> {
+    let addr = |a: &str| {
+        a.parse::<IpAddr>()
+            .map_err(|_| format!("{a:?} is not an address"))
+    };
+    let number = |field: &str, n: &str| {
+        n.parse::<u16>()
+            .map_err(|_| format!("{field} {n:?} is not a number from 0 to 65535"))
+    };
+    let dst = addr(address)?;
+    let unspecified = match dst {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    let mut probe = Probe {
+        dst,
+        src: unspecified,
+        protocol: 0,
+        ports: (0, 0),
+    };
+    let mut rest = flow;
+    while !rest.is_empty() {
+        rest = match rest {
+            ["from", a, rest @ ..] => {
+                probe.src = addr(a)?;
+                rest
+            }
+            ["proto", p, rest @ ..] => {
+                probe.protocol = u8::try_from(number("proto", p)?)
+                    .map_err(|_| format!("proto {p:?} is not a number from 0 to 255"))?;
+                rest
+            }
+            ["sport", n, rest @ ..] => {
+                probe.ports.0 = number("sport", n)?;
+                rest
+            }
+            ["dport", n, rest @ ..] => {
+                probe.ports.1 = number("dport", n)?;
+                rest
+            }
+            _ => return Err(format!("route get: unexpected {rest:?}; commands: {USAGE}")),
+        };
+    }
+    if probe.src.is_ipv4() != dst.is_ipv4() {
+        return Err(format!("{} is not of {dst}'s family", probe.src));
+    }
+    Ok(probe)
 }
 
 fn parse_prefix(s: &str) -> Result<IpNet, String> {

@@ -8,6 +8,7 @@
 //! every connection's peer is checked with SO_PEERCRED ([`Access`]).
 pub mod ctl;
 pub mod migrate;
+pub mod route_get;
 pub mod session;
 mod slots;
 pub mod writer;

@@ -14,6 +14,7 @@
 //! delay another VR's by about one quantum, not by their whole cost
 //! (docs/security.md). Every sender has at most one command in flight, so the
 //! queues are bounded by the number of sessions and operator connections.
+use super::route_get::{self, Probe, RouteGet};
 use super::slots::{self, Delta, Slots};
 use crate::dataplane::WIDE_MAX_GROUPS;
 use crate::dataplane::{Dataplane, EcmpError, NextHop, Route, VrRoutes};
@@ -161,6 +162,12 @@ pub enum Command {
         vr: usize,
         reply: Reply<Vec<RouteInfo>>,
     },
+    /// Where the fast path sends `probe` now.
+    Get {
+        vr: usize,
+        probe: Probe,
+        reply: Reply<RouteGet>,
+    },
 }
 
 impl Command {
@@ -171,7 +178,8 @@ impl Command {
             | Command::SyncEnd { vr, .. }
             | Command::Withdraw { vr, .. }
             | Command::Subscribe { vr, .. }
-            | Command::List { vr, .. } => *vr,
+            | Command::List { vr, .. }
+            | Command::Get { vr, .. } => *vr,
         }
     }
 }
@@ -488,6 +496,11 @@ impl<'a> RouteWriter<'a> {
             Command::List { reply, .. } => {
                 let _ = reply.send(self.list(v));
             }
+            Command::Get { probe, reply, .. } => {
+                let now = self.dp.clock.seconds(crate::dpdk::tsc());
+                let tables = &self.vrs[v].routes.tables;
+                let _ = reply.send(route_get::answer(&self.dp.vrs[v], tables, &probe, now));
+            }
         }
     }
 
@@ -759,19 +772,7 @@ impl<'a> RouteWriter<'a> {
 
     fn list(&self, v: usize) -> Vec<RouteInfo> {
         let vr = &self.dp.vrs[v];
-        let name = |nh: Option<NextHop>| match nh {
-            Some(NextHop::Local) => "local".into(),
-            Some(NextHop::Attached { iface }) => format!("dev {}", vr.interfaces[iface].name),
-            Some(NextHop::Gateway { iface, via }) => {
-                let via = std::net::Ipv4Addr::from(via);
-                format!("via {via} dev {}", vr.interfaces[iface].name)
-            }
-            Some(NextHop::Gateway6 { iface, via }) => {
-                let via = std::net::Ipv6Addr::from(via);
-                format!("via {via} dev {}", vr.interfaces[iface].name)
-            }
-            Some(NextHop::Group { .. }) | None => "?".into(),
-        };
+        let name = |nh: Option<NextHop>| nh.map_or("?".into(), |nh| vr.next_hop_name(nh));
         let info = |prefix: String, nh: u32| match vr.next_hops.get(nh) {
             Some(NextHop::Group { group }) => {
                 let g = vr.groups.get(group);

@@ -153,6 +153,14 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Whether packets of IP protocol `protocol` start with the source and
+    /// destination ports (TCP, UDP, DCCP, SCTP, UDP-Lite), which then belong
+    /// to the flow.
+    #[inline(always)]
+    pub fn has_ports(protocol: u8) -> bool {
+        matches!(protocol, 6 | 17 | 33 | 132 | 136)
+    }
+
     /// A hash of the flow, mixed so that its high bits (which pick the bucket)
     /// depend on every field.
     #[inline(always)]

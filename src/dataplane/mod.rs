@@ -117,6 +117,23 @@ impl Vr {
         }
     }
 
+    /// `next_hop` as the operator sees it: `via ADDR dev IFACE`, `dev IFACE`,
+    /// `local` or `multipath`.
+    pub fn next_hop_name(&self, next_hop: NextHop) -> String {
+        let dev = |iface: usize| self.interfaces.get(iface).map_or("?", |i| i.name.as_str());
+        match next_hop {
+            NextHop::Local => "local".into(),
+            NextHop::Attached { iface } => format!("dev {}", dev(iface)),
+            NextHop::Gateway { iface, via } => {
+                format!("via {} dev {}", std::net::Ipv4Addr::from(via), dev(iface))
+            }
+            NextHop::Gateway6 { iface, via } => {
+                format!("via {} dev {}", std::net::Ipv6Addr::from(via), dev(iface))
+            }
+            NextHop::Group { .. } => "multipath".into(),
+        }
+    }
+
     /// Marks the start (true) or end (false) of a clone of this VR to another host.
     pub fn set_cloning(&self, cloning: bool) {
         self.cloning.store(cloning, Ordering::Release);

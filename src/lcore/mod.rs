@@ -34,7 +34,7 @@ mod port_security;
 mod punt;
 mod storm;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tx;
 
 use crate::config::{Config, IdleConfig};

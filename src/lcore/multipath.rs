@@ -16,12 +16,6 @@ use vrfwd_wire::ethernet::HEADER_LEN as ETH_LEN;
 use vrfwd_wire::ipv4::Ipv4Packet;
 use vrfwd_wire::ipv6::{self, Ipv6Packet};
 
-/// IP protocols whose first 4 bytes are the source and destination ports.
-fn has_ports(protocol: u8) -> bool {
-    // TCP, UDP, DCCP, SCTP, UDP-Lite.
-    matches!(protocol, 6 | 17 | 33 | 132 | 136)
-}
-
 /// The ports at the start of `transport`, if there.
 fn ports(transport: Option<&[u8]>) -> Option<(u16, u16)> {
     let p = transport?.get(..4)?;
@@ -51,7 +45,7 @@ pub fn hash4(frame: &[u8]) -> u32 {
     else {
         return 0;
     };
-    let transport = (has_ports(ip.protocol()) && !ip.is_fragment())
+    let transport = (Flow::has_ports(ip.protocol()) && !ip.is_fragment())
         .then(|| frame.get(ETH_LEN + ip.header_len()..))
         .flatten();
     Flow {
@@ -73,7 +67,7 @@ pub fn hash6(frame: &[u8]) -> u32 {
     else {
         return 0;
     };
-    let transport = has_ports(ip.next_header())
+    let transport = Flow::has_ports(ip.next_header())
         .then(|| frame.get(ETH_LEN + ipv6::HEADER_LEN..))
         .flatten();
     Flow {
@@ -251,14 +245,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn flows_spread_over_the_group_and_skip_an_unresolved_path() {
+    /// VR 1's route through 10.0.2.2 and 10.0.2.3 on eth1 (lan2), equal
+    /// weights, both resolved: its next-hop slot, the gateways and their MACs.
+    fn two_paths(vr: &Vr) -> (u32, [u32; 2], [MacAddr; 2]) {
         use crate::dataplane::{neighbor_key, Buckets, Group, STATIC};
-        use crate::lcore::ipv4::{forward, RecentNeighbors};
-        use crate::lcore::testing::dataplane;
-        let t = dataplane();
-        let (dp, vr) = (&t.dp, &t.dp.vrs[0]);
-        // 10.0.2.2 and 10.0.2.3 on eth1 (lan2), equal weights.
         let gateways = [0x0a00_0202u32, 0x0a00_0203];
         let slots: Vec<u32> = gateways
             .iter()
@@ -282,6 +272,21 @@ mod tests {
         };
         learn(0);
         learn(1);
+        (index, gateways, macs)
+    }
+
+    #[test]
+    fn flows_spread_over_the_group_and_skip_an_unresolved_path() {
+        use crate::dataplane::neighbor_key;
+        use crate::lcore::ipv4::{forward, RecentNeighbors};
+        use crate::lcore::testing::dataplane;
+        let t = dataplane();
+        let (dp, vr) = (&t.dp, &t.dp.vrs[0]);
+        let (index, gateways, macs) = two_paths(vr);
+        let group = match vr.next_hops.get(index) {
+            Some(NextHop::Group { group }) => group,
+            other => panic!("not a group: {other:?}"),
+        };
         let mut pacer = Pacer::new(dp.vrs.len(), 1000);
         let mut send = |hash: u32, now_tsc: u64| {
             let route = route(vr, Some(index), || hash)?;
@@ -321,6 +326,47 @@ mod tests {
         }
         vr.neighbors.forget(neighbor_key(1, gateways[0]));
         assert_eq!(send(flows[0], 7002), Err(PuntReason::Unresolved));
+    }
+
+    #[test]
+    fn route_get_names_the_path_the_fast_path_takes() {
+        use crate::control::route_get::{of_route, Probe};
+        use crate::lcore::ipv4::{forward, RecentNeighbors};
+        use crate::lcore::testing::dataplane;
+        let t = dataplane();
+        let (dp, vr) = (&t.dp, &t.dp.vrs[0]);
+        let (index, _, macs) = two_paths(vr);
+        let mut pacer = Pacer::new(dp.vrs.len(), 1000);
+        let mut taken = [0; 2];
+        for i in 0..1000u32 {
+            let (src, sport) = (0x0a00_0100 | (i & 0xff), 1024 + i as u16);
+            let frame = udp4(src, sport, [0x40, 0]);
+            let route = route(vr, Some(index), || hash4(&frame)).unwrap();
+            let mut last = RecentNeighbors::default();
+            let out = forward(
+                dp,
+                0,
+                route,
+                0x0a09_0001,
+                0,
+                &mut last,
+                None,
+                pacer.at(0, 1),
+            );
+            let sent = out.unwrap().dst;
+            let probe = Probe {
+                dst: std::net::Ipv4Addr::new(10, 9, 0, 1).into(),
+                src: std::net::Ipv4Addr::from(src).into(),
+                protocol: 17,
+                ports: (sport, 53),
+            };
+            let get = of_route(vr, Some(index), &probe, 0);
+            assert_eq!(get.mac, Some(sent.to_string()), "flow {i}: {get:?}");
+            let (path, paths) = get.path.expect("a path");
+            assert_eq!((macs[path], paths), (sent, 2));
+            taken[path] += 1;
+        }
+        assert!(taken.iter().all(|&n| n > 400), "both paths: {taken:?}");
     }
 
     #[test]
