@@ -299,3 +299,103 @@ fn a_vif_is_attached_through_a_pmd_when_configured() {
     assert!(t.ctl(&["detach", "vpv0"]).contains("detached vpv0"));
     assert!(!guest_answers(&t), "unplugged");
 }
+
+/// `vrfwd ctl route get` for 1000 random addresses (routed through the
+/// receiver, attached on its segment but unresolved, the VR's own, matching
+/// nothing) agrees with where one packet to each goes: forwarded ones reach
+/// the receiver with the MAC it named, punted ones reach the guest.
+#[test]
+fn route_get_agrees_with_where_packets_go() {
+    let mut t = Topology::up("rg", 1);
+    t.start();
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    t.ctl(&["route", "add", "1", "10.55.0.0/16", "via", "10.0.2.2"]);
+    let addresses = addresses(1000);
+    let answers: Vec<String> = addresses
+        .iter()
+        .map(|a| {
+            let a = a.to_string();
+            let flow = [
+                "from", "10.0.1.2", "proto", "17", "sport", "4000", "dport", "5000",
+            ];
+            t.ctl(&[&["route", "get", "1", &a][..], &flow[..]].concat())
+        })
+        .collect();
+    let list = std::env::temp_dir().join("vrfwd-rg-addresses");
+    let lines: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    std::fs::write(&list, lines.join("\n")).expect("the address list");
+    let at_receiver = t.sniff("r", "eth0", 8, "udp port 5000");
+    let at_guest = t.sniff("g", "g0", 8, "udp port 5000");
+    let list_arg = list.to_str().expect("a UTF-8 path");
+    t.pkt("s", &["spray", "eth0", VR1_ETH0, list_arg]);
+    let (received, punted) = (at_receiver.packets(), at_guest.packets());
+    let _ = std::fs::remove_file(&list);
+    let seen = |packets: &[serde_json::Value], a: &str| {
+        packets
+            .iter()
+            .find(|p| p["dst"] == a)
+            .map(|p| p["dst_mac"].as_str().unwrap_or_default().to_owned())
+    };
+    let mut forwarded = 0;
+    for (a, answer) in addresses.iter().zip(&answers) {
+        let (a, answer) = (a.to_string(), answer.trim_end());
+        let (to_receiver, to_guest) = (seen(&received, &a), seen(&punted, &a));
+        if answer.ends_with(" forwarded") {
+            let mac = answer
+                .split(" lladdr ")
+                .nth(1)
+                .and_then(|m| m.split(' ').next());
+            assert_eq!(to_receiver.as_deref(), mac, "{a}: {answer}");
+            assert_eq!(to_guest, None, "{a}: {answer}");
+            forwarded += 1;
+        } else {
+            assert!(answer.contains(" to guest ("), "{a}: {answer}");
+            assert!(to_guest.is_some(), "{a} was not punted: {answer}");
+            assert_eq!(to_receiver, None, "{a}: {answer}");
+        }
+    }
+    assert!(
+        (200..800).contains(&forwarded),
+        "both fates among the addresses: {forwarded} forwarded"
+    );
+}
+
+/// `n` random addresses (a fixed sequence): a quarter in each of 10.9.0.0/16
+/// and 10.55.0.0/16 (routed through the receiver), 10.0.2.0/24 (the
+/// receiver's segment: its own address resolved, the rest not) and anywhere
+/// else but the sender's segment, plus the VR's own addresses.
+fn addresses(n: usize) -> Vec<std::net::Ipv4Addr> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u32
+    };
+    let mut out: Vec<std::net::Ipv4Addr> = ["10.0.1.1", "10.0.2.1", "10.0.2.2"]
+        .iter()
+        .map(|a| a.parse().expect("an address"))
+        .collect();
+    while out.len() < n {
+        let r = next();
+        let a = match r % 4 {
+            0 => 0x0a09_0000 | (r >> 16),
+            1 => 0x0a37_0000 | (r >> 16),
+            2 => 0x0a00_0200 | (r >> 24),
+            _ => r,
+        };
+        let a = std::net::Ipv4Addr::from(a);
+        let usable =
+            !(a.is_multicast() || a.is_broadcast() || a.is_loopback() || a.is_unspecified())
+                && (u32::from(a) >> 8) != 0x0a_00_01
+                && u32::from(a) & 0xff != 0xff
+                && !out.contains(&a);
+        if usable {
+            out.push(a);
+        }
+    }
+    out
+}

@@ -19,6 +19,10 @@
       for each line "MAC IP" of TARGETS_FILE (a VR interface): one UDP packet to
       DST_IP via MAC, then one ARP reply to MAC for IP (which a VR punts to its
       guest).
+  pkt.py spray IFACE DST_MAC ADDRESSES_FILE
+      one UDP packet (sport 4000, dport 5000, TTL 64, from IFACE's address) to
+      each address of ADDRESSES_FILE (one a line) via DST_MAC, tagged with its
+      address.
   pkt.py blast IFACE COUNT SRC_MAC|random DST_MAC
       sends COUNT 60-byte frames of ethertype 0x88b5 as fast as a raw socket
       takes them (random: a different source MAC each frame); prints the seconds
@@ -30,7 +34,7 @@ import socket
 import sys
 import time
 
-from scapy.all import ARP, ICMP, IP, UDP, Ether, IPv6, Raw, conf, get_if_hwaddr, sendp, sniff
+from scapy.all import ARP, ICMP, IP, UDP, Ether, IPv6, Raw, conf, get_if_addr, get_if_hwaddr, sendp, sniff
 
 conf.verb = 0
 
@@ -74,6 +78,16 @@ def sweep(iface, dst_ip, targets_file):
         frames.append(Ether(src=src_mac, dst=mac) / IP(src=src_ip, dst=dst_ip) / UDP(sport=4000, dport=5000))
         frames.append(Ether(src=src_mac, dst=mac) / ARP(op=2, hwsrc=src_mac, psrc=src_ip, hwdst=mac, pdst=ip))
     sendp(frames, iface=iface, inter=0.0005)
+
+
+def spray(iface, dst_mac, addresses_file):
+    src_mac, src_ip = get_if_hwaddr(iface), get_if_addr(iface)
+    frames = [
+        Ether(src=src_mac, dst=dst_mac) / IP(src=src_ip, dst=a, ttl=64) / UDP(sport=4000, dport=5000) / Raw(f"spray:{a}".encode())
+        for a in (line.strip() for line in open(addresses_file))
+        if a
+    ]
+    sendp(frames, iface=iface, inter=0.001)
 
 
 def blast(iface, count, src, dst):
@@ -163,6 +177,8 @@ if __name__ == "__main__":
         arp(*args)
     elif cmd == "sweep":
         sweep(*args)
+    elif cmd == "spray":
+        spray(*args)
     elif cmd == "blast":
         blast(*args)
     else:
