@@ -29,11 +29,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Ask a running appliance: vrs, routes VR, neighbors VR, route add VR PREFIX
-    /// (via ADDR | dev IFACE), route del VR PREFIX, stats.
+    /// Ask a running appliance (`vrfwd ctl help` lists the commands; docs/operating.md).
     Ctl {
         #[arg(short, long, default_value = "/run/vrfwd.sock")]
         socket: PathBuf,
+        /// Machine-readable output: one JSON document (docs/operating.md, "JSON").
+        #[arg(long)]
+        json: bool,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
@@ -74,15 +76,26 @@ fn main() -> anyhow::Result<()> {
             println!("{}: ok", config.display());
             println!("EAL: {}", vrfwd::appliance::eal_args(&cfg).join(" "));
         }
-        Command::Ctl { socket, command } => {
-            let reply = vrfwd::control::request(&socket, &command.join(" "))?;
+        Command::Ctl {
+            socket,
+            json,
+            command,
+        } => {
+            let reply = vrfwd::control::request(&socket, &ctl_line(json, &command.join(" ")))?;
             print!("{reply}");
         }
         Command::Stats { socket, json } => {
-            let reply =
-                vrfwd::control::request(&socket, if json { "stats-json" } else { "stats" })?;
+            let reply = vrfwd::control::request(&socket, &ctl_line(json, "stats"))?;
             print!("{reply}");
         }
     }
     Ok(())
+}
+
+/// The operator-socket line for `command`, asked as JSON when `json`.
+fn ctl_line(json: bool, command: &str) -> String {
+    match json {
+        true => format!("--json {command}"),
+        false => command.to_owned(),
+    }
 }

@@ -361,6 +361,65 @@ fn route_get_agrees_with_where_packets_go() {
         (200..800).contains(&forwarded),
         "both fates among the addresses: {forwarded} forwarded"
     );
+    every_command_answers_in_json(&t);
+}
+
+/// `vrfwd ctl --json`: each command's one JSON document, with what its text
+/// form says.
+fn every_command_answers_in_json(t: &Topology) {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = t.ctl(&[&["--json"][..], args].concat());
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let get = json(&[
+        "route",
+        "get",
+        "1",
+        "10.55.1.2",
+        "proto",
+        "6",
+        "dport",
+        "80",
+    ]);
+    assert_eq!(get["prefix"], "10.55.0.0/16");
+    assert_eq!(get["next_hop"], "via 10.0.2.2 dev eth1");
+    assert_eq!(get["mac"], RECEIVER_MAC);
+    assert_eq!(get["to_guest"], serde_json::Value::Null);
+    let routes = json(&["routes", "1"]);
+    assert!(routes
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|r| r["prefix"] == "10.55.0.0/16" && r["next_hop"] == "via 10.0.2.2 dev eth1"));
+    let vrs = json(&["vrs"]);
+    assert_eq!(vrs[0]["id"], 1);
+    assert_eq!(vrs[0]["state"], "active");
+    assert_eq!(vrs[0]["interfaces"][0]["mac"], VR1_ETH0);
+    let neighbors = json(&["neighbors", "1"]);
+    assert!(neighbors
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|n| n["address"] == "10.0.2.2" && n["mac"] == RECEIVER_MAC));
+    let ports = json(&["ports"]);
+    assert!(ports.as_array().expect("a list").len() >= 4);
+    assert!(json(&["sessions"]).as_array().is_some());
+    assert!(json(&["stats"])["vrs"].as_array().is_some());
+    let added = json(&["route", "add", "1", "10.56.0.0/16", "via", "10.0.2.2"]);
+    assert_eq!(added["message"], "ok");
+    let refused = t.try_ctl(&[
+        "--json",
+        "route",
+        "add",
+        "1",
+        "10.57.0.0/16",
+        "via",
+        "10.1.1.1",
+    ]);
+    assert!(
+        refused.is_err(),
+        "a refused command fails in JSON too: {refused:?}"
+    );
 }
 
 /// `n` random addresses (a fixed sequence): a quarter in each of 10.9.0.0/16

@@ -1,7 +1,11 @@
 //! The operator's commands (`vrfwd ctl …`), answered on the operator socket: parse
 //! a command line, ask the dataplane or the route writer, render the answer.
 //! Replies that start with `error: ` are failures.
-use super::route_get::Probe;
+use super::answers::{
+    Answer, InterfaceInfo, Message, NeighborInfo, Neighbors, PortInfo, Ports, Routes, SessionList,
+    Stats, VrInfo, Vrs,
+};
+use super::route_get::{Probe, RouteGet};
 use super::session::Sessions;
 use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
@@ -12,7 +16,6 @@ use crate::dpdk::{Mempool, PortTable};
 use crate::stats::Snapshot;
 use crossbeam_channel::Sender;
 use ipnet::IpNet;
-use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use vrfwd_wire::MacAddr;
@@ -41,39 +44,65 @@ pub struct Ctl<'a> {
 }
 
 impl Ctl<'_> {
-    /// Answers one command line.
+    /// Answers one command line; `--json` first: as JSON.
     pub fn answer(&self, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let result = match words.as_slice() {
-            ["stats"] => Ok((self.snapshot)().render()),
-            ["stats-json"] => serde_json::to_string(&(self.snapshot)()).map_err(|e| e.to_string()),
-            ["vrs"] => Ok(self.vrs()),
-            ["sessions"] => Ok(self.sessions()),
-            ["routes", vr] => self.vr(vr).and_then(|v| self.routes(v)),
-            ["neighbors", vr] => self.vr(vr).map(|v| self.neighbors(v)),
-            ["route", "add", vr, prefix, how @ ..] => self.route_add(vr, prefix, how),
-            ["route", "del", vr, prefix] => self.route_del(vr, prefix),
-            ["route", "get", vr, address, flow @ ..] => self.route_get(vr, address, flow),
-            ["migrate", vr, "--to", to] => self.vr(vr).and_then(|v| {
+        let (json, words) = match words.as_slice() {
+            ["--json", rest @ ..] => (true, rest),
+            // `vrfwd stats --json` of earlier releases.
+            ["stats-json"] => (true, &["stats"][..]),
+            words => (false, words),
+        };
+        let rendered =
+            self.command(words)
+                .and_then(|a| if json { a.json() } else { Ok(a.to_string()) });
+        rendered.unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    /// Carries out one command.
+    fn command(&self, words: &[&str]) -> Result<Box<dyn Answer>, String> {
+        let answer: Box<dyn Answer> = match words {
+            ["stats"] => Box::new(Stats((self.snapshot)())),
+            ["vrs"] => Box::new(self.vrs()),
+            ["sessions"] => Box::new(SessionList(self.sessions.list())),
+            ["routes", vr] => Box::new(self.routes(self.vr(vr)?)?),
+            ["neighbors", vr] => Box::new(self.neighbors(self.vr(vr)?)),
+            ["route", "add", vr, prefix, how @ ..] => {
+                Message::boxed(self.route_add(vr, prefix, how)?)
+            }
+            ["route", "del", vr, prefix] => Message::boxed(self.route_del(vr, prefix)?),
+            ["route", "get", vr, address, flow @ ..] => {
+                Box::new(self.route_get(vr, address, flow)?)
+            }
+            ["migrate", vr, "--to", to] => {
+                let v = self.vr(vr)?;
                 let to = to
                     .parse()
                     .map_err(|_| format!("{to:?} is not HOST:PORT (an IPv4 address and port)"))?;
-                self.sessions.migrate(v, to).map_err(|e| e.to_string())
-            }),
-            ["migrate", vr, "--cancel"] => self
-                .vr(vr)
-                .and_then(|v| self.sessions.cancel_migration(v).map_err(|e| e.to_string())),
-            ["drain", vr] => self.vr(vr).map(|v| self.sessions.drain(v)),
-            ["ports"] => Ok(self.ports()),
-            ["attach", vr, mac, netdev] => self.attach(vr, mac, netdev, None),
-            ["attach", vr, mac, netdev, "--segment", segment] => {
-                self.attach(vr, mac, netdev, Some(segment))
+                Message::boxed(self.sessions.migrate(v, to).map_err(|e| e.to_string())?)
             }
-            ["detach", netdev] => self.detach(netdev),
-            ["help"] => Ok(USAGE.to_owned()),
-            _ => Err(format!("unknown command {line:?}; commands: {USAGE}")),
+            ["migrate", vr, "--cancel"] => {
+                let v = self.vr(vr)?;
+                Message::boxed(
+                    self.sessions
+                        .cancel_migration(v)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            ["drain", vr] => Message::boxed(self.sessions.drain(self.vr(vr)?)),
+            ["ports"] => Box::new(self.ports()),
+            ["attach", vr, mac, netdev] => Message::boxed(self.attach(vr, mac, netdev, None)?),
+            ["attach", vr, mac, netdev, "--segment", segment] => {
+                Message::boxed(self.attach(vr, mac, netdev, Some(segment))?)
+            }
+            ["detach", netdev] => Message::boxed(self.detach(netdev)?),
+            ["help"] => Message::boxed(USAGE),
+            _ => {
+                let line = words.join(" ");
+                return Err(format!("unknown command {line:?}; commands: {USAGE}"));
+            }
         };
-        result.unwrap_or_else(|e| format!("error: {e}"))
+        Ok(answer)
     }
 
     /// A VR by id or by name.
@@ -86,9 +115,8 @@ impl Ctl<'_> {
             .ok_or_else(|| format!("no VR {vr:?}"))
     }
 
-    fn ports(&self) -> String {
-        let mut o = format!("{:<5} {:<16} {:<28} attached to\n", "port", "name", "role");
-        for (p, role) in self.dp.ports.iter().enumerate() {
+    fn ports(&self) -> Ports {
+        let port = |(p, role): (usize, &PortRole)| {
             let role = match *role {
                 PortRole::Uplink { segment } => {
                     format!("uplink of {}", self.dp.segments[segment].name)
@@ -98,10 +126,14 @@ impl Ctl<'_> {
                     format!("vif of {} {}", v.name, v.interfaces[iface].name)
                 }
             };
-            let at = self.ports.attachment(p).unwrap_or_else(|| "-".into());
-            let _ = writeln!(o, "{p:<5} {:<16} {role:<28} {at}", self.dp.port_names[p]);
-        }
-        o
+            PortInfo {
+                port: p,
+                name: self.dp.port_names[p].clone(),
+                role,
+                attached_to: self.ports.attachment(p),
+            }
+        };
+        Ports(self.dp.ports.iter().enumerate().map(port).collect())
     }
 
     /// Attaches kernel netdev `netdev` (a Xen vif, a QEMU tap) as the vif of the
@@ -151,69 +183,39 @@ impl Ctl<'_> {
         ))
     }
 
-    fn vrs(&self) -> String {
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "{:<6} {:<12} {:<9} {:>7} {:>6}  interfaces",
-            "vr", "name", "state", "routes", "neigh"
-        );
+    fn vrs(&self) -> Vrs {
         let now = self.dp.clock.seconds(crate::dpdk::tsc());
-        for (i, v) in self.dp.vrs.iter().enumerate() {
-            let state = match self.sessions.cloning_to(i) {
-                Some(to) => format!("{} cloning to {to}", v.state().label()),
-                None => v.state().label().to_owned(),
-            };
-            let ifs: Vec<String> = v
+        let vr = |(i, v): (usize, &crate::dataplane::Vr)| VrInfo {
+            id: v.id,
+            name: v.name.clone(),
+            state: v.state().label().to_owned(),
+            cloning_to: self.sessions.cloning_to(i).map(|to| to.to_string()),
+            routes: v.routes.load(Ordering::Relaxed),
+            neighbors: v.neighbors.entries(now).len(),
+            interfaces: v
                 .interfaces
                 .iter()
-                .map(|i| format!("{}={}/{} {}", i.name, i.address, i.prefix_len, i.mac))
-                .collect();
-            let _ = writeln!(
-                o,
-                "{:<6} {:<12} {:<9} {:>7} {:>6}  {}",
-                v.id,
-                v.name,
-                state,
-                v.routes.load(Ordering::Relaxed),
-                v.neighbors.entries(now).len(),
-                ifs.join(", ")
-            );
-        }
-        o
+                .map(|i| InterfaceInfo {
+                    name: i.name.clone(),
+                    address: format!("{}/{}", i.address, i.prefix_len),
+                    mac: i.mac.to_string(),
+                })
+                .collect(),
+        };
+        Vrs(self.dp.vrs.iter().enumerate().map(vr).collect())
     }
 
-    fn sessions(&self) -> String {
-        let mut o = format!("{:<6} {:<24} {:>14} role\n", "vr", "peer", "generation");
-        for s in self.sessions.list() {
-            let role = if s.clone { "clone" } else { "guest" };
-            let _ = writeln!(o, "{:<6} {:<24} {:>14} {role}", s.vr, s.peer, s.generation);
-        }
-        o
-    }
-
-    fn routes(&self, v: usize) -> Result<String, String> {
-        let routes = ask_within(
+    fn routes(&self, v: usize) -> Result<Routes, String> {
+        ask_within(
             &self.writer,
             |reply| Command::List { vr: v, reply },
             WRITER_WAIT,
         )
-        .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        for r in &routes {
-            let _ = writeln!(out, "{} {}", r.prefix, r.next_hop);
-            for p in &r.paths {
-                let _ = writeln!(
-                    out,
-                    "    {} weight {} packets {}",
-                    p.next_hop, p.weight, p.packets
-                );
-            }
-        }
-        Ok(out)
+        .map(Routes)
+        .map_err(|e| e.to_string())
     }
 
-    fn neighbors(&self, v: usize) -> String {
+    fn neighbors(&self, v: usize) -> Neighbors {
         let vr = &self.dp.vrs[v];
         let now = self.dp.clock.seconds(crate::dpdk::tsc());
         let v4 = vr
@@ -234,16 +236,16 @@ impl Ctl<'_> {
             });
         let mut rows: Vec<_> = v4.chain(v6).collect();
         rows.sort_unstable_by_key(|&(iface, address, ..)| (address, iface));
-        rows.iter()
-            .map(|&(iface, address, mac, age)| {
-                let name = vr.interfaces.get(iface).map_or("?", |i| i.name.as_str());
-                let age = age.map_or("static".to_owned(), |a| format!("{a}s"));
-                format!(
-                    "{address} dev {name} lladdr {} {age}\n",
-                    MacAddr::from_u64(mac)
-                )
-            })
-            .collect()
+        let row = |&(iface, address, mac, age): &(usize, IpAddr, u64, Option<u32>)| NeighborInfo {
+            address: address.to_string(),
+            interface: vr
+                .interfaces
+                .get(iface)
+                .map_or("?".to_owned(), |i| i.name.clone()),
+            mac: MacAddr::from_u64(mac).to_string(),
+            age_s: age,
+        };
+        Neighbors(rows.iter().map(row).collect())
     }
 
     /// `route add VR PREFIX PATH...`: one path, or several (a multipath
@@ -324,10 +326,10 @@ impl Ctl<'_> {
     /// `route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N]`: where
     /// the fast path sends such a packet now (the flow fields choose a
     /// multipath route's path; unset, they are 0 and the unspecified address).
-    fn route_get(&self, vr: &str, address: &str, flow: &[&str]) -> Result<String, String> {
+    fn route_get(&self, vr: &str, address: &str, flow: &[&str]) -> Result<RouteGet, String> {
         let v = self.vr(vr)?;
         let probe = parse_probe(address, flow)?;
-        let get = ask_within(
+        ask_within(
             &self.writer,
             |reply| Command::Get {
                 vr: v,
@@ -336,8 +338,7 @@ impl Ctl<'_> {
             },
             WRITER_WAIT,
         )
-        .map_err(|e| e.to_string())?;
-        Ok(get.to_string())
+        .map_err(|e| e.to_string())
     }
 
     fn route_del(&self, vr: &str, prefix: &str) -> Result<String, String> {

@@ -6,6 +6,7 @@
 //! other hosts with the host credential), so it is created mode 0600 (0660 with a
 //! configured group) whatever the umask, never reachable under another mode, and
 //! every connection's peer is checked with SO_PEERCRED ([`Access`]).
+mod answers;
 pub mod ctl;
 pub mod migrate;
 pub mod route_get;
