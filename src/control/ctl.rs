@@ -53,9 +53,11 @@ impl Ctl<'_> {
             ["stats-json"] => (true, &["stats"][..]),
             words => (false, words),
         };
-        let rendered =
-            self.command(words)
-                .and_then(|a| if json { a.json() } else { Ok(a.to_string()) });
+        let answer = self.command(words);
+        if let (Err(e), true) = (&answer, changes(words)) {
+            tracing::warn!(command = words.join(" "), "refused: {e}");
+        }
+        let rendered = answer.and_then(|a| if json { a.json() } else { Ok(a.to_string()) });
         rendered.unwrap_or_else(|e| format!("error: {e}"))
     }
 
@@ -385,6 +387,14 @@ fn check_netdev(name: &str) -> Result<(), String> {
         return Err(format!("no network interface {name:?}"));
     }
     Ok(())
+}
+
+/// Whether command `words` changes something (a refused one is logged).
+fn changes(words: &[&str]) -> bool {
+    matches!(
+        words,
+        ["route", "add" | "del", ..] | ["migrate" | "drain" | "attach" | "detach", ..]
+    )
 }
 
 /// The packet `route get ADDRESS FLOW...` asks about.

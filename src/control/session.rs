@@ -50,10 +50,32 @@ const PRE_HELLO_STANZA_BYTES: usize = 4096;
 const AUTH_WINDOW: Duration = Duration::from_secs(60);
 /// Sources whose failed hellos are remembered before expired ones are dropped.
 const MAX_TRACKED_SOURCES: usize = 4096;
-/// A peer's `<error>` is logged at most this often per session.
-const PEER_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// A peer's `<error>`, and a change refused to an authenticated peer, are each
+/// logged at most this often per session.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Characters of a peer's error message that reach the log.
 const PEER_ERROR_LOG_CHARS: usize = 200;
+
+/// One kind of log line a peer can cause: written at most once per
+/// [`LOG_INTERVAL`], with how many were left out since, so a peer cannot
+/// flood the host's log.
+#[derive(Debug, Default)]
+struct Throttled {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    /// Whether to log one now; if so, how many were left out before it.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now - last < LOG_INTERVAL) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 /// What a `hello` claims, with what it is checked against.
 struct Claim<'a> {
@@ -270,7 +292,8 @@ impl Sessions {
             bound: None,
             kick: Arc::new(Notify::new()),
             arrived: Arc::new(Notify::new()),
-            peer_errors: (None, 0),
+            peer_errors: Throttled::default(),
+            refused: Throttled::default(),
             version: None,
             nonce: Nonce(random_nonce()),
             handed_out: None,
@@ -382,8 +405,10 @@ struct Session {
     kick: Arc<Notify>,
     /// Told when the VR this clone session is for has its guest here.
     arrived: Arc<Notify>,
-    /// When a peer's `<error>` was last logged, and how many were not since.
-    peer_errors: (Option<Instant>, u64),
+    /// The peer's `<error>`s, logged.
+    peer_errors: Throttled,
+    /// The changes refused to the authenticated peer, logged.
+    refused: Throttled,
     /// The version agreed in the stream headers, once the peer's has arrived.
     version: Option<u8>,
     /// This connection's challenge (version 2).
@@ -503,6 +528,9 @@ impl Session {
                         }
                         if let Some(generation) = self.handed_out.take() {
                             send(&mut wr, encode(&Stanza::Generation { generation }).as_bytes(), write_timeout).await?;
+                        }
+                        if let (false, Some(Stanza::Error { code, message, .. })) = (fatal, &reply) {
+                            self.log_refused(*code, message);
                         }
                         if fatal {
                             if let (Some(b), Some(Stanza::Error { code, message, .. })) = (&self.bound, &reply) {
@@ -641,21 +669,24 @@ impl Session {
     }
 
     /// Logs what the peer reported, escaped, cut short, and at most once per
-    /// [`PEER_ERROR_LOG_INTERVAL`] (with how many were left out).
+    /// [`LOG_INTERVAL`] (with how many were left out).
     fn log_peer_error(&mut self, code: ErrorCode, message: &str) {
-        let now = Instant::now();
-        if self
-            .peer_errors
-            .0
-            .is_some_and(|last| now - last < PEER_ERROR_LOG_INTERVAL)
-        {
-            self.peer_errors.1 += 1;
+        let Some(suppressed) = self.peer_errors.admit(Instant::now()) else {
             return;
-        }
+        };
         let shown: String = message.chars().take(PEER_ERROR_LOG_CHARS).collect();
-        let suppressed = std::mem::take(&mut self.peer_errors.1);
-        self.peer_errors.0 = Some(now);
         tracing::warn!(peer = %self.peer, code = code.as_str(), suppressed, "peer reported: {shown:?}");
+    }
+
+    /// Logs a change refused to the authenticated peer (the session goes on),
+    /// at most once per [`LOG_INTERVAL`] (with how many were left out).
+    fn log_refused(&mut self, code: ErrorCode, message: &str) {
+        let Some(bound) = &self.bound else { return };
+        let vr = self.sessions.dp.vrs[bound.vr].id;
+        let Some(suppressed) = self.refused.admit(Instant::now()) else {
+            return;
+        };
+        tracing::warn!(vr, peer = %self.peer, code = code.as_str(), suppressed, "change refused: {message}");
     }
 
     /// Authenticates the session for a VR. Every check (throttle, credential,
@@ -956,4 +987,22 @@ pub(super) async fn send(
     timeout(limit, wr.write_all(bytes))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer does not read"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_line_is_written_once_per_interval_with_what_it_left_out() {
+        let mut t = Throttled::default();
+        let start = Instant::now();
+        assert_eq!(t.admit(start), Some(0));
+        for k in 1..=5 {
+            assert_eq!(t.admit(start + Duration::from_secs(k)), None);
+        }
+        assert_eq!(t.admit(start + LOG_INTERVAL), Some(5), "the five left out");
+        assert_eq!(t.admit(start + LOG_INTERVAL), None);
+        assert_eq!(t.admit(start + 3 * LOG_INTERVAL), Some(1));
+    }
 }

@@ -91,7 +91,7 @@ impl Port {
         let (rx_queues, tx_queues) = (queues, queues);
         let conf = rss_conf(&port.info()?);
         if conf.rxmode.mq_mode == dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS {
-            tracing::info!(port = port.name, "the device hashes flows (RSS)");
+            tracing::info!(port = port.name, "RSS on: the device offers to hash flows");
         }
         // SAFETY: the port exists and is stopped; conf is zeroed (the defaults)
         // but for RSS, which asks only what the device said it offers.
