@@ -36,6 +36,11 @@ pub enum ApplianceError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("metrics address {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("EAL has {have} lcores but the config lists {want} cores")]
     Lcores { have: u32, want: usize },
 }
@@ -144,6 +149,15 @@ fn run_on(
                 .map_err(|source| ApplianceError::Listen { addr, source })
         })
         .transpose()?;
+    let metrics_listener = config
+        .metrics
+        .address()
+        .map(|addr| {
+            let bound =
+                std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
+            bound.map_err(|source| ApplianceError::Metrics { addr, source })
+        })
+        .transpose()?;
     let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
     let (ports_ref, pool_ref) = (&ports, &pool);
     // Named, so that an operator (`top -H`) and bench/scale tell them from lcores;
@@ -168,6 +182,14 @@ fn run_on(
                     control_thread(sessions, listener, shutdown_rx)
                 })
                 .expect("spawn the session thread");
+        }
+        if let Some(listener) = metrics_listener {
+            named("metrics")
+                .spawn_scoped(s, move || {
+                    control_cores.enter();
+                    crate::metrics::serve(&listener, stop_ref, snapshot)
+                })
+                .expect("spawn the metrics thread");
         }
         named("operator")
             .spawn_scoped(s, move || {

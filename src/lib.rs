@@ -17,4 +17,5 @@ pub mod dataplane;
 pub mod dpdk;
 pub mod lcore;
 pub mod lpm;
+pub mod metrics;
 pub mod stats;

@@ -6,8 +6,8 @@
 use super::{invalid, Config};
 use super::{
     AttachConfig, AttachDriver, ConfigError, ControlConfig, File, FloodConfig, HostLimits,
-    IdleConfig, InterfaceConfig, MempoolConfig, NeighborConfig, PortConfig, RouteConfig,
-    SegmentConfig, TableSize, Timers, VrConfig,
+    IdleConfig, InterfaceConfig, MempoolConfig, MetricsConfig, NeighborConfig, PortConfig,
+    RouteConfig, SegmentConfig, TableSize, Timers, VrConfig,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr};
@@ -54,6 +54,7 @@ impl Builder {
                 control: ControlConfig::default(),
                 limits: HostLimits::default(),
                 attach: AttachConfig::default(),
+                metrics: MetricsConfig::default(),
                 ports: Vec::new(),
                 segments: Vec::new(),
                 vrs: Vec::new(),

@@ -77,6 +77,7 @@ pub struct Config {
     pub control: ControlConfig,
     pub limits: HostLimits,
     pub attach: AttachConfig,
+    pub metrics: MetricsConfig,
     /// Ports, segments and VRs.
     pub topology: Topology,
 }
@@ -106,6 +107,8 @@ struct File {
     limits: HostLimits,
     #[serde(default)]
     attach: AttachConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
     #[serde(rename = "port", default)]
     ports: Vec<PortConfig>,
     #[serde(rename = "segment", default)]
@@ -211,6 +214,32 @@ impl HostLimits {
     pub fn compact_groups(&self) -> u32 {
         let groups = self.compact_table_kib.saturating_mul(1024) / crate::lpm::GROUP_BYTES;
         groups.clamp(1, crate::lpm::MAX_GROUPS as usize) as u32
+    }
+}
+
+/// The Prometheus endpoint (docs/operating.md, "Metrics"): off unless
+/// `enabled` or `listen` is set; on loopback when enabled without an address.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsConfig {
+    /// Where the endpoint listens by default: loopback, the port the
+    /// Prometheus project's registry lists for no one else.
+    pub const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9469),
+    );
+
+    /// Where the endpoint listens, if it is on.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        match (self.enabled, self.listen) {
+            (_, Some(listen)) => Some(listen),
+            (true, None) => Some(Self::DEFAULT_LISTEN),
+            (false, None) => None,
+        }
     }
 }
 
@@ -599,6 +628,7 @@ impl File {
             control: self.control,
             limits: self.limits,
             attach: self.attach,
+            metrics: self.metrics,
             topology,
         })
     }
