@@ -26,6 +26,7 @@
 # KEEPALIVE_S, WRITE_TIMEOUT_S, MAX_ROUTES, MAX_STANZAS_PER_S, MAX_SESSIONS_PER_SOURCE,
 # MAX_CONNECTIONS, HELLO_TIMEOUT_S, MAX_AUTH_FAILURES, ACCEPT_V1 override the limits,
 # COMPACT_TABLE_KIB sets limits.compact_table_kib (when a VR's table widens);
+# METRICS_LISTEN=ADDR:PORT serves Prometheus metrics there;
 # HOST_CREDENTIAL (with PEER, the one host it accepts clones from) enables clones;
 # STANDBY=1 starts VR 1 in standby (a migration's destination; its guest's NICs
 # down until a test brings them up); QUIET_MS and
@@ -126,6 +127,7 @@ up() {
     ns "${P}r" ip link set eth0 mtu "$LAN1_MTU"
   fi
   args+=(--segment lan0=u0 --segment "lan1=u1$lan1_mtu" --segment lan2=u2 --segment lan3=u3)
+  [ -n "${METRICS_LISTEN:-}" ] && args+=(--set "metrics.listen=\"$METRICS_LISTEN\"")
   [ -n "${HOST_CREDENTIAL:-}" ] && args+=(
     --set "control.host_credential=\"$HOST_CREDENTIAL\""
     --set "control.peers=[\"${PEER:-10.99.99.99}\"]")
