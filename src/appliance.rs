@@ -187,7 +187,11 @@ fn run_on(
             named("metrics")
                 .spawn_scoped(s, move || {
                     control_cores.enter();
-                    crate::metrics::serve(&listener, stop_ref, snapshot)
+                    let scrape = || crate::metrics::Scrape {
+                        counters: snapshot(),
+                        vrs: vr_status(dp, sessions_ref),
+                    };
+                    crate::metrics::serve(&listener, stop_ref, &scrape)
                 })
                 .expect("spawn the metrics thread");
         }
@@ -220,6 +224,24 @@ fn run_on(
     drop(ports);
     drop(pool);
     Ok(last)
+}
+
+/// Each VR's state, session and migration, for a metrics scrape.
+fn vr_status(dp: &Dataplane, sessions: &Sessions) -> Vec<crate::metrics::VrStatus> {
+    let up = sessions.list();
+    dp.vrs
+        .iter()
+        .enumerate()
+        .map(|(v, vr)| crate::metrics::VrStatus {
+            id: vr.id,
+            state: vr.state(),
+            session: up
+                .iter()
+                .find(|s| s.vr == vr.id && !s.clone)
+                .map(|s| s.generation),
+            cloning: sessions.cloning_to(v).is_some(),
+        })
+        .collect()
 }
 
 /// The control thread: a single-threaded tokio runtime serving route-protocol

@@ -5,6 +5,7 @@
 //! conventions: `vrfwd_…_total` for counters, labels for port, VR, segment,
 //! lcore and reason. Nothing here runs on an lcore: a scrape reads the
 //! per-lcore counters as `vrfwd stats` does.
+use crate::dataplane::VrState;
 use crate::stats::Snapshot;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -27,9 +28,27 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// and `promtool check metrics`).
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What one scrape reads: the counters, and each VR's state and session.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    pub counters: Snapshot,
+    pub vrs: Vec<VrStatus>,
+}
+
+/// A VR's state as the control side sees it.
+#[derive(Debug, Clone)]
+pub struct VrStatus {
+    pub id: u32,
+    pub state: VrState,
+    /// The generation of its guest's agent's session, when one is up.
+    pub session: Option<u64>,
+    /// Being cloned to another host (a migration under way).
+    pub cloning: bool,
+}
+
 /// Serves scrapes on `listener` (non-blocking) until `quit`, each answered
 /// with what `snapshot` reads then.
-pub fn serve(listener: &TcpListener, quit: &AtomicBool, snapshot: &dyn Fn() -> Snapshot) {
+pub fn serve(listener: &TcpListener, quit: &AtomicBool, snapshot: &dyn Fn() -> Scrape) {
     while !quit.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -47,7 +66,7 @@ pub fn serve(listener: &TcpListener, quit: &AtomicBool, snapshot: &dyn Fn() -> S
 }
 
 /// Answers one HTTP request: the metrics for `GET /metrics`, 404 otherwise.
-fn answer(stream: TcpStream, snapshot: &dyn Fn() -> Snapshot) -> std::io::Result<()> {
+fn answer(stream: TcpStream, snapshot: &dyn Fn() -> Scrape) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(&stream);
@@ -80,7 +99,7 @@ fn answer(stream: TcpStream, snapshot: &dyn Fn() -> Snapshot) -> std::io::Result
 }
 
 /// `snapshot` in the OpenMetrics text format.
-pub fn encode(snapshot: Snapshot) -> Result<String, std::fmt::Error> {
+pub fn encode(snapshot: Scrape) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Figures(snapshot)));
     let mut out = String::new();
@@ -110,9 +129,9 @@ fn classic(openmetrics: &str) -> String {
     out
 }
 
-/// A snapshot, as the collector of one scrape.
+/// A scrape's figures, as the collector of one scrape.
 #[derive(Debug)]
-struct Figures(Snapshot);
+struct Figures(Scrape);
 
 /// One metric family: its name (without `_total`), help and type, and the
 /// value of each label set.
@@ -160,7 +179,52 @@ fn gauge(name: &'static str, help: &'static str, values: Vec<(Labels, u64)>) -> 
 impl Figures {
     /// Every family, from the snapshot.
     fn families(&self) -> Vec<Family<Labels>> {
-        let s = &self.0;
+        let mut families = self.counters();
+        families.extend(self.states());
+        families
+    }
+
+    /// Each VR's state (one series per state, 1 for the VR's), session and
+    /// migration.
+    fn states(&self) -> Vec<Family<Labels>> {
+        let vrs = &self.0.vrs;
+        let vr = |v: &VrStatus| vec![("vr", v.id.to_string())];
+        let states = vrs.iter().flat_map(|v| {
+            VrState::ALL.map(|state| {
+                let labels = [vr(v), vec![("state", state.label().to_owned())]].concat();
+                (labels, u64::from(v.state == state))
+            })
+        });
+        let up = vrs.iter().map(|v| (vr(v), u64::from(v.session.is_some())));
+        let generations = vrs.iter().filter_map(|v| Some((vr(v), v.session?)));
+        let cloning = vrs.iter().map(|v| (vr(v), u64::from(v.cloning)));
+        vec![
+            gauge(
+                "vrfwd_vr_state",
+                "The VR's state: 1 for the one it is in.",
+                states.collect(),
+            ),
+            gauge(
+                "vrfwd_vr_session_up",
+                "Whether the VR's guest's agent has a session up.",
+                up.collect(),
+            ),
+            gauge(
+                "vrfwd_vr_session_generation",
+                "The generation of the VR's session.",
+                generations.collect(),
+            ),
+            gauge(
+                "vrfwd_vr_cloning",
+                "Whether the VR is being cloned to another host.",
+                cloning.collect(),
+            ),
+        ]
+    }
+
+    /// The counters of ports, VRs, segments and lcores.
+    fn counters(&self) -> Vec<Family<Labels>> {
+        let s = &self.0.counters;
         let port = |p: &crate::stats::PortSnapshot| vec![("port", p.name.clone())];
         let vr = |v: &crate::stats::VrSnapshot| vec![("vr", v.id.to_string())];
         let segment = |g: &crate::stats::SegmentSnapshot| vec![("segment", g.name.clone())];
@@ -306,7 +370,17 @@ mod tests {
             punted: [("no_route".to_owned(), 9)].into(),
             ..Default::default()
         });
-        let text = encode(snapshot).unwrap();
+        let vrs = vec![VrStatus {
+            id: 3,
+            state: VrState::Active,
+            session: Some(7),
+            cloning: false,
+        }];
+        let text = encode(Scrape {
+            counters: snapshot,
+            vrs,
+        })
+        .unwrap();
         for line in [
             "# TYPE vrfwd_vr_forwarded_packets counter",
             "vrfwd_vr_forwarded_packets_total{vr=\"3\"} 1234",
@@ -315,6 +389,11 @@ mod tests {
             "vrfwd_port_dropped_packets_total{port=\"up1\",reason=\"spoofed\"} 2",
             "# TYPE vrfwd_vr_routes gauge",
             "vrfwd_vr_routes{vr=\"3\"} 5",
+            "vrfwd_vr_state{vr=\"3\",state=\"active\"} 1",
+            "vrfwd_vr_state{vr=\"3\",state=\"draining\"} 0",
+            "vrfwd_vr_session_up{vr=\"3\"} 1",
+            "vrfwd_vr_session_generation{vr=\"3\"} 7",
+            "vrfwd_vr_cloning{vr=\"3\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

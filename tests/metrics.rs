@@ -143,6 +143,15 @@ fn prometheus_scrapes_the_forwarded_rate_and_promtool_accepts_the_endpoint() {
         "Prometheus's rate {rate:.0} pps, the stream's {want} pps (vrfwd counted {counted:.0})"
     );
     assert_eq!(query("up{job=\"vrfwd\"}"), Some(1.0), "the target is up");
+    let state =
+        |vr: &str, state: &str| query(&format!("vrfwd_vr_state{{vr=\"{vr}\",state=\"{state}\"}}"));
+    assert_eq!(state("1", "active"), Some(1.0));
+    assert_eq!(state("1", "standby"), Some(0.0));
+    assert_eq!(
+        query("vrfwd_vr_session_up{vr=\"1\"}"),
+        Some(0.0),
+        "no agent runs here"
+    );
 
     let body = get(METRICS, "/metrics");
     let mut promtool = Command::new("promtool")

@@ -63,6 +63,14 @@ pub enum VrState {
 }
 
 impl VrState {
+    /// Every state.
+    pub const ALL: [VrState; 4] = [
+        VrState::Active,
+        VrState::Standby,
+        VrState::Draining,
+        VrState::Quiet,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             VrState::Active => "active",
