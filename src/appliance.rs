@@ -163,7 +163,10 @@ fn run_on(
     // Named, so that an operator (`top -H`) and bench/scale tell them from lcores;
     // a thread that cannot be spawned panics, as `Scope::spawn` does.
     let named = |name: &str| std::thread::Builder::new().name(name.into());
+    let batch_seconds = crate::control::writer::batch_histogram();
+    let batch_seconds_ref = &batch_seconds;
     let result = std::thread::scope(|s| {
+        let batch_seconds = batch_seconds.clone();
         named("route-writer")
             .spawn_scoped(s, move || {
                 control_cores.enter();
@@ -171,7 +174,9 @@ fn run_on(
                     max_routes: config.control.max_routes_per_vr,
                     table_memory: config.limits.table_memory_mib << 20,
                 };
-                RouteWriter::new(dp, routes, budget).run(commands, stop_ref)
+                RouteWriter::new(dp, routes, budget)
+                    .measured(batch_seconds)
+                    .run(commands, stop_ref)
             })
             .expect("spawn the route writer");
         if let Some(listener) = control_listener {
@@ -190,6 +195,7 @@ fn run_on(
                     let scrape = || crate::metrics::Scrape {
                         counters: snapshot(),
                         vrs: vr_status(dp, sessions_ref),
+                        batch_seconds: Some(batch_seconds_ref.clone()),
                     };
                     crate::metrics::serve(&listener, stop_ref, &scrape)
                 })

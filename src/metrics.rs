@@ -11,8 +11,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,8 @@ const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Scrape {
     pub counters: Snapshot,
     pub vrs: Vec<VrStatus>,
+    /// How long the route writer's batches took.
+    pub batch_seconds: Option<Histogram>,
 }
 
 /// A VR's state as the control side sees it.
@@ -108,14 +111,16 @@ pub fn encode(snapshot: Scrape) -> Result<String, std::fmt::Error> {
 }
 
 /// OpenMetrics text as Prometheus's classic text format: a counter family is
-/// named with its `_total` suffix there, and there is no `# EOF`.
+/// named with its `_total` suffix there, and there are no `# UNIT` lines and
+/// no `# EOF`.
 fn classic(openmetrics: &str) -> String {
     let counters: Vec<&str> = openmetrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
         .collect();
     let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines().filter(|&l| l != "# EOF") {
+    let openmetrics_only = |l: &str| l == "# EOF" || l.starts_with("# UNIT ");
+    for line in openmetrics.lines().filter(|&l| !openmetrics_only(l)) {
         let family = ["# HELP ", "# TYPE "].into_iter().find_map(|tag| {
             let rest = line.strip_prefix(tag)?;
             let name = rest.split(' ').next()?;
@@ -344,7 +349,17 @@ impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         self.families()
             .iter()
-            .try_for_each(|family| family.encode(&mut encoder))
+            .try_for_each(|family| family.encode(&mut encoder))?;
+        if let Some(batches) = &self.0.batch_seconds {
+            let metric = encoder.encode_descriptor(
+                "vrfwd_route_writer_batch_duration",
+                "How long the route writer took from a batch's turn to its publication.",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            batches.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -376,9 +391,12 @@ mod tests {
             session: Some(7),
             cloning: false,
         }];
+        let batches = crate::control::writer::batch_histogram();
+        batches.observe(0.003);
         let text = encode(Scrape {
             counters: snapshot,
             vrs,
+            batch_seconds: Some(batches),
         })
         .unwrap();
         for line in [
@@ -394,6 +412,10 @@ mod tests {
             "vrfwd_vr_session_up{vr=\"3\"} 1",
             "vrfwd_vr_session_generation{vr=\"3\"} 7",
             "vrfwd_vr_cloning{vr=\"3\"} 0",
+            "# TYPE vrfwd_route_writer_batch_duration_seconds histogram",
+            "vrfwd_route_writer_batch_duration_seconds_count 1",
+            "vrfwd_route_writer_batch_duration_seconds_bucket{le=\"0.0016\"} 0",
+            "vrfwd_route_writer_batch_duration_seconds_bucket{le=\"0.0064\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -95,6 +95,8 @@ fn prometheus_scrapes_the_forwarded_rate_and_promtool_accepts_the_endpoint() {
         "s",
         &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
     );
+    // One batch through the route writer, for its histogram.
+    t.ctl(&["route", "add", "1", "10.55.0.0/16", "via", "10.0.2.2"]);
     let stream = bin_dir().join("vrfwd-stream");
     let netns = |n: &str, args: &[&str]| {
         let child = Command::new("ip")
@@ -152,6 +154,8 @@ fn prometheus_scrapes_the_forwarded_rate_and_promtool_accepts_the_endpoint() {
         Some(0.0),
         "no agent runs here"
     );
+    let batches = query("vrfwd_route_writer_batch_duration_seconds_count");
+    assert!(batches >= Some(1.0), "the route add's batch: {batches:?}");
 
     let body = get(METRICS, "/metrics");
     let mut promtool = Command::new("promtool")

@@ -23,6 +23,7 @@ use crate::lpm::{
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use ipnet::IpNet;
+use prometheus_client::metrics::histogram::Histogram;
 use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -272,6 +273,8 @@ struct Job {
     /// Next-hop slots allocated for it (emptied again if it is refused).
     fresh: Vec<u32>,
     done: Done,
+    /// When the writer began it.
+    began: std::time::Instant,
 }
 
 /// What a completed batch answers.
@@ -311,6 +314,16 @@ pub struct RouteWriter<'a> {
     /// Table memory all VRs may hold together, and what they hold.
     memory_budget: usize,
     memory_used: usize,
+    /// How long batches took, from their turn to their publication (or, in a
+    /// sync, to their staging), for the metrics.
+    batch_seconds: Histogram,
+}
+
+/// A histogram of batch times: buckets from 100 µs to about 100 s.
+pub fn batch_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-4, 4.0, 11,
+    ))
 }
 
 /// What the writer may let VRs hold.
@@ -347,6 +360,16 @@ impl<'a> RouteWriter<'a> {
             ready: VecDeque::new(),
             max_routes: budget.max_routes,
             memory_budget: budget.table_memory,
+            batch_seconds: batch_histogram(),
+        }
+    }
+
+    /// The writer, its batch times recorded in `batch_seconds` (shared with
+    /// the metrics; [`batch_histogram`] makes one).
+    pub fn measured(self, batch_seconds: Histogram) -> Self {
+        RouteWriter {
+            batch_seconds,
+            ..self
         }
     }
 
@@ -513,6 +536,7 @@ impl<'a> RouteWriter<'a> {
             delta: Delta::default(),
             fresh,
             done,
+            began: std::time::Instant::now(),
         });
     }
 
@@ -595,6 +619,8 @@ impl<'a> RouteWriter<'a> {
 
     /// A job's batch is staged whole: mark it (during a sync) or publish it, and answer.
     fn complete(&mut self, v: usize, job: Job) {
+        self.batch_seconds
+            .observe(job.began.elapsed().as_secs_f64());
         self.account(v);
         let state = &mut self.vrs[v];
         state.slots.apply(&job.delta);
