@@ -135,8 +135,8 @@ fn resolve(
     get.path = Some((chosen, n));
     get.next_hop = Some(vr.next_hop_name(group.next_hop(chosen)));
     // The flow's own path, else the next that resolves (lcore::multipath).
-    let (path, mac) = (0..n)
-        .map(|k| (chosen + k) % n)
+    let (path, mac) = group
+        .fallbacks(chosen)
         .find_map(|p| {
             Some((
                 p,

@@ -141,6 +141,14 @@ impl Group {
         &self.slots
     }
 
+    /// The positions of the paths in the order a flow of path `first` tries
+    /// them when its neighbour is unresolved: `first`, then those after it,
+    /// round the set.
+    pub fn fallbacks(&self, first: usize) -> impl Iterator<Item = usize> {
+        let n = self.slots.len();
+        (0..n).map(move |k| (first + k) % n)
+    }
+
     /// The paths, in the order of the set (their positions).
     pub fn paths(&self) -> impl Iterator<Item = Path> + '_ {
         let paths = self.next_hops.iter().zip(self.weights.iter());

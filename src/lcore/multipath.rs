@@ -196,9 +196,8 @@ fn other_path<T>(
     lcore: usize,
     mut resolve: impl FnMut(Option<NextHop>) -> Result<T, PuntReason>,
 ) -> Result<T, PuntReason> {
-    let n = g.slots().len();
-    (1..n)
-        .map(|k| (p + k) % n)
+    g.fallbacks(p)
+        .skip(1)
         .find_map(|q| {
             let out = resolve(Some(g.next_hop(q))).ok()?;
             g.count(lcore, q);
