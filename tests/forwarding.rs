@@ -307,7 +307,8 @@ fn a_vif_is_attached_through_a_pmd_when_configured() {
 #[test]
 fn route_get_agrees_with_where_packets_go() {
     let mut t = Topology::up("rg", 1);
-    t.start();
+    let log = std::env::temp_dir().join("vrfwd-rg.log");
+    t.start_logging_json(&log);
     t.exec(
         "s",
         &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
@@ -362,6 +363,35 @@ fn route_get_agrees_with_where_packets_go() {
         "both fates among the addresses: {forwarded} forwarded"
     );
     every_command_answers_in_json(&t);
+    t.stop();
+    every_log_line_is_json_and_the_refusal_is_logged(&log);
+    let _ = std::fs::remove_file(&log);
+}
+
+/// `vrfwd --log-format json`: one JSON object a line; the command refused in
+/// [`every_command_answers_in_json`] logged once, with its reason.
+fn every_log_line_is_json_and_the_refusal_is_logged(log: &std::path::Path) {
+    let text = std::fs::read_to_string(log).expect("the log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "forwarding"),
+        "{text}"
+    );
+    let refused: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            let command = l["fields"]["command"].as_str().unwrap_or_default();
+            command.contains("10.57.0.0/16")
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert_eq!(refused[0]["level"], "WARN");
+    let message = refused[0]["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("refused: "), "{message}");
 }
 
 /// `vrfwd ctl --json`: each command's one JSON document, with what its text

@@ -94,12 +94,26 @@ impl Topology {
 
     /// Starts vrfwd under the file-creation mask `umask` (octal).
     pub fn start_with_umask(&mut self, umask: &str) {
+        self.spawn(umask, "text", Stdio::inherit());
+    }
+
+    /// Starts vrfwd logging JSON lines to the file `log`.
+    pub fn start_logging_json(&mut self, log: &std::path::Path) {
+        let file = std::fs::File::create(log).expect("the log file");
+        self.spawn("022", "json", Stdio::from(file));
+    }
+
+    /// Starts vrfwd under `umask` (octal), its log in `log_format` to `stderr`.
+    fn spawn(&mut self, umask: &str, log_format: &str, stderr: Stdio) {
         let child = Command::new("bash")
             .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" run -c \"$1\""))
+            .arg(format!(
+                "umask {umask} && exec \"$0\" --log-format {log_format} run -c \"$1\""
+            ))
             .arg(env!("CARGO_BIN_EXE_vrfwd"))
             .arg(&self.config)
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start vrfwd");
         self.vrfwd = Some(child);
