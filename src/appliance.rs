@@ -6,7 +6,7 @@ use crate::control::ctl::Ctl;
 use crate::control::session::Sessions;
 use crate::control::writer::{Budget, RouteWriter};
 use crate::control::{self, ControlError};
-use crate::dataplane::{BuildError, Clock, Dataplane};
+use crate::dataplane::{BuildError, Clock, Dataplane, VrState};
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, MempoolSnapshot, Snapshot};
@@ -246,6 +246,7 @@ fn vr_status(dp: &Dataplane, sessions: &Sessions) -> Vec<crate::metrics::VrStatu
                 .find(|s| s.vr == vr.id && !s.clone)
                 .map(|s| s.generation),
             cloning: sessions.cloning_to(v).is_some(),
+            entered: VrState::ALL.map(|state| vr.times_entered(state)),
         })
         .collect()
 }

@@ -47,6 +47,8 @@ pub struct VrStatus {
     pub session: Option<u64>,
     /// Being cloned to another host (a migration under way).
     pub cloning: bool,
+    /// How many times it entered each state (by [`VrState::ALL`]'s order).
+    pub entered: [u64; 4],
 }
 
 /// Serves scrapes on `listener` (non-blocking) until `quit`, each answered
@@ -203,6 +205,12 @@ impl Figures {
         let up = vrs.iter().map(|v| (vr(v), u64::from(v.session.is_some())));
         let generations = vrs.iter().filter_map(|v| Some((vr(v), v.session?)));
         let cloning = vrs.iter().map(|v| (vr(v), u64::from(v.cloning)));
+        let entered = vrs.iter().flat_map(|v| {
+            VrState::ALL.map(|state| {
+                let labels = [vr(v), vec![("to", state.label().to_owned())]].concat();
+                (labels, v.entered[state as usize])
+            })
+        });
         vec![
             gauge(
                 "vrfwd_vr_state",
@@ -223,6 +231,11 @@ impl Figures {
                 "vrfwd_vr_cloning",
                 "Whether the VR is being cloned to another host.",
                 cloning.collect(),
+            ),
+            counter(
+                "vrfwd_vr_state_changes",
+                "Times the VR entered a state (to active: arrivals; to draining: departures).",
+                entered.collect(),
             ),
         ]
     }
@@ -390,6 +403,7 @@ mod tests {
             state: VrState::Active,
             session: Some(7),
             cloning: false,
+            entered: [2, 1, 1, 0],
         }];
         let batches = crate::control::writer::batch_histogram();
         batches.observe(0.003);
@@ -412,6 +426,8 @@ mod tests {
             "vrfwd_vr_session_up{vr=\"3\"} 1",
             "vrfwd_vr_session_generation{vr=\"3\"} 7",
             "vrfwd_vr_cloning{vr=\"3\"} 0",
+            "vrfwd_vr_state_changes_total{vr=\"3\",to=\"active\"} 2",
+            "vrfwd_vr_state_changes_total{vr=\"3\",to=\"draining\"} 1",
             "# TYPE vrfwd_route_writer_batch_duration_seconds histogram",
             "vrfwd_route_writer_batch_duration_seconds_count 1",
             "vrfwd_route_writer_batch_duration_seconds_bucket{le=\"0.0016\"} 0",

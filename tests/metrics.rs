@@ -154,6 +154,8 @@ fn prometheus_scrapes_the_forwarded_rate_and_promtool_accepts_the_endpoint() {
         Some(0.0),
         "no agent runs here"
     );
+    let arrivals = query("vrfwd_vr_state_changes_total{vr=\"1\",to=\"active\"}");
+    assert_eq!(arrivals, Some(0.0), "VR 1 started active and stayed");
     let batches = query("vrfwd_route_writer_batch_duration_seconds_count");
     assert!(batches >= Some(1.0), "the route add's batch: {batches:?}");
 

@@ -112,6 +112,9 @@ pub struct Vr {
     /// This host is cloning the VR to another (a migration is under way): an
     /// announcement of its MAC on an uplink makes it quiet, not more.
     cloning: AtomicBool,
+    /// How many times the VR entered each state (by `VrState as usize`):
+    /// entries to active are arrivals, entries to draining departures.
+    entered: [AtomicU64; 4],
 }
 
 impl Vr {
@@ -187,9 +190,19 @@ impl Vr {
     /// Moves from `from` to `to`; false if the VR was not in `from` (another lcore
     /// or the control thread got there first).
     pub fn transition(&self, from: VrState, to: VrState) -> bool {
-        self.state
+        let moved = self
+            .state
             .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if moved {
+            self.entered[to as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        moved
+    }
+
+    /// How many times the VR entered `state` since vrfwd started.
+    pub fn times_entered(&self, state: VrState) -> u64 {
+        self.entered[state as usize].load(Ordering::Relaxed)
     }
 
     /// Standby → active from the control side (the guest's agent said hello
@@ -673,6 +686,7 @@ fn build_vr(
         } as u8),
         unannounced: AtomicBool::new(false),
         cloning: AtomicBool::new(false),
+        entered: Default::default(),
     };
     Ok((
         vr,

@@ -242,6 +242,10 @@ mod tests {
             heard_guest(dp, vif, VR1_LAN1_MAC, false),
             Some(Event::Arrived { vr: 0 })
         );
+        // Every change counted once, per state entered (the metrics' cut-overs).
+        let entered = VrState::ALL.map(|s| dp.vrs[0].times_entered(s));
+        assert_eq!(entered, [2, 0, 1, 3], "active, standby, draining, quiet");
+        assert_eq!(dp.vrs[1].times_entered(VrState::Quiet), 0);
     }
 
     #[test]
