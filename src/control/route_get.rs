@@ -1,5 +1,6 @@
 //! `vrfwd ctl route get`: where the fast path sends a packet of a given flow at
-//! this moment, read from the published table as the lcores read it: the
+//! this moment, read from the published table as the lcores read it (and
+//! through the lcores' own choice of a route's path, `lcore::multipath`): the
 //! matching prefix, the next hop (a multipath route's path for that flow, and
 //! the next one whose neighbour resolves when the flow's own does not), the
 //! egress interface and the neighbour's MAC; or why the packet goes to the
@@ -9,6 +10,7 @@
 //! NIC delivers an RSS hash picks paths by that hash instead, which this cannot
 //! know.
 use crate::dataplane::{neighbor6_key, neighbor_key, Flow, NextHop, Vr};
+use crate::lcore::multipath::{self, Path, Route};
 use crate::lpm::DualPair;
 use crate::stats::PuntReason;
 use ipnet::IpNet;
@@ -122,16 +124,16 @@ fn resolve(
     now: u32,
     get: &mut RouteGet,
 ) -> Result<(), PuntReason> {
-    let next_hop = vr.next_hops.get(slot.ok_or(PuntReason::NoRoute)?);
-    let Some(NextHop::Group { group }) = next_hop else {
-        get.next_hop = next_hop.map(|nh| vr.next_hop_name(nh));
-        let mac = neighbor(vr, next_hop, probe.dst, now)?;
-        get.mac = Some(MacAddr::from_u64(mac).to_string());
-        return Ok(());
+    let (group, chosen) = match multipath::route(vr, slot, || probe.flow().hash())? {
+        Route::Multipath(Path { group, path }) => (group, path),
+        Route::One(next_hop) => {
+            get.next_hop = next_hop.map(|nh| vr.next_hop_name(nh));
+            let mac = neighbor(vr, next_hop, probe.dst, now)?;
+            get.mac = Some(MacAddr::from_u64(mac).to_string());
+            return Ok(());
+        }
     };
-    let group = vr.groups.get(group).ok_or(PuntReason::ToRouter)?;
     let n = group.slots().len();
-    let chosen = group.choose(probe.flow().hash());
     get.path = Some((chosen, n));
     get.next_hop = Some(vr.next_hop_name(group.next_hop(chosen)));
     // The flow's own path, else the next that resolves (lcore::multipath).

@@ -28,7 +28,7 @@ mod ipv4;
 mod ipv6;
 mod l2;
 mod migration;
-mod multipath;
+pub(crate) mod multipath;
 mod ndp;
 mod port_security;
 mod punt;
@@ -422,7 +422,9 @@ impl<'a> Worker<'a> {
     }
 
     /// Forwards the candidates of multipath routes by the paths chosen for
-    /// them, `(candidate, path)`. Kept out of the single-path loop's code.
+    /// them, `(candidate, path)` (the path an `Option` only so that the array
+    /// holding them can be initialised). Kept out of the single-path loop's
+    /// code.
     #[inline(never)]
     fn forward_paths(
         &mut self,
@@ -435,8 +437,8 @@ impl<'a> Worker<'a> {
         for &(k, path) in paths {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
-            let route = path.map(Route::Multipath).ok_or(PuntReason::NoRoute);
-            self.forward(p, route, m, now, neighbor, section);
+            let path = path.expect("a chosen path");
+            self.forward(p, Ok(Route::Multipath(path)), m, now, neighbor, section);
         }
     }
 
