@@ -195,7 +195,7 @@ fn run_on(
                     let scrape = || crate::metrics::Scrape {
                         counters: snapshot(),
                         vrs: vr_status(dp, sessions_ref),
-                        batch_seconds: Some(batch_seconds_ref.clone()),
+                        batch_seconds: batch_seconds_ref.clone(),
                     };
                     crate::metrics::serve(&listener, stop_ref, &scrape)
                 })

@@ -30,12 +30,12 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What one scrape reads: the counters, and each VR's state and session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scrape {
     pub counters: Snapshot,
     pub vrs: Vec<VrStatus>,
     /// How long the route writer's batches took.
-    pub batch_seconds: Option<Histogram>,
+    pub batch_seconds: Histogram,
 }
 
 /// A VR's state as the control side sees it.
@@ -363,15 +363,13 @@ impl Collector for Figures {
         self.families()
             .iter()
             .try_for_each(|family| family.encode(&mut encoder))?;
-        if let Some(batches) = &self.0.batch_seconds {
-            let metric = encoder.encode_descriptor(
-                "vrfwd_route_writer_batch_duration",
-                "How long the route writer took from a batch's turn to its publication.",
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?;
-            batches.encode(metric)?;
-        }
+        let metric = encoder.encode_descriptor(
+            "vrfwd_route_writer_batch_duration",
+            "How long the route writer took from a batch's turn to its publication.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        self.0.batch_seconds.encode(metric)?;
         Ok(())
     }
 }
@@ -410,7 +408,7 @@ mod tests {
         let text = encode(Scrape {
             counters: snapshot,
             vrs,
-            batch_seconds: Some(batches),
+            batch_seconds: batches,
         })
         .unwrap();
         for line in [
