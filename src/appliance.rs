@@ -2,11 +2,13 @@
 //! dataplane model, one worker per lcore, the operator socket; on quit, the lcores
 //! stop, buffered packets are sent, and ports and EAL are released in order.
 use crate::config::Config;
+use crate::config::Running;
 use crate::control::ctl::Ctl;
+use crate::control::reconfigure::Reconfigure;
 use crate::control::session::Sessions;
 use crate::control::writer::{Budget, RouteWriter};
 use crate::control::{self, ControlError};
-use crate::dataplane::{BuildError, Clock, Dataplane, VrState};
+use crate::dataplane::{BuildError, Clock, Dataplane, Model, VrState};
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, MempoolSnapshot, Snapshot};
@@ -63,9 +65,17 @@ pub fn eal_args(config: &Config) -> Vec<String> {
     args
 }
 
-/// Runs the appliance until `quit` is set (SIGINT/SIGTERM). Returns the final
-/// counters.
-pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceError> {
+/// What tells the appliance to stop or to reload, and the file it reloads.
+pub struct Signals<'a> {
+    /// Set on SIGINT or SIGTERM.
+    pub quit: &'a AtomicBool,
+    /// Set on SIGHUP: the appliance reloads `file` and clears it.
+    pub reload: &'a AtomicBool,
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Runs the appliance until `signals.quit` is set. Returns the final counters.
+pub fn run(config: &Config, signals: &Signals) -> Result<Snapshot, ApplianceError> {
     // Before the EAL pins this thread to the main lcore's core.
     let control_cores = ControlCores::new(&config.cores);
     let eal = Eal::init(&eal_args(config))?;
@@ -76,7 +86,7 @@ pub fn run(config: &Config, quit: &AtomicBool) -> Result<Snapshot, ApplianceErro
             want: config.cores.len(),
         });
     }
-    let snapshot = run_on(&eal, config, lcores, &control_cores, quit);
+    let snapshot = run_on(&eal, config, lcores, &control_cores, signals);
     drop(eal);
     snapshot
 }
@@ -86,8 +96,9 @@ fn run_on(
     config: &Config,
     lcores: usize,
     control_cores: &ControlCores,
-    quit: &AtomicBool,
+    signals: &Signals,
 ) -> Result<Snapshot, ApplianceError> {
+    let quit = signals.quit;
     let pool = Mempool::new(
         "vrfwd_mbufs",
         config.mempool.mbufs,
@@ -109,37 +120,41 @@ fn run_on(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu))?;
     let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
-    let dp = Arc::new(dp);
+    // Vacant slots for vifs added at run time.
+    let mut ports = ports;
+    ports.resize_with(dp.ports.len(), || None);
+    let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu))?;
     let counters: Vec<LcoreCounters> = (0..lcores)
-        .map(|_| LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len()))
+        .map(|_| LcoreCounters::new(dp.ports.len(), dp.vrs.len(), dp.segments.len()))
         .collect();
+    let writer = RouteWriter::new(&dp, routes, budget(config));
+    let model = Arc::new(Model::new(dp, Arc::clone(&rcu)));
     let access = control::Access::new(config.socket_gid()?);
     let listener = control::bind(&config.socket, access)?;
     let snapshot = || {
         Snapshot::collect(
             &counters,
-            &dp,
+            &model.current(),
             &|p| ports.stats(p),
             MempoolSnapshot {
                 available: pool.available(),
                 in_use: pool.in_use(),
             },
-            dp.clock.seconds(dpdk::tsc()),
+            model.current().clock.seconds(dpdk::tsc()),
         )
     };
     tracing::info!(
         lcores,
-        ports = ports.len(),
-        vrs = dp.vrs.len(),
+        ports = config.topology.ports.len(),
+        vrs = config.topology.vrs.len(),
         "forwarding"
     );
     let stop = AtomicBool::new(false);
     // Unbounded by type, bounded by use: every session and operator connection
     // has at most one command in flight.
     let (to_writer, commands) = crossbeam_channel::unbounded();
-    let sessions = Sessions::new(Arc::clone(&dp), to_writer.clone(), config);
+    let sessions = Sessions::new(Arc::clone(&model), to_writer.clone(), config);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let control_listener = config
         .control
@@ -158,8 +173,20 @@ fn run_on(
             bound.map_err(|source| ApplianceError::Metrics { addr, source })
         })
         .transpose()?;
-    let (dp, snapshot, stop_ref, sessions_ref) = (&*dp, &snapshot, &stop, &sessions);
+    let (model, snapshot, stop_ref, sessions_ref) = (&*model, &snapshot, &stop, &sessions);
     let (ports_ref, pool_ref) = (&ports, &pool);
+    let reconfigure = Reconfigure {
+        model,
+        ports: &ports,
+        pool: &pool,
+        counters: &counters,
+        sessions: &sessions,
+        writer: to_writer.clone(),
+        file: signals.file.clone(),
+        running: std::sync::Mutex::new(Running::new(config)),
+        tx_drain: std::time::Duration::from_micros(config.timers.tx_drain_us.into()),
+    };
+    let reconfigure = &reconfigure;
     // Named, so that an operator (`top -H`) and bench/scale tell them from lcores;
     // a thread that cannot be spawned panics, as `Scope::spawn` does.
     let named = |name: &str| std::thread::Builder::new().name(name.into());
@@ -170,13 +197,7 @@ fn run_on(
         named("route-writer")
             .spawn_scoped(s, move || {
                 control_cores.enter();
-                let budget = Budget {
-                    max_routes: config.control.max_routes_per_vr,
-                    table_memory: config.limits.table_memory_mib << 20,
-                };
-                RouteWriter::new(dp, routes, budget)
-                    .measured(batch_seconds)
-                    .run(commands, stop_ref)
+                writer.measured(batch_seconds).run(commands, stop_ref)
             })
             .expect("spawn the route writer");
         if let Some(listener) = control_listener {
@@ -194,31 +215,39 @@ fn run_on(
                     control_cores.enter();
                     let scrape = || crate::metrics::Scrape {
                         counters: snapshot(),
-                        vrs: vr_status(dp, sessions_ref),
+                        vrs: vr_status(&model.current(), sessions_ref),
                         batch_seconds: batch_seconds_ref.clone(),
                     };
                     crate::metrics::serve(&listener, stop_ref, &scrape)
                 })
                 .expect("spawn the metrics thread");
         }
+        named("reload")
+            .spawn_scoped(s, move || {
+                control_cores.enter();
+                reload_on_signal(reconfigure, signals.reload, stop_ref)
+            })
+            .expect("spawn the reload thread");
         named("operator")
             .spawn_scoped(s, move || {
                 control_cores.enter();
                 let ctl = Ctl {
-                    dp,
+                    model,
                     writer: to_writer,
                     snapshot,
                     sessions: sessions_ref,
                     ports: ports_ref,
                     pool: pool_ref,
                     attach: &config.attach,
+                    reconfigure,
                 };
                 control::serve(&listener, access, stop_ref, &|line| ctl.answer(line))
             })
             .expect("spawn the operator thread");
         let result = eal.run_on_all_lcores(&|index| {
             let mut reader = rcu.reader(index as u32).expect("one RCU reader per lcore");
-            Worker::new(index, dp, &ports, &pool, &counters[index], config).run(quit, &mut reader)
+            Worker::new(index, model, &ports, &pool, &counters[index], config)
+                .run(quit, &mut reader)
         });
         stop.store(true, Ordering::Relaxed);
         let _ = shutdown.send(true);
@@ -232,12 +261,35 @@ fn run_on(
     Ok(last)
 }
 
+/// How often the reload thread looks for SIGHUP.
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reloads the config file each time `reload` is set (SIGHUP), until `stop`.
+fn reload_on_signal(reconfigure: &Reconfigure, reload: &AtomicBool, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            match reconfigure.reload() {
+                Ok(done) => tracing::info!("reloaded: {done}"),
+                Err(e) => tracing::warn!("reload refused: {e}"),
+            }
+        }
+        std::thread::sleep(RELOAD_POLL);
+    }
+}
+
+/// What the route writer lets VRs hold.
+fn budget(config: &Config) -> Budget {
+    Budget {
+        max_routes: config.control.max_routes_per_vr,
+        table_memory: config.limits.table_memory_mib << 20,
+    }
+}
+
 /// Each VR's state, session and migration, for a metrics scrape.
 fn vr_status(dp: &Dataplane, sessions: &Sessions) -> Vec<crate::metrics::VrStatus> {
     let up = sessions.list();
     dp.vrs
         .iter()
-        .enumerate()
         .map(|(v, vr)| crate::metrics::VrStatus {
             id: vr.id,
             state: vr.state(),

@@ -29,7 +29,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the appliance until SIGINT or SIGTERM.
+    /// Run the appliance until SIGINT or SIGTERM; SIGHUP reloads the config's VRs.
     Run {
         #[arg(short, long)]
         config: PathBuf,
@@ -80,7 +80,15 @@ fn main() -> anyhow::Result<()> {
                 signal_hook::flag::register(sig, Arc::clone(&quit))
                     .context("installing signal handlers")?;
             }
-            let last = vrfwd::appliance::run(&cfg, &quit).context("vrfwd")?;
+            let reload = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+                .context("installing signal handlers")?;
+            let signals = vrfwd::appliance::Signals {
+                quit: &quit,
+                reload: &reload,
+                file: Some(std::fs::canonicalize(&config).unwrap_or(config.clone())),
+            };
+            let last = vrfwd::appliance::run(&cfg, &signals).context("vrfwd")?;
             tracing::info!("stopped");
             print!("{}", last.render());
         }

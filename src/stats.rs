@@ -28,6 +28,13 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Back to zero, for a slot taken again: only once its lcore can no
+    /// longer write it (the entity it counted was unpublished), so the one
+    /// writer is never overwritten.
+    fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
 }
 
 macro_rules! reasons {
@@ -171,6 +178,44 @@ impl LcoreCounters {
     }
 }
 
+impl PortCounters {
+    fn all(&self) -> impl Iterator<Item = &Counter> {
+        [
+            &self.rx,
+            &self.tx,
+            &self.tx_dropped,
+            &self.spoofed,
+            &self.flood_limited,
+        ]
+        .into_iter()
+    }
+}
+
+impl VrCounters {
+    fn all(&self) -> impl Iterator<Item = &Counter> {
+        let each = [
+            &self.rx,
+            &self.forwarded,
+            &self.arp_answered,
+            &self.ndp_answered,
+            &self.announcements_ignored,
+        ];
+        each.into_iter().chain(&self.punted)
+    }
+}
+
+impl LcoreCounters {
+    /// Zeroes VR slot `v`'s and port slots `ports`' counters, for a VR taking
+    /// them again: call once no lcore forwards for what held them before (the
+    /// model without it published, and the TX drain deadline passed).
+    pub fn reset(&self, v: usize, ports: &[usize]) {
+        self.vrs[v].all().for_each(Counter::reset);
+        for &p in ports {
+            self.ports[p].all().for_each(Counter::reset);
+        }
+    }
+}
+
 /// Counters summed over lcores, as `vrfwd stats` shows them.
 #[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub struct Snapshot {
@@ -276,7 +321,6 @@ impl Snapshot {
             ports: dp
                 .port_names
                 .iter()
-                .enumerate()
                 .map(|(p, name)| PortSnapshot {
                     name: name.clone(),
                     rx: sum(lcores.iter().map(|l| &l.ports[p].rx)),
@@ -290,7 +334,6 @@ impl Snapshot {
             vrs: dp
                 .vrs
                 .iter()
-                .enumerate()
                 .map(|(v, vr)| VrSnapshot {
                     id: vr.id,
                     name: vr.name.clone(),

@@ -4,9 +4,11 @@
 //! key and the problem named, and nothing after looks a name up again. Owns no
 //! runtime state; `crate::dataplane` builds the running model from it.
 mod builder;
+mod reload;
 mod topology;
 
 pub use builder::{Builder, VrBuilder};
+pub use reload::{Addition, Plan, Running};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -80,6 +82,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Ports, segments and VRs.
     pub topology: Topology,
+    /// The file as written, which a reload compares with the edited one.
+    file: File,
 }
 
 /// The file as written: names not yet resolved.
@@ -122,6 +126,15 @@ fn default_socket() -> PathBuf {
 }
 
 impl Config {
+    /// The places for VRs and for ports: what `[limits]` asks, and never fewer
+    /// than the file lists.
+    pub fn slots(&self) -> (usize, usize) {
+        (
+            self.limits.vr_slots.max(self.topology.vrs.len()),
+            self.limits.port_slots.max(self.topology.ports.len()),
+        )
+    }
+
     /// The group id of `socket_group`: a number, or a name from /etc/group.
     pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
         group_id(self.socket_group.as_deref())
@@ -198,6 +211,11 @@ pub struct HostLimits {
     /// first level holds resident, so widening costs about as much as staying;
     /// lower widens sooner (one-load lookups for mid-size VRs, at ≈ 100 MiB each).
     pub compact_table_kib: usize,
+    /// VRs the host can hold, those added at run time included (never fewer than
+    /// the file lists): each place costs ≈ 0.2 KiB of counters per lcore.
+    pub vr_slots: usize,
+    /// Ports likewise (≈ 0.4 KiB per lcore each: counters and a TX buffer).
+    pub port_slots: usize,
 }
 
 impl Default for HostLimits {
@@ -205,6 +223,8 @@ impl Default for HostLimits {
         HostLimits {
             table_memory_mib: 8192,
             compact_table_kib: 64 << 10,
+            vr_slots: 64,
+            port_slots: 256,
         }
     }
 }
@@ -270,11 +290,12 @@ impl Default for FloodConfig {
 }
 
 impl FloodConfig {
-    /// The limit of a port of role `role`: (frames per second, burst), none if unlimited.
-    pub fn limit(&self, role: PortRole) -> Option<(u32, u32)> {
+    /// The limit of a port of role `role` (none: a vif added at run time):
+    /// (frames per second, burst), none if unlimited.
+    pub fn limit(&self, role: Option<PortRole>) -> Option<(u32, u32)> {
         let (pps, burst) = match role {
-            PortRole::Vif { .. } => (self.vif_pps, self.vif_burst),
-            PortRole::Uplink { .. } => (self.uplink_pps, self.uplink_burst),
+            Some(PortRole::Uplink { .. }) => (self.uplink_pps, self.uplink_burst),
+            Some(PortRole::Vif { .. }) | None => (self.vif_pps, self.vif_burst),
         };
         (pps > 0).then_some((pps, burst.max(1)))
     }
@@ -615,7 +636,14 @@ impl File {
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
         }
+        if self.limits.vr_slots > MAX_VRS || self.limits.port_slots > MAX_PORTS {
+            return Err(invalid(
+                "limits",
+                format!("vr_slots is at most {MAX_VRS}, port_slots at most {MAX_PORTS}"),
+            ));
+        }
         let topology = Topology::resolve(&self.ports, &self.segments, &self.vrs)?;
+        let file = self.clone();
         Ok(Config {
             cores: self.cores,
             eal_args: self.eal_args,
@@ -630,6 +658,7 @@ impl File {
             attach: self.attach,
             metrics: self.metrics,
             topology,
+            file,
         })
     }
 }
@@ -837,14 +866,14 @@ pub(crate) mod tests {
     fn flood_limits_by_role_and_zero_is_none() {
         let c = Config::parse(EXAMPLE).unwrap();
         let (uplink, vif) = (c.topology.ports[0].role, c.topology.ports[1].role);
-        assert_eq!(c.flood.limit(vif), Some((1000, 1000)));
-        assert_eq!(c.flood.limit(uplink), None);
+        assert_eq!(c.flood.limit(Some(vif)), Some((1000, 1000)));
+        assert_eq!(c.flood.limit(Some(uplink)), None);
         let c = Config::parse(&format!(
             "{EXAMPLE}\n[flood]\nvif_pps = 0\nuplink_pps = 50\nuplink_burst = 0"
         ))
         .unwrap();
-        assert_eq!(c.flood.limit(vif), None);
-        assert_eq!(c.flood.limit(uplink), Some((50, 1)));
+        assert_eq!(c.flood.limit(Some(vif)), None);
+        assert_eq!(c.flood.limit(Some(uplink)), Some((50, 1)));
     }
 
     #[test]

@@ -5,12 +5,13 @@ use super::answers::{
     Answer, InterfaceInfo, Message, NeighborInfo, Neighbors, PortInfo, Ports, Routes, SessionList,
     Stats, VrInfo, Vrs,
 };
+use super::reconfigure::{ChangeError, Done, Reconfigure};
 use super::route_get::{Probe, RouteGet};
 use super::session::Sessions;
 use super::writer::{ask_within, Command, RouteEdit};
 use crate::config::AttachConfig;
 use crate::dataplane::{
-    neighbor6_of_key, neighbor_of_key, Dataplane, NextHop, Path, PortRole, Route,
+    neighbor6_of_key, neighbor_of_key, Dataplane, Model, NextHop, Path, PortRole, Route,
 };
 use crate::dpdk::{Mempool, PortTable};
 use crate::stats::Snapshot;
@@ -18,6 +19,7 @@ use crossbeam_channel::Sender;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use vrfwd_wire::MacAddr;
 
 /// The commands, for `help` and errors.
@@ -25,7 +27,8 @@ pub const USAGE: &str = "stats | stats-json | vrs | sessions | routes VR | neigh
 route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) [weight N]... | route del VR PREFIX | \
 route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N] | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
-attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV";
+attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV | \
+vr add ID | vr del VR | reload";
 
 /// The longest an operator command waits for the route writer: it answers
 /// "busy" rather than hang behind other VRs' work.
@@ -33,7 +36,7 @@ const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the operator commands can reach.
 pub struct Ctl<'a> {
-    pub dp: &'a Dataplane,
+    pub model: &'a Model,
     pub writer: Sender<Command>,
     pub snapshot: &'a (dyn Fn() -> Snapshot + Sync),
     pub sessions: &'a std::sync::Arc<Sessions>,
@@ -41,9 +44,16 @@ pub struct Ctl<'a> {
     pub ports: &'a PortTable,
     pub pool: &'a Mempool,
     pub attach: &'a AttachConfig,
+    /// VRs added and removed at run time.
+    pub reconfigure: &'a Reconfigure<'a>,
 }
 
 impl Ctl<'_> {
+    /// The current model.
+    fn dp(&self) -> Arc<Dataplane> {
+        self.model.current()
+    }
+
     /// Answers one command line; `--json` first: as JSON.
     pub fn answer(&self, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -98,6 +108,15 @@ impl Ctl<'_> {
                 Message::boxed(self.attach(vr, mac, netdev, Some(segment))?)
             }
             ["detach", netdev] => Message::boxed(self.detach(netdev)?),
+            ["vr", "add", id] => {
+                let id = id.parse().map_err(|_| format!("{id:?} is not a VR id"))?;
+                Message::boxed(changed(self.reconfigure.add(id))?)
+            }
+            ["vr", "del", vr] => {
+                let id = self.dp().vrs[self.vr(vr)?].id;
+                Message::boxed(changed(self.reconfigure.remove(id))?)
+            }
+            ["reload"] => Message::boxed(changed(self.reconfigure.reload())?),
             ["help"] => Message::boxed(USAGE),
             _ => {
                 let line = words.join(" ");
@@ -110,32 +129,32 @@ impl Ctl<'_> {
     /// A VR by id or by name.
     fn vr(&self, vr: &str) -> Result<usize, String> {
         let id: Option<u32> = vr.parse().ok();
-        self.dp
+        self.dp()
             .vrs
-            .iter()
             .position(|v| Some(v.id) == id || v.name == vr)
             .ok_or_else(|| format!("no VR {vr:?}"))
     }
 
     fn ports(&self) -> Ports {
+        let dp = self.dp();
         let port = |(p, role): (usize, &PortRole)| {
             let role = match *role {
                 PortRole::Uplink { segment } => {
-                    format!("uplink of {}", self.dp.segments[segment].name)
+                    format!("uplink of {}", dp.segments[segment].name)
                 }
                 PortRole::Vif { vr, iface, .. } => {
-                    let v = &self.dp.vrs[vr];
+                    let v = &dp.vrs[vr];
                     format!("vif of {} {}", v.name, v.interfaces[iface].name)
                 }
             };
             PortInfo {
                 port: p,
-                name: self.dp.port_names[p].clone(),
+                name: dp.port_names[p].clone(),
                 role,
                 attached_to: self.ports.attachment(p),
             }
         };
-        Ports(self.dp.ports.iter().enumerate().map(port).collect())
+        Ports(dp.ports.iter().map(port).collect())
     }
 
     /// Attaches kernel netdev `netdev` (a Xen vif, a QEMU tap) as the vif of the
@@ -148,15 +167,17 @@ impl Ctl<'_> {
         netdev: &str,
         segment: Option<&str>,
     ) -> Result<String, String> {
+        // No VR comes or goes meanwhile.
+        let _change = self.model.change();
         let v = self.vr(vr)?;
         let mac: MacAddr = mac.parse().map_err(|_| format!("{mac:?} is not a MAC"))?;
-        let vr = &self.dp.vrs[v];
+        let vr = &self.dp().vrs[v];
         let ifc = vr
             .interfaces
             .iter()
             .find(|i| i.mac == mac)
             .ok_or_else(|| format!("VR {} has no interface with MAC {mac}", vr.name))?;
-        let on = &self.dp.segments[ifc.segment].name;
+        let on = &self.dp().segments[ifc.segment].name;
         if let Some(want) = segment.filter(|s| s != on) {
             return Err(format!(
                 "interface {} of VR {} is on segment {on}, not {want}",
@@ -172,22 +193,24 @@ impl Ctl<'_> {
         tracing::info!(vr = %vr.name, iface = %ifc.name, netdev, "vif attached");
         Ok(format!(
             "attached {netdev} to VR {} interface {} (port {}, segment {on})",
-            vr.name, ifc.name, self.dp.port_names[ifc.vif]
+            vr.name,
+            ifc.name,
+            self.dp().port_names[ifc.vif]
         ))
     }
 
     fn detach(&self, netdev: &str) -> Result<String, String> {
         let port = self.ports.detach(netdev).map_err(|e| e.to_string())?;
-        tracing::info!(netdev, port = %self.dp.port_names[port], "vif detached");
+        tracing::info!(netdev, port = %self.dp().port_names[port], "vif detached");
         Ok(format!(
             "detached {netdev} (port {})",
-            self.dp.port_names[port]
+            self.dp().port_names[port]
         ))
     }
 
     fn vrs(&self) -> Vrs {
-        let now = self.dp.clock.seconds(crate::dpdk::tsc());
-        let vr = |(i, v): (usize, &crate::dataplane::Vr)| VrInfo {
+        let now = self.dp().clock.seconds(crate::dpdk::tsc());
+        let vr = |(i, v): (usize, &Arc<crate::dataplane::Vr>)| VrInfo {
             id: v.id,
             name: v.name.clone(),
             state: v.state().label().to_owned(),
@@ -204,7 +227,7 @@ impl Ctl<'_> {
                 })
                 .collect(),
         };
-        Vrs(self.dp.vrs.iter().enumerate().map(vr).collect())
+        Vrs(self.dp().vrs.iter().map(vr).collect())
     }
 
     fn routes(&self, v: usize) -> Result<Routes, String> {
@@ -218,8 +241,8 @@ impl Ctl<'_> {
     }
 
     fn neighbors(&self, v: usize) -> Neighbors {
-        let vr = &self.dp.vrs[v];
-        let now = self.dp.clock.seconds(crate::dpdk::tsc());
+        let vr = &self.dp().vrs[v];
+        let now = self.dp().clock.seconds(crate::dpdk::tsc());
         let v4 = vr
             .neighbors
             .entries(now)
@@ -274,7 +297,7 @@ impl Ctl<'_> {
         prefix: IpNet,
         words: &'w [&'w str],
     ) -> Result<(Path, &'w [&'w str]), String> {
-        let interfaces = &self.dp.vrs[v].interfaces;
+        let interfaces = &self.dp().vrs[v].interfaces;
         let named = |name: &str| {
             interfaces
                 .iter()
@@ -390,10 +413,17 @@ fn check_netdev(name: &str) -> Result<(), String> {
 }
 
 /// Whether command `words` changes something (a refused one is logged).
+/// What a run-time change did, for the operator.
+fn changed(done: Result<Done, ChangeError>) -> Result<String, String> {
+    done.map(|d| d.to_string()).map_err(|e| e.to_string())
+}
+
 fn changes(words: &[&str]) -> bool {
     matches!(
         words,
-        ["route", "add" | "del", ..] | ["migrate" | "drain" | "attach" | "detach", ..]
+        ["route", "add" | "del", ..]
+            | ["vr", "add" | "del", ..]
+            | ["migrate" | "drain" | "attach" | "detach" | "reload", ..]
     )
 }
 

@@ -55,7 +55,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A clone in progress from this host.
 pub struct Outgoing {
     pub to: SocketAddr,
-    cancel: Arc<Notify>,
+    pub(super) cancel: Arc<Notify>,
 }
 
 /// Why a migration could not start or ended badly.
@@ -103,7 +103,7 @@ impl Sessions {
     /// Starts cloning VR `v` to the host whose route-protocol listener is `to`;
     /// returns once that host holds the VR's whole table in standby.
     pub fn migrate(self: &Arc<Self>, v: usize, to: SocketAddr) -> Result<String, MigrateError> {
-        let vr = &self.dp.vrs[v];
+        let vr = &self.dp().vrs[v];
         let runtime = self.runtime.get().ok_or(MigrateError::NoRuntime)?.clone();
         if self.limits.host_credential.is_none() {
             return Err(MigrateError::NoCredential);
@@ -125,7 +125,7 @@ impl Sessions {
         let sessions = Arc::clone(self);
         runtime.spawn(async move {
             let mut ready = Some(ready);
-            let id = sessions.dp.vrs[v].id;
+            let id = sessions.dp().vrs[v].id;
             match sessions.clone_vr(v, to, &cancel, &mut ready).await {
                 Ok(end) => tracing::info!(vr = id, %to, ?end, "clone ended"),
                 Err(e) => {
@@ -141,7 +141,9 @@ impl Sessions {
                 .is_some_and(|c| Arc::ptr_eq(&c.cancel, &cancel))
             {
                 clones.remove(&v);
-                sessions.dp.vrs[v].set_cloning(false);
+                if let Some(vr) = sessions.dp().vrs.get(v) {
+                    vr.set_cloning(false);
+                }
             }
         });
         answer
@@ -152,7 +154,7 @@ impl Sessions {
     /// Cancels the clone of VR `v` (an aborted migration): the destination removes
     /// its standby; the VR stays active here.
     pub fn cancel_migration(&self, v: usize) -> Result<String, MigrateError> {
-        let id = self.dp.vrs[v].id;
+        let id = self.dp().vrs[v].id;
         let clones = self.clones.lock().expect("clone registry");
         let c = clones.get(&v).ok_or(MigrateError::NotCloning(id))?;
         c.cancel.notify_one();
@@ -164,7 +166,7 @@ impl Sessions {
     /// Draining or standby already: nothing to do (the wrapper runs this after
     /// every migration, usually after the destination's word).
     pub fn drain(&self, v: usize) -> String {
-        let vr = &self.dp.vrs[v];
+        let vr = &self.dp().vrs[v];
         if vr.depart() {
             tracing::info!(
                 vr = vr.id,
@@ -194,7 +196,7 @@ impl Sessions {
         ready: &mut Option<crossbeam_channel::Sender<Result<String, MigrateError>>>,
     ) -> Result<CloneEnd, MigrateError> {
         let io = |source| MigrateError::Io { to, source };
-        let vr = &self.dp.vrs[v];
+        let vr = &self.dp().vrs[v];
         let credential = self
             .limits
             .host_credential
@@ -359,7 +361,7 @@ impl Sessions {
     }
 
     fn now(&self) -> u32 {
-        self.dp.clock.seconds(crate::dpdk::tsc())
+        self.dp().clock.seconds(crate::dpdk::tsc())
     }
 
     /// Watches the VRs' states: takes the lcores' migration events (a VR whose
@@ -369,12 +371,8 @@ impl Sessions {
     pub async fn supervise(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let drain = Duration::from_millis(self.limits.drain_ms.into());
         let quiet = Duration::from_millis(self.limits.quiet_ms.into());
-        let mut seen: Vec<(VrState, Instant)> = self
-            .dp
-            .vrs
-            .iter()
-            .map(|v| (v.state(), Instant::now()))
-            .collect();
+        let slots = self.dp().vrs.len();
+        let mut seen: Vec<(VrState, Instant)> = vec![(VrState::Standby, Instant::now()); slots];
         let mut tick = interval(SUPERVISE_PERIOD);
         let mut lost = 0;
         loop {
@@ -382,20 +380,22 @@ impl Sessions {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            for event in self.dp.events.take() {
-                log_event(&self.dp, event);
+            let dp = self.dp();
+            // (An event of a VR removed since it was queued is dropped.)
+            for event in dp.events.take().filter(|e| dp.vrs.get(e.vr()).is_some()) {
+                log_event(&dp, event);
                 if let VrEvent::Arrived { vr } = event {
                     self.guest_arrived(vr);
                 }
             }
-            if self.dp.events.lost() > lost {
-                lost = self.dp.events.lost();
+            if dp.events.lost() > lost {
+                lost = dp.events.lost();
                 tracing::warn!(
                     lost,
                     "migration events lost: the control thread fell behind"
                 );
             }
-            for (v, vr) in self.dp.vrs.iter().enumerate() {
+            for (v, vr) in dp.vrs.iter() {
                 let state = vr.state();
                 if state != seen[v].0 {
                     tracing::debug!(vr = vr.id, "{} → {}", seen[v].0.label(), state.label());

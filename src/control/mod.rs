@@ -9,6 +9,7 @@
 mod answers;
 pub mod ctl;
 pub mod migrate;
+pub mod reconfigure;
 pub mod route_get;
 pub mod session;
 mod slots;

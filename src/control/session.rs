@@ -25,7 +25,9 @@
 //! slowed down); routes per VR (in the route writer).
 use super::writer::{Command, Reply, RouteEdit, WriteError};
 use crate::config::{Config, ControlConfig};
-use crate::dataplane::{neighbor6_key, neighbor_key, Dataplane, NextHop, Path, Route, VrState};
+use crate::dataplane::{
+    neighbor6_key, neighbor_key, Dataplane, Model, NextHop, Path, Route, VrState,
+};
 use crate::lpm::TableError;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -129,10 +131,9 @@ async fn refuse(
 
 /// What every session shares.
 pub struct Sessions {
-    pub(super) dp: Arc<Dataplane>,
+    model: Arc<Model>,
     pub(super) writer: Sender<Command>,
     pub(super) limits: ControlConfig,
-    credentials: Vec<Option<String>>,
     vrs: Mutex<Vec<VrSession>>,
     /// Open connections by source address.
     sources: Mutex<HashMap<IpAddr, usize>>,
@@ -201,16 +202,11 @@ fn fatal(code: ErrorCode, message: impl Into<String>) -> Reject {
 }
 
 impl Sessions {
-    pub fn new(dp: Arc<Dataplane>, writer: Sender<Command>, config: &Config) -> Arc<Sessions> {
+    pub fn new(model: Arc<Model>, writer: Sender<Command>, config: &Config) -> Arc<Sessions> {
+        let slots = model.current().vrs.len();
         Arc::new(Sessions {
-            vrs: Mutex::new((0..dp.vrs.len()).map(|_| VrSession::default()).collect()),
-            credentials: config
-                .topology
-                .vrs
-                .iter()
-                .map(|v| v.credential.clone())
-                .collect(),
-            dp,
+            vrs: Mutex::new((0..slots).map(|_| VrSession::default()).collect()),
+            model,
             writer,
             limits: config.control.clone(),
             sources: Mutex::new(HashMap::new()),
@@ -221,6 +217,11 @@ impl Sessions {
         })
     }
 
+    /// The current data-plane model.
+    pub(super) fn dp(&self) -> Arc<Dataplane> {
+        self.model.current()
+    }
+
     /// The active sessions.
     pub fn list(&self) -> Vec<SessionInfo> {
         let vrs = self.vrs.lock().expect("session registry");
@@ -228,7 +229,7 @@ impl Sessions {
             .enumerate()
             .filter_map(|(v, s)| {
                 s.active.as_ref().map(|a| SessionInfo {
-                    vr: self.dp.vrs[v].id,
+                    vr: self.dp().vrs[v].id,
                     peer: a.peer.to_string(),
                     generation: a.generation,
                     clone: a.clone,
@@ -317,13 +318,9 @@ impl Sessions {
     fn authenticate(&self, claim: &Claim) -> Result<(usize, bool), Reject> {
         let vr_id = claim.vr;
         let auth_failed = || fatal(ErrorCode::Auth, format!("wrong credential for vr {vr_id}"));
-        let v = self
-            .dp
-            .vrs
-            .iter()
-            .position(|v| v.id == vr_id)
-            .ok_or_else(auth_failed)?;
-        if claim.holds(&self.credentials[v]) {
+        let dp = self.dp();
+        let v = dp.vrs.position(|v| v.id == vr_id).ok_or_else(auth_failed)?;
+        if claim.holds(&dp.vrs[v].credential) {
             Ok((v, false))
         } else if self.limits.peers.contains(&claim.source)
             && claim.holds(&self.limits.host_credential)
@@ -384,7 +381,43 @@ impl Sessions {
     pub(super) async fn remove(&self, v: usize) {
         self.write(move |reply| Command::Withdraw { vr: v, reply })
             .await;
-        self.dp.vrs[v].forget_learned_neighbors(self.dp.clock.seconds(crate::dpdk::tsc()));
+        let dp = self.dp();
+        // (Unless the operator removed the VR from the host meanwhile.)
+        if let Some(vr) = dp.vrs.get(v) {
+            vr.forget_learned_neighbors(dp.clock.seconds(crate::dpdk::tsc()));
+        }
+    }
+
+    /// Ends VR `v`'s session and any clone of it, ahead of the VR's removal
+    /// from the host: waits (up to [`RETIRE_WAIT`]) until the session has let
+    /// go, then starts the slot's record afresh for the next VR in it (a hold
+    /// timer still running finds its epoch gone).
+    pub fn retire(&self, v: usize) {
+        if let Some(c) = self.clones.lock().expect("clone registry").get(&v) {
+            c.cancel.notify_one();
+        }
+        self.end_session(v);
+        let deadline = std::time::Instant::now() + RETIRE_WAIT;
+        let held = || {
+            self.vrs.lock().expect("session registry")[v]
+                .active
+                .is_some()
+        };
+        while held() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut vrs = self.vrs.lock().expect("session registry");
+        if vrs[v].active.is_some() {
+            tracing::warn!(
+                slot = v,
+                "a session did not end in time; its VR is removed anyway"
+            );
+        }
+        let epoch = vrs[v].epoch + 1;
+        vrs[v] = VrSession {
+            epoch,
+            ..VrSession::default()
+        };
     }
 
     /// Sends `command` to the route writer and awaits its answer (the send never
@@ -395,6 +428,9 @@ impl Sessions {
         answer.await.ok()
     }
 }
+
+/// How long [`Sessions::retire`] waits for a session to end.
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
 
 /// One connection.
 struct Session {
@@ -535,7 +571,7 @@ impl Session {
                         if fatal {
                             if let (Some(b), Some(Stanza::Error { code, message, .. })) = (&self.bound, &reply) {
                                 // An authenticated peer's session: the operator wants to know.
-                                tracing::warn!(vr = self.sessions.dp.vrs[b.vr].id, peer = %self.peer, code = code.as_str(), "session ended: {message}");
+                                tracing::warn!(vr = self.sessions.dp().vrs[b.vr].id, peer = %self.peer, code = code.as_str(), "session ended: {message}");
                             }
                             return Ok(());
                         }
@@ -591,12 +627,12 @@ impl Session {
                 | Stanza::Neighbors { .. }
                 | Stanza::SyncBegin { .. }
                 | Stanza::SyncEnd { .. },
-            ) if b.clone && self.sessions.dp.vrs[b.vr].state() != VrState::Standby => {
+            ) if b.clone && self.sessions.dp().vrs[b.vr].state() != VrState::Standby => {
                 // The guest runs here: its own agent speaks for it, and nothing
                 // the source changes from now on (its drain's withdrawal) is the
                 // guest's. Acknowledged, so the source's clone goes on.
                 tracing::info!(
-                    vr = self.sessions.dp.vrs[b.vr].id,
+                    vr = self.sessions.dp().vrs[b.vr].id,
                     "a clone's change after the guest arrived here: ignored"
                 );
                 Ok(true)
@@ -631,7 +667,11 @@ impl Session {
                     .await
                 {
                     Some(Ok(removed)) => {
-                        tracing::info!(vr = self.sessions.dp.vrs[vr].id, removed, "sync complete");
+                        tracing::info!(
+                            vr = self.sessions.dp().vrs[vr].id,
+                            removed,
+                            "sync complete"
+                        );
                         Ok(true)
                     }
                     Some(Err(e)) => Err(write_reject(e)),
@@ -682,7 +722,7 @@ impl Session {
     /// at most once per [`LOG_INTERVAL`] (with how many were left out).
     fn log_refused(&mut self, code: ErrorCode, message: &str) {
         let Some(bound) = &self.bound else { return };
-        let vr = self.sessions.dp.vrs[bound.vr].id;
+        let vr = self.sessions.dp().vrs[bound.vr].id;
         let Some(suppressed) = self.refused.admit(Instant::now()) else {
             return;
         };
@@ -728,7 +768,7 @@ impl Session {
         let (v, clone) = sessions
             .authenticate(&claim)
             .inspect_err(|_| sessions.failed_hello(source))?;
-        let vr = &sessions.dp.vrs[v];
+        let vr = &sessions.dp().vrs[v];
         if clone && vr.state() != VrState::Standby {
             return Err(fatal(
                 ErrorCode::WrongState,
@@ -794,7 +834,7 @@ impl Session {
 
     fn interfaces(&mut self, list: &[vrfwd_proto::Interface]) -> Result<(), Reject> {
         let b = self.bound.as_mut().expect("bound");
-        let vr = &self.sessions.dp.vrs[b.vr];
+        let vr = &self.sessions.dp().vrs[b.vr];
         let mut map = HashMap::new();
         for i in list {
             let iface = vr
@@ -827,7 +867,7 @@ impl Session {
     /// lie on the subnet or link of the VR's interface `iface`.
     fn reaches(&self, iface: usize, addr: IpAddr, interface: &str) -> Result<(), Reject> {
         let b = self.bound.as_ref().expect("bound");
-        if self.sessions.dp.vrs[b.vr].interfaces[iface].reaches(addr) {
+        if self.sessions.dp().vrs[b.vr].interfaces[iface].reaches(addr) {
             Ok(())
         } else {
             Err(reject(
@@ -886,7 +926,7 @@ impl Session {
 
     fn neighbors(&self, ops: &[NeighborOp]) -> Result<(), Reject> {
         let b = self.bound.as_ref().expect("bound");
-        let vr = &self.sessions.dp.vrs[b.vr];
+        let vr = &self.sessions.dp().vrs[b.vr];
         // Validate all first: the stanza applies whole or not at all.
         let checked = ops
             .iter()
@@ -905,7 +945,7 @@ impl Session {
                 }
             })
             .collect::<Result<Vec<_>, Reject>>()?;
-        let now = self.sessions.dp.clock.seconds(crate::dpdk::tsc());
+        let now = self.sessions.dp().clock.seconds(crate::dpdk::tsc());
         for (iface, address, mac) in checked {
             match (address, mac) {
                 (IpAddr::V4(a), Some(mac)) => {
@@ -935,15 +975,18 @@ impl Session {
         state.epoch += 1;
         let epoch = state.epoch;
         let (sessions, vr) = (Arc::clone(&self.sessions), b.vr);
-        if b.clone && sessions.dp.vrs[vr].state() == VrState::Standby {
+        if b.clone && sessions.dp().vrs[vr].state() == VrState::Standby {
             // The migration ended before the guest arrived: nothing stays here.
-            tracing::info!(vr = sessions.dp.vrs[vr].id, "clone ended: standby removed");
+            tracing::info!(
+                vr = sessions.dp().vrs[vr].id,
+                "clone ended: standby removed"
+            );
             tokio::spawn(async move { sessions.remove(vr).await });
             return;
         }
         let hold = Duration::from_secs(sessions.limits.hold_time_s.into());
         tracing::info!(
-            vr = sessions.dp.vrs[vr].id,
+            vr = sessions.dp().vrs[vr].id,
             hold_s = hold.as_secs(),
             "session down: forwarding with stale routes"
         );
@@ -952,7 +995,7 @@ impl Session {
             let expired = sessions.vrs.lock().expect("session registry")[vr].epoch == epoch;
             if expired {
                 tracing::warn!(
-                    vr = sessions.dp.vrs[vr].id,
+                    vr = sessions.dp().vrs[vr].id,
                     "hold time over: fast path withdrawn"
                 );
                 sessions
@@ -974,6 +1017,7 @@ fn write_reject(e: WriteError) -> Reject {
         | WriteError::Memory(_) => ErrorCode::Limit,
         WriteError::Paths(_) => ErrorCode::InvalidStanza,
         WriteError::NotSyncing => ErrorCode::Sequence,
+        WriteError::Gone => ErrorCode::WrongState,
     };
     reject(code, e.to_string())
 }

@@ -16,8 +16,9 @@
 //! queues are bounded by the number of sessions and operator connections.
 use super::route_get::{self, Probe, RouteGet};
 use super::slots::{self, Delta, Slots};
+use crate::dataplane::Slots as Places;
 use crate::dataplane::WIDE_MAX_GROUPS;
-use crate::dataplane::{Dataplane, EcmpError, NextHop, Route, VrRoutes};
+use crate::dataplane::{Clock, Dataplane, EcmpError, NextHop, Route, Vr, VrRoutes};
 use crate::lpm::{
     validate, Address, Batch, Change, DualPair, Refused, Rib, Staged, Stride, TableError,
 };
@@ -28,6 +29,7 @@ use rustc_hash::FxHashSet;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Table entries one VR may write in a turn before the next VR with work gets
@@ -110,6 +112,9 @@ pub enum WriteError {
     /// `sync-end` without `sync-begin`.
     #[error("no sync in progress")]
     NotSyncing,
+    /// The VR was removed from the host while the batch was under way.
+    #[error("the VR was removed")]
+    Gone,
 }
 
 /// A route as the operator sees it.
@@ -169,6 +174,17 @@ pub enum Command {
         probe: Probe,
         reply: Reply<RouteGet>,
     },
+    /// Take the routes of `vr`, a VR added at run time in vacant slot `slot`;
+    /// refused (the VR stays out) if its tables would pass the host's budget.
+    AddVr {
+        slot: usize,
+        vr: Arc<Vr>,
+        routes: Box<VrRoutes>,
+        reply: Reply<Result<(), WriteError>>,
+    },
+    /// Drop VR `vr`'s routes and everything queued for it (a VR removed at
+    /// run time, whose session has ended).
+    RemoveVr { vr: usize, reply: Reply<()> },
 }
 
 impl Command {
@@ -180,7 +196,9 @@ impl Command {
             | Command::Withdraw { vr, .. }
             | Command::Subscribe { vr, .. }
             | Command::List { vr, .. }
-            | Command::Get { vr, .. } => *vr,
+            | Command::Get { vr, .. }
+            | Command::RemoveVr { vr, .. } => *vr,
+            Command::AddVr { slot, .. } => *slot,
         }
     }
 }
@@ -240,6 +258,8 @@ fn adds<A: Address>(rib: &Rib<A>) -> impl Iterator<Item = Change<A>> + '_ {
 }
 
 struct VrState {
+    /// The VR itself, whose tables the writer publishes.
+    vr: Arc<Vr>,
     routes: VrRoutes,
     /// The prefixes of vrfwd's own routes (`routes.system`), which sessions,
     /// syncs and feeds leave alone.
@@ -258,6 +278,24 @@ struct VrState {
     scheduled: bool,
     /// The table memory this VR is accounted for (its pair, settled).
     memory: usize,
+}
+
+impl VrState {
+    fn new(vr: Arc<Vr>, routes: VrRoutes, lcores: usize) -> VrState {
+        VrState {
+            own: Prefixes::of(&routes.system),
+            memory: routes.tables.settled_memory_bytes(),
+            slots: Slots::new(&routes.system, &vr.next_hops, &vr.groups, lcores),
+            vr,
+            routes,
+            marked: None,
+            withdrawn: false,
+            feed: None,
+            queue: VecDeque::new(),
+            job: None,
+            scheduled: false,
+        }
+    }
 }
 
 /// A batch staged a quantum at a time, published whole when complete.
@@ -304,9 +342,11 @@ struct Feed {
 }
 
 /// The writer and everything it owns.
-pub struct RouteWriter<'a> {
-    dp: &'a Dataplane,
-    vrs: Vec<VrState>,
+pub struct RouteWriter {
+    clock: Clock,
+    lcores: usize,
+    /// By VR slot.
+    vrs: Places<VrState>,
     /// VRs with work, in turn order.
     ready: VecDeque<usize>,
     /// Routes a VR may hold, staged ones included.
@@ -335,27 +375,16 @@ pub struct Budget {
     pub table_memory: usize,
 }
 
-impl<'a> RouteWriter<'a> {
-    pub fn new(dp: &'a Dataplane, routes: Vec<VrRoutes>, budget: Budget) -> Self {
-        let vrs: Vec<VrState> = routes
-            .into_iter()
-            .zip(&dp.vrs)
-            .map(|(routes, vr)| VrState {
-                own: Prefixes::of(&routes.system),
-                memory: routes.tables.settled_memory_bytes(),
-                slots: Slots::new(&routes.system, &vr.next_hops, &vr.groups, dp.lcores),
-                routes,
-                marked: None,
-                withdrawn: false,
-                feed: None,
-                queue: VecDeque::new(),
-                job: None,
-                scheduled: false,
-            })
-            .collect();
+impl RouteWriter {
+    /// The writer of `dp`'s VRs, whose routes (by slot) it owns from now on.
+    pub fn new(dp: &Dataplane, routes: Vec<VrRoutes>, budget: Budget) -> Self {
+        let vrs = (dp.vrs.values().zip(routes))
+            .map(|(vr, routes)| VrState::new(Arc::clone(vr), routes, dp.lcores));
+        let vrs = Places::new(vrs, dp.vrs.len());
         RouteWriter {
-            dp,
-            memory_used: vrs.iter().map(|v| v.memory).sum(),
+            clock: dp.clock,
+            lcores: dp.lcores,
+            memory_used: vrs.values().map(|v| v.memory).sum(),
             vrs,
             ready: VecDeque::new(),
             max_routes: budget.max_routes,
@@ -415,12 +444,50 @@ impl<'a> RouteWriter<'a> {
     }
 
     fn enqueue(&mut self, command: Command) {
+        let command = match command {
+            Command::AddVr {
+                slot,
+                vr,
+                routes,
+                reply,
+            } => return drop(reply.send(self.add_vr(slot, vr, *routes))),
+            Command::RemoveVr { vr, reply } => {
+                self.remove_vr(vr);
+                let _ = reply.send(());
+                return;
+            }
+            other => other,
+        };
         let v = command.vr();
         let Some(state) = self.vrs.get_mut(v) else {
             return; // no such VR: the reply is dropped, the requester sees an error
         };
         state.queue.push_back(command);
         self.schedule(v);
+    }
+
+    /// Takes VR `vr`'s routes in vacant slot `slot`, within the host's budget.
+    fn add_vr(&mut self, slot: usize, vr: Arc<Vr>, routes: VrRoutes) -> Result<(), WriteError> {
+        let state = VrState::new(vr, routes, self.lcores);
+        if self.memory_used + state.memory > self.memory_budget {
+            return Err(WriteError::Memory(self.memory_budget >> 20));
+        }
+        self.memory_used += state.memory;
+        let filled = self.vrs.fill(slot, state);
+        assert!(filled, "the model gave a vacant slot");
+        Ok(())
+    }
+
+    /// Drops VR `v`'s routes, its queued commands (their requesters see the
+    /// writer gone) and its turn.
+    fn remove_vr(&mut self, v: usize) {
+        if let Some(state) = self.vrs.take(v) {
+            self.memory_used -= state.memory;
+            self.ready.retain(|&r| r != v);
+            if let Some(job) = state.job {
+                job.done.fail(WriteError::Gone);
+            }
+        }
     }
 
     fn schedule(&mut self, v: usize) {
@@ -519,10 +586,13 @@ impl<'a> RouteWriter<'a> {
             Command::List { reply, .. } => {
                 let _ = reply.send(self.list(v));
             }
+            Command::AddVr { .. } | Command::RemoveVr { .. } => {
+                unreachable!("enqueue serves them at once")
+            }
             Command::Get { probe, reply, .. } => {
-                let now = self.dp.clock.seconds(crate::dpdk::tsc());
+                let now = self.clock.seconds(crate::dpdk::tsc());
                 let tables = &self.vrs[v].routes.tables;
-                let _ = reply.send(route_get::answer(&self.dp.vrs[v], tables, &probe, now));
+                let _ = reply.send(route_get::answer(&self.vrs[v].vr, tables, &probe, now));
             }
         }
     }
@@ -542,7 +612,7 @@ impl<'a> RouteWriter<'a> {
 
     /// Refuses VR `v`'s job (nothing of it is staged any more) with `e`.
     fn refuse(&mut self, v: usize, job: Job, e: WriteError) {
-        let vr = &self.dp.vrs[v];
+        let vr = Arc::clone(&self.vrs[v].vr);
         self.vrs[v]
             .slots
             .release(&vr.next_hops, &vr.groups, &job.fresh);
@@ -553,6 +623,7 @@ impl<'a> RouteWriter<'a> {
     fn advance(&mut self, v: usize, budget: u64) {
         // Whether the host has room for this VR's tables to widen, if they must.
         let wide_fits = self.fits(v, wide_pair_bytes() + self.vrs[v].memory);
+        let id = self.vrs[v].vr.id;
         let state = &mut self.vrs[v];
         let job = state.job.as_mut().expect("a job");
         let tables = &mut state.routes.tables;
@@ -580,10 +651,7 @@ impl<'a> RouteWriter<'a> {
             Err(Refused::V4(TableError::Full(_))) if compact && wide_fits => {
                 match tables.v4.widened(WIDE_MAX_GROUPS) {
                     Ok(wide) => {
-                        tracing::info!(
-                            vr = self.dp.vrs[v].id,
-                            "route table widened to a 2^24 first level"
-                        );
+                        tracing::info!(vr = id, "route table widened to a 2^24 first level");
                         tables.v4 = wide;
                         job.mark.v4 = tables.v4.mark();
                         job.staged.v4 = 0;
@@ -648,7 +716,7 @@ impl<'a> RouteWriter<'a> {
         let mut fresh = Vec::new();
         let changes = self.changes_allocating(v, edits, &mut fresh);
         if changes.is_err() {
-            let vr = &self.dp.vrs[v];
+            let vr = Arc::clone(&self.vrs[v].vr);
             self.vrs[v].slots.release(&vr.next_hops, &vr.groups, &fresh);
         }
         changes.map(|c| (c, fresh))
@@ -660,7 +728,8 @@ impl<'a> RouteWriter<'a> {
         edits: &[RouteEdit],
         fresh: &mut Vec<u32>,
     ) -> Result<Batch, WriteError> {
-        let (next_hops, groups) = (&self.dp.vrs[v].next_hops, &self.dp.vrs[v].groups);
+        let vr = Arc::clone(&self.vrs[v].vr);
+        let (next_hops, groups) = (&vr.next_hops, &vr.groups);
         let VrState {
             own, slots, routes, ..
         } = &mut self.vrs[v];
@@ -680,7 +749,7 @@ impl<'a> RouteWriter<'a> {
             let prefix = e.prefix();
             if own.contains(prefix) {
                 if let RouteEdit::Delete { .. } = e {
-                    tracing::warn!(vr = self.dp.vrs[v].id, %prefix, "delete of vrfwd's own route ignored");
+                    tracing::warn!(vr = vr.id, %prefix, "delete of vrfwd's own route ignored");
                 }
                 continue;
             }
@@ -729,7 +798,7 @@ impl<'a> RouteWriter<'a> {
 
     /// Publishes what VR `v` has staged and feeds its subscriber.
     fn publish_staged(&mut self, v: usize) {
-        let vr = &self.dp.vrs[v];
+        let vr = Arc::clone(&self.vrs[v].vr);
         let tables = &mut self.vrs[v].routes.tables;
         tables.publish_staged(
             |fib| drop(vr.fib.replace(fib)),
@@ -754,7 +823,7 @@ impl<'a> RouteWriter<'a> {
         }
         let feed = self.vrs[v].feed.as_ref().expect("checked above");
         if let Err(e) = feed.to.try_send(edits) {
-            tracing::warn!(vr = self.dp.vrs[v].id, "route feed dropped: {e}");
+            tracing::warn!(vr = self.vrs[v].vr.id, "route feed dropped: {e}");
             self.vrs[v].feed = None;
         }
     }
@@ -785,7 +854,7 @@ impl<'a> RouteWriter<'a> {
     /// The route that next-hop slot `slot` of VR `v` stands for (None: local
     /// delivery, or an empty slot).
     fn route(&self, v: usize, slot: u32) -> Option<Route> {
-        let vr = &self.dp.vrs[v];
+        let vr = Arc::clone(&self.vrs[v].vr);
         match vr.next_hops.get(slot)? {
             NextHop::Local => None,
             NextHop::Group { group } => {
@@ -797,7 +866,7 @@ impl<'a> RouteWriter<'a> {
     }
 
     fn list(&self, v: usize) -> Vec<RouteInfo> {
-        let vr = &self.dp.vrs[v];
+        let vr = Arc::clone(&self.vrs[v].vr);
         let name = |nh: Option<NextHop>| nh.map_or("?".into(), |nh| vr.next_hop_name(nh));
         let info = |prefix: String, nh: u32| match vr.next_hops.get(nh) {
             Some(NextHop::Group { group }) => {
@@ -941,6 +1010,60 @@ mod tests {
             edits,
             reply,
         })
+    }
+
+    #[test]
+    fn a_vr_added_at_run_time_is_served_and_a_removed_one_forgotten() {
+        let (dp, _rcu, routes) = setup();
+        let mut w = RouteWriter::new(&dp, routes, BUDGET);
+        let used = w.memory_used;
+        // VR 1 again, as a second VR in slot 3.
+        let mut vc = Config::parse(crate::config::tests::EXAMPLE)
+            .unwrap()
+            .topology
+            .vrs[0]
+            .clone();
+        vc.interfaces[0].vif = 7;
+        let (next, routes) = dp.without_vr(0).with_vr(3, &vc, &["vif7".into()]).unwrap();
+        let vr = Arc::clone(&next.vrs[3]);
+        let routes = Box::new(routes);
+        let added = ask(&mut w, |reply| Command::AddVr {
+            slot: 3,
+            vr,
+            routes,
+            reply,
+        });
+        assert!(added.is_ok());
+        assert!(w.memory_used > used, "its tables are accounted");
+        let listed = ask(&mut w, |reply| Command::List { vr: 3, reply });
+        assert!(listed.iter().any(|r| r.prefix == "10.9.0.0/16"));
+        ask(&mut w, |reply| Command::RemoveVr { vr: 3, reply });
+        assert_eq!(w.memory_used, used, "and released");
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        w.handle(Command::List { vr: 3, reply });
+        assert!(
+            answer.try_recv().is_err(),
+            "nothing answers for a removed VR"
+        );
+
+        // A VR whose tables would pass the host's budget stays out.
+        let tight = Budget {
+            table_memory: used,
+            ..BUDGET
+        };
+        let (dp, _rcu, routes) = setup();
+        let mut w = RouteWriter::new(&dp, routes, tight);
+        let (next, routes) = dp.without_vr(0).with_vr(3, &vc, &["vif7".into()]).unwrap();
+        let vr = Arc::clone(&next.vrs[3]);
+        let routes = Box::new(routes);
+        let added = ask(&mut w, |reply| Command::AddVr {
+            slot: 3,
+            vr,
+            routes,
+            reply,
+        });
+        assert!(matches!(added, Err(WriteError::Memory(_))), "{added:?}");
+        assert_eq!(w.memory_used, used);
     }
 
     /// The example with compact tables of 4096 groups (the default is 2^20).

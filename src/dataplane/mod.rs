@@ -1,24 +1,30 @@
 //! The running model every lcore reads: ports and their roles, segments (L2
 //! domains: an uplink and the vifs of the VR interfaces on it, every MAC behind
 //! a vif known from the config), and VRs (interfaces, route table, next hops,
-//! neighbours). Built once from the config's resolved topology; afterwards only
-//! atomics in it change (tables, VR states, neighbour learning, the migration
-//! events queue), so lcores share it by `&`.
+//! neighbours). Built from the config's resolved topology; within one model
+//! only atomics change (tables, VR states, neighbour learning, the migration
+//! events queue), so lcores share it by `&`. A VR added or removed at run time
+//! makes a new model ([`Dataplane::with_vr`], [`Dataplane::without_vr`]) that
+//! shares every other VR, published under RCU by [`Model`].
 mod cache;
 mod ecmp;
 mod group;
 mod macindex;
+mod model;
 mod nexthop;
+mod slots;
 
 pub use cache::{AgeingCache, CacheKey, Learned, STATIC};
 pub use ecmp::{from_rss, Buckets, EcmpError, Flow, BUCKETS, MAX_PATHS};
 pub use group::{Full, Group, Groups, Path, Route, RouteError};
 use macindex::MacIndex;
+pub use model::Model;
 pub use nexthop::{NextHop, NextHops};
+pub use slots::Slots;
 
 pub use crate::config::{Interface, PortRole};
 
-use crate::config::{Config, StaticPath, StaticRoute, TableSize, Topology};
+use crate::config::{Config, StaticPath, StaticRoute, TableSize};
 use crate::dpdk::{Rcu, RcuCell};
 use crate::lpm::{Batch, Change, DualPair, Fib, Stride, TableError, TablePair};
 use ipnet::IpNet;
@@ -92,6 +98,8 @@ impl VrState {
 pub struct Vr {
     pub id: u32,
     pub name: String,
+    /// What its guest's agent proves in its hello (none: no agent may connect).
+    pub credential: Option<String>,
     pub interfaces: Vec<Interface>,
     /// The published route table (swapped by the route writer under RCU).
     pub fib: RcuCell<Fib>,
@@ -283,8 +291,9 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Segment `s` of `topology` with `members`, its VR interfaces in config order.
-    fn new(topology: &Topology, s: usize, members: Vec<(VrMac, &Interface)>) -> Segment {
+    /// Segment `name` with uplink port `uplink` and `members`, its VR interfaces
+    /// in slot and interface order.
+    fn new(name: String, uplink: usize, members: Vec<(VrMac, &Interface)>) -> Segment {
         let mut by_address: FxHashMap<IpAddr, Vec<VrMac>> = FxHashMap::default();
         let mut extra_macs: FxHashMap<MacAddr, Vec<usize>> = FxHashMap::default();
         for &(vm, ifc) in &members {
@@ -302,9 +311,8 @@ impl Segment {
             }
         }
         let vr_macs: Vec<VrMac> = members.into_iter().map(|(vm, _)| vm).collect();
-        let uplink = topology.segments[s].uplink;
         Segment {
-            name: topology.segments[s].name.clone(),
+            name,
             uplink,
             ports: std::iter::once(uplink)
                 .chain(vr_macs.iter().map(|vm| vm.vif))
@@ -345,6 +353,15 @@ pub enum VrEvent {
     /// The VR's MAC was announced on an uplink while it is being cloned: quiet,
     /// until the authenticated word (drain) or `control.quiet_ms` (active again).
     Quieted { vr: usize },
+}
+
+impl VrEvent {
+    /// The slot of the VR it concerns.
+    pub fn vr(self) -> usize {
+        match self {
+            VrEvent::Arrived { vr } | VrEvent::Quieted { vr } => vr,
+        }
+    }
 }
 
 /// Events queued before the control side takes them.
@@ -413,17 +430,28 @@ impl Clock {
     }
 }
 
-/// Everything the lcores share.
+/// Everything the lcores share: one published model.
 pub struct Dataplane {
-    pub port_names: Vec<String>,
-    pub ports: Vec<PortRole>,
+    /// Each port slot's name (vacant: a slot for a port added at run time).
+    pub port_names: Slots<String>,
+    pub ports: Slots<PortRole>,
     pub segments: Vec<Segment>,
-    pub vrs: Vec<Vr>,
+    pub vrs: Slots<Arc<Vr>>,
     pub clock: Clock,
-    /// Migration events from the lcores to the control side.
-    pub events: Events,
+    /// Migration events from the lcores to the control side (one queue for
+    /// every model).
+    pub events: Arc<Events>,
     /// Forwarding lcores (rows of per-lcore counters kept outside them).
     pub lcores: usize,
+    /// What a VR added at run time is built with.
+    settings: Arc<VrSettings>,
+}
+
+/// The config's settings every VR is built with.
+struct VrSettings {
+    compact_groups: u32,
+    neighbor_timeout: u32,
+    rcu: Arc<Rcu>,
 }
 
 /// A VR could not be built from the config.
@@ -461,17 +489,48 @@ impl Dataplane {
     }
 
     /// Builds the model from a validated config, its route tables published under
-    /// `rcu`. Returns it with each VR's routes (index = VR index), which the route
-    /// writer owns from then on.
+    /// `rcu`, with room for `config.limits.vr_slots` VRs and
+    /// `config.limits.port_slots` ports. Returns it with each VR's routes (index
+    /// = VR slot), which the route writer owns from then on.
     pub fn build(
         config: &Config,
         clock: Clock,
         rcu: &Arc<Rcu>,
     ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
         let topology = &config.topology;
-        // Each segment's VR interfaces, in one pass over the VRs.
-        let mut members = vec![Vec::new(); topology.segments.len()];
-        for (v, vr) in topology.vrs.iter().enumerate() {
+        let settings = Arc::new(VrSettings {
+            compact_groups: config.limits.compact_groups(),
+            neighbor_timeout: config.timers.neighbor_timeout_s,
+            rcu: Arc::clone(rcu),
+        });
+        let mut vrs = Vec::with_capacity(topology.vrs.len());
+        let mut tables = Vec::with_capacity(topology.vrs.len());
+        for vc in &topology.vrs {
+            let (vr, table) = build_vr(vc, &settings, config.cores.len())
+                .map_err(|source| BuildError { vr: vc.id, source })?;
+            vrs.push(Arc::new(vr));
+            tables.push(table);
+        }
+        let (vr_slots, port_slots) = config.slots();
+        let dp = Dataplane {
+            port_names: Slots::new(topology.ports.iter().map(|p| p.name.clone()), port_slots),
+            ports: Slots::new(topology.ports.iter().map(|p| p.role), port_slots),
+            segments: (topology.segments.iter())
+                .map(|s| Segment::new(s.name.clone(), s.uplink, Vec::new()))
+                .collect(),
+            vrs: Slots::new(vrs, vr_slots),
+            clock,
+            events: Arc::new(Events::new()),
+            lcores: config.cores.len(),
+            settings,
+        };
+        Ok((dp.with_segments(), tables))
+    }
+
+    /// This model with its segments' members made anew from its VRs.
+    fn with_segments(self) -> Dataplane {
+        let mut members: Vec<Vec<(VrMac, &Interface)>> = vec![Vec::new(); self.segments.len()];
+        for (v, vr) in self.vrs.iter() {
             for (i, ifc) in vr.interfaces.iter().enumerate() {
                 let vm = VrMac {
                     mac: ifc.mac.to_u64(),
@@ -482,31 +541,79 @@ impl Dataplane {
                 members[ifc.segment].push((vm, ifc));
             }
         }
-        let segments = members
-            .into_iter()
-            .enumerate()
-            .map(|(s, m)| Segment::new(topology, s, m))
+        let segments = (self.segments.iter().zip(members))
+            .map(|(seg, m)| Segment::new(seg.name.clone(), seg.uplink, m))
             .collect();
-        let mut vrs = Vec::with_capacity(topology.vrs.len());
-        let mut tables = Vec::with_capacity(topology.vrs.len());
-        let compact_groups = config.limits.compact_groups();
-        for vc in &topology.vrs {
-            let timeout = config.timers.neighbor_timeout_s;
-            let (vr, table) = build_vr(vc, compact_groups, timeout, config.cores.len(), rcu)
-                .map_err(|source| BuildError { vr: vc.id, source })?;
-            vrs.push(vr);
-            tables.push(table);
-        }
-        let dp = Dataplane {
-            port_names: topology.ports.iter().map(|p| p.name.clone()).collect(),
-            ports: topology.ports.iter().map(|p| p.role).collect(),
-            segments,
+        Dataplane { segments, ..self }
+    }
+
+    /// A copy of this model sharing its VRs, its ports and VRs as `f` changes
+    /// them, its segments made anew.
+    fn changed(
+        &self,
+        f: impl FnOnce(&mut Slots<String>, &mut Slots<PortRole>, &mut Slots<Arc<Vr>>),
+    ) -> Dataplane {
+        let (mut names, mut roles, mut vrs) = (
+            self.port_names.clone(),
+            self.ports.clone(),
+            self.vrs.clone(),
+        );
+        f(&mut names, &mut roles, &mut vrs);
+        Dataplane {
+            port_names: names,
+            ports: roles,
+            segments: self
+                .segments
+                .iter()
+                .map(|s| Segment::new(s.name.clone(), s.uplink, Vec::new()))
+                .collect(),
             vrs,
-            clock,
-            events: Events::new(),
-            lcores: config.cores.len(),
-        };
-        Ok((dp, tables))
+            clock: self.clock,
+            events: Arc::clone(&self.events),
+            lcores: self.lcores,
+            settings: Arc::clone(&self.settings),
+        }
+        .with_segments()
+    }
+
+    /// This model with VR `vc` in vacant slot `slot` and its vifs in the
+    /// vacant port slots its interfaces name (`vc` resolved against this
+    /// model: [`crate::config::Addition`]). Returns it with the VR's routes.
+    pub fn with_vr(
+        &self,
+        slot: usize,
+        vc: &crate::config::Vr,
+        vif_names: &[String],
+    ) -> Result<(Dataplane, VrRoutes), BuildError> {
+        let (vr, routes) = build_vr(vc, &self.settings, self.lcores)
+            .map_err(|source| BuildError { vr: vc.id, source })?;
+        let dp = self.changed(|names, roles, vrs| {
+            for (i, (ifc, name)) in vc.interfaces.iter().zip(vif_names).enumerate() {
+                let role = PortRole::Vif {
+                    segment: ifc.segment,
+                    vr: slot,
+                    iface: i,
+                };
+                assert!(
+                    names.fill(ifc.vif, name.clone()) && roles.fill(ifc.vif, role),
+                    "a vacant port slot"
+                );
+            }
+            assert!(vrs.fill(slot, Arc::new(vr)), "a vacant VR slot");
+        });
+        Ok((dp, routes))
+    }
+
+    /// This model without the VR in slot `slot` and its vifs.
+    pub fn without_vr(&self, slot: usize) -> Dataplane {
+        self.changed(|names, roles, vrs| {
+            if let Some(vr) = vrs.take(slot) {
+                for ifc in &vr.interfaces {
+                    names.take(ifc.vif);
+                    roles.take(ifc.vif);
+                }
+            }
+        })
     }
 }
 
@@ -602,11 +709,14 @@ fn static_next_hop(
 /// and neighbours.
 fn build_vr(
     vc: &crate::config::Vr,
-    compact_groups: u32,
-    neighbor_timeout: u32,
+    settings: &VrSettings,
     lcores: usize,
-    rcu: &Arc<Rcu>,
 ) -> Result<(Vr, VrRoutes), VrError> {
+    let (compact_groups, neighbor_timeout, rcu) = (
+        settings.compact_groups,
+        settings.neighbor_timeout,
+        &settings.rcu,
+    );
     let next_hops = NextHops::new(NEXT_HOP_SLOTS, vc.interfaces.len());
     let local = next_hops.index_of(NextHop::Local).expect("reserved");
     let add = |net: u32, len: u8, next_hop: u32| Change::Add { net, len, next_hop };
@@ -671,6 +781,7 @@ fn build_vr(
     let vr = Vr {
         id: vc.id,
         name: vc.name.clone(),
+        credential: vc.credential.clone(),
         interfaces: vc.interfaces.clone(),
         fib: RcuCell::new(Arc::clone(tables.v4.fib()), Arc::clone(rcu)),
         fib6: RcuCell::new(Arc::clone(tables.v6.fib()), Arc::clone(rcu)),

@@ -507,13 +507,29 @@ impl PortTable {
         device: &str,
         pool: &Mempool,
     ) -> Result<(), AttachError> {
+        self.plug(index, device, Some(netdev.to_owned()), pool)
+    }
+
+    /// Plugs `device` (a `--vdev` string from the config of a VR added at run
+    /// time) as slot `index`, which lcores poll from their next loop.
+    pub fn start(&self, index: usize, device: &str, pool: &Mempool) -> Result<(), AttachError> {
+        self.plug(index, device, None, pool)
+    }
+
+    fn plug(
+        &self,
+        index: usize,
+        device: &str,
+        netdev: Option<String>,
+        pool: &Mempool,
+    ) -> Result<(), AttachError> {
         let mut owned = self.lock();
         Self::vacant(&owned, index)?;
         let port = Port::plug(device, self.queues, pool)?;
         let id = port.id;
         owned[index] = Some(Owned {
             device: Device::Port(port),
-            netdev: Some(netdev.to_owned()),
+            netdev,
         });
         let _ = self.slots[index].replace(Arc::new(Slot::Dpdk(id)));
         self.republish_polled(&owned);
@@ -571,10 +587,26 @@ impl PortTable {
             .iter()
             .position(|o| o.as_ref().and_then(|o| o.netdev.as_deref()) == Some(netdev))
             .ok_or_else(|| AttachError::NotAttached(netdev.to_owned()))?;
+        self.empty(&mut owned, index);
+        Ok(index)
+    }
+
+    /// Empties slot `index` whatever it holds (the vif of a VR removed at run
+    /// time); returns once no lcore uses it.
+    pub fn release(&self, index: usize) {
+        let mut owned = self.lock();
+        self.empty(&mut owned, index);
+    }
+
+    /// Empties slot `index`: unlinked first, its device (or sockets) dropped
+    /// once every lcore is past it.
+    fn empty(&self, owned: &mut [Option<Owned>], index: usize) {
         // Out of the owned list first (so the polled list no longer names it),
         // dropped last: the port, or the sockets with `old`, go only once every
         // lcore is past the slot (each replace waits for a grace period).
-        let gone = owned[index].take().expect("found above");
+        let Some(gone) = owned[index].take() else {
+            return;
+        };
         let old = self.slots[index].replace(Arc::new(Slot::Detached));
         if let Slot::Socket(sockets) = &*old {
             for (p, s) in self.pollers.iter().zip(sockets.iter()) {
@@ -583,10 +615,9 @@ impl PortTable {
             self.socket_slots.fetch_sub(1, Ordering::Relaxed);
         }
         if gone.is_port() {
-            self.republish_polled(&owned);
+            self.republish_polled(owned);
         }
         drop(gone);
-        Ok(index)
     }
 
     /// Publishes the list of DPDK slots after an attach or detach.

@@ -38,7 +38,7 @@ pub(crate) mod testing;
 mod tx;
 
 use crate::config::{Config, IdleConfig};
-use crate::dataplane::{Dataplane, PortRole, VrEvent, VrMac, VrState};
+use crate::dataplane::{Clock, Dataplane, Model, PortRole, VrEvent, VrMac, VrState};
 use crate::dpdk::{
     self, Burst, Mbuf, Mempool, PortTable, RcuReader, ReadSection, Ready, BURST_SIZE,
 };
@@ -56,7 +56,9 @@ use vrfwd_wire::MacAddr;
 pub struct Worker<'a> {
     /// This lcore's RX and TX queue on every port.
     queue: u16,
-    dp: &'a Dataplane,
+    /// The model, read anew (under RCU) every loop: VRs come and go at run time.
+    model: &'a Model,
+    clock: Clock,
     ports: &'a PortTable,
     /// For the frames this lcore makes itself (announcements, ARP replies).
     pool: &'a Mempool,
@@ -66,6 +68,8 @@ pub struct Worker<'a> {
     arrived: Option<usize>,
     /// The TSC when the current burst was received.
     now_tsc: u64,
+    /// The same in seconds since start (neighbour ages).
+    now: u32,
     storm: storm::StormControl,
     tx: tx::Tx<'a>,
     counters: &'a LcoreCounters,
@@ -149,15 +153,17 @@ impl<'a> Worker<'a> {
     /// e.g. af_packet's fanout or a NIC's RSS, spreads flows over the queues).
     pub fn new(
         index: usize,
-        dp: &'a Dataplane,
+        model: &'a Model,
         ports: &'a PortTable,
         pool: &'a Mempool,
         counters: &'a LcoreCounters,
         config: &Config,
     ) -> Self {
+        let dp = model.current();
         Worker {
             queue: index as u16,
-            dp,
+            model,
+            clock: dp.clock,
             ports,
             pool,
             uplink_macs: dp
@@ -171,7 +177,8 @@ impl<'a> Worker<'a> {
                 .collect(),
             arrived: None,
             now_tsc: 0,
-            storm: storm::StormControl::new(dp, &config.flood, config.cores.len()),
+            now: 0,
+            storm: storm::StormControl::new(&dp, &config.flood, config.cores.len()),
             tx: tx::Tx::new(index as u16, ports, counters),
             counters,
             idle: config.idle.clone(),
@@ -195,20 +202,21 @@ impl<'a> Worker<'a> {
         while !quit.load(Ordering::Relaxed) {
             let now_tsc = dpdk::tsc();
             self.now_tsc = now_tsc;
-            let now = self.dp.clock.seconds(now_tsc);
+            self.now = self.clock.seconds(now_tsc);
             let mut received = 0;
             {
                 let section = rcu.section();
+                let dp = self.model.read(&section);
                 let ports = self.ports;
                 for &p in ports.polled(&section) {
-                    received += self.receive(p, &mut burst, now, &section);
+                    received += self.receive(dp, p, &mut burst, &section);
                 }
                 if now_tsc.wrapping_sub(last_drain) >= self.drain_ticks {
                     if ports.has_sockets() {
-                        received += self.receive_vifs(&mut burst, now, &section);
+                        received += self.receive_vifs(dp, &mut burst, &section);
                     }
                     if !self.repeats.is_empty() {
-                        self.repeat_announcements(&section);
+                        self.repeat_announcements(dp, &section);
                     }
                     self.tx.flush_all(&section);
                     last_drain = now_tsc;
@@ -240,13 +248,19 @@ impl<'a> Worker<'a> {
     /// Receives a burst from port `p` and moves it through the stages; returns
     /// how many frames it held.
     #[inline(always)]
-    fn receive(&mut self, p: usize, burst: &mut Burst, now: u32, section: &ReadSection) -> usize {
+    fn receive(
+        &mut self,
+        dp: &Dataplane,
+        p: usize,
+        burst: &mut Burst,
+        section: &ReadSection,
+    ) -> usize {
         let n = self
             .ports
             .rx_burst(p, self.queue, burst, self.pool, section);
         if n > 0 {
             self.counters.ports[p].rx.add(n as u64);
-            self.process_burst(p, burst, now, section);
+            self.process_burst(dp, p, burst, section);
             burst.clear();
         }
         n
@@ -255,7 +269,7 @@ impl<'a> Worker<'a> {
     /// Vif sockets with frames waiting, on the drain deadline: one look at the
     /// epoll set (one system call), whatever the number of vifs, then a burst
     /// from each; returns how many frames they held.
-    fn receive_vifs(&mut self, burst: &mut Burst, now: u32, section: &ReadSection) -> usize {
+    fn receive_vifs(&mut self, dp: &Dataplane, burst: &mut Burst, section: &ReadSection) -> usize {
         let mut ready = [0usize; VIFS_PER_LOOK];
         let n = self
             .ports
@@ -265,7 +279,7 @@ impl<'a> Worker<'a> {
             .count();
         ready[..n]
             .iter()
-            .map(|&p| self.receive(p, burst, now, section))
+            .map(|&p| self.receive(dp, p, burst, section))
             .sum()
     }
 
@@ -274,17 +288,22 @@ impl<'a> Worker<'a> {
     /// first-level table entries loaded in one tight pass, then forwarded.
     fn process_burst(
         &mut self,
+        dp: &Dataplane,
         ingress: usize,
         burst: &mut Burst,
-        now: u32,
         section: &ReadSection,
     ) {
-        let role = self.dp.ports[ingress];
+        // A port is detached before the model without it is published, so
+        // this is a port an lcore still polled as its VR was removed: its
+        // frames are freed with the burst.
+        let Some(&role) = dp.ports.get(ingress) else {
+            return;
+        };
         let segment = role.segment();
         let (mut pending, mut pending6) = (0, 0);
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
-            match self.classify(ingress, role, m, now, section) {
+            match self.classify(dp, ingress, role, m, section) {
                 Class::FastPath { vm, candidate } => {
                     self.pending[pending] = Pending {
                         slot: i as u8,
@@ -308,17 +327,17 @@ impl<'a> Worker<'a> {
                 }
                 Class::Exit(exit) => {
                     if let Some(m) = burst.take(i) {
-                        self.exit(ingress, segment, exit, m, section);
+                        self.exit(dp, ingress, segment, exit, m, section);
                     }
                 }
             }
         }
         if let Some(vr) = self.arrived.take() {
-            self.announce(vr, section);
+            self.announce(dp, vr, section);
         }
-        self.forward_pending(burst, pending, now, section);
+        self.forward_pending(dp, burst, pending, section);
         if pending6 > 0 {
-            self.forward_pending6(burst, pending6, now, section);
+            self.forward_pending6(dp, burst, pending6, section);
         }
     }
 
@@ -329,9 +348,9 @@ impl<'a> Worker<'a> {
     #[inline(never)]
     fn forward_pending6(
         &mut self,
+        dp: &Dataplane,
         burst: &mut Burst,
         pending: usize,
-        now: u32,
         section: &ReadSection,
     ) {
         const _: () = assert!(BURST_SIZE <= crate::lpm::BURST);
@@ -348,14 +367,13 @@ impl<'a> Worker<'a> {
                 .iter()
                 .take_while(|p| p.vr == vr)
                 .count();
-            let fib = self.dp.vrs[vr as usize].fib6.read(section);
+            let fib = dp.vrs[vr as usize].fib6.read(section);
             fib.lookup_burst(
                 &dsts[start..start + run],
                 &mut next_hops[start..start + run],
             );
             start += run;
         }
-        let dp = self.dp;
         for k in 0..pending {
             let p = self.pending6[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
@@ -365,9 +383,9 @@ impl<'a> Worker<'a> {
             });
             let draining = p.draining.then_some(&self.uplink_macs[..]);
             let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
-            let out =
-                route.and_then(|route| ipv6::forward(dp, v, route, dsts[k], now, draining, pacing));
-            self.send_forwarded(v, p.iface, out, ipv6::rewrite, m, section);
+            let out = route
+                .and_then(|route| ipv6::forward(dp, v, route, dsts[k], self.now, draining, pacing));
+            self.send_forwarded(dp, (v, p.iface), out, ipv6::rewrite, m, section);
         }
     }
 
@@ -382,12 +400,11 @@ impl<'a> Worker<'a> {
     /// one lives until this lcore is quiescent.
     fn forward_pending(
         &mut self,
+        dp: &Dataplane,
         burst: &mut Burst,
         pending: usize,
-        now: u32,
         section: &ReadSection,
     ) {
-        let dp = self.dp;
         let mut fibs: [Option<&Fib>; BURST_SIZE] = [None; BURST_SIZE];
         let mut last: Option<(u16, &Fib)> = None;
         for (p, fib) in self.pending[..pending].iter_mut().zip(&mut fibs) {
@@ -414,10 +431,10 @@ impl<'a> Worker<'a> {
                 continue;
             }
             let m = burst.take(p.slot as usize).expect("pending slot");
-            self.forward(p, route, m, now, &mut neighbor, section);
+            self.forward(dp, p, route, m, &mut neighbor, section);
         }
         if multipath > 0 {
-            self.forward_paths(burst, &paths[..multipath], now, &mut neighbor, section);
+            self.forward_paths(dp, burst, &paths[..multipath], &mut neighbor, section);
         }
     }
 
@@ -426,11 +443,11 @@ impl<'a> Worker<'a> {
     /// holding them can be initialised). Kept out of the single-path loop's
     /// code.
     #[inline(never)]
-    fn forward_paths(
+    fn forward_paths<'d>(
         &mut self,
+        dp: &'d Dataplane,
         burst: &mut Burst,
-        paths: &[(usize, Option<multipath::Path<'a>>)],
-        now: u32,
+        paths: &[(usize, Option<multipath::Path<'d>>)],
         neighbor: &mut ipv4::RecentNeighbors,
         section: &ReadSection,
     ) {
@@ -438,13 +455,14 @@ impl<'a> Worker<'a> {
             let p = self.pending[k];
             let m = burst.take(p.slot as usize).expect("pending slot");
             let path = path.expect("a chosen path");
-            self.forward(p, Ok(Route::Multipath(path)), m, now, neighbor, section);
+            self.forward(dp, p, Ok(Route::Multipath(path)), m, neighbor, section);
         }
     }
 
     /// Sends a frame that leaves without the fast path where `exit` says.
     fn exit(
         &mut self,
+        dp: &Dataplane,
         ingress: usize,
         segment: usize,
         exit: Exit<'_>,
@@ -453,7 +471,7 @@ impl<'a> Worker<'a> {
     ) {
         let counters = &self.counters.segments[segment];
         match exit {
-            Exit::Punt { vm, reason } => self.punt(vm.vr, vm.iface, reason, m, section),
+            Exit::Punt { vm, reason } => self.punt(dp, vm.vr, vm.iface, reason, m, section),
             Exit::Switch(ports) => {
                 counters.unicast.inc();
                 let targets = ports.iter().copied().filter(|&p| p != ingress);
@@ -465,7 +483,7 @@ impl<'a> Worker<'a> {
             }
             Exit::Flood => {
                 counters.flooded.inc();
-                let targets = l2::flood_targets(self.dp, &self.dp.segments[segment], ingress);
+                let targets = l2::flood_targets(dp, &dp.segments[segment], ingress);
                 self.tx.flood(targets, m, section);
             }
             // `m` is freed here.
@@ -476,20 +494,19 @@ impl<'a> Worker<'a> {
     /// Runs a frame through Ethernet input, port security, ARP and migration, and
     /// says where it goes.
     #[inline(always)]
-    fn classify(
+    fn classify<'d>(
         &mut self,
+        dp: &'d Dataplane,
         ingress: usize,
         role: PortRole,
         m: &Mbuf,
-        now: u32,
         section: &ReadSection,
-    ) -> Class<'a> {
+    ) -> Class<'d> {
         let frame = m.data();
         let eth = match ethernet::header(frame) {
             Ok(eth) => eth,
             Err(reason) => return Class::Exit(Exit::Drop(reason)),
         };
-        let dp = self.dp;
         let arp = arp::packet(eth.ethertype, frame);
         let nd = ndp::packet(eth.ethertype, frame);
         if let Err(reason) = port_security::check(dp, role, &eth, arp.as_ref(), nd.as_ref()) {
@@ -501,16 +518,16 @@ impl<'a> Worker<'a> {
             .as_ref()
             .is_some_and(|a| migration::announces(eth.ethertype, eth.src, a));
         if let Some(a) = arp {
-            self.arp_input(ingress, role, eth.ethertype, &a, now, section);
+            self.arp_input(dp, ingress, role, eth.ethertype, &a, section);
         }
         if let Some(n) = nd {
-            self.ndp_input(ingress, role, &eth, &n, now, section);
+            self.ndp_input(dp, ingress, role, &eth, &n, section);
         }
         if announced {
-            self.heard_announcement(role, eth.src);
+            self.heard_announcement(dp, role, eth.src);
         }
         if let Some(event) = migration::heard_guest(dp, role, eth.src, announced) {
-            self.report(event);
+            self.report(dp, event);
         }
         let exit = match ethernet::next(dp, ingress, role, eth.dst) {
             ethernet::Next::Vr(vm) => {
@@ -544,16 +561,15 @@ impl<'a> Worker<'a> {
     #[inline(never)]
     fn arp_input(
         &mut self,
+        dp: &Dataplane,
         ingress: usize,
         role: PortRole,
         ether_type: u16,
         a: &Arp,
-        now: u32,
         section: &ReadSection,
     ) {
-        let dp = self.dp;
         if ether_type == ethertype::ARP {
-            arp::snoop(dp, role.segment(), role, a, now);
+            arp::snoop(dp, role.segment(), role, a, self.now);
             if let Some((vr, reply)) = arp::answer(dp, role.segment(), ingress, a) {
                 if self.tx.send_frame(self.pool, ingress, &reply, section) {
                     self.counters.vrs[vr].arp_answered.inc();
@@ -568,15 +584,14 @@ impl<'a> Worker<'a> {
     #[inline(never)]
     fn ndp_input(
         &mut self,
+        dp: &Dataplane,
         ingress: usize,
         role: PortRole,
         eth: &ethernet::Header,
         nd: &ndp::Ndp,
-        now: u32,
         section: &ReadSection,
     ) {
-        let dp = self.dp;
-        ndp::snoop(dp, role.segment(), role, nd, (eth.src, eth.dst), now);
+        ndp::snoop(dp, role.segment(), role, nd, (eth.src, eth.dst), self.now);
         if let Some((vr, advertisement)) = ndp::answer(dp, role.segment(), ingress, nd, eth.src) {
             if self
                 .tx
@@ -588,9 +603,9 @@ impl<'a> Worker<'a> {
     }
 
     /// `mac` announced itself (RARP, gratuitous ARP) on a port of role `role`.
-    fn heard_announcement(&mut self, role: PortRole, mac: MacAddr) {
-        match migration::heard_announcement(self.dp, role, mac) {
-            Some(migration::Heard::Quieted { vr }) => self.report(VrEvent::Quieted { vr }),
+    fn heard_announcement(&mut self, dp: &Dataplane, role: PortRole, mac: MacAddr) {
+        match migration::heard_announcement(dp, role, mac) {
+            Some(migration::Heard::Quieted { vr }) => self.report(dp, VrEvent::Quieted { vr }),
             Some(migration::Heard::Ignored { vr }) => {
                 self.counters.vrs[vr].announcements_ignored.inc()
             }
@@ -600,43 +615,48 @@ impl<'a> Worker<'a> {
 
     /// Reports a migration event to the control side; an arrived VR is announced
     /// once the burst is classified.
-    fn report(&mut self, event: VrEvent) {
+    fn report(&mut self, dp: &Dataplane, event: VrEvent) {
         if let VrEvent::Arrived { vr } = event {
             self.arrived = Some(vr);
         }
-        self.dp.events.report(event);
+        dp.events.report(event);
     }
 
     /// Announces every interface of VR `v` out of its segment's uplink, now and
     /// again on [`migration::REPEATS_MS`]. Rare: kept out of the loop's code.
     #[cold]
     #[inline(never)]
-    fn announce(&mut self, v: usize, section: &ReadSection) {
+    fn announce(&mut self, dp: &Dataplane, v: usize, section: &ReadSection) {
         self.repeats.arrived(v, self.now_tsc);
-        self.send_announcements(v, section);
+        self.send_announcements(dp, v, section);
     }
 
     /// The repeats that are due, for the VRs still active (one that left since
     /// must not pull the switches back here). Rare: kept out of the loop's code.
     #[cold]
     #[inline(never)]
-    fn repeat_announcements(&mut self, section: &ReadSection) {
+    fn repeat_announcements(&mut self, dp: &Dataplane, section: &ReadSection) {
         let mut repeats = std::mem::take(&mut self.repeats);
-        repeats.take_due(self.now_tsc, self.dp.clock.hz() / 1000, |v| {
-            if self.dp.vrs[v].state() == VrState::Active {
-                self.send_announcements(v, section);
+        repeats.take_due(self.now_tsc, dp.clock.hz() / 1000, |v| {
+            // (A VR removed since is not announced.)
+            if dp
+                .vrs
+                .get(v)
+                .is_some_and(|vr| vr.state() == VrState::Active)
+            {
+                self.send_announcements(dp, v, section);
             }
         });
         self.repeats = repeats;
     }
 
-    fn send_announcements(&mut self, v: usize, section: &ReadSection) {
-        for (port, frame) in migration::announcements(self.dp, v) {
+    fn send_announcements(&mut self, dp: &Dataplane, v: usize, section: &ReadSection) {
+        for (port, frame) in migration::announcements(dp, v) {
             if !self.tx.send_frame(self.pool, port, &frame, section) {
                 return;
             }
         }
-        for (port, frame) in ndp::unsolicited(self.dp, v) {
+        for (port, frame) in ndp::unsolicited(dp, v) {
             if !self.tx.send_frame(self.pool, port, &frame, section) {
                 return;
             }
@@ -646,31 +666,32 @@ impl<'a> Worker<'a> {
     /// Forwards a fast-path candidate by the route its lookup gave
     /// ([`multipath::route`]), or punts it.
     #[inline(always)]
-    fn forward(
+    fn forward<'d>(
         &mut self,
+        dp: &'d Dataplane,
         p: Pending,
-        route: Result<Route<'a>, PuntReason>,
+        route: Result<Route<'d>, PuntReason>,
         m: Mbuf,
-        now: u32,
         neighbor: &mut ipv4::RecentNeighbors,
         section: &ReadSection,
     ) {
-        let (dp, v) = (self.dp, p.vr as usize);
+        let v = p.vr as usize;
         let draining = p.draining.then_some(&self.uplink_macs[..]);
         let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
-        let out = route
-            .and_then(|route| ipv4::forward(dp, v, route, p.dst, now, neighbor, draining, pacing));
-        self.send_forwarded(v, p.iface, out, ipv4::rewrite, m, section);
+        let out = route.and_then(|route| {
+            ipv4::forward(dp, v, route, p.dst, self.now, neighbor, draining, pacing)
+        });
+        self.send_forwarded(dp, (v, p.iface), out, ipv4::rewrite, m, section);
     }
 
-    /// Sends `m` (arrived on interface `iface` of VR `v`) where forward said,
-    /// rewritten by `rewrite`, or punts it for the reason forward or the rewrite
-    /// gave.
+    /// Sends `m` (arrived on interface `iface` of VR `v`: `(v, iface)`) where
+    /// forward said, rewritten by `rewrite`, or punts it for the reason forward
+    /// or the rewrite gave.
     #[inline(always)]
     fn send_forwarded(
         &mut self,
-        v: usize,
-        iface: u8,
+        dp: &Dataplane,
+        (v, iface): (usize, u8),
         out: Result<ipv4::Out, PuntReason>,
         rewrite: impl Fn(&mut [u8], &ipv4::Out) -> Result<(), PuntReason>,
         mut m: Mbuf,
@@ -685,20 +706,21 @@ impl<'a> Worker<'a> {
                 self.counters.vrs[v].forwarded.inc();
                 self.tx.send(port, m, section);
             }
-            Err(reason) => self.punt(v, iface as usize, reason, m, section),
+            Err(reason) => self.punt(dp, v, iface as usize, reason, m, section),
         }
     }
 
     /// Punts `m` for interface `iface` of VR `vr` where [`punt::target`] says.
     fn punt(
         &mut self,
+        dp: &Dataplane,
         vr: usize,
         iface: usize,
         reason: PuntReason,
         mut m: Mbuf,
         section: &ReadSection,
     ) {
-        let mut to = punt::target(self.dp, vr, iface, reason, &self.uplink_macs);
+        let mut to = punt::target(dp, vr, iface, reason, &self.uplink_macs);
         if let Some(source) = to.source {
             let frame = m
                 .data_mut()
@@ -706,7 +728,7 @@ impl<'a> Worker<'a> {
             match frame {
                 Some(mut eth) => eth.set_src(source),
                 // Not writable: the guest gets it rather than the new host unchanged.
-                None => to = punt::to_guest(self.dp, vr, iface, reason),
+                None => to = punt::to_guest(dp, vr, iface, reason),
             }
         }
         self.counters.vrs[vr].punted[to.reason as usize].inc();

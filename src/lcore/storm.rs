@@ -53,12 +53,11 @@ impl StormControl {
     pub fn new(dp: &Dataplane, flood: &FloodConfig, lcores: usize) -> StormControl {
         let hz = dp.clock.hz();
         StormControl {
-            ports: dp
-                .ports
-                .iter()
-                .map(|&role| {
+            // A vacant slot is for a vif added at run time.
+            ports: (0..dp.ports.len())
+                .map(|p| {
                     flood
-                        .limit(role)
+                        .limit(dp.ports.get(p).copied())
                         .map(|(pps, burst)| Gcra::new(pps, burst, hz, lcores.max(1) as u64))
                 })
                 .collect(),

@@ -24,7 +24,7 @@ pub struct TestPlane {
     pub routes: Vec<VrRoutes>,
 }
 
-fn config() -> Config {
+pub fn config() -> Config {
     let net = |s: &str| s.parse().expect("a prefix");
     let net6 = |s: &str| s.parse::<ipnet::Ipv6Net>().expect("a prefix");
     Builder::new(0, "lcore-test", "/run/vrfwd-lcore-test.sock")

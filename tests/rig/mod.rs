@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vrfwd::config::Config;
-use vrfwd::dataplane::{Clock, Dataplane};
+use vrfwd::dataplane::{Clock, Dataplane, Model};
 use vrfwd::dpdk::{self, Eal, Mbuf, Mempool, Port, PortTable, Rcu, ReadSection, TxBuffer};
 use vrfwd::lcore::Worker;
 use vrfwd::stats::LcoreCounters;
@@ -14,7 +14,7 @@ use vrfwd::stats::LcoreCounters;
 pub struct Rig {
     /// None once [`Rig::stop_ports`] stopped them.
     ports: Option<PortTable>,
-    pub dp: Dataplane,
+    pub model: Model,
     pub counters: LcoreCounters,
     pub pool: Mempool,
     pub rcu: Arc<Rcu>,
@@ -35,14 +35,16 @@ impl Rig {
             .iter()
             .map(|p| Some(Port::start(p.device_name().expect("a device"), 1, &pool).expect("port")))
             .collect();
-        let ports = PortTable::new(ports, 1, Arc::clone(&rcu)).expect("port table");
         let (dp, _routes) =
             Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)
                 .expect("data plane");
+        let mut ports: Vec<_> = ports;
+        ports.resize_with(dp.ports.len(), || None);
+        let ports = PortTable::new(ports, 1, Arc::clone(&rcu)).expect("port table");
         let counters = LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len());
         Rig {
             ports: Some(ports),
-            dp,
+            model: Model::new(dp, Arc::clone(&rcu)),
             counters,
             pool,
             rcu,
@@ -66,7 +68,7 @@ impl Rig {
             let mut reader = self.rcu.reader(0).expect("RCU reader");
             Worker::new(
                 0,
-                &self.dp,
+                &self.model,
                 self.ports(),
                 &self.pool,
                 &self.counters,
