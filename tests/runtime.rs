@@ -5,12 +5,16 @@
 //! Each time it is added its guest answers a ping through it; the two streams
 //! lose nothing and stay in order; vrfwd's resident memory ends within 5 % of
 //! where it started; an edit that needs a restart, or that is invalid, is
-//! refused whole with the reason. Needs root.
+//! refused whole with the reason; the session of a removed VR's agent ends, and
+//! the VR added again starts with no routes and accepts a new session. Needs
+//! root.
 mod common;
 
+use common::client::{error_code, Client};
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vrfwd_proto::ErrorCode;
 
 const PREFIX: &str = "rt";
 const PPS: &str = "2000";
@@ -68,6 +72,7 @@ device = "net_af_packet{PREFIX}v4,iface={PREFIX}v4"
 [[vr]]
 id = 3
 name = "green"
+credential = "green-secret-for-tests"
 
 [[vr.interface]]
 name = "eth0"
@@ -136,6 +141,40 @@ fn reaches_vr3(t: &Topology) -> bool {
     })
 }
 
+/// VR 3's agent session (from the host: the route protocol listens on every
+/// address) with `route` sent.
+fn vr3_session(route: &str) -> Client {
+    let mut c = Client::connect(7700);
+    c.ok(r#"<hello seq="SEQ" vr="3" generation="1" credential="green-secret-for-tests"/>"#);
+    c.ok(r#"<interfaces seq="SEQ"><interface name="g0" mac="02:00:00:03:01:01" address="10.0.1.200/24"/></interfaces>"#);
+    c.ok(&format!(
+        r#"<routes seq="SEQ"><add prefix="{route}" via="10.0.1.2" interface="g0"/></routes>"#
+    ));
+    c
+}
+
+/// VR 3 removed under its agent's session: the session ends with the reason;
+/// VR 3 added again holds none of the old session's routes and takes a new
+/// session (generation 1 again: the slot's record started afresh).
+fn session_ends_with_its_vr(t: &Topology, with_vr3: &str) {
+    std::fs::write(&t.config, with_vr3).expect("the config");
+    t.ctl(&["vr", "add", "3"]);
+    let mut c = vr3_session("10.77.0.0/16");
+    assert!(t.ctl(&["routes", "3"]).contains("10.77.0.0/16"));
+    assert!(t.ctl(&["sessions"]).contains("127.0.0.1"));
+    t.ctl(&["vr", "del", "3"]);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    assert_eq!(error_code(c.recv()), ErrorCode::WrongState);
+    assert!(!t.ctl(&["sessions"]).contains("127.0.0.1"));
+    t.ctl(&["vr", "add", "3"]);
+    assert!(!t.ctl(&["routes", "3"]).contains("10.77.0.0/16"));
+    let _again = vr3_session("10.78.0.0/16");
+    assert!(t.ctl(&["routes", "3"]).contains("10.78.0.0/16"));
+    t.ctl(&["vr", "del", "3"]);
+}
+
 fn vr_ids(t: &Topology) -> Vec<u32> {
     t.stats().vrs.iter().map(|v| v.id).collect()
 }
@@ -162,6 +201,17 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
         Stream::start(&t, "r", &["receive", "--port", "5000", "--seconds", "600"]),
         Stream::start(&t, "q", &["receive", "--port", "5001", "--seconds", "600"]),
     ];
+    // Bound before the first packet arrives (or it is lost to the test).
+    for (n, port) in [("r", "5000"), ("q", "5001")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !t.exec(n, &["ss", "-Huln"]).contains(&format!(":{port} ")) {
+            assert!(
+                Instant::now() < deadline,
+                "the receiver in {n} did not bind"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let long = ["--pps", PPS, "--seconds", "600"];
     let senders = [
         Stream::start(
@@ -178,6 +228,7 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = t.rss_kib();
     let started = Instant::now();
+    let mut rss_with_vr3 = 0;
 
     // Refused whole: a change that needs a restart, and an invalid VR.
     write(&format!(
@@ -213,6 +264,9 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
         }
         assert_eq!(vr_ids(&t), [1, 2, 3], "cycle {cycle}");
         assert!(reaches_vr3(&t), "cycle {cycle}: VR 3's guest through VR 3");
+        if cycle == 0 {
+            rss_with_vr3 = t.rss_kib();
+        }
         write(&base);
         let removed = match cycle % 2 {
             0 => t.ctl(&["reload"]),
@@ -222,6 +276,8 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
         assert_eq!(vr_ids(&t), [1, 2], "cycle {cycle}");
     }
     let cycled = started.elapsed();
+    session_ends_with_its_vr(&t, &with_vr3);
+    write(&base);
     std::thread::sleep(Duration::from_secs(1));
     let rss_after = t.rss_kib();
 
@@ -232,11 +288,17 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
     });
     eprintln!(
         "{CYCLES} cycles in {:.1} s; VR 1: sent {s1}, received {}; VR 2: sent {s2}, received {}; \
-         RSS {rss_before} → {rss_after} KiB",
+         RSS {rss_before} KiB, {rss_with_vr3} with VR 3, {rss_after} after",
         cycled.as_secs_f64(),
         r1["unique"],
         r2["unique"]
     );
+    eprintln!("{}", t.ctl(&["stats"]));
+    // Where a packet went missing, if one did: vrfwd's counters above, the
+    // receivers' sockets here.
+    for n in ["r", "q"] {
+        eprintln!("{n}: {}", t.exec(n, &["grep", "Udp:", "/proc/net/snmp"]));
+    }
     for (vr, sent, got) in [(1, s1, &r1), (2, s2, &r2)] {
         assert_eq!(
             got["unique"].as_u64(),

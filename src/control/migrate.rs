@@ -415,7 +415,7 @@ impl Sessions {
                     if let Some(c) = self.clones.lock().expect("clone registry").get(&v) {
                         c.cancel.notify_one();
                     }
-                    self.end_session(v);
+                    self.end_session(v, "the VR drained: its guest runs on another host");
                     self.remove(v).await;
                     tracing::info!(vr = vr.id, "drained: removed from this host, standby");
                     seen[v] = (VrState::Standby, Instant::now());

@@ -161,7 +161,7 @@ struct Active {
     id: u64,
     generation: u64,
     peer: SocketAddr,
-    kick: Arc<Notify>,
+    kick: Arc<Kick>,
     /// Told when the VR's guest runs here (a clone session then says `arrived`).
     arrived: Arc<Notify>,
     clone: bool,
@@ -291,7 +291,7 @@ impl Sessions {
             peer,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             bound: None,
-            kick: Arc::new(Notify::new()),
+            kick: Arc::default(),
             arrived: Arc::new(Notify::new()),
             peer_errors: Throttled::default(),
             refused: Throttled::default(),
@@ -371,9 +371,9 @@ impl Sessions {
     }
 
     /// Ends VR `v`'s active session, if any (its guest left this host).
-    pub(super) fn end_session(&self, v: usize) {
+    pub(super) fn end_session(&self, v: usize, why: &'static str) {
         if let Some(a) = &self.vrs.lock().expect("session registry")[v].active {
-            a.kick.notify_one();
+            a.kick.end(ErrorCode::WrongState, why);
         }
     }
 
@@ -396,7 +396,7 @@ impl Sessions {
         if let Some(c) = self.clones.lock().expect("clone registry").get(&v) {
             c.cancel.notify_one();
         }
-        self.end_session(v);
+        self.end_session(v, "the VR was removed from this host");
         let deadline = std::time::Instant::now() + RETIRE_WAIT;
         let held = || {
             self.vrs.lock().expect("session registry")[v]
@@ -429,6 +429,27 @@ impl Sessions {
     }
 }
 
+/// The word to a session to end, and why (the first reason given).
+#[derive(Default)]
+struct Kick {
+    told: Notify,
+    why: std::sync::OnceLock<(ErrorCode, &'static str)>,
+}
+
+impl Kick {
+    fn end(&self, code: ErrorCode, why: &'static str) {
+        let _ = self.why.set((code, why));
+        self.told.notify_one();
+    }
+
+    fn why(&self) -> (ErrorCode, &'static str) {
+        self.why
+            .get()
+            .copied()
+            .unwrap_or((ErrorCode::Internal, "ended"))
+    }
+}
+
 /// How long [`Sessions::retire`] waits for a session to end.
 const RETIRE_WAIT: Duration = Duration::from_secs(2);
 
@@ -438,7 +459,7 @@ struct Session {
     peer: SocketAddr,
     id: u64,
     bound: Option<Bound>,
-    kick: Arc<Notify>,
+    kick: Arc<Kick>,
     /// Told when the VR this clone session is for has its guest here.
     arrived: Arc<Notify>,
     /// The peer's `<error>`s, logged.
@@ -507,8 +528,9 @@ impl Session {
                     let e = Stanza::Error { seq: None, code: ErrorCode::Limit, message: why };
                     return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
                 }
-                _ = kick.notified() => {
-                    let e = Stanza::Error { seq: None, code: ErrorCode::Replaced, message: "another session took over this VR".into() };
+                _ = kick.told.notified() => {
+                    let (code, message) = kick.why();
+                    let e = Stanza::Error { seq: None, code, message: message.into() };
                     return send(&mut wr, encode(&e).as_bytes(), write_timeout).await;
                 }
                 _ = shutdown.changed() => return send(&mut wr, stream_close().as_bytes(), write_timeout).await,
@@ -812,7 +834,9 @@ impl Session {
             tracing::info!(vr = vr_id, "the guest's agent is here: active");
         }
         if let Some(active) = &state.active {
-            active.kick.notify_one();
+            active
+                .kick
+                .end(ErrorCode::Replaced, "another session took over this VR");
         }
         state.active = Some(Active {
             id: self.id,
