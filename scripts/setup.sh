@@ -5,12 +5,13 @@
 # QEMU and busybox for the migration testbed's router guest; debootstrap and
 # socat for the nested Xen testbed; faketime for the agent's clock-step test;
 # python3-venv for TRex's client in the tests; prometheus, with promtool, for the
-# metrics test).
+# metrics test; debhelper for scripts/package.sh).
 # vrfwd runs with --no-huge in tests and the demo, so no hugepages are reserved.
 set -euo pipefail
 pkgs=(libdpdk-dev dpdk dpdk-dev dpdk-doc libclang-dev clang pkg-config meson ninja-build
       iproute2 ethtool iputils-ping iperf3 tcpdump python3-scapy procps bird2 frr
-      qemu-system-x86 busybox-static cpio debootstrap socat faketime python3-venv prometheus)
+      qemu-system-x86 busybox-static cpio debootstrap socat faketime python3-venv prometheus
+      debhelper)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

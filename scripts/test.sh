@@ -9,6 +9,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The integration tests run the binaries of every crate (vrfwd-agent is another
 # package, so `cargo test` alone would not build its executable).
 cargo build --workspace --bins
+# The Debian packages, which tests/package.rs installs into a clean Debian root.
+bash scripts/package.sh >/dev/null
 # Integration tests start DPDK processes and namespaces: one test binary at a time.
 cargo test --workspace --all-targets -- --test-threads=1
 # The lock-free cache's seqlock under loom's memory model (its own cfg, so its own
