@@ -120,7 +120,9 @@ fn run_on(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (dp, routes) = Dataplane::build(config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)?;
+    let clock = Clock::new(dpdk::tsc(), dpdk::tsc_hz());
+    let mac = |p: usize| ports[p].as_ref().map(Port::mac).unwrap_or_default();
+    let (dp, routes) = Dataplane::build(config, clock, &rcu, &mac)?;
     // Vacant slots for vifs added at run time.
     let mut ports = ports;
     ports.resize_with(dp.ports.len(), || None);

@@ -204,15 +204,30 @@ impl VrCounters {
     }
 }
 
+impl SegmentCounters {
+    fn all(&self) -> impl Iterator<Item = &Counter> {
+        [&self.unicast, &self.flooded]
+            .into_iter()
+            .chain(&self.dropped)
+    }
+}
+
+/// Zeroing a slot's counters, for the entity taking it again: only once no
+/// lcore counts for what held it before (the model without it published, and
+/// the TX drain deadline passed).
 impl LcoreCounters {
-    /// Zeroes VR slot `v`'s and port slots `ports`' counters, for a VR taking
-    /// them again: call once no lcore forwards for what held them before (the
-    /// model without it published, and the TX drain deadline passed).
-    pub fn reset(&self, v: usize, ports: &[usize]) {
+    pub fn reset_vr(&self, v: usize) {
         self.vrs[v].all().for_each(Counter::reset);
+    }
+
+    pub fn reset_ports(&self, ports: &[usize]) {
         for &p in ports {
             self.ports[p].all().for_each(Counter::reset);
         }
+    }
+
+    pub fn reset_segment(&self, s: usize) {
+        self.segments[s].all().for_each(Counter::reset);
     }
 }
 
@@ -354,7 +369,6 @@ impl Snapshot {
             segments: dp
                 .segments
                 .iter()
-                .enumerate()
                 .map(|(s, seg)| SegmentSnapshot {
                     name: seg.name.clone(),
                     unicast: sum(lcores.iter().map(|l| &l.segments[s].unicast)),

@@ -6,8 +6,8 @@
 //! lose nothing and stay in order; vrfwd's resident memory ends within 5 % of
 //! where it started; an edit that needs a restart, or that is invalid, is
 //! refused whole with the reason; the session of a removed VR's agent ends, and
-//! the VR added again starts with no routes and accepts a new session. Needs
-//! root.
+//! the VR added again starts with no routes and accepts a new session; a
+//! segment with its uplink comes and goes likewise. Needs root.
 mod common;
 
 use common::client::{error_code, Client};
@@ -44,20 +44,52 @@ impl Guest3 {
         t.exec("k", &["ip", "link", "set", "g0", "up"]);
         t.exec("k", &["ip", "link", "set", "lo", "up"]);
         t.exec("k", &["ip", "addr", "add", "10.0.1.200/24", "dev", "g0"]);
+        // Segment lan4 (added at run time): its uplink u4 to host y, and VR 3's
+        // second interface on it (vif v5, the guest's g1).
+        run(&["netns", "add", &t.ns("y")]);
+        let link = |host: &str, ns: &str, nsif: &str, mac: &str, addr: &str| {
+            let host = t.ns(host);
+            run(&[
+                "link",
+                "add",
+                &host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                nsif,
+                "netns",
+                &t.ns(ns),
+            ]);
+            let _ = Command::new("sysctl")
+                .args(["-qw", &format!("net.ipv6.conf.{host}.disable_ipv6=1")])
+                .status();
+            run(&["link", "set", &host, "up"]);
+            t.exec(ns, &["ip", "link", "set", nsif, "address", mac]);
+            t.exec(ns, &["ip", "link", "set", nsif, "up"]);
+            t.exec(ns, &["ip", "addr", "add", addr, "dev", nsif]);
+        };
+        link("u4", "y", "eth0", "02:00:00:00:ee:02", "10.0.4.2/24");
+        link("v5", "k", "g1", "02:00:00:03:02:01", "10.0.4.1/24");
         guest
     }
 }
 
 impl Drop for Guest3 {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &format!("{PREFIX}k")])
-            .status();
-        // (Gone with the namespace, unless that failed.)
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{PREFIX}v4")])
-            .stderr(Stdio::null())
-            .status();
+        for n in ["k", "y"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("{PREFIX}{n}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        // (Gone with the namespaces, unless that failed.)
+        for l in ["v4", "v5", "u4"] {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{PREFIX}{l}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -82,6 +114,40 @@ segment = "lan0"
 vif = "v4"
 "#
     )
+}
+
+/// Segment lan4 (uplink u4 to host y) and, when `with_vr`, VR 3 on lan0 and
+/// lan4.
+fn lan4(with_vr: bool) -> String {
+    let segment = format!(
+        r#"
+[[port]]
+name = "u4"
+device = "net_af_packet{PREFIX}u4,iface={PREFIX}u4"
+
+[[segment]]
+name = "lan4"
+uplink = "u4"
+"#
+    );
+    let vr = format!(
+        r#"
+[[port]]
+name = "v5"
+device = "net_af_packet{PREFIX}v5,iface={PREFIX}v5"
+
+[[vr.interface]]
+name = "eth1"
+mac = "02:00:00:03:02:01"
+address = "10.0.4.1/24"
+segment = "lan4"
+vif = "v5"
+"#
+    );
+    match with_vr {
+        true => format!("{segment}{}{vr}", vr3()),
+        false => segment,
+    }
 }
 
 /// A stream sender or receiver, interrupted (and reaped) on drop.
@@ -173,6 +239,54 @@ fn session_ends_with_its_vr(t: &Topology, with_vr3: &str) {
     let _again = vr3_session("10.78.0.0/16");
     assert!(t.ctl(&["routes", "3"]).contains("10.78.0.0/16"));
     t.ctl(&["vr", "del", "3"]);
+}
+
+/// Segment lan4 with its uplink, and VR 3 on it, added by a reload: host y
+/// reaches VR 3's guest through the new uplink. Removed by a reload; added and
+/// removed again by `segment add|del` (the same device plugged again); a
+/// segment a VR is on is not removed.
+fn a_segment_comes_and_goes(t: &Topology, base: &str) {
+    let write = |text: &str| std::fs::write(&t.config, text).expect("the config");
+    let y_reaches_vr3 = || {
+        (0..3).any(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", &t.ns("y")])
+                .args(["ping", "-c", "1", "-W", "2", "10.0.4.1"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    };
+    write(&format!("{base}{}", lan4(true)));
+    assert_eq!(
+        t.ctl(&["reload"]).trim(),
+        "removed: none; added: 3; segments removed: none; added: lan4"
+    );
+    assert!(y_reaches_vr3(), "VR 3's guest through lan4's uplink");
+    let segments: Vec<String> = t.stats().segments.into_iter().map(|s| s.name).collect();
+    assert!(segments.contains(&"lan4".to_owned()), "{segments:?}");
+    let e = t
+        .try_ctl(&["segment", "del", "lan4"])
+        .expect_err("VR 3 is on it");
+    assert!(e.contains("VR 3 is on \"lan4\": remove it first"), "{e}");
+    write(base);
+    assert_eq!(
+        t.ctl(&["reload"]).trim(),
+        "removed: 3; added: none; segments removed: lan4; added: none"
+    );
+    write(&format!("{base}{}", lan4(false)));
+    let added = t.ctl(&["segment", "add", "lan4"]);
+    assert!(
+        added.contains("segments removed: none; added: lan4"),
+        "{added}"
+    );
+    let removed = t.ctl(&["segment", "del", "lan4"]);
+    assert!(
+        removed.contains("segments removed: lan4; added: none"),
+        "{removed}"
+    );
+    let segments: Vec<String> = t.stats().segments.into_iter().map(|s| s.name).collect();
+    assert_eq!(segments, ["lan0", "lan1", "lan2", "lan3"]);
 }
 
 fn vr_ids(t: &Topology) -> Vec<u32> {
@@ -277,6 +391,7 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
     }
     let cycled = started.elapsed();
     session_ends_with_its_vr(&t, &with_vr3);
+    a_segment_comes_and_goes(&t, &base);
     write(&base);
     std::thread::sleep(Duration::from_secs(1));
     let rss_after = t.rss_kib();

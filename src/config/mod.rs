@@ -8,7 +8,7 @@ mod reload;
 mod topology;
 
 pub use builder::{Builder, VrBuilder};
-pub use reload::{Addition, Plan, Running};
+pub use reload::{Addition, Plan, Running, SegmentAddition};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,14 @@ pub struct Config {
     file: File,
 }
 
+/// How many VRs, ports and segments the host can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    pub vrs: usize,
+    pub ports: usize,
+    pub segments: usize,
+}
+
 /// The file as written: names not yet resolved.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -126,13 +134,14 @@ fn default_socket() -> PathBuf {
 }
 
 impl Config {
-    /// The places for VRs and for ports: what `[limits]` asks, and never fewer
-    /// than the file lists.
-    pub fn slots(&self) -> (usize, usize) {
-        (
-            self.limits.vr_slots.max(self.topology.vrs.len()),
-            self.limits.port_slots.max(self.topology.ports.len()),
-        )
+    /// The places for VRs, ports and segments: what `[limits]` asks, and never
+    /// fewer than the file lists.
+    pub fn slots(&self) -> Slots {
+        Slots {
+            vrs: self.limits.vr_slots.max(self.topology.vrs.len()),
+            ports: self.limits.port_slots.max(self.topology.ports.len()),
+            segments: (self.limits.segment_slots).max(self.topology.segments.len()),
+        }
     }
 
     /// The group id of `socket_group`: a number, or a name from /etc/group.
@@ -216,6 +225,8 @@ pub struct HostLimits {
     pub vr_slots: usize,
     /// Ports likewise (≈ 0.4 KiB per lcore each: counters and a TX buffer).
     pub port_slots: usize,
+    /// Segments likewise (≈ 0.2 KiB per lcore each).
+    pub segment_slots: usize,
 }
 
 impl Default for HostLimits {
@@ -225,6 +236,7 @@ impl Default for HostLimits {
             compact_table_kib: 64 << 10,
             vr_slots: 64,
             port_slots: 256,
+            segment_slots: 16,
         }
     }
 }
@@ -290,12 +302,12 @@ impl Default for FloodConfig {
 }
 
 impl FloodConfig {
-    /// The limit of a port of role `role` (none: a vif added at run time):
-    /// (frames per second, burst), none if unlimited.
-    pub fn limit(&self, role: Option<PortRole>) -> Option<(u32, u32)> {
+    /// The limit of a port of role `role`: (frames per second, burst), none if
+    /// unlimited.
+    pub fn limit(&self, role: PortRole) -> Option<(u32, u32)> {
         let (pps, burst) = match role {
-            Some(PortRole::Uplink { .. }) => (self.uplink_pps, self.uplink_burst),
-            Some(PortRole::Vif { .. }) | None => (self.vif_pps, self.vif_burst),
+            PortRole::Vif { .. } => (self.vif_pps, self.vif_burst),
+            PortRole::Uplink { .. } => (self.uplink_pps, self.uplink_burst),
         };
         (pps > 0).then_some((pps, burst.max(1)))
     }
@@ -636,10 +648,11 @@ impl File {
         if self.mempool.mbufs < 1024 {
             return Err(invalid("mempool.mbufs", "at least 1024 mbufs are needed"));
         }
-        if self.limits.vr_slots > MAX_VRS || self.limits.port_slots > MAX_PORTS {
+        let l = &self.limits;
+        if l.vr_slots > MAX_VRS || l.port_slots > MAX_PORTS || l.segment_slots > MAX_PORTS {
             return Err(invalid(
                 "limits",
-                format!("vr_slots is at most {MAX_VRS}, port_slots at most {MAX_PORTS}"),
+                format!("vr_slots is at most {MAX_VRS}, port_slots and segment_slots {MAX_PORTS}"),
             ));
         }
         let topology = Topology::resolve(&self.ports, &self.segments, &self.vrs)?;
@@ -866,14 +879,14 @@ pub(crate) mod tests {
     fn flood_limits_by_role_and_zero_is_none() {
         let c = Config::parse(EXAMPLE).unwrap();
         let (uplink, vif) = (c.topology.ports[0].role, c.topology.ports[1].role);
-        assert_eq!(c.flood.limit(Some(vif)), Some((1000, 1000)));
-        assert_eq!(c.flood.limit(Some(uplink)), None);
+        assert_eq!(c.flood.limit(vif), Some((1000, 1000)));
+        assert_eq!(c.flood.limit(uplink), None);
         let c = Config::parse(&format!(
             "{EXAMPLE}\n[flood]\nvif_pps = 0\nuplink_pps = 50\nuplink_burst = 0"
         ))
         .unwrap();
-        assert_eq!(c.flood.limit(Some(vif)), None);
-        assert_eq!(c.flood.limit(Some(uplink)), Some((50, 1)));
+        assert_eq!(c.flood.limit(vif), None);
+        assert_eq!(c.flood.limit(uplink), Some((50, 1)));
     }
 
     #[test]

@@ -1,35 +1,45 @@
-//! Run-time changes as the file describes them: the VRs the appliance runs (each
-//! with its vif ports, as written), compared with an edited file. A change adds,
-//! removes or replaces whole VRs; it is checked as the file it leaves behind
-//! (the same checks as `vrfwd check`), and anything else that differs (cores,
-//! segments, uplinks, limits...) is refused: it needs a restart.
-use super::{invalid, ConfigError, File, PortConfig, VrConfig};
+//! Run-time changes as the file describes them: the VRs and segments the
+//! appliance runs (each with its ports, as written), compared with an edited
+//! file. A change adds, removes or replaces whole VRs and segments; it is
+//! checked as the file it leaves behind (the same checks as `vrfwd check`), and
+//! anything else that differs (cores, limits, timers...) is refused: it needs a
+//! restart.
+//!
+//! A VR's definition is its `[[vr]]`, its vif `[[port]]`s and the definitions
+//! of the segments it is on (their MTU is its interfaces'), so a segment
+//! replaced takes the VRs on it along: they are removed before it and added
+//! after it.
+use super::{invalid, ConfigError, File, PortConfig, SegmentConfig, VrConfig};
 use super::{Config, Vr};
 
-/// The VRs running, with the rest of the file they were started from.
+/// The VRs and segments running, with the rest of the file they were started
+/// from.
 #[derive(Debug, Clone)]
 pub struct Running {
     file: File,
 }
 
-/// What a change does: VRs removed (by id), then VRs added. A VR whose
-/// definition changed is removed and added again.
-#[derive(Debug)]
+/// What a change does, in this order: VRs removed (by id), segments removed
+/// (by name), segments added, VRs added. A VR or segment whose definition
+/// changed is removed and added again.
+#[derive(Debug, Default)]
 pub struct Plan {
     pub remove: Vec<u32>,
+    pub remove_segments: Vec<String>,
+    pub add_segments: Vec<SegmentAddition>,
     pub add: Vec<Addition>,
 }
 
 /// A VR to add, resolved within the file it came from, with its vifs as
-/// written: the running model gives the vifs their port slots
-/// ([`Addition::placed`]).
+/// written: the running model gives the vifs their port slots and its
+/// segments their indices ([`Addition::placed`]).
 #[derive(Debug, Clone)]
 pub struct Addition {
     vr: Vr,
     raw: VrConfig,
     vifs: Vec<PortConfig>,
-    /// Each interface's segment's uplink port, by name.
-    uplinks: Vec<String>,
+    /// Each interface's segment, by name.
+    segments: Vec<String>,
 }
 
 impl Addition {
@@ -46,15 +56,35 @@ impl Addition {
     }
 
     /// The VR with its interfaces' vifs in port slots `vif_slots` (interface
-    /// order) and their uplinks at the port slots `uplink` gives for their
-    /// names. Segments keep their indices: a change never touches them.
-    pub fn placed(&self, vif_slots: &[usize], uplink: impl Fn(&str) -> usize) -> Vr {
+    /// order), and their segments where `segment` finds them by name: the
+    /// segment's slot and its uplink's port slot.
+    pub fn placed(&self, vif_slots: &[usize], segment: impl Fn(&str) -> (usize, usize)) -> Vr {
         let mut vr = self.vr.clone();
-        for ((ifc, &slot), name) in vr.interfaces.iter_mut().zip(vif_slots).zip(&self.uplinks) {
+        let each = vr.interfaces.iter_mut().zip(vif_slots).zip(&self.segments);
+        for ((ifc, &slot), name) in each {
             ifc.vif = slot;
-            ifc.uplink = uplink(name);
+            (ifc.segment, ifc.uplink) = segment(name);
         }
         vr
+    }
+}
+
+/// A segment to add with its uplink port, as written.
+#[derive(Debug, Clone)]
+pub struct SegmentAddition {
+    raw: SegmentConfig,
+    uplink: PortConfig,
+}
+
+impl SegmentAddition {
+    pub fn name(&self) -> &str {
+        &self.raw.name
+    }
+
+    /// Its uplink port: name and DPDK device (a segment's uplink has one).
+    pub fn uplink(&self) -> (&str, &str) {
+        let device = self.uplink.device.as_deref();
+        (&self.uplink.name, device.expect("the config checked it"))
     }
 }
 
@@ -65,43 +95,81 @@ impl Running {
         }
     }
 
-    /// The change that makes the running VRs those of `edited`.
+    /// The change that makes the running VRs and segments those of `edited`.
     pub fn reload(&self, edited: &Config) -> Result<Plan, ConfigError> {
         self.same_host(&edited.file)?;
-        let remove = (self.file.vrs.iter())
-            .filter(|v| Some(file_definition(&self.file, v)) != edited_definition(edited, v.id))
-            .map(|v| v.id)
-            .collect();
-        let add = (edited.file.vrs.iter())
-            .filter(|v| self.definition_of(v.id) != Some(file_definition(&edited.file, v)))
-            .map(|v| addition(edited, v.id))
-            .collect();
-        Ok(Plan { remove, add })
+        let (old, new) = (&self.file, &edited.file);
+        let vr_changed = |a: &File, b: &File, v: &VrConfig| {
+            Some(vr_definition(a, v))
+                != b.vrs
+                    .iter()
+                    .find(|w| w.id == v.id)
+                    .map(|w| vr_definition(b, w))
+        };
+        let segment_changed = |a: &File, b: &File, s: &SegmentConfig| {
+            Some(segment_definition(a, s))
+                != b.segments
+                    .iter()
+                    .find(|t| t.name == s.name)
+                    .map(|t| segment_definition(b, t))
+        };
+        Ok(Plan {
+            remove: (old.vrs.iter())
+                .filter(|v| vr_changed(old, new, v))
+                .map(|v| v.id)
+                .collect(),
+            remove_segments: (old.segments.iter())
+                .filter(|s| segment_changed(old, new, s))
+                .map(|s| s.name.clone())
+                .collect(),
+            add_segments: (new.segments.iter())
+                .filter(|s| segment_changed(new, old, s))
+                .map(|s| segment_addition(new, s))
+                .collect(),
+            add: (new.vrs.iter())
+                .filter(|v| vr_changed(new, old, v))
+                .map(|v| addition(edited, v.id))
+                .collect(),
+        })
     }
 
     /// The change that adds VR `id` of `edited` (in place of a running VR of
-    /// that id), checked as the file it leaves.
+    /// that id), checked as the file it leaves. Its segments must run as
+    /// `edited` defines them.
     pub fn add(&self, edited: &Config, id: u32) -> Result<Plan, ConfigError> {
         self.same_host(&edited.file)?;
         let Some(vc) = edited.file.vrs.iter().find(|v| v.id == id) else {
             return Err(invalid("vr", format!("the file has no VR {id}")));
         };
+        for i in &vc.interfaces {
+            let running = self
+                .segment(&i.segment)
+                .map(|s| segment_definition(&self.file, s));
+            let wanted = edited.file.segments.iter().find(|s| s.name == i.segment);
+            if running != wanted.map(|s| segment_definition(&edited.file, s)) {
+                return Err(invalid(
+                    "segment",
+                    format!(
+                        "{:?} does not run as the file defines it: add it first",
+                        i.segment
+                    ),
+                ));
+            }
+        }
+        let unchanged = self.definition_of(id) == Some(vr_definition(&edited.file, vc));
         let mut after = self.clone();
         let remove: Vec<u32> = after.without(id).into_iter().collect();
         let a = addition(edited, id);
         after.with(&a);
         after.check()?;
-        if remove.is_empty() || self.definition_of(id) != Some(file_definition(&edited.file, vc)) {
-            Ok(Plan {
+        Ok(match unchanged {
+            true => Plan::default(),
+            false => Plan {
                 remove,
                 add: vec![a],
-            })
-        } else {
-            Ok(Plan {
-                remove: Vec::new(),
-                add: Vec::new(),
-            })
-        }
+                ..Plan::default()
+            },
+        })
     }
 
     /// The change that removes running VR `id`.
@@ -109,10 +177,50 @@ impl Running {
         match self.file.vrs.iter().any(|v| v.id == id) {
             true => Ok(Plan {
                 remove: vec![id],
-                add: Vec::new(),
+                ..Plan::default()
             }),
             false => Err(invalid("vr", format!("no VR {id} runs here"))),
         }
+    }
+
+    /// The change that adds segment `name` of `edited` with its uplink.
+    pub fn add_segment(&self, edited: &Config, name: &str) -> Result<Plan, ConfigError> {
+        self.same_host(&edited.file)?;
+        let Some(s) = edited.file.segments.iter().find(|s| s.name == name) else {
+            return Err(invalid(
+                "segment",
+                format!("the file has no segment {name:?}"),
+            ));
+        };
+        if self.segment(name).is_some() {
+            return Err(invalid("segment", format!("{name:?} runs already")));
+        }
+        let a = segment_addition(&edited.file, s);
+        let mut after = self.clone();
+        after.with_segment(&a);
+        after.check()?;
+        Ok(Plan {
+            add_segments: vec![a],
+            ..Plan::default()
+        })
+    }
+
+    /// The change that removes running segment `name`, which no VR may be on.
+    pub fn remove_segment(&self, name: &str) -> Result<Plan, ConfigError> {
+        if self.segment(name).is_none() {
+            return Err(invalid("segment", format!("no segment {name:?} runs here")));
+        }
+        let on = |v: &&VrConfig| v.interfaces.iter().any(|i| i.segment == name);
+        if let Some(vr) = self.file.vrs.iter().find(on) {
+            return Err(invalid(
+                "segment",
+                format!("VR {} is on {name:?}: remove it first", vr.id),
+            ));
+        }
+        Ok(Plan {
+            remove_segments: vec![name.to_owned()],
+            ..Plan::default()
+        })
     }
 
     /// Records that VR `id` and its vifs are gone; returns the id if it ran.
@@ -130,12 +238,31 @@ impl Running {
         self.file.vrs.push(a.raw.clone());
     }
 
+    /// Records that segment `name` and its uplink are gone.
+    pub fn without_segment(&mut self, name: &str) {
+        if let Some(at) = self.file.segments.iter().position(|s| s.name == name) {
+            let s = self.file.segments.remove(at);
+            self.file.ports.retain(|p| p.name != s.uplink);
+        }
+    }
+
+    /// Records that segment `a` runs.
+    pub fn with_segment(&mut self, a: &SegmentAddition) {
+        self.file.ports.push(a.uplink.clone());
+        self.file.segments.push(a.raw.clone());
+    }
+
+    fn segment(&self, name: &str) -> Option<&SegmentConfig> {
+        self.file.segments.iter().find(|s| s.name == name)
+    }
+
     /// The running file as it would be checked at start.
     fn check(&self) -> Result<(), ConfigError> {
         self.file.clone().validate().map(drop)
     }
 
-    /// Refuses `edited` if anything but its VRs and their vifs differs.
+    /// Refuses `edited` if anything but its VRs, segments and their ports
+    /// differs.
     fn same_host(&self, edited: &File) -> Result<(), ConfigError> {
         let (running, edited) = (host_part(&self.file), host_part(edited));
         let changed =
@@ -148,36 +275,41 @@ impl Running {
 
     fn definition_of(&self, id: u32) -> Option<toml::Value> {
         let vc = self.file.vrs.iter().find(|v| v.id == id)?;
-        Some(file_definition(&self.file, vc))
+        Some(vr_definition(&self.file, vc))
     }
 }
 
-/// VR `id`'s definition in `edited`, if it has one.
-fn edited_definition(edited: &Config, id: u32) -> Option<toml::Value> {
-    let vc = edited.file.vrs.iter().find(|v| v.id == id)?;
-    Some(file_definition(&edited.file, vc))
+/// A VR as written: its table, its vif ports and its segments' definitions.
+fn vr_definition(file: &File, vc: &VrConfig) -> toml::Value {
+    let vifs: Vec<&PortConfig> = vif_ports(file, vc).collect();
+    let segments: Vec<toml::Value> = (vc.interfaces.iter())
+        .filter_map(|i| file.segments.iter().find(|s| s.name == i.segment))
+        .map(|s| segment_definition(file, s))
+        .collect();
+    toml::Value::try_from((vc, vifs, segments)).expect("a VR serialises")
 }
 
-/// A VR as written with its vif ports: what decides whether it changed.
-fn file_definition(file: &File, vc: &VrConfig) -> toml::Value {
-    let vifs: Vec<&PortConfig> = vif_ports(file, vc).collect();
-    toml::Value::try_from((vc, vifs)).expect("a VR serialises")
+/// A segment as written, with its uplink port.
+fn segment_definition(file: &File, s: &SegmentConfig) -> toml::Value {
+    let uplink = file.ports.iter().find(|p| p.name == s.uplink);
+    toml::Value::try_from((s, uplink)).expect("a segment serialises")
 }
 
 fn vif_ports<'f>(file: &'f File, vc: &'f VrConfig) -> impl Iterator<Item = &'f PortConfig> + 'f {
-    vc.interfaces
-        .iter()
-        .filter_map(move |i| file.ports.iter().find(|p| p.name == i.vif))
+    (vc.interfaces.iter()).filter_map(move |i| file.ports.iter().find(|p| p.name == i.vif))
 }
 
-/// Everything in `file` but its VRs and their vifs, by top-level key.
+/// Everything in `file` but its VRs, its segments and their ports, by top-level
+/// key.
 fn host_part(file: &File) -> toml::map::Map<String, toml::Value> {
     let mut host = file.clone();
-    let vifs: Vec<&str> = (file.vrs.iter())
-        .flat_map(|v| v.interfaces.iter().map(|i| i.vif.as_str()))
+    let vifs = (file.vrs.iter()).flat_map(|v| v.interfaces.iter().map(|i| i.vif.as_str()));
+    let ports: Vec<&str> = vifs
+        .chain(file.segments.iter().map(|s| s.uplink.as_str()))
         .collect();
-    host.ports.retain(|p| !vifs.contains(&p.name.as_str()));
+    host.ports.retain(|p| !ports.contains(&p.name.as_str()));
     host.vrs.clear();
+    host.segments.clear();
     match toml::Value::try_from(&host).expect("a file serialises") {
         toml::Value::Table(t) => t,
         _ => unreachable!("a file is a table"),
@@ -190,15 +322,22 @@ fn addition(edited: &Config, id: u32) -> Addition {
         .position(|v| v.id == id)
         .expect("a VR of the file");
     let raw = edited.file.vrs[v].clone();
-    let vr = edited.topology.vrs[v].clone();
-    let uplinks = (vr.interfaces.iter())
-        .map(|i| edited.topology.ports[i.uplink].name.clone())
-        .collect();
     Addition {
         vifs: vif_ports(&edited.file, &raw).cloned().collect(),
-        vr,
+        segments: raw.interfaces.iter().map(|i| i.segment.clone()).collect(),
+        vr: edited.topology.vrs[v].clone(),
         raw,
-        uplinks,
+    }
+}
+
+/// Segment `s` of (checked) `file`, ready to add.
+fn segment_addition(file: &File, s: &SegmentConfig) -> SegmentAddition {
+    let uplink = (file.ports.iter())
+        .find(|p| p.name == s.uplink)
+        .expect("the config checked the uplink");
+    SegmentAddition {
+        raw: s.clone(),
+        uplink: uplink.clone(),
     }
 }
 
@@ -266,24 +405,79 @@ mod tests {
     }
 
     #[test]
-    fn anything_but_vrs_and_their_vifs_needs_a_restart() {
+    fn anything_but_vrs_segments_and_their_ports_needs_a_restart() {
         let running = Running::new(&config(EXAMPLE));
-        for (from, to, key) in [
-            ("cores = [0]", "cores = [1]", "cores"),
-            (
-                "uplink = \"up0\"",
-                "uplink = \"up0\"\nmtu = 9000",
-                "segment",
-            ),
-            ("iface=up0", "iface=eth9", "port"),
-        ] {
-            let edited = config(&EXAMPLE.replace(from, to));
-            let e = running.reload(&edited).unwrap_err().to_string();
-            assert_eq!(e, format!("{key}: changes only with a restart"), "{to}");
-        }
+        let edited = config(&EXAMPLE.replace("cores = [0]", "cores = [1]"));
+        let e = running.reload(&edited).unwrap_err().to_string();
+        assert_eq!(e, "cores: changes only with a restart");
         let limits = config(&format!("{EXAMPLE}\n[limits]\nvr_slots = 8"));
         let e = running.reload(&limits).unwrap_err().to_string();
         assert_eq!(e, "limits: changes only with a restart");
+    }
+
+    /// Segment `lan9` with uplink `up9`.
+    fn lan9() -> String {
+        "[[port]]\nname = \"up9\"\ndevice = \"net_af_packet9,iface=up9\"\n\
+         [[segment]]\nname = \"lan9\"\nuplink = \"up9\"\n"
+            .to_owned()
+    }
+
+    #[test]
+    fn a_segment_comes_and_goes_and_one_replaced_takes_its_vrs_along() {
+        let running = Running::new(&config(EXAMPLE));
+        // lan9 and a VR on it.
+        let on_lan9 = vr(4).replace("\"lan0\"", "\"lan9\"");
+        let more = config(&format!("{EXAMPLE}{}{on_lan9}", lan9()));
+        let plan = running.reload(&more).unwrap();
+        assert_eq!(ids(&plan), (vec![], vec![4]));
+        assert!(plan.remove_segments.is_empty());
+        let added: Vec<_> = plan
+            .add_segments
+            .iter()
+            .map(SegmentAddition::name)
+            .collect();
+        assert_eq!(added, ["lan9"]);
+        assert_eq!(
+            plan.add_segments[0].uplink(),
+            ("up9", "net_af_packet9,iface=up9")
+        );
+        let vr4 = plan.add[0].placed(&[17], |name| {
+            assert_eq!(name, "lan9");
+            (5, 21)
+        });
+        let ifc = &vr4.interfaces[0];
+        assert_eq!((ifc.vif, ifc.segment, ifc.uplink), (17, 5, 21));
+
+        // lan0's MTU changed: lan0 replaced, and VR 1 on it with it.
+        let jumbo = config(&EXAMPLE.replace("uplink = \"up0\"", "uplink = \"up0\"\nmtu = 9000"));
+        let plan = running.reload(&jumbo).unwrap();
+        assert_eq!(ids(&plan), (vec![1], vec![1]));
+        assert_eq!(plan.remove_segments, ["lan0"]);
+        assert_eq!(plan.add_segments.len(), 1);
+        assert_eq!(plan.add[0].placed(&[3], |_| (0, 0)).interfaces[0].mtu, 9000);
+
+        // One at a time: a segment VR 1 is on stays; one added runs once.
+        let e = running.remove_segment("lan0").unwrap_err().to_string();
+        assert!(e.contains("VR 1 is on \"lan0\": remove it first"), "{e}");
+        let mut running = running;
+        let plan = running.add_segment(&more, "lan9").unwrap();
+        running.with_segment(&plan.add_segments[0]);
+        assert!(
+            running.add_segment(&more, "lan9").is_err(),
+            "it runs already"
+        );
+        assert_eq!(
+            running.remove_segment("lan9").unwrap().remove_segments,
+            ["lan9"]
+        );
+        // VR 4 alone, now that lan9 runs; not before.
+        assert_eq!(ids(&running.add(&more, 4).unwrap()), (vec![], vec![4]));
+        running.without_segment("lan9");
+        let e = running.add(&more, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("\"lan9\" does not run as the file defines it"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -308,14 +502,5 @@ mod tests {
         assert!(running.remove(9).is_err());
         assert_eq!(running.without(2), Some(2));
         assert_eq!(ids(&running.reload(&edited).unwrap()), (vec![], vec![2]));
-    }
-
-    #[test]
-    fn an_added_vr_is_placed_in_the_slots_it_is_given() {
-        let edited = config(&format!("{EXAMPLE}{}", vr(3)));
-        let plan = Running::new(&config(EXAMPLE)).reload(&edited).unwrap();
-        let vr = plan.add[0].placed(&[17], |name| if name == "up0" { 4 } else { 99 });
-        assert_eq!((vr.interfaces[0].vif, vr.interfaces[0].uplink), (17, 4));
-        assert_eq!(vr.interfaces[0].segment, 0);
     }
 }

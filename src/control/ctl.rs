@@ -28,7 +28,7 @@ route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) [weight N]... | route del
 route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N] | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV | \
-vr add ID | vr del VR | reload";
+vr add ID | vr del VR | segment add NAME | segment del NAME | reload";
 
 /// The longest an operator command waits for the route writer: it answers
 /// "busy" rather than hang behind other VRs' work.
@@ -115,6 +115,12 @@ impl Ctl<'_> {
             ["vr", "del", vr] => {
                 let id = self.dp().vrs[self.vr(vr)?].id;
                 Message::boxed(changed(self.reconfigure.remove(id))?)
+            }
+            ["segment", "add", name] => {
+                Message::boxed(changed(self.reconfigure.add_segment(name))?)
+            }
+            ["segment", "del", name] => {
+                Message::boxed(changed(self.reconfigure.remove_segment(name))?)
             }
             ["reload"] => Message::boxed(changed(self.reconfigure.reload())?),
             ["help"] => Message::boxed(USAGE),
@@ -422,7 +428,7 @@ fn changes(words: &[&str]) -> bool {
     matches!(
         words,
         ["route", "add" | "del", ..]
-            | ["vr", "add" | "del", ..]
+            | ["vr" | "segment", "add" | "del", ..]
             | ["migrate" | "drain" | "attach" | "detach" | "reload", ..]
     )
 }

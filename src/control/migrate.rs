@@ -615,7 +615,11 @@ mod tests {
         );
         let config = Config::parse(&dual).unwrap();
         let rcu = Arc::new(Rcu::new(1).unwrap());
-        Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap().0
+        Dataplane::build(&config, Clock::new(0, 1), &rcu, &|_| {
+            vrfwd_wire::MacAddr::default()
+        })
+        .unwrap()
+        .0
     }
 
     #[test]

@@ -1,19 +1,24 @@
-//! Run-time changes of the host's VRs (docs/operating.md, "Tenants at run
-//! time"): `vrfwd ctl vr add|del`, `vrfwd ctl reload` and SIGHUP. A change is
-//! planned against the config file whole ([`Running`]) before anything moves,
-//! then carried out one VR at a time, each step leaving a consistent host:
+//! Run-time changes of the host's VRs and segments (docs/operating.md,
+//! "Tenants at run time"): `vrfwd ctl vr add|del`, `segment add|del`, `reload`
+//! and SIGHUP. A change is planned against the config file whole ([`Running`])
+//! before anything moves, then carried out one VR or segment at a time, each
+//! step leaving a consistent host:
 //!
 //! - removing: its session and clones end; its vifs are detached (lcores stop
 //!   polling them); the route writer drops its tables; a model without it is
 //!   published; once no lcore reads the old model, the VR is freed;
 //! - adding: it is built in vacant slots; the route writer takes its tables
 //!   (or refuses them: the host's table budget); a model with it is published;
-//!   its vifs with a device are started, those without wait for `ctl attach`.
+//!   its vifs with a device are started, those without wait for `ctl attach`;
+//! - a segment (no VR on it) is removed from the model, then its uplink
+//!   detached; one added has its uplink started first (its MAC is the
+//!   segment's), then the model with it is published. An uplink polled while
+//!   the model does not name it yet (or any more) has its frames freed.
 //!
 //! Other VRs are never touched: lcores switch models between two loops.
 use super::session::Sessions;
 use super::writer::{ask_within, AskError, Command, WriteError};
-use crate::config::{Addition, Config, ConfigError, Plan, Running};
+use crate::config::{Addition, Config, ConfigError, Plan, Running, SegmentAddition};
 use crate::dataplane::{BuildError, Model};
 use crate::dpdk::{AttachError, Mempool, PortTable};
 use crate::stats::LcoreCounters;
@@ -46,6 +51,12 @@ pub enum ChangeError {
         port: String,
         source: AttachError,
     },
+    #[error("segment {segment}: port {port}: {source}")]
+    Segment {
+        segment: String,
+        port: String,
+        source: AttachError,
+    },
     #[error(transparent)]
     Writer(#[from] AskError),
 }
@@ -55,24 +66,33 @@ pub enum ChangeError {
 pub struct Done {
     pub removed: Vec<u32>,
     pub added: Vec<u32>,
+    pub segments_removed: Vec<String>,
+    pub segments_added: Vec<String>,
 }
 
 impl std::fmt::Display for Done {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids = |ids: &[u32]| {
-            let s: Vec<String> = ids.iter().map(u32::to_string).collect();
-            if s.is_empty() {
-                "none".to_owned()
-            } else {
-                s.join(" ")
-            }
+        let list = |items: Vec<String>| match items.is_empty() {
+            true => "none".to_owned(),
+            false => items.join(" "),
         };
+        let ids = |ids: &[u32]| list(ids.iter().map(u32::to_string).collect());
         write!(
             f,
             "removed: {}; added: {}",
             ids(&self.removed),
             ids(&self.added)
-        )
+        )?;
+        if !(self.segments_removed.is_empty() && self.segments_added.is_empty()) {
+            let (gone, new) = (self.segments_removed.clone(), self.segments_added.clone());
+            write!(
+                f,
+                "; segments removed: {}; added: {}",
+                list(gone),
+                list(new)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -112,6 +132,17 @@ impl Reconfigure<'_> {
         self.apply(|running| running.remove(id))
     }
 
+    /// Adds segment `name` with its uplink, as the file defines them.
+    pub fn add_segment(&self, name: &str) -> Result<Done, ChangeError> {
+        let edited = self.edited()?;
+        self.apply(|running| running.add_segment(&edited, name))
+    }
+
+    /// Removes segment `name` (no VR may be on it) and its uplink.
+    pub fn remove_segment(&self, name: &str) -> Result<Done, ChangeError> {
+        self.apply(|running| running.remove_segment(name))
+    }
+
     fn edited(&self) -> Result<Config, ChangeError> {
         let file = self.file.as_deref().ok_or(ChangeError::NoFile)?;
         Ok(Config::load(file)?)
@@ -133,6 +164,18 @@ impl Reconfigure<'_> {
             tracing::info!(vr = id, "VR removed");
             done.removed.push(id);
         }
+        for name in &plan.remove_segments {
+            self.remove_segment_now(name);
+            running.without_segment(name);
+            tracing::info!(segment = %name, "segment removed");
+            done.segments_removed.push(name.clone());
+        }
+        for a in &plan.add_segments {
+            self.add_segment_now(a)?;
+            running.with_segment(a);
+            tracing::info!(segment = %a.name(), "segment added");
+            done.segments_added.push(a.name().to_owned());
+        }
         for a in &plan.add {
             self.add_vr(a)?;
             running.with(a);
@@ -152,12 +195,25 @@ impl Reconfigure<'_> {
             .sum();
         let free_vrs = dp.vrs.len() - dp.vrs.values().count() + freed_vrs;
         let free_ports = dp.ports.len() - dp.ports.values().count() + freed_ports;
+        let running_segment = |name: &String| dp.segments.values().any(|s| &s.name == name);
+        let freed_segments = plan
+            .remove_segments
+            .iter()
+            .filter(|n| running_segment(n))
+            .count();
+        let free_segments = dp.segments.len() - dp.segments.values().count() + freed_segments;
         let vifs: usize = plan.add.iter().map(|a| a.vifs().count()).sum();
         if plan.add.len() > free_vrs {
             return Err(ChangeError::Slots("every VR slot is taken", "vr_slots"));
         }
-        if vifs > free_ports {
+        if vifs + plan.add_segments.len() > free_ports + freed_segments {
             return Err(ChangeError::Slots("every port slot is taken", "port_slots"));
+        }
+        if plan.add_segments.len() > free_segments {
+            return Err(ChangeError::Slots(
+                "every segment slot is taken",
+                "segment_slots",
+            ));
         }
         Ok(())
     }
@@ -194,16 +250,18 @@ impl Reconfigure<'_> {
             (dp.vrs.vacant(1)).ok_or(ChangeError::Slots("every VR slot is taken", "vr_slots"))?[0];
         let vifs = (dp.ports.vacant(a.vifs().count()))
             .ok_or(ChangeError::Slots("every port slot is taken", "port_slots"))?;
-        let uplink = |name: &str| {
-            (dp.port_names.position(|n| n == name)).expect("uplinks never change at run time")
+        let segment = |name: &str| {
+            let s = (dp.segments.position(|s| s.name == name)).expect("its segments run");
+            (s, dp.segments[s].uplink)
         };
-        let vr = a.placed(&vifs, uplink);
+        let vr = a.placed(&vifs, segment);
         let names: Vec<String> = a.vifs().map(|(name, _)| name.to_owned()).collect();
         let (next, routes) = dp.with_vr(slot, &vr, &names)?;
         // The slots' last users were unpublished at least a drain ago.
         std::thread::sleep(self.tx_drain);
         for c in self.counters {
-            c.reset(slot, &vifs);
+            c.reset_vr(slot);
+            c.reset_ports(&vifs);
         }
         let added = ask_within(
             &self.writer,
@@ -229,6 +287,47 @@ impl Reconfigure<'_> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Removes segment `name` (no VR is on it: the plan removed them) and its
+    /// uplink.
+    fn remove_segment_now(&self, name: &str) {
+        let change = self.model.change();
+        let dp = change.current();
+        let Some(s) = dp.segments.position(|s| s.name == name) else {
+            return;
+        };
+        let uplink = dp.segments[s].uplink;
+        change.publish(dp.without_segment(s));
+        self.ports.release(uplink);
+    }
+
+    /// Adds segment `a`: its uplink started in a vacant port slot, then the
+    /// segment published in a vacant segment slot.
+    fn add_segment_now(&self, a: &SegmentAddition) -> Result<(), ChangeError> {
+        let change = self.model.change();
+        let dp = change.current();
+        let (name, device) = a.uplink();
+        let room = |what| ChangeError::Slots(what, "segment_slots or port_slots");
+        let slot = dp
+            .segments
+            .vacant(1)
+            .ok_or(room("every segment slot is taken"))?[0];
+        let port = dp.ports.vacant(1).ok_or(room("every port slot is taken"))?[0];
+        std::thread::sleep(self.tx_drain);
+        for c in self.counters {
+            c.reset_segment(slot);
+            c.reset_ports(&[port]);
+        }
+        let started = self.ports.start(port, device, self.pool);
+        started.map_err(|source| ChangeError::Segment {
+            segment: a.name().to_owned(),
+            port: name.to_owned(),
+            source,
+        })?;
+        let mac = self.ports.mac(port).unwrap_or_default();
+        change.publish(dp.with_segment(slot, a.name(), (port, name), mac));
         Ok(())
     }
 }

@@ -954,7 +954,10 @@ mod tests {
     fn setup_with(config: &str) -> (Dataplane, Arc<Rcu>, Vec<VrRoutes>) {
         let config = Config::parse(config).unwrap();
         let rcu = Arc::new(Rcu::new(1).unwrap());
-        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).unwrap();
+        let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu, &|_| {
+            vrfwd_wire::MacAddr::default()
+        })
+        .unwrap();
         (dp, rcu, routes)
     }
 

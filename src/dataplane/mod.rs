@@ -278,6 +278,9 @@ pub struct VrMac {
 pub struct Segment {
     pub name: String,
     pub uplink: usize,
+    /// The uplink port's MAC: the source of the frames a draining VR still
+    /// forwards out of this segment.
+    pub uplink_mac: MacAddr,
     /// All ports: the uplink and every vif.
     pub ports: Vec<usize>,
     /// Every VR interface on the segment, in config order.
@@ -291,9 +294,13 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Segment `name` with uplink port `uplink` and `members`, its VR interfaces
-    /// in slot and interface order.
-    fn new(name: String, uplink: usize, members: Vec<(VrMac, &Interface)>) -> Segment {
+    /// Segment `name` with uplink port `uplink` (of MAC `uplink_mac`) and
+    /// `members`, its VR interfaces in slot and interface order.
+    fn new(
+        name: String,
+        (uplink, uplink_mac): (usize, MacAddr),
+        members: Vec<(VrMac, &Interface)>,
+    ) -> Segment {
         let mut by_address: FxHashMap<IpAddr, Vec<VrMac>> = FxHashMap::default();
         let mut extra_macs: FxHashMap<MacAddr, Vec<usize>> = FxHashMap::default();
         for &(vm, ifc) in &members {
@@ -314,6 +321,7 @@ impl Segment {
         Segment {
             name,
             uplink,
+            uplink_mac,
             ports: std::iter::once(uplink)
                 .chain(vr_macs.iter().map(|vm| vm.vif))
                 .collect(),
@@ -435,7 +443,10 @@ pub struct Dataplane {
     /// Each port slot's name (vacant: a slot for a port added at run time).
     pub port_names: Slots<String>,
     pub ports: Slots<PortRole>,
-    pub segments: Vec<Segment>,
+    pub segments: Slots<Segment>,
+    /// Each segment slot's uplink MAC (zero when vacant), as the fast path
+    /// takes them.
+    pub uplink_macs: Vec<MacAddr>,
     pub vrs: Slots<Arc<Vr>>,
     pub clock: Clock,
     /// Migration events from the lcores to the control side (one queue for
@@ -489,13 +500,14 @@ impl Dataplane {
     }
 
     /// Builds the model from a validated config, its route tables published under
-    /// `rcu`, with room for `config.limits.vr_slots` VRs and
-    /// `config.limits.port_slots` ports. Returns it with each VR's routes (index
-    /// = VR slot), which the route writer owns from then on.
+    /// `rcu`, with the room `config.slots()` says; `uplink_mac` gives a port's
+    /// MAC. Returns it with each VR's routes (index = VR slot), which the route
+    /// writer owns from then on.
     pub fn build(
         config: &Config,
         clock: Clock,
         rcu: &Arc<Rcu>,
+        uplink_mac: &dyn Fn(usize) -> MacAddr,
     ) -> Result<(Dataplane, Vec<VrRoutes>), BuildError> {
         let topology = &config.topology;
         let settings = Arc::new(VrSettings {
@@ -511,14 +523,15 @@ impl Dataplane {
             vrs.push(Arc::new(vr));
             tables.push(table);
         }
-        let (vr_slots, port_slots) = config.slots();
+        let slots = config.slots();
+        let segments = (topology.segments.iter())
+            .map(|s| Segment::new(s.name.clone(), (s.uplink, uplink_mac(s.uplink)), Vec::new()));
         let dp = Dataplane {
-            port_names: Slots::new(topology.ports.iter().map(|p| p.name.clone()), port_slots),
-            ports: Slots::new(topology.ports.iter().map(|p| p.role), port_slots),
-            segments: (topology.segments.iter())
-                .map(|s| Segment::new(s.name.clone(), s.uplink, Vec::new()))
-                .collect(),
-            vrs: Slots::new(vrs, vr_slots),
+            port_names: Slots::new(topology.ports.iter().map(|p| p.name.clone()), slots.ports),
+            ports: Slots::new(topology.ports.iter().map(|p| p.role), slots.ports),
+            segments: Slots::new(segments, slots.segments),
+            uplink_macs: Vec::new(),
+            vrs: Slots::new(vrs, slots.vrs),
             clock,
             events: Arc::new(Events::new()),
             lcores: config.cores.len(),
@@ -527,7 +540,8 @@ impl Dataplane {
         Ok((dp.with_segments(), tables))
     }
 
-    /// This model with its segments' members made anew from its VRs.
+    /// This model with its segments' members, and the uplink MACs, made anew
+    /// from its VRs and segments.
     fn with_segments(self) -> Dataplane {
         let mut members: Vec<Vec<(VrMac, &Interface)>> = vec![Vec::new(); self.segments.len()];
         for (v, vr) in self.vrs.iter() {
@@ -541,32 +555,51 @@ impl Dataplane {
                 members[ifc.segment].push((vm, ifc));
             }
         }
-        let segments = (self.segments.iter().zip(members))
-            .map(|(seg, m)| Segment::new(seg.name.clone(), seg.uplink, m))
-            .collect();
-        Dataplane { segments, ..self }
+        let mut segments = Slots::new([], self.segments.len());
+        let mut uplink_macs = vec![MacAddr::default(); self.segments.len()];
+        for ((s, seg), m) in self.segments.iter().zip(members) {
+            segments.fill(
+                s,
+                Segment::new(seg.name.clone(), (seg.uplink, seg.uplink_mac), m),
+            );
+            uplink_macs[s] = seg.uplink_mac;
+        }
+        Dataplane {
+            segments,
+            uplink_macs,
+            ..self
+        }
     }
 
-    /// A copy of this model sharing its VRs, its ports and VRs as `f` changes
-    /// them, its segments made anew.
+    /// A copy of this model sharing its VRs, its ports, segments and VRs as `f`
+    /// changes them (segments as name, uplink and MAC: their members follow).
     fn changed(
         &self,
-        f: impl FnOnce(&mut Slots<String>, &mut Slots<PortRole>, &mut Slots<Arc<Vr>>),
+        f: impl FnOnce(
+            &mut Slots<String>,
+            &mut Slots<PortRole>,
+            &mut Slots<Segment>,
+            &mut Slots<Arc<Vr>>,
+        ),
     ) -> Dataplane {
         let (mut names, mut roles, mut vrs) = (
             self.port_names.clone(),
             self.ports.clone(),
             self.vrs.clone(),
         );
-        f(&mut names, &mut roles, &mut vrs);
+        let mut segments = Slots::new([], self.segments.len());
+        for (s, seg) in self.segments.iter() {
+            segments.fill(
+                s,
+                Segment::new(seg.name.clone(), (seg.uplink, seg.uplink_mac), Vec::new()),
+            );
+        }
+        f(&mut names, &mut roles, &mut segments, &mut vrs);
         Dataplane {
             port_names: names,
             ports: roles,
-            segments: self
-                .segments
-                .iter()
-                .map(|s| Segment::new(s.name.clone(), s.uplink, Vec::new()))
-                .collect(),
+            segments,
+            uplink_macs: Vec::new(),
             vrs,
             clock: self.clock,
             events: Arc::clone(&self.events),
@@ -574,6 +607,34 @@ impl Dataplane {
             settings: Arc::clone(&self.settings),
         }
         .with_segments()
+    }
+
+    /// This model with segment `name` in vacant slot `slot`, its uplink port
+    /// `port` (named `port_name`, of MAC `mac`) in a vacant port slot.
+    pub fn with_segment(
+        &self,
+        slot: usize,
+        name: &str,
+        (port, port_name): (usize, &str),
+        mac: MacAddr,
+    ) -> Dataplane {
+        self.changed(|names, roles, segments, _| {
+            let filled = names.fill(port, port_name.to_owned())
+                && roles.fill(port, PortRole::Uplink { segment: slot })
+                && segments.fill(slot, Segment::new(name.to_owned(), (port, mac), Vec::new()));
+            assert!(filled, "vacant slots");
+        })
+    }
+
+    /// This model without segment `slot` and its uplink port (no VR may be on it).
+    pub fn without_segment(&self, slot: usize) -> Dataplane {
+        self.changed(|names, roles, segments, _| {
+            if let Some(seg) = segments.take(slot) {
+                assert!(seg.vr_macs.is_empty(), "a segment without VRs");
+                names.take(seg.uplink);
+                roles.take(seg.uplink);
+            }
+        })
     }
 
     /// This model with VR `vc` in vacant slot `slot` and its vifs in the
@@ -587,7 +648,7 @@ impl Dataplane {
     ) -> Result<(Dataplane, VrRoutes), BuildError> {
         let (vr, routes) = build_vr(vc, &self.settings, self.lcores)
             .map_err(|source| BuildError { vr: vc.id, source })?;
-        let dp = self.changed(|names, roles, vrs| {
+        let dp = self.changed(|names, roles, _, vrs| {
             for (i, (ifc, name)) in vc.interfaces.iter().zip(vif_names).enumerate() {
                 let role = PortRole::Vif {
                     segment: ifc.segment,
@@ -606,7 +667,7 @@ impl Dataplane {
 
     /// This model without the VR in slot `slot` and its vifs.
     pub fn without_vr(&self, slot: usize) -> Dataplane {
-        self.changed(|names, roles, vrs| {
+        self.changed(|names, roles, _, vrs| {
             if let Some(vr) = vrs.take(slot) {
                 for ifc in &vr.interfaces {
                     names.take(ifc.vif);

@@ -104,6 +104,23 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_added_and_removed_brings_its_uplink_and_mac() {
+        let dp = testing::dataplane().dp;
+        let mac = vrfwd_wire::MacAddr([2, 0, 0, 0, 9, 9]);
+        let with = dp.with_segment(7, "lan9", (30, "up9"), mac);
+        assert_eq!(with.segments[7].name, "lan9");
+        assert_eq!(with.segments[7].ports, [30]);
+        assert_eq!(with.ports[30], PortRole::Uplink { segment: 7 });
+        assert_eq!(with.port_names[30], "up9");
+        assert_eq!(with.uplink_macs[7], mac);
+        assert_eq!(with.uplink_macs[0], dp.uplink_macs[0], "lan1 as it was");
+        assert_eq!(with.segments[0].vr_macs, dp.segments[0].vr_macs);
+        let without = with.without_segment(7);
+        assert!(without.segments.get(7).is_none() && without.ports.get(30).is_none());
+        assert_eq!(without.uplink_macs[7], vrfwd_wire::MacAddr::default());
+    }
+
+    #[test]
     fn lcores_read_the_published_model_and_control_threads_the_same() {
         let rcu = Arc::new(Rcu::new(1).unwrap());
         let model = Model::new(testing::dataplane().dp, Arc::clone(&rcu));

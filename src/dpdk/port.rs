@@ -604,9 +604,14 @@ impl PortTable {
         // Out of the owned list first (so the polled list no longer names it),
         // dropped last: the port, or the sockets with `old`, go only once every
         // lcore is past the slot (each replace waits for a grace period).
-        let Some(gone) = owned[index].take() else {
+        let Some(mut gone) = owned[index].take() else {
             return;
         };
+        // A device from the EAL's command line leaves the vdev bus too, so that
+        // a segment or VR added again can plug the same device.
+        if let Device::Port(port) = &mut gone.device {
+            port.plugged = true;
+        }
         let old = self.slots[index].replace(Arc::new(Slot::Detached));
         if let Slot::Socket(sockets) = &*old {
             for (p, s) in self.pollers.iter().zip(sockets.iter()) {

@@ -62,8 +62,6 @@ pub struct Worker<'a> {
     ports: &'a PortTable,
     /// For the frames this lcore makes itself (announcements, ARP replies).
     pool: &'a Mempool,
-    /// Each segment's uplink MAC: the source of frames a draining VR still forwards.
-    uplink_macs: Vec<MacAddr>,
     /// A VR that became active in the current burst and must announce itself.
     arrived: Option<usize>,
     /// The TSC when the current burst was received.
@@ -166,15 +164,6 @@ impl<'a> Worker<'a> {
             clock: dp.clock,
             ports,
             pool,
-            uplink_macs: dp
-                .segments
-                .iter()
-                .map(|s| {
-                    ports
-                        .mac(s.uplink)
-                        .expect("uplinks have a configured device")
-                })
-                .collect(),
             arrived: None,
             now_tsc: 0,
             now: 0,
@@ -299,7 +288,6 @@ impl<'a> Worker<'a> {
         let Some(&role) = dp.ports.get(ingress) else {
             return;
         };
-        let segment = role.segment();
         let (mut pending, mut pending6) = (0, 0);
         for i in 0..burst.len() {
             let Some(m) = burst.get(i) else { continue };
@@ -327,7 +315,7 @@ impl<'a> Worker<'a> {
                 }
                 Class::Exit(exit) => {
                     if let Some(m) = burst.take(i) {
-                        self.exit(dp, ingress, segment, exit, m, section);
+                        self.exit(dp, ingress, role, exit, m, section);
                     }
                 }
             }
@@ -381,7 +369,7 @@ impl<'a> Worker<'a> {
             let route = multipath::route(&dp.vrs[v], next_hops[k], || {
                 multipath::hash(&m, multipath::hash6)
             });
-            let draining = p.draining.then_some(&self.uplink_macs[..]);
+            let draining = p.draining.then_some(&dp.uplink_macs[..]);
             let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
             let out = route
                 .and_then(|route| ipv6::forward(dp, v, route, dsts[k], self.now, draining, pacing));
@@ -464,11 +452,12 @@ impl<'a> Worker<'a> {
         &mut self,
         dp: &Dataplane,
         ingress: usize,
-        segment: usize,
+        role: PortRole,
         exit: Exit<'_>,
         m: Mbuf,
         section: &ReadSection,
     ) {
+        let segment = role.segment();
         let counters = &self.counters.segments[segment];
         match exit {
             Exit::Punt { vm, reason } => self.punt(dp, vm.vr, vm.iface, reason, m, section),
@@ -477,7 +466,7 @@ impl<'a> Worker<'a> {
                 let targets = ports.iter().copied().filter(|&p| p != ingress);
                 self.tx.flood(targets, m, section);
             }
-            Exit::Flood if !self.storm.admit(ingress, self.now_tsc) => {
+            Exit::Flood if !self.storm.admit(ingress, role, self.now_tsc) => {
                 // `m` is freed here.
                 self.counters.ports[ingress].flood_limited.inc();
             }
@@ -676,7 +665,7 @@ impl<'a> Worker<'a> {
         section: &ReadSection,
     ) {
         let v = p.vr as usize;
-        let draining = p.draining.then_some(&self.uplink_macs[..]);
+        let draining = p.draining.then_some(&dp.uplink_macs[..]);
         let pacing = self.pacer.at(usize::from(self.queue), self.now_tsc);
         let out = route.and_then(|route| {
             ipv4::forward(dp, v, route, p.dst, self.now, neighbor, draining, pacing)
@@ -720,7 +709,7 @@ impl<'a> Worker<'a> {
         mut m: Mbuf,
         section: &ReadSection,
     ) {
-        let mut to = punt::target(dp, vr, iface, reason, &self.uplink_macs);
+        let mut to = punt::target(dp, vr, iface, reason, &dp.uplink_macs);
         if let Some(source) = to.source {
             let frame = m
                 .data_mut()

@@ -5,17 +5,15 @@
 //! (the virtual-scheduling form of a token bucket: one timestamp per port). A
 //! frame past the limit is dropped and counted on its port (docs/security.md).
 use crate::config::FloodConfig;
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, PortRole};
 
-/// One port's limit on this lcore, in TSC ticks.
+/// A limit on this lcore, in TSC ticks.
 #[derive(Debug, Clone, Copy)]
 struct Gcra {
     /// Ticks one frame costs.
     interval: u64,
     /// How far ahead of now the schedule may run: the burst.
     tolerance: u64,
-    /// When the next frame is due if the port kept exactly to its rate.
-    due: u64,
 }
 
 impl Gcra {
@@ -26,48 +24,65 @@ impl Gcra {
         Gcra {
             interval,
             tolerance: interval * u64::from(burst.saturating_sub(1)),
-            due: 0,
         }
     }
 
-    /// Whether a frame at `now` is within the limit; if it is, it is charged.
+    /// Whether a frame at `now` is within the limit of a port whose next frame
+    /// is `due` (were it keeping exactly to its rate); if it is, it is charged.
     #[inline(always)]
-    fn admit(&mut self, now: u64) -> bool {
-        let due = self.due.max(now);
-        if due - now > self.tolerance {
+    fn admit(&self, due: &mut u64, now: u64) -> bool {
+        let next = (*due).max(now);
+        if next - now > self.tolerance {
             return false;
         }
-        self.due = due + self.interval;
+        *due = next + self.interval;
         true
     }
 }
 
-/// This lcore's storm control over every port.
+/// This lcore's storm control over every port slot: the limit is the port's
+/// role's (ports come and go at run time), the schedule the port's own.
 pub struct StormControl {
-    /// By port index; none for ports without a limit.
-    ports: Vec<Option<Gcra>>,
+    /// A vif's and an uplink's limit; none: unlimited.
+    vif: Option<Gcra>,
+    uplink: Option<Gcra>,
+    /// By port slot: when its next frame is due.
+    due: Vec<u64>,
 }
 
 impl StormControl {
-    /// The limits `flood` sets for each port of `dp`, this lcore's share of `lcores`.
+    /// The limits `flood` sets, this lcore's share of `lcores`, for every port
+    /// slot of `dp`.
     pub fn new(dp: &Dataplane, flood: &FloodConfig, lcores: usize) -> StormControl {
         let hz = dp.clock.hz();
+        let limit = |role| {
+            (flood.limit(role)).map(|(pps, burst)| Gcra::new(pps, burst, hz, lcores.max(1) as u64))
+        };
+        let (vif, uplink) = (
+            PortRole::Vif {
+                segment: 0,
+                vr: 0,
+                iface: 0,
+            },
+            PortRole::Uplink { segment: 0 },
+        );
         StormControl {
-            // A vacant slot is for a vif added at run time.
-            ports: (0..dp.ports.len())
-                .map(|p| {
-                    flood
-                        .limit(dp.ports.get(p).copied())
-                        .map(|(pps, burst)| Gcra::new(pps, burst, hz, lcores.max(1) as u64))
-                })
-                .collect(),
+            vif: limit(vif),
+            uplink: limit(uplink),
+            due: vec![0; dp.ports.len()],
         }
     }
 
-    /// Whether a frame from `port` may flood at TSC `now`.
+    /// Whether a frame from `port`, of role `role`, may flood at TSC `now`.
     #[inline(always)]
-    pub fn admit(&mut self, port: usize, now: u64) -> bool {
-        self.ports[port].as_mut().is_none_or(|g| g.admit(now))
+    pub fn admit(&mut self, port: usize, role: PortRole, now: u64) -> bool {
+        let limit = match role {
+            PortRole::Vif { .. } => &self.vif,
+            PortRole::Uplink { .. } => &self.uplink,
+        };
+        limit
+            .as_ref()
+            .is_none_or(|g| g.admit(&mut self.due[port], now))
     }
 }
 
@@ -79,24 +94,28 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate() {
         // 10 frames/s, bursts of 3, on a 1 kHz clock: one frame per 100 ticks.
-        let mut g = Gcra::new(10, 3, 1000, 1);
-        let admitted = |g: &mut Gcra, now: u64, n: usize| (0..n).filter(|_| g.admit(now)).count();
-        assert_eq!(admitted(&mut g, 1000, 10), 3, "the burst");
-        assert_eq!(admitted(&mut g, 1050, 10), 0, "nothing earned yet");
-        assert_eq!(admitted(&mut g, 1100, 10), 1, "one per interval");
-        assert_eq!(admitted(&mut g, 1300, 10), 2);
+        let g = Gcra::new(10, 3, 1000, 1);
+        let mut due = 0;
+        let mut admitted = |now: u64, n: usize| (0..n).filter(|_| g.admit(&mut due, now)).count();
+        assert_eq!(admitted(1000, 10), 3, "the burst");
+        assert_eq!(admitted(1050, 10), 0, "nothing earned yet");
+        assert_eq!(admitted(1100, 10), 1, "one per interval");
+        assert_eq!(admitted(1300, 10), 2);
         // Idle for long: the burst again, never more.
-        assert_eq!(admitted(&mut g, 100_000, 10), 3);
+        assert_eq!(admitted(100_000, 10), 3);
         // Over any window, at most burst + window / interval.
-        let mut g = Gcra::new(10, 3, 1000, 1);
-        let sent: usize = (0..10_000).map(|t| admitted(&mut g, t, 5)).sum();
+        let mut due = 0;
+        let sent: usize = (0..10_000)
+            .map(|t| (0..5).filter(|_| g.admit(&mut due, t)).count())
+            .sum();
         assert!((100..=103).contains(&sent), "{sent}");
     }
 
     #[test]
     fn lcores_share_the_rate() {
-        let mut g = Gcra::new(10, 1, 1000, 2);
-        let sent = (0..10_000).filter(|&t| g.admit(t)).count();
+        let g = Gcra::new(10, 1, 1000, 2);
+        let mut due = 0;
+        let sent = (0..10_000).filter(|&t| g.admit(&mut due, t)).count();
         assert_eq!(sent, 50, "half of 100 in 10 s on each of two lcores");
     }
 
@@ -108,7 +127,16 @@ mod tests {
         let uplink = dp.segments[0].uplink;
         let vif = dp.vrs[0].interfaces[0].vif;
         let burst = FloodConfig::default().vif_burst as usize;
-        assert_eq!((0..5000).filter(|_| storm.admit(vif, 0)).count(), burst);
-        assert_eq!((0..5000).filter(|_| storm.admit(uplink, 0)).count(), 5000);
+        let mut admitted = |p: usize| (0..5000).filter(|_| storm.admit(p, dp.ports[p], 0)).count();
+        assert_eq!(admitted(vif), burst);
+        assert_eq!(admitted(uplink), 5000);
+        // A port slot that was a vif and is now an uplink has the uplink's limit.
+        let uplink_now = PortRole::Uplink { segment: 1 };
+        assert_eq!(
+            (0..5000)
+                .filter(|_| storm.admit(vif, uplink_now, 0))
+                .count(),
+            5000
+        );
     }
 }

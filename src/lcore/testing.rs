@@ -65,6 +65,9 @@ pub fn config() -> Config {
 pub fn dataplane() -> TestPlane {
     let config = config();
     let rcu = Arc::new(Rcu::new(1).expect("an RCU variable"));
-    let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu).expect("the data plane");
+    let (dp, routes) = Dataplane::build(&config, Clock::new(0, 1), &rcu, &|_| {
+        vrfwd_wire::MacAddr::default()
+    })
+    .expect("the data plane");
     TestPlane { dp, routes }
 }

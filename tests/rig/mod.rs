@@ -35,10 +35,10 @@ impl Rig {
             .iter()
             .map(|p| Some(Port::start(p.device_name().expect("a device"), 1, &pool).expect("port")))
             .collect();
-        let (dp, _routes) =
-            Dataplane::build(&config, Clock::new(dpdk::tsc(), dpdk::tsc_hz()), &rcu)
-                .expect("data plane");
-        let mut ports: Vec<_> = ports;
+        let mut ports: Vec<Option<Port>> = ports;
+        let clock = Clock::new(dpdk::tsc(), dpdk::tsc_hz());
+        let mac = |p: usize| ports[p].as_ref().map(Port::mac).unwrap_or_default();
+        let (dp, _routes) = Dataplane::build(&config, clock, &rcu, &mac).expect("data plane");
         ports.resize_with(dp.ports.len(), || None);
         let ports = PortTable::new(ports, 1, Arc::clone(&rcu)).expect("port table");
         let counters = LcoreCounters::new(ports.len(), dp.vrs.len(), dp.segments.len());
