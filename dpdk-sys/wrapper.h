@@ -10,6 +10,7 @@
 #include <rte_lpm.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_prefetch.h>
+#include <rte_telemetry.h>
 
 /* rte_errno is a per-lcore thread-local behind a macro; bindgen cannot bind it. */
 static inline int vrfwd_rte_errno(void) { return rte_errno; }

@@ -9,6 +9,7 @@ use crate::control::session::Sessions;
 use crate::control::writer::{Budget, RouteWriter};
 use crate::control::{self, ControlError};
 use crate::dataplane::{BuildError, Clock, Dataplane, Model, VrState};
+use crate::dpdk::telemetry::Registration;
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, MempoolSnapshot, Snapshot};
@@ -194,6 +195,14 @@ fn run_on(
     let named = |name: &str| std::thread::Builder::new().name(name.into());
     let batch_seconds = crate::control::writer::batch_histogram();
     let batch_seconds_ref = &batch_seconds;
+    let scrape = &|| crate::metrics::Scrape {
+        counters: snapshot(),
+        vrs: vr_status(&model.current(), sessions_ref),
+        batch_seconds: batch_seconds_ref.clone(),
+    };
+    // `dpdk-telemetry.py`'s /vrfwd/… commands, answered until vrfwd stops.
+    let telemetry = |cmd: &str, param: &str| crate::telemetry::answer(&scrape(), cmd, param);
+    let registration = Registration::new(crate::telemetry::COMMANDS, &telemetry);
     let result = std::thread::scope(|s| {
         let batch_seconds = batch_seconds.clone();
         named("route-writer")
@@ -215,12 +224,7 @@ fn run_on(
             named("metrics")
                 .spawn_scoped(s, move || {
                     control_cores.enter();
-                    let scrape = || crate::metrics::Scrape {
-                        counters: snapshot(),
-                        vrs: vr_status(&model.current(), sessions_ref),
-                        batch_seconds: batch_seconds_ref.clone(),
-                    };
-                    crate::metrics::serve(&listener, stop_ref, &scrape)
+                    crate::metrics::serve(&listener, stop_ref, scrape)
                 })
                 .expect("spawn the metrics thread");
         }
@@ -255,6 +259,7 @@ fn run_on(
         let _ = shutdown.send(true);
         result
     });
+    drop(registration);
     let _ = std::fs::remove_file(&config.socket);
     result?;
     let last = snapshot();

@@ -9,6 +9,7 @@
 //! Packet headers are read through the `vrfwd-wire` crate's checked views.
 //! - [`stats`]: per-lcore counters, summed on read.
 //! - [`control`]: the route writer, the route-protocol sessions, the operator socket.
+//! - [`metrics`], [`telemetry`]: the figures for Prometheus and DPDK telemetry.
 //! - [`appliance`]: start-up and shutdown of the whole appliance.
 pub mod appliance;
 pub mod config;
@@ -19,3 +20,4 @@ pub mod lcore;
 pub mod lpm;
 pub mod metrics;
 pub mod stats;
+pub mod telemetry;

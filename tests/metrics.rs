@@ -2,8 +2,9 @@
 //! `prometheus`, on loopback, every second) while a stream of a known rate is
 //! forwarded through VR 1: the rate Prometheus computes from the VR's
 //! forwarded-packets counter is the stream's within 5 %, and `promtool check
-//! metrics` accepts the endpoint's output. Needs root and `prometheus`
-//! (scripts/setup.sh installs it).
+//! metrics` accepts the endpoint's output; `dpdk-telemetry.py` reads the same
+//! figures through DPDK telemetry's `/vrfwd/…` commands. Needs root and
+//! `prometheus` (scripts/setup.sh installs it).
 mod common;
 
 use common::*;
@@ -180,4 +181,49 @@ fn prometheus_scrapes_the_forwarded_rate_and_promtool_accepts_the_endpoint() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+
+    // The same figures through DPDK telemetry, as dpdk-telemetry.py reads them.
+    let (forwarded_before, tx_before) = (t.vr(1).forwarded, t.stats().ports[1].tx);
+    let answers = telemetry(
+        &t,
+        &[
+            "/vrfwd/vrs",
+            "/vrfwd/vr,1",
+            "/vrfwd/port,u1",
+            "/vrfwd/vr,77",
+        ],
+    );
+    assert_eq!(answers[0]["/vrfwd/vrs"], serde_json::json!([1, 2]));
+    let vr1 = &answers[1]["/vrfwd/vr"];
+    assert_eq!(vr1["state"], "active");
+    assert!(vr1["forwarded"].as_u64() >= Some(forwarded_before), "{vr1}");
+    assert!(forwarded_before > PPS * 10, "the stream went through VR 1");
+    let u1 = &answers[2]["/vrfwd/port"];
+    assert!(u1["tx"].as_u64() >= Some(tx_before), "{u1}");
+    assert_eq!(answers[3]["/vrfwd/vr"], serde_json::Value::Null, "no VR 77");
+}
+
+/// The answers `dpdk-telemetry.py` prints for `commands` to the running vrfwd
+/// (its EAL file prefix is `vrfwd-PREFIX`), one JSON document each.
+fn telemetry(t: &Topology, commands: &[&str]) -> Vec<serde_json::Value> {
+    let mut py = Command::new("dpdk-telemetry.py")
+        .args(["-f", &format!("vrfwd-{}", t.prefix)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (Debian's dpdk package)");
+    let input = commands.join("\n") + "\n";
+    py.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("the commands");
+    let out = py.wait_with_output().expect("dpdk-telemetry.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert_eq!(answers.len(), commands.len(), "{text}");
+    answers
 }

@@ -15,6 +15,7 @@ mod os;
 mod packet;
 mod port;
 mod rcu;
+pub mod telemetry;
 
 pub use eal::{cpu_relax, tsc, tsc_hz, Eal};
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
