@@ -7,7 +7,8 @@
 //! where it started; an edit that needs a restart, or that is invalid, is
 //! refused whole with the reason; the session of a removed VR's agent ends, and
 //! the VR added again starts with no routes and accepts a new session; a
-//! segment with its uplink comes and goes likewise. Needs root.
+//! segment with its uplink comes and goes likewise, and a port is unplugged
+//! and plugged again. Needs root.
 mod common;
 
 use common::client::{error_code, Client};
@@ -242,9 +243,10 @@ fn session_ends_with_its_vr(t: &Topology, with_vr3: &str) {
 }
 
 /// Segment lan4 with its uplink, and VR 3 on it, added by a reload: host y
-/// reaches VR 3's guest through the new uplink. Removed by a reload; added and
-/// removed again by `segment add|del` (the same device plugged again); a
-/// segment a VR is on is not removed.
+/// reaches VR 3's guest through the new uplink, not while the uplink is
+/// unplugged (`port del`), again once plugged (`port add`). Removed by a
+/// reload; added and removed again by `segment add|del` (the same device
+/// plugged again); a segment a VR is on is not removed.
 fn a_segment_comes_and_goes(t: &Topology, base: &str) {
     let write = |text: &str| std::fs::write(&t.config, text).expect("the config");
     let y_reaches_vr3 = || {
@@ -263,6 +265,29 @@ fn a_segment_comes_and_goes(t: &Topology, base: &str) {
         "removed: none; added: 3; segments removed: none; added: lan4"
     );
     assert!(y_reaches_vr3(), "VR 3's guest through lan4's uplink");
+    // Its uplink unplugged and plugged again, the segment staying.
+    assert_eq!(t.ctl(&["port", "del", "u4"]).trim(), "unplugged port u4");
+    let once = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("y"),
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "10.0.4.1",
+        ])
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        once.is_ok_and(|s| !s.success()),
+        "nothing passes an unplugged uplink"
+    );
+    let plugged = t.ctl(&["port", "add", "u4"]);
+    assert!(plugged.starts_with("plugged port u4"), "{plugged}");
+    assert!(y_reaches_vr3(), "through the uplink plugged again");
     let segments: Vec<String> = t.stats().segments.into_iter().map(|s| s.name).collect();
     assert!(segments.contains(&"lan4".to_owned()), "{segments:?}");
     let e = t

@@ -54,9 +54,16 @@ fn check_credential(key: &str, credential: Option<&str>) -> Result<(), ConfigErr
 }
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        problem: problem.into(),
+    ConfigError::invalid(key, problem)
+}
+
+impl ConfigError {
+    /// `key`'s value is well-formed but wrong: `problem`.
+    pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 }
 

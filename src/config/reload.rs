@@ -252,6 +252,13 @@ impl Running {
         self.file.segments.push(a.raw.clone());
     }
 
+    /// The DPDK device of running port `name`, if it has one.
+    pub fn device(&self, name: &str) -> Result<Option<&str>, ConfigError> {
+        let port = self.file.ports.iter().find(|p| p.name == name);
+        let port = port.ok_or_else(|| invalid("port", format!("no port {name:?} runs here")))?;
+        Ok(port.device.as_deref())
+    }
+
     fn segment(&self, name: &str) -> Option<&SegmentConfig> {
         self.file.segments.iter().find(|s| s.name == name)
     }

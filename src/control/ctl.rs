@@ -28,7 +28,8 @@ route add VR PREFIX (via ADDR [dev IFACE] | dev IFACE) [weight N]... | route del
 route get VR ADDRESS [from ADDR] [proto N] [sport N] [dport N] | \
 migrate VR --to HOST:PORT | migrate VR --cancel | drain VR | ports | \
 attach VR MAC NETDEV [--segment SEGMENT] | detach NETDEV | \
-vr add ID | vr del VR | segment add NAME | segment del NAME | reload";
+vr add ID | vr del VR | segment add NAME | segment del NAME | port add NAME | port del NAME | \
+reload";
 
 /// The longest an operator command waits for the route writer: it answers
 /// "busy" rather than hang behind other VRs' work.
@@ -121,6 +122,12 @@ impl Ctl<'_> {
             }
             ["segment", "del", name] => {
                 Message::boxed(changed(self.reconfigure.remove_segment(name))?)
+            }
+            ["port", "add", name] => {
+                Message::boxed(self.reconfigure.plug(name).map_err(|e| e.to_string())?)
+            }
+            ["port", "del", name] => {
+                Message::boxed(self.reconfigure.unplug(name).map_err(|e| e.to_string())?)
             }
             ["reload"] => Message::boxed(changed(self.reconfigure.reload())?),
             ["help"] => Message::boxed(USAGE),
@@ -428,7 +435,7 @@ fn changes(words: &[&str]) -> bool {
     matches!(
         words,
         ["route", "add" | "del", ..]
-            | ["vr" | "segment", "add" | "del", ..]
+            | ["vr" | "segment" | "port", "add" | "del", ..]
             | ["migrate" | "drain" | "attach" | "detach" | "reload", ..]
     )
 }

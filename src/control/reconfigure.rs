@@ -57,6 +57,10 @@ pub enum ChangeError {
         port: String,
         source: AttachError,
     },
+    #[error("port {port}: {source}")]
+    Plug { port: String, source: AttachError },
+    #[error("port {0} has no device in the config: vrfwd ctl attach plugs it")]
+    NoDevice(String),
     #[error(transparent)]
     Writer(#[from] AskError),
 }
@@ -143,6 +147,47 @@ impl Reconfigure<'_> {
         self.apply(|running| running.remove_segment(name))
     }
 
+    /// Unplugs port `name`'s device (or a vif's attachment), leaving the port
+    /// in the model: what it would receive or send is lost until `plug`.
+    pub fn unplug(&self, name: &str) -> Result<String, ChangeError> {
+        let _running = self.running();
+        let _change = self.model.change();
+        let port = self.port(name)?;
+        self.ports.release(port);
+        tracing::info!(port = name, "port unplugged");
+        Ok(format!("unplugged port {name}"))
+    }
+
+    /// Plugs port `name`'s device again, as the running config has it.
+    pub fn plug(&self, name: &str) -> Result<String, ChangeError> {
+        let running = self.running();
+        let _change = self.model.change();
+        let port = self.port(name)?;
+        let device = running
+            .device(name)?
+            .ok_or_else(|| ChangeError::NoDevice(name.into()))?;
+        let plugged = self.ports.start(port, device, self.pool);
+        plugged.map_err(|source| ChangeError::Plug {
+            port: name.into(),
+            source,
+        })?;
+        tracing::info!(port = name, device, "port plugged");
+        Ok(format!("plugged port {name} ({device})"))
+    }
+
+    /// The slot of running port `name`.
+    fn port(&self, name: &str) -> Result<usize, ChangeError> {
+        let dp = self.model.current();
+        let port = dp.port_names.position(|n| n == name);
+        port.ok_or_else(|| {
+            ConfigError::invalid("port", format!("no port {name:?} runs here")).into()
+        })
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn edited(&self) -> Result<Config, ChangeError> {
         let file = self.file.as_deref().ok_or(ChangeError::NoFile)?;
         Ok(Config::load(file)?)
@@ -154,7 +199,7 @@ impl Reconfigure<'_> {
         &self,
         plan: impl FnOnce(&Running) -> Result<Plan, ConfigError>,
     ) -> Result<Done, ChangeError> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut running = self.running();
         let plan = plan(&running)?;
         self.has_room(&plan)?;
         let mut done = Done::default();
