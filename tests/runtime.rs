@@ -196,16 +196,22 @@ fn sent(out: &str) -> u64 {
         .unwrap_or_else(|| panic!("a sender's count: {out:?}"))
 }
 
-/// Whether VR 3's guest answers a ping from VR 1's sender, through VR 3.
-fn reaches_vr3(t: &Topology) -> bool {
-    (0..3).any(|_| {
+/// Whether `address` answers a ping from namespace `n` within `tries`
+/// attempts of `wait_s` seconds each.
+fn pings(t: &Topology, n: &str, address: &str, tries: usize, wait_s: &str) -> bool {
+    (0..tries).any(|_| {
         Command::new("ip")
-            .args(["netns", "exec", &t.ns("s")])
-            .args(["ping", "-c", "1", "-W", "2", "10.0.1.200"])
+            .args(["netns", "exec", &t.ns(n)])
+            .args(["ping", "-c", "1", "-W", wait_s, address])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     })
+}
+
+/// Whether VR 3's guest answers a ping from VR 1's sender, through VR 3.
+fn reaches_vr3(t: &Topology) -> bool {
+    pings(t, "s", "10.0.1.200", 3, "2")
 }
 
 /// VR 3's agent session (from the host: the route protocol listens on every
@@ -249,16 +255,7 @@ fn session_ends_with_its_vr(t: &Topology, with_vr3: &str) {
 /// plugged again); a segment a VR is on is not removed.
 fn a_segment_comes_and_goes(t: &Topology, base: &str) {
     let write = |text: &str| std::fs::write(&t.config, text).expect("the config");
-    let y_reaches_vr3 = || {
-        (0..3).any(|_| {
-            Command::new("ip")
-                .args(["netns", "exec", &t.ns("y")])
-                .args(["ping", "-c", "1", "-W", "2", "10.0.4.1"])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-    };
+    let y_reaches_vr3 = || pings(t, "y", "10.0.4.1", 3, "2");
     write(&format!("{base}{}", lan4(true)));
     assert_eq!(
         t.ctl(&["reload"]).trim(),

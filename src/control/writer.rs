@@ -1027,16 +1027,17 @@ mod tests {
             .vrs[0]
             .clone();
         vc.interfaces[0].vif = 7;
-        let (next, routes) = dp.without_vr(0).with_vr(3, &vc, &["vif7".into()]).unwrap();
-        let vr = Arc::clone(&next.vrs[3]);
-        let routes = Box::new(routes);
-        let added = ask(&mut w, |reply| Command::AddVr {
-            slot: 3,
-            vr,
-            routes,
-            reply,
-        });
-        assert!(added.is_ok());
+        let add = |w: &mut RouteWriter, dp: &Dataplane| {
+            let (next, routes) = dp.without_vr(0).with_vr(3, &vc, &["vif7".into()]).unwrap();
+            let (vr, routes) = (Arc::clone(&next.vrs[3]), Box::new(routes));
+            ask(w, |reply| Command::AddVr {
+                slot: 3,
+                vr,
+                routes,
+                reply,
+            })
+        };
+        assert!(add(&mut w, &dp).is_ok());
         assert!(w.memory_used > used, "its tables are accounted");
         let listed = ask(&mut w, |reply| Command::List { vr: 3, reply });
         assert!(listed.iter().any(|r| r.prefix == "10.9.0.0/16"));
@@ -1056,15 +1057,7 @@ mod tests {
         };
         let (dp, _rcu, routes) = setup();
         let mut w = RouteWriter::new(&dp, routes, tight);
-        let (next, routes) = dp.without_vr(0).with_vr(3, &vc, &["vif7".into()]).unwrap();
-        let vr = Arc::clone(&next.vrs[3]);
-        let routes = Box::new(routes);
-        let added = ask(&mut w, |reply| Command::AddVr {
-            slot: 3,
-            vr,
-            routes,
-            reply,
-        });
+        let added = add(&mut w, &dp);
         assert!(matches!(added, Err(WriteError::Memory(_))), "{added:?}");
         assert_eq!(w.memory_used, used);
     }
