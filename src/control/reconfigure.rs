@@ -110,7 +110,8 @@ pub struct Reconfigure<'a> {
     pub writer: Sender<Command>,
     /// The file vrfwd was started from, which a reload reads again.
     pub file: Option<PathBuf>,
-    /// The VRs running, as the file wrote them; held through a whole change.
+    /// The VRs and segments running, as the file wrote them; held through a
+    /// whole change.
     pub running: Mutex<Running>,
     /// The TX drain deadline: after it, no lcore still counts for a port it
     /// no longer sends on.
@@ -118,8 +119,8 @@ pub struct Reconfigure<'a> {
 }
 
 impl Reconfigure<'_> {
-    /// Applies the edited file: VRs it no longer lists (or lists changed) are
-    /// removed, new ones added.
+    /// Applies the edited file: VRs and segments it no longer lists (or lists
+    /// changed) are removed, new ones added.
     pub fn reload(&self) -> Result<Done, ChangeError> {
         let edited = self.edited()?;
         self.apply(|running| running.reload(&edited))
