@@ -308,15 +308,17 @@ impl Default for FloodConfig {
     }
 }
 
+/// A port's flood limit: (frames per second, burst), none if unlimited.
+pub type FloodLimit = Option<(u32, u32)>;
+
 impl FloodConfig {
-    /// The limit of a port of role `role`: (frames per second, burst), none if
-    /// unlimited.
-    pub fn limit(&self, role: PortRole) -> Option<(u32, u32)> {
-        let (pps, burst) = match role {
-            PortRole::Vif { .. } => (self.vif_pps, self.vif_burst),
-            PortRole::Uplink { .. } => (self.uplink_pps, self.uplink_burst),
-        };
-        (pps > 0).then_some((pps, burst.max(1)))
+    /// A vif's limit and an uplink's.
+    pub fn limits(&self) -> (FloodLimit, FloodLimit) {
+        let limit = |pps: u32, burst: u32| (pps > 0).then_some((pps, burst.max(1)));
+        (
+            limit(self.vif_pps, self.vif_burst),
+            limit(self.uplink_pps, self.uplink_burst),
+        )
     }
 }
 
@@ -885,15 +887,12 @@ pub(crate) mod tests {
     #[test]
     fn flood_limits_by_role_and_zero_is_none() {
         let c = Config::parse(EXAMPLE).unwrap();
-        let (uplink, vif) = (c.topology.ports[0].role, c.topology.ports[1].role);
-        assert_eq!(c.flood.limit(vif), Some((1000, 1000)));
-        assert_eq!(c.flood.limit(uplink), None);
+        assert_eq!(c.flood.limits(), (Some((1000, 1000)), None));
         let c = Config::parse(&format!(
             "{EXAMPLE}\n[flood]\nvif_pps = 0\nuplink_pps = 50\nuplink_burst = 0"
         ))
         .unwrap();
-        assert_eq!(c.flood.limit(vif), None);
-        assert_eq!(c.flood.limit(uplink), Some((50, 1)));
+        assert_eq!(c.flood.limits(), (None, Some((50, 1))));
     }
 
     #[test]

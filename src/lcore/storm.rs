@@ -4,7 +4,7 @@
 //! share of every port's rate (no shared state on the fast path), as a GCRA
 //! (the virtual-scheduling form of a token bucket: one timestamp per port). A
 //! frame past the limit is dropped and counted on its port (docs/security.md).
-use crate::config::FloodConfig;
+use crate::config::{FloodConfig, FloodLimit};
 use crate::dataplane::{Dataplane, PortRole};
 
 /// A limit on this lcore, in TSC ticks.
@@ -55,20 +55,13 @@ impl StormControl {
     /// slot of `dp`.
     pub fn new(dp: &Dataplane, flood: &FloodConfig, lcores: usize) -> StormControl {
         let hz = dp.clock.hz();
-        let limit = |role| {
-            (flood.limit(role)).map(|(pps, burst)| Gcra::new(pps, burst, hz, lcores.max(1) as u64))
+        let gcra = |limit: FloodLimit| {
+            limit.map(|(pps, burst)| Gcra::new(pps, burst, hz, lcores.max(1) as u64))
         };
-        let (vif, uplink) = (
-            PortRole::Vif {
-                segment: 0,
-                vr: 0,
-                iface: 0,
-            },
-            PortRole::Uplink { segment: 0 },
-        );
+        let (vif, uplink) = flood.limits();
         StormControl {
-            vif: limit(vif),
-            uplink: limit(uplink),
+            vif: gcra(vif),
+            uplink: gcra(uplink),
             due: vec![0; dp.ports.len()],
         }
     }
