@@ -99,35 +99,24 @@ impl Running {
     pub fn reload(&self, edited: &Config) -> Result<Plan, ConfigError> {
         self.same_host(&edited.file)?;
         let (old, new) = (&self.file, &edited.file);
-        let vr_changed = |a: &File, b: &File, v: &VrConfig| {
-            Some(vr_definition(a, v))
-                != b.vrs
-                    .iter()
-                    .find(|w| w.id == v.id)
-                    .map(|w| vr_definition(b, w))
-        };
-        let segment_changed = |a: &File, b: &File, s: &SegmentConfig| {
-            Some(segment_definition(a, s))
-                != b.segments
-                    .iter()
-                    .find(|t| t.name == s.name)
-                    .map(|t| segment_definition(b, t))
-        };
+        // Defined otherwise in one file than in the other, or in one only.
+        let vr_changed = |id: u32| vr_defined(old, id) != vr_defined(new, id);
+        let segment_changed = |name: &str| segment_defined(old, name) != segment_defined(new, name);
         Ok(Plan {
             remove: (old.vrs.iter())
-                .filter(|v| vr_changed(old, new, v))
+                .filter(|v| vr_changed(v.id))
                 .map(|v| v.id)
                 .collect(),
             remove_segments: (old.segments.iter())
-                .filter(|s| segment_changed(old, new, s))
+                .filter(|s| segment_changed(&s.name))
                 .map(|s| s.name.clone())
                 .collect(),
             add_segments: (new.segments.iter())
-                .filter(|s| segment_changed(new, old, s))
+                .filter(|s| segment_changed(&s.name))
                 .map(|s| segment_addition(new, s))
                 .collect(),
             add: (new.vrs.iter())
-                .filter(|v| vr_changed(new, old, v))
+                .filter(|v| vr_changed(v.id))
                 .map(|v| addition(edited, v.id))
                 .collect(),
         })
@@ -142,11 +131,8 @@ impl Running {
             return Err(invalid("vr", format!("the file has no VR {id}")));
         };
         for i in &vc.interfaces {
-            let running = self
-                .segment(&i.segment)
-                .map(|s| segment_definition(&self.file, s));
-            let wanted = edited.file.segments.iter().find(|s| s.name == i.segment);
-            if running != wanted.map(|s| segment_definition(&edited.file, s)) {
+            if segment_defined(&self.file, &i.segment) != segment_defined(&edited.file, &i.segment)
+            {
                 return Err(invalid(
                     "segment",
                     format!(
@@ -156,7 +142,7 @@ impl Running {
                 ));
             }
         }
-        let unchanged = self.definition_of(id) == Some(vr_definition(&edited.file, vc));
+        let unchanged = vr_defined(&self.file, id) == vr_defined(&edited.file, id);
         let mut after = self.clone();
         let remove: Vec<u32> = after.without(id).into_iter().collect();
         let a = addition(edited, id);
@@ -279,21 +265,27 @@ impl Running {
             None => Ok(()),
         }
     }
-
-    fn definition_of(&self, id: u32) -> Option<toml::Value> {
-        let vc = self.file.vrs.iter().find(|v| v.id == id)?;
-        Some(vr_definition(&self.file, vc))
-    }
 }
 
 /// A VR as written: its table, its vif ports and its segments' definitions.
 fn vr_definition(file: &File, vc: &VrConfig) -> toml::Value {
     let vifs: Vec<&PortConfig> = vif_ports(file, vc).collect();
     let segments: Vec<toml::Value> = (vc.interfaces.iter())
-        .filter_map(|i| file.segments.iter().find(|s| s.name == i.segment))
-        .map(|s| segment_definition(file, s))
+        .filter_map(|i| segment_defined(file, &i.segment))
         .collect();
     toml::Value::try_from((vc, vifs, segments)).expect("a VR serialises")
+}
+
+/// VR `id`'s definition in `file`, if the file lists it.
+fn vr_defined(file: &File, id: u32) -> Option<toml::Value> {
+    let vc = file.vrs.iter().find(|v| v.id == id)?;
+    Some(vr_definition(file, vc))
+}
+
+/// Segment `name`'s definition in `file`, if the file lists it.
+fn segment_defined(file: &File, name: &str) -> Option<toml::Value> {
+    let s = file.segments.iter().find(|s| s.name == name)?;
+    Some(segment_definition(file, s))
 }
 
 /// A segment as written, with its uplink port.
