@@ -293,14 +293,28 @@ pub struct Segment {
     extra_macs: FxHashMap<MacAddr, Vec<usize>>,
 }
 
+/// What a segment is before its members: its name, its uplink port and that
+/// port's MAC.
+#[derive(Debug, Clone)]
+struct SegmentHead {
+    name: String,
+    uplink: usize,
+    uplink_mac: MacAddr,
+}
+
 impl Segment {
-    /// Segment `name` with uplink port `uplink` (of MAC `uplink_mac`) and
-    /// `members`, its VR interfaces in slot and interface order.
-    fn new(
-        name: String,
-        (uplink, uplink_mac): (usize, MacAddr),
-        members: Vec<(VrMac, &Interface)>,
-    ) -> Segment {
+    fn head(&self) -> SegmentHead {
+        SegmentHead {
+            name: self.name.clone(),
+            uplink: self.uplink,
+            uplink_mac: self.uplink_mac,
+        }
+    }
+
+    /// Segment `head` with `members`, its VR interfaces in slot and interface
+    /// order.
+    fn new(head: &SegmentHead, members: Vec<(VrMac, &Interface)>) -> Segment {
+        let (uplink, uplink_mac) = (head.uplink, head.uplink_mac);
         let mut by_address: FxHashMap<IpAddr, Vec<VrMac>> = FxHashMap::default();
         let mut extra_macs: FxHashMap<MacAddr, Vec<usize>> = FxHashMap::default();
         for &(vm, ifc) in &members {
@@ -319,7 +333,7 @@ impl Segment {
         }
         let vr_macs: Vec<VrMac> = members.into_iter().map(|(vm, _)| vm).collect();
         Segment {
-            name,
+            name: head.name.clone(),
             uplink,
             uplink_mac,
             ports: std::iter::once(uplink)
@@ -458,6 +472,59 @@ pub struct Dataplane {
     settings: Arc<VrSettings>,
 }
 
+/// What a model is made of: its ports, segments (their heads: members follow
+/// from the VRs) and VRs.
+struct Parts {
+    port_names: Slots<String>,
+    ports: Slots<PortRole>,
+    segments: Slots<SegmentHead>,
+    vrs: Slots<Arc<Vr>>,
+}
+
+/// What every model of one appliance shares.
+struct Shared {
+    clock: Clock,
+    events: Arc<Events>,
+    lcores: usize,
+    settings: Arc<VrSettings>,
+}
+
+impl Parts {
+    /// The model of these parts: each segment with the VR interfaces on it
+    /// (in slot and interface order), and the uplink MACs by segment slot.
+    fn assemble(self, shared: Shared) -> Dataplane {
+        let mut members: Vec<Vec<(VrMac, &Interface)>> = vec![Vec::new(); self.segments.len()];
+        for (v, vr) in self.vrs.iter() {
+            for (i, ifc) in vr.interfaces.iter().enumerate() {
+                let vm = VrMac {
+                    mac: ifc.mac.to_u64(),
+                    vr: v,
+                    iface: i,
+                    vif: ifc.vif,
+                };
+                members[ifc.segment].push((vm, ifc));
+            }
+        }
+        let mut segments = Slots::new([], self.segments.len());
+        let mut uplink_macs = vec![MacAddr::default(); self.segments.len()];
+        for (s, head) in self.segments.iter() {
+            segments.fill(s, Segment::new(head, std::mem::take(&mut members[s])));
+            uplink_macs[s] = head.uplink_mac;
+        }
+        Dataplane {
+            port_names: self.port_names,
+            ports: self.ports,
+            segments,
+            uplink_macs,
+            vrs: self.vrs,
+            clock: shared.clock,
+            events: shared.events,
+            lcores: shared.lcores,
+            settings: shared.settings,
+        }
+    }
+}
+
 /// The config's settings every VR is built with.
 struct VrSettings {
     compact_groups: u32,
@@ -524,89 +591,45 @@ impl Dataplane {
             tables.push(table);
         }
         let slots = config.slots();
-        let segments = (topology.segments.iter())
-            .map(|s| Segment::new(s.name.clone(), (s.uplink, uplink_mac(s.uplink)), Vec::new()));
-        let dp = Dataplane {
+        let heads = topology.segments.iter().map(|s| SegmentHead {
+            name: s.name.clone(),
+            uplink: s.uplink,
+            uplink_mac: uplink_mac(s.uplink),
+        });
+        let parts = Parts {
             port_names: Slots::new(topology.ports.iter().map(|p| p.name.clone()), slots.ports),
             ports: Slots::new(topology.ports.iter().map(|p| p.role), slots.ports),
-            segments: Slots::new(segments, slots.segments),
-            uplink_macs: Vec::new(),
+            segments: Slots::new(heads, slots.segments),
             vrs: Slots::new(vrs, slots.vrs),
+        };
+        let shared = Shared {
             clock,
             events: Arc::new(Events::new()),
             lcores: config.cores.len(),
             settings,
         };
-        Ok((dp.with_segments(), tables))
+        Ok((parts.assemble(shared), tables))
     }
 
-    /// This model with its segments' members, and the uplink MACs, made anew
-    /// from its VRs and segments.
-    fn with_segments(self) -> Dataplane {
-        let mut members: Vec<Vec<(VrMac, &Interface)>> = vec![Vec::new(); self.segments.len()];
-        for (v, vr) in self.vrs.iter() {
-            for (i, ifc) in vr.interfaces.iter().enumerate() {
-                let vm = VrMac {
-                    mac: ifc.mac.to_u64(),
-                    vr: v,
-                    iface: i,
-                    vif: ifc.vif,
-                };
-                members[ifc.segment].push((vm, ifc));
-            }
-        }
-        let mut segments = Slots::new([], self.segments.len());
-        let mut uplink_macs = vec![MacAddr::default(); self.segments.len()];
-        for ((s, seg), m) in self.segments.iter().zip(members) {
-            segments.fill(
-                s,
-                Segment::new(seg.name.clone(), (seg.uplink, seg.uplink_mac), m),
-            );
-            uplink_macs[s] = seg.uplink_mac;
-        }
-        Dataplane {
-            segments,
-            uplink_macs,
-            ..self
-        }
-    }
-
-    /// A copy of this model sharing its VRs, its ports, segments and VRs as `f`
-    /// changes them (segments as name, uplink and MAC: their members follow).
-    fn changed(
-        &self,
-        f: impl FnOnce(
-            &mut Slots<String>,
-            &mut Slots<PortRole>,
-            &mut Slots<Segment>,
-            &mut Slots<Arc<Vr>>,
-        ),
-    ) -> Dataplane {
-        let (mut names, mut roles, mut vrs) = (
-            self.port_names.clone(),
-            self.ports.clone(),
-            self.vrs.clone(),
-        );
-        let mut segments = Slots::new([], self.segments.len());
+    /// A copy of this model sharing its VRs, with its parts as `f` changes
+    /// them.
+    fn changed(&self, f: impl FnOnce(&mut Parts)) -> Dataplane {
+        let mut parts = Parts {
+            port_names: self.port_names.clone(),
+            ports: self.ports.clone(),
+            segments: Slots::new([], self.segments.len()),
+            vrs: self.vrs.clone(),
+        };
         for (s, seg) in self.segments.iter() {
-            segments.fill(
-                s,
-                Segment::new(seg.name.clone(), (seg.uplink, seg.uplink_mac), Vec::new()),
-            );
+            parts.segments.fill(s, seg.head());
         }
-        f(&mut names, &mut roles, &mut segments, &mut vrs);
-        Dataplane {
-            port_names: names,
-            ports: roles,
-            segments,
-            uplink_macs: Vec::new(),
-            vrs,
+        f(&mut parts);
+        parts.assemble(Shared {
             clock: self.clock,
             events: Arc::clone(&self.events),
             lcores: self.lcores,
             settings: Arc::clone(&self.settings),
-        }
-        .with_segments()
+        })
     }
 
     /// This model with segment `name` in vacant slot `slot`, its uplink port
@@ -618,21 +641,27 @@ impl Dataplane {
         (port, port_name): (usize, &str),
         mac: MacAddr,
     ) -> Dataplane {
-        self.changed(|names, roles, segments, _| {
-            let filled = names.fill(port, port_name.to_owned())
-                && roles.fill(port, PortRole::Uplink { segment: slot })
-                && segments.fill(slot, Segment::new(name.to_owned(), (port, mac), Vec::new()));
+        self.changed(|parts| {
+            let head = SegmentHead {
+                name: name.to_owned(),
+                uplink: port,
+                uplink_mac: mac,
+            };
+            let filled = parts.port_names.fill(port, port_name.to_owned())
+                && parts.ports.fill(port, PortRole::Uplink { segment: slot })
+                && parts.segments.fill(slot, head);
             assert!(filled, "vacant slots");
         })
     }
 
     /// This model without segment `slot` and its uplink port (no VR may be on it).
     pub fn without_segment(&self, slot: usize) -> Dataplane {
-        self.changed(|names, roles, segments, _| {
-            if let Some(seg) = segments.take(slot) {
-                assert!(seg.vr_macs.is_empty(), "a segment without VRs");
-                names.take(seg.uplink);
-                roles.take(seg.uplink);
+        self.changed(|parts| {
+            let on_it = |vr: &Arc<Vr>| vr.interfaces.iter().any(|i| i.segment == slot);
+            assert!(!parts.vrs.values().any(on_it), "a segment without VRs");
+            if let Some(head) = parts.segments.take(slot) {
+                parts.port_names.take(head.uplink);
+                parts.ports.take(head.uplink);
             }
         })
     }
@@ -648,7 +677,7 @@ impl Dataplane {
     ) -> Result<(Dataplane, VrRoutes), BuildError> {
         let (vr, routes) = build_vr(vc, &self.settings, self.lcores)
             .map_err(|source| BuildError { vr: vc.id, source })?;
-        let dp = self.changed(|names, roles, _, vrs| {
+        let dp = self.changed(|parts| {
             for (i, (ifc, name)) in vc.interfaces.iter().zip(vif_names).enumerate() {
                 let role = PortRole::Vif {
                     segment: ifc.segment,
@@ -656,22 +685,22 @@ impl Dataplane {
                     iface: i,
                 };
                 assert!(
-                    names.fill(ifc.vif, name.clone()) && roles.fill(ifc.vif, role),
+                    parts.port_names.fill(ifc.vif, name.clone()) && parts.ports.fill(ifc.vif, role),
                     "a vacant port slot"
                 );
             }
-            assert!(vrs.fill(slot, Arc::new(vr)), "a vacant VR slot");
+            assert!(parts.vrs.fill(slot, Arc::new(vr)), "a vacant VR slot");
         });
         Ok((dp, routes))
     }
 
     /// This model without the VR in slot `slot` and its vifs.
     pub fn without_vr(&self, slot: usize) -> Dataplane {
-        self.changed(|names, roles, _, vrs| {
-            if let Some(vr) = vrs.take(slot) {
+        self.changed(|parts| {
+            if let Some(vr) = parts.vrs.take(slot) {
                 for ifc in &vr.interfaces {
-                    names.take(ifc.vif);
-                    roles.take(ifc.vif);
+                    parts.port_names.take(ifc.vif);
+                    parts.ports.take(ifc.vif);
                 }
             }
         })

@@ -121,6 +121,39 @@ mod tests {
     }
 
     #[test]
+    fn a_vr_on_a_segment_after_vacant_slots_is_that_segments_member() {
+        let dp = testing::dataplane().dp;
+        let mac = vrfwd_wire::MacAddr([2, 0, 0, 0, 9, 9]);
+        // Slots 2–4 and 6 vacant, segments in 5 and 7.
+        let dp = dp.with_segment(5, "lan5", (30, "up5"), mac);
+        let dp = dp.with_segment(7, "lan7", (31, "up7"), mac);
+        let mut vc = testing::config().topology.vrs[1].clone();
+        (
+            vc.interfaces[0].segment,
+            vc.interfaces[0].uplink,
+            vc.interfaces[0].vif,
+        ) = (7, 31, 32);
+        let (dp, _) = dp.without_vr(1).with_vr(1, &vc, &["vif32".into()]).unwrap();
+        let members = |s: usize| {
+            dp.segments[s]
+                .vr_macs
+                .iter()
+                .map(|m| m.vr)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(members(7), [1], "VR 2 on lan7");
+        assert!(members(5).is_empty());
+        assert_eq!(members(0), [0], "VR 1 alone on lan1 now");
+    }
+
+    #[test]
+    #[should_panic(expected = "a segment without VRs")]
+    fn a_segment_with_a_vr_on_it_is_not_removed() {
+        let dp = testing::dataplane().dp;
+        let _ = dp.without_segment(0);
+    }
+
+    #[test]
     fn lcores_read_the_published_model_and_control_threads_the_same() {
         let rcu = Arc::new(Rcu::new(1).unwrap());
         let model = Model::new(testing::dataplane().dp, Arc::clone(&rcu));
