@@ -153,9 +153,21 @@ fn eventually(what: &str, check: impl Fn() -> bool) -> Duration {
 }
 
 fn eventually_within(what: &str, limit: Duration, check: impl Fn() -> bool) -> Duration {
+    eventually_showing(what, limit, check, String::new)
+}
+
+/// As [`eventually_within`]; a timeout also shows what `state` reports then.
+fn eventually_showing(
+    what: &str,
+    limit: Duration,
+    check: impl Fn() -> bool,
+    state: impl Fn() -> String,
+) -> Duration {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        if start.elapsed() >= limit {
+            panic!("timed out waiting for {what}\n{}", state());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
@@ -384,6 +396,25 @@ impl Bird {
             ns: t.ns(n),
             pid_file,
         }
+    }
+}
+
+impl Bird {
+    /// What `birdc show WHAT` answers.
+    fn show(&self, what: &str) -> String {
+        let ctl = self.pid_file.with_file_name("bird.ctl");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "birdc", "-s"])
+            .arg(&ctl)
+            .arg("show")
+            .args(what.split_whitespace())
+            .output()
+            .expect("birdc");
+        format!(
+            "{} show {what}:\n{}",
+            self.ns,
+            String::from_utf8_lossy(&out.stdout)
+        )
     }
 }
 
@@ -944,20 +975,27 @@ fn ospf_equal_cost_paths_spread_flows_and_follow_a_lost_neighbour() {
     let mut t = Topology::up_with("ve", 1, &[("CONTROL_PORT", "17725")]);
     t.start();
     two_neighbours(&t);
-    let _a = Bird::start(&t, "a", "ecmp.conf");
-    let _b = Bird::start(&t, "b", "ecmp.conf");
-    let _x = Bird::start(&t, "x", "ecmp.conf");
-    let _guest = Bird::start(&t, "g", "guest.conf");
+    let a = Bird::start(&t, "a", "ecmp.conf");
+    let b = Bird::start(&t, "b", "ecmp.conf");
+    let x = Bird::start(&t, "x", "ecmp.conf");
+    let guest = Bird::start(&t, "g", "guest.conf");
     let files = AgentFiles::new(&t, 17725, "");
     let config = files.config.clone();
     let _agent = Agent::start(&t, &config);
     let prefix = "10.66.0.0/24";
     let paths = || host_paths(&t.ctl(&["routes", "1"]), prefix);
     let hops = || paths().into_iter().map(|(h, _)| h).collect::<Vec<_>>();
-    let took = eventually_within(
+    let routers = [&a, &b, &x, &guest];
+    let took = eventually_showing(
         "both OSPF paths on the host",
         Duration::from_secs(60),
         || hops() == [VIA_A, VIA_B],
+        || {
+            let mut state: Vec<String> = routers.iter().map(|r| r.show("ospf neighbors")).collect();
+            state.push(guest.show(&format!("route {prefix} all")));
+            state.push(t.ctl(&["routes", "1"]));
+            state.join("\n")
+        },
     );
     eprintln!("multipath route on the host after {took:?}");
     assert_eq!(
