@@ -117,8 +117,13 @@ up() {
   local lcores=${LCORES:-1} cores qpairs="" args=()
   cores=$(seq -s, "${VRFWD_CORE:-0}" $((${VRFWD_CORE:-0} + lcores - 1)))
   [ "$lcores" -gt 1 ] && qpairs=",qpairs=$lcores"
+  # PORTS=socket: every port vrfwd's own sockets (which a successor can take
+  # over), not the af_packet PMD.
   for p in u v; do
-    for i in 0 1 2 3; do args+=(--port "$p$i=net_af_packet$P$p$i,iface=$P$p$i$qpairs"); done
+    for i in 0 1 2 3; do
+      if [ "${PORTS:-}" = socket ]; then args+=(--port "$p$i=socket:$P$p$i")
+      else args+=(--port "$p$i=net_af_packet$P$p$i,iface=$P$p$i$qpairs"); fi
+    done
   done
   local lan1_mtu=""
   if [ -n "${LAN1_MTU:-}" ]; then

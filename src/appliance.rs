@@ -1,8 +1,8 @@
 //! Start-up and shutdown of the appliance: EAL, mempool, ports, the shared
 //! dataplane model, one worker per lcore, the operator socket; on quit, the lcores
 //! stop, buffered packets are sent, and ports and EAL are released in order.
-use crate::config::Config;
 use crate::config::Running;
+use crate::config::{self, Config};
 use crate::control::ctl::Ctl;
 use crate::control::reconfigure::Reconfigure;
 use crate::control::session::Sessions;
@@ -25,7 +25,10 @@ pub enum ApplianceError {
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
     #[error("port {port}: {source}")]
-    Port { port: String, source: DpdkError },
+    Port {
+        port: String,
+        source: crate::dpdk::AttachError,
+    },
     #[error("port table: {0}")]
     Ports(#[from] crate::dpdk::AttachError),
     #[error(transparent)]
@@ -58,6 +61,7 @@ pub fn eal_args(config: &Config) -> Vec<String> {
         .ports
         .iter()
         .filter_map(|p| p.device.clone())
+        .filter(|d| config::socket_netdev(d).is_none())
     {
         args.push("--vdev".to_owned());
         args.push(device);
@@ -113,21 +117,35 @@ fn run_on(
         .iter()
         .map(|p| {
             p.device_name()
+                .filter(|d| config::socket_netdev(d).is_none())
                 .map(|device| Port::start(device, lcores as u16, &pool))
                 .transpose()
                 .map_err(|source| ApplianceError::Port {
                     port: p.name.clone(),
-                    source,
+                    source: source.into(),
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let clock = Clock::new(dpdk::tsc(), dpdk::tsc_hz());
-    let mac = |p: usize| ports[p].as_ref().map(Port::mac).unwrap_or_default();
-    let (dp, routes) = Dataplane::build(config, clock, &rcu, &mac)?;
     // Vacant slots for vifs added at run time.
     let mut ports = ports;
-    ports.resize_with(dp.ports.len(), || None);
+    ports.resize_with(config.slots().ports, || None);
     let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu))?;
+    for (i, p) in config.topology.ports.iter().enumerate() {
+        let Some(device) = p.device.as_deref() else {
+            continue;
+        };
+        if config::socket_netdev(device).is_some() {
+            ports
+                .start(i, device, &pool)
+                .map_err(|source| ApplianceError::Port {
+                    port: p.name.clone(),
+                    source,
+                })?;
+        }
+    }
+    let clock = Clock::new(dpdk::tsc(), dpdk::tsc_hz());
+    let mac = |p: usize| ports.mac(p).unwrap_or_default();
+    let (dp, routes) = Dataplane::build(config, clock, &rcu, &mac)?;
     let counters: Vec<LcoreCounters> = (0..lcores)
         .map(|_| LcoreCounters::new(dp.ports.len(), dp.vrs.len(), dp.segments.len()))
         .collect();

@@ -163,6 +163,26 @@ fn two_lcores_share_the_ports() {
     assert!(t.vr(1).forwarded >= 100);
 }
 
+#[test]
+fn every_port_may_be_a_socket_a_successor_can_take_over() {
+    let mut t = Topology::up_with("vk", 2, &[("PORTS", "socket")]);
+    t.start();
+    let ports = t.ctl(&["ports"]);
+    assert!(ports.contains("socket:vku0"), "{ports}");
+    t.exec(
+        "s",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.2.2"],
+    );
+    let at_receiver = t.sniff("r", "eth0", 4, "udp");
+    t.send("s", "eth0", VR1_ETH0, "10.0.2.2", 100, 64);
+    let got = at_receiver.packets();
+    assert_eq!(got.len(), 100);
+    assert!(got
+        .iter()
+        .all(|p| p["ttl"] == 63 && p["checksum_ok"] == true));
+    assert!(t.vr(1).forwarded >= 100);
+}
+
 /// Topology `prefix` with 2 lcores whose VR 1 eth0 vif (`{prefix}v0`) has no
 /// device in the config, attached at run time by `driver`; started.
 fn without_vif_device(prefix: &str, driver: &str) -> Topology {

@@ -414,9 +414,12 @@ impl Default for ControlConfig {
 #[serde(deny_unknown_fields)]
 struct PortConfig {
     pub name: String,
-    /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`. A vif without
-    /// one is attached at run time (`vrfwd ctl attach`, e.g. by Xen's vif hotplug
-    /// script when the guest is created or migrates in).
+    /// A DPDK device string, e.g. `net_af_packet0,iface=vif3.0`, or
+    /// `socket:NETDEV`: kernel netdev NETDEV through vrfwd's own AF_PACKET
+    /// sockets, which a new vrfwd can take over (docs/operating.md,
+    /// "Upgrading"). A vif without one is attached at run time (`vrfwd ctl
+    /// attach`, e.g. by Xen's vif hotplug script when the guest is created or
+    /// migrates in).
     #[serde(default)]
     pub device: Option<String>,
 }
@@ -428,9 +431,14 @@ impl PortConfig {
 }
 
 /// The DPDK device name of a device string (before the first comma), which names
-/// the ethdev.
+/// the ethdev; for sockets, the whole string.
 fn device_name(device: &str) -> &str {
     device.split(',').next().unwrap_or_default()
+}
+
+/// The kernel netdev of a `socket:NETDEV` device string; none for a DPDK device.
+pub fn socket_netdev(device: &str) -> Option<&str> {
+    device.strip_prefix("socket:")
 }
 
 /// How a vif is attached at run time: vrfwd's own AF_PACKET sockets (no DPDK
@@ -896,6 +904,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_uplink_may_be_a_socket_outside_the_eal_command_line() {
+        let c = Config::parse(&EXAMPLE.replace("net_af_packet0,iface=up0", "socket:up0")).unwrap();
+        assert_eq!(c.topology.ports[0].device.as_deref(), Some("socket:up0"));
+        assert_eq!(socket_netdev("socket:up0"), Some("up0"));
+        assert_eq!(socket_netdev("net_af_packet0,iface=up0"), None);
+        let eal = crate::appliance::eal_args(&c);
+        assert!(!eal.iter().any(|a| a.contains("up0")), "{eal:?}");
+    }
+
+    #[test]
     fn a_vif_without_a_device_is_attached_at_run_time() {
         let c =
             Config::parse(&EXAMPLE.replace("device = \"net_af_packet1,iface=vif1\"", "")).unwrap();
@@ -1023,6 +1041,16 @@ pub(crate) mod tests {
                 "via = \"10.0.1.2\"",
                 "via = \"10.0.1.2\"\n[attach]\ndriver = \"tap\"",
                 "unknown variant `tap`",
+            ),
+            (
+                "net_af_packet0,iface=up0",
+                "socket:up0,qpairs=2",
+                "port[0].device: Some(\"socket:up0,qpairs=2\"): a socket takes a netdev's name alone",
+            ),
+            (
+                "net_af_packet0,iface=up0",
+                "socket:",
+                "a socket takes a netdev's name alone",
             ),
         ];
         for (from, to, want) in cases {

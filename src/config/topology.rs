@@ -341,6 +341,13 @@ impl<'a> Resolver<'a> {
                     format!("{:?} is empty or its device name is used twice", p.device),
                 ));
             }
+            let socket = p.device.as_deref().and_then(super::socket_netdev);
+            if socket.is_some_and(|netdev| netdev.is_empty() || netdev.contains(',')) {
+                return Err(invalid(
+                    format!("port[{i}].device"),
+                    format!("{:?}: a socket takes a netdev's name alone", p.device),
+                ));
+            }
         }
         self.roles.push(None);
         Ok(())

@@ -8,6 +8,7 @@
 //! codes and NULL + `rte_errno` become [`DpdkError`].
 
 mod eal;
+mod fanout;
 mod mbuf;
 mod memory;
 mod mempool;
@@ -18,6 +19,7 @@ mod rcu;
 pub mod telemetry;
 
 pub use eal::{cpu_relax, tsc, tsc_hz, Eal};
+pub use fanout::Member;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;

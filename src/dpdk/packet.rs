@@ -10,6 +10,7 @@
 //! while frames wait): an idle vif costs a file descriptor. A [`Poller`] wakes
 //! its thread only for the sockets that have frames, so the cost of a wake-up
 //! follows the busy vifs, not all of them.
+use super::fanout::Program;
 use super::mbuf::TX_BUFFER_SIZE;
 use super::{Burst, Mempool, TxBuffer, BURST_SIZE};
 use std::ffi::CString;
@@ -53,6 +54,24 @@ impl PacketSocket {
     /// Opens a socket on interface `iface` whose receive buffer holds
     /// `rcvbuf` bytes of waiting frames.
     pub fn open(iface: &str, rcvbuf: usize) -> Result<PacketSocket, PacketError> {
+        PacketSocket::socket(iface, rcvbuf, None)
+    }
+
+    /// Opens a socket as [`PacketSocket::open`] does, which `filter` holds to
+    /// from before it is bound.
+    pub(super) fn open_filtered(
+        iface: &str,
+        rcvbuf: usize,
+        filter: &Program,
+    ) -> Result<PacketSocket, PacketError> {
+        PacketSocket::socket(iface, rcvbuf, Some(filter))
+    }
+
+    fn socket(
+        iface: &str,
+        rcvbuf: usize,
+        filter: Option<&Program>,
+    ) -> Result<PacketSocket, PacketError> {
         let sys = |call| {
             let iface = iface.to_owned();
             move |source| PacketError::Sys {
@@ -100,29 +119,39 @@ impl PacketSocket {
         };
         s.set(libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &promisc)
             .map_err(sys("PACKET_ADD_MEMBERSHIP"))?;
+        if let Some(filter) = filter {
+            s.filter(filter).map_err(sys("SO_ATTACH_FILTER"))?;
+        }
         s.bind().map_err(sys("bind"))?;
         Ok(s)
     }
 
-    /// One socket per queue on interface `iface`: with more than one, they form
-    /// a fanout group that hashes each flow to one of them (as a NIC's RSS does),
-    /// so that each lcore reads its own and a flow's order is kept.
+    /// A port's sockets on interface `iface`, one per queue, each alone in a
+    /// new handover group (`fanout`) and taking its queue's share of the flows.
     pub fn open_queues(
         iface: &str,
         rcvbuf: usize,
         queues: u16,
     ) -> Result<Vec<PacketSocket>, PacketError> {
-        let sockets = (0..queues.max(1))
-            .map(|_| PacketSocket::open(iface, rcvbuf))
-            .collect::<Result<Vec<_>, _>>()?;
-        if sockets.len() > 1 {
-            join_fanout(&sockets).map_err(|source| PacketError::Sys {
-                call: "PACKET_FANOUT",
-                iface: iface.into(),
-                source,
-            })?;
-        }
-        Ok(sockets)
+        let queues = queues.max(1);
+        (0..queues)
+            .map(|q| PacketSocket::open_queue(iface, rcvbuf, q, queues))
+            .collect()
+    }
+
+    /// The sockets of a port a predecessor holds on interface `iface`, one per
+    /// group of `groups` (its queues'), each its group's successor: they
+    /// receive nothing until steered to.
+    pub fn join_queues(
+        iface: &str,
+        rcvbuf: usize,
+        groups: &[u16],
+    ) -> Result<Vec<PacketSocket>, PacketError> {
+        let queues = groups.len() as u16;
+        (0..queues)
+            .zip(groups)
+            .map(|(q, &g)| PacketSocket::join_queue(iface, rcvbuf, g, q, queues))
+            .collect()
     }
 
     pub fn ifindex(&self) -> u32 {
@@ -186,7 +215,7 @@ impl PacketSocket {
         Ok(u64::from(st.tp_drops))
     }
 
-    fn set<T>(&self, level: i32, name: i32, value: &T) -> io::Result<()> {
+    pub(super) fn set<T>(&self, level: i32, name: i32, value: &T) -> io::Result<()> {
         // SAFETY: `value` is valid for reads of size_of::<T>() bytes, the size passed.
         let rc = unsafe {
             libc::setsockopt(
@@ -309,29 +338,6 @@ impl PacketSocket {
             sent as u16
         })
     }
-}
-
-/// Joins `sockets` (all on one interface) to a new hash fanout group. Group ids
-/// are per network namespace and shared by every process: the first free one
-/// from a start that differs per interface and process is taken.
-fn join_fanout(sockets: &[PacketSocket]) -> io::Result<()> {
-    let start = (std::process::id() ^ sockets[0].ifindex) as u16;
-    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
-    for k in 0..64u16 {
-        let id = u32::from(start.wrapping_add(k));
-        let arg = id | (libc::PACKET_FANOUT_HASH << 16);
-        match sockets[0].set(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg) {
-            Ok(()) => {
-                for s in &sockets[1..] {
-                    s.set(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
-                }
-                return Ok(());
-            }
-            // A group of that id exists already (another interface's or process's).
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// Segments gathered per frame (a jumbo frame chained by the PMD that received it).

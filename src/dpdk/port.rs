@@ -309,10 +309,11 @@ struct Owned {
 /// What a slot was opened as.
 enum Device {
     Port(Port),
-    /// A vif's sockets (the slot holds them too), its netdev's MAC, and the
-    /// frames their buffers dropped so far.
+    /// A port's sockets (the slot holds them too), its netdev and the netdev's
+    /// MAC, and the frames their buffers dropped so far.
     Sockets {
         sockets: Arc<[PacketSocket]>,
+        iface: String,
         mac: vrfwd_wire::MacAddr,
         drops: u64,
     },
@@ -494,7 +495,7 @@ impl PortTable {
                 (Some(netdev), Device::Port(port)) => format!("{netdev} (PMD {})", port.name()),
                 (Some(netdev), Device::Sockets { .. }) => format!("{netdev} (socket)"),
                 (None, Device::Port(port)) => port.name().to_owned(),
-                (None, Device::Sockets { .. }) => String::new(),
+                (None, Device::Sockets { iface, .. }) => format!("socket:{iface}"),
             })
     }
 
@@ -510,10 +511,14 @@ impl PortTable {
         self.plug(index, device, Some(netdev.to_owned()), pool)
     }
 
-    /// Plugs `device` (a `--vdev` string from the config of a VR added at run
-    /// time) as slot `index`, which lcores poll from their next loop.
+    /// Opens the config's `device` as slot `index`: a `--vdev` string plugs a
+    /// DPDK device, `socket:NETDEV` opens vrfwd's own sockets; lcores poll it
+    /// from their next loop.
     pub fn start(&self, index: usize, device: &str, pool: &Mempool) -> Result<(), AttachError> {
-        self.plug(index, device, None, pool)
+        match crate::config::socket_netdev(device) {
+            Some(netdev) => self.open_sockets(index, netdev, None),
+            None => self.plug(index, device, None, pool),
+        }
     }
 
     fn plug(
@@ -539,12 +544,23 @@ impl PortTable {
     /// Opens kernel netdev `netdev` as slot `index` through AF_PACKET sockets, one
     /// per queue; lcores read them from their next loop, when frames wait.
     pub fn attach_socket(&self, index: usize, netdev: &str) -> Result<(), AttachError> {
+        self.open_sockets(index, netdev, Some(netdev.to_owned()))
+    }
+
+    /// Opens `iface`'s sockets as slot `index`, attached at run time to
+    /// `netdev` or (none) from the config.
+    fn open_sockets(
+        &self,
+        index: usize,
+        iface: &str,
+        netdev: Option<String>,
+    ) -> Result<(), AttachError> {
         let mut owned = self.lock();
         Self::vacant(&owned, index)?;
-        let sockets = PacketSocket::open_queues(netdev, VIF_RCVBUF, self.queues)?;
+        let sockets = PacketSocket::open_queues(iface, VIF_RCVBUF, self.queues)?;
         let mac = sockets[0].mac().map_err(|source| PacketError::Sys {
             call: "getsockname",
-            iface: netdev.into(),
+            iface: iface.into(),
             source,
         })?;
         for (poller, socket) in self.pollers.iter().zip(&sockets) {
@@ -559,10 +575,11 @@ impl PortTable {
         owned[index] = Some(Owned {
             device: Device::Sockets {
                 sockets: Arc::clone(&sockets),
+                iface: iface.to_owned(),
                 mac,
                 drops: 0,
             },
-            netdev: Some(netdev.to_owned()),
+            netdev,
         });
         let _ = self.slots[index].replace(Arc::new(Slot::Socket(sockets)));
         self.socket_slots.fetch_add(1, Ordering::Relaxed);
