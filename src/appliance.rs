@@ -13,6 +13,7 @@ use crate::dpdk::telemetry::Registration;
 use crate::dpdk::{self, DpdkError, Eal, Mempool, Port, PortTable, Rcu};
 use crate::lcore::Worker;
 use crate::stats::{LcoreCounters, MempoolSnapshot, Snapshot};
+use crate::upgrade::{self, Successor, UpgradeError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ pub enum ApplianceError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("take-over: {0}")]
+    TakeOver(#[from] UpgradeError),
+    #[error("listeners: {0}")]
+    Listeners(std::io::Error),
     #[error("EAL has {have} lcores but the config lists {want} cores")]
     Lcores { have: u32, want: usize },
 }
@@ -79,11 +84,30 @@ pub struct Signals<'a> {
     pub file: Option<std::path::PathBuf>,
 }
 
+/// How the appliance starts: afresh, or taking a running vrfwd's ports, VRs
+/// and listeners over (`crate::upgrade`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    TakeOver,
+}
+
 /// Runs the appliance until `signals.quit` is set. Returns the final counters.
-pub fn run(config: &Config, signals: &Signals) -> Result<Snapshot, ApplianceError> {
+pub fn run(config: &Config, signals: &Signals, start: Start) -> Result<Snapshot, ApplianceError> {
     // Before the EAL pins this thread to the main lcore's core.
     let control_cores = ControlCores::new(&config.cores);
-    let eal = Eal::init(&eal_args(config))?;
+    let successor = match start {
+        Start::Fresh => None,
+        Start::TakeOver => Some(Successor::connect(&config.socket)?),
+    };
+    let mut args = eal_args(config);
+    if let Some(s) = &successor {
+        args.retain(|a| !a.starts_with("--file-prefix="));
+        let prefix = upgrade::successor_prefix(&s.offer.prefix);
+        args.push(format!("--file-prefix={prefix}"));
+    }
+    let prefix = upgrade::file_prefix(&args);
+    let eal = Eal::init(&args)?;
     let lcores = eal.lcore_count() as usize;
     if lcores != config.cores.len() {
         return Err(ApplianceError::Lcores {
@@ -91,18 +115,40 @@ pub fn run(config: &Config, signals: &Signals) -> Result<Snapshot, ApplianceErro
             want: config.cores.len(),
         });
     }
-    let snapshot = run_on(&eal, config, lcores, &control_cores, signals);
+    let snapshot = run_on(
+        &eal,
+        config,
+        lcores,
+        &control_cores,
+        signals,
+        Lineage { prefix, successor },
+    );
     drop(eal);
     snapshot
 }
 
+/// Where this vrfwd stands in a line of hand-overs: its EAL file prefix (told
+/// to a successor), and the hand-over it is taking, if it is one.
+struct Lineage {
+    prefix: String,
+    successor: Option<Successor>,
+}
+
 fn run_on(
     eal: &Eal,
-    config: &Config,
+    file_config: &Config,
     lcores: usize,
     control_cores: &ControlCores,
     signals: &Signals,
+    lineage: Lineage,
 ) -> Result<Snapshot, ApplianceError> {
+    let Lineage {
+        prefix,
+        mut successor,
+    } = lineage;
+    // A successor starts every VR in standby, for the holder's clones to fill.
+    let successor_config = successor.as_ref().map(|_| file_config.for_successor());
+    let config = successor_config.as_ref().unwrap_or(file_config);
     let quit = signals.quit;
     let pool = Mempool::new(
         "vrfwd_mbufs",
@@ -117,7 +163,7 @@ fn run_on(
         .iter()
         .map(|p| {
             p.device_name()
-                .filter(|d| config::socket_netdev(d).is_none())
+                .filter(|d| config::socket_netdev(d).is_none() && successor.is_none())
                 .map(|device| Port::start(device, lcores as u16, &pool))
                 .transpose()
                 .map_err(|source| ApplianceError::Port {
@@ -130,18 +176,9 @@ fn run_on(
     let mut ports = ports;
     ports.resize_with(config.slots().ports, || None);
     let ports = PortTable::new(ports, lcores as u16, Arc::clone(&rcu))?;
-    for (i, p) in config.topology.ports.iter().enumerate() {
-        let Some(device) = p.device.as_deref() else {
-            continue;
-        };
-        if config::socket_netdev(device).is_some() {
-            ports
-                .start(i, device, &pool)
-                .map_err(|source| ApplianceError::Port {
-                    port: p.name.clone(),
-                    source,
-                })?;
-        }
+    match &mut successor {
+        Some(s) => join_ports(s, config, &ports)?,
+        None => start_sockets(config, &ports, &pool)?,
     }
     let clock = Clock::new(dpdk::tsc(), dpdk::tsc_hz());
     let mac = |p: usize| ports.mac(p).unwrap_or_default();
@@ -152,7 +189,6 @@ fn run_on(
     let writer = RouteWriter::new(&dp, routes, budget(config));
     let model = Arc::new(Model::new(dp, Arc::clone(&rcu)));
     let access = control::Access::new(config.socket_gid()?);
-    let listener = control::bind(&config.socket, access)?;
     let snapshot = || {
         Snapshot::collect(
             &counters,
@@ -177,23 +213,58 @@ fn run_on(
     let (to_writer, commands) = crossbeam_channel::unbounded();
     let sessions = Sessions::new(Arc::clone(&model), to_writer.clone(), config);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-    let control_listener = config
-        .control
-        .listen
-        .map(|addr| {
-            std::net::TcpListener::bind(addr)
-                .map_err(|source| ApplianceError::Listen { addr, source })
-        })
-        .transpose()?;
-    let metrics_listener = config
-        .metrics
-        .address()
-        .map(|addr| {
-            let bound =
-                std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l));
-            bound.map_err(|source| ApplianceError::Metrics { addr, source })
-        })
-        .transpose()?;
+    let control_listener = match successor.as_mut() {
+        Some(s) => s.control.take(),
+        None => config
+            .control
+            .listen
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| ApplianceError::Listen { addr, source })
+            })
+            .transpose()?,
+    };
+    let metrics_listener = match successor.as_mut() {
+        Some(s) => s.metrics.take(),
+        None => config
+            .metrics
+            .address()
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .map_err(|source| ApplianceError::Metrics { addr, source })
+            })
+            .transpose()?,
+    };
+    if let Some(l) = &metrics_listener {
+        l.set_nonblocking(true)
+            .map_err(|source| ApplianceError::Metrics {
+                addr: l.local_addr().unwrap_or(([0, 0, 0, 0], 0).into()),
+                source,
+            })?;
+    }
+    // A successor's sessions take the holder's clones on a loopback port.
+    let clone_listener = successor
+        .as_ref()
+        .map(|_| std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)))
+        .transpose()
+        .map_err(ApplianceError::Listeners)?;
+    let clone_port = match &clone_listener {
+        Some(l) => l.local_addr().map_err(ApplianceError::Listeners)?.port(),
+        None => 0,
+    };
+    // What a successor shares with this vrfwd, should one ask.
+    let shared = |l: &Option<std::net::TcpListener>| {
+        l.as_ref()
+            .map(std::net::TcpListener::try_clone)
+            .transpose()
+            .map_err(ApplianceError::Listeners)
+    };
+    let (shared_control, shared_metrics) = (shared(&control_listener)?, shared(&metrics_listener)?);
+    // A successor binds the operator socket last, once the holder is gone.
+    let operator = match successor {
+        None => Operator::Bound(control::bind(&config.socket, access)?),
+        Some(s) => Operator::AfterTakeOver(s),
+    };
     let (model, snapshot, stop_ref, sessions_ref) = (&*model, &snapshot, &stop, &sessions);
     let (ports_ref, pool_ref) = (&ports, &pool);
     let reconfigure = Reconfigure {
@@ -204,7 +275,7 @@ fn run_on(
         sessions: &sessions,
         writer: to_writer.clone(),
         file: signals.file.clone(),
-        running: std::sync::Mutex::new(Running::new(config)),
+        running: std::sync::Mutex::new(Running::new(file_config)),
         tx_drain: std::time::Duration::from_micros(config.timers.tx_drain_us.into()),
     };
     let reconfigure = &reconfigure;
@@ -229,12 +300,16 @@ fn run_on(
                 writer.measured(batch_seconds).run(commands, stop_ref)
             })
             .expect("spawn the route writer");
-        if let Some(listener) = control_listener {
+        let listeners: Vec<_> = [control_listener, clone_listener]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !listeners.is_empty() {
             let sessions = Arc::clone(sessions_ref);
             named("sessions")
                 .spawn_scoped(s, move || {
                     control_cores.enter();
-                    control_thread(sessions, listener, shutdown_rx)
+                    control_thread(sessions, listeners, shutdown_rx)
                 })
                 .expect("spawn the session thread");
         }
@@ -265,7 +340,32 @@ fn run_on(
                     attach: &config.attach,
                     reconfigure,
                 };
-                control::serve(&listener, access, stop_ref, &|line| ctl.answer(line))
+                let holder = upgrade::Holder {
+                    ports: ports_ref,
+                    sessions: sessions_ref,
+                    prefix,
+                    control: shared_control.as_ref(),
+                    metrics: shared_metrics.as_ref(),
+                    quit,
+                };
+                let listener = match operator {
+                    Operator::Bound(socket) => socket,
+                    Operator::AfterTakeOver(s) => {
+                        match take_over(s, clone_port, model, ports_ref, &config.socket, access) {
+                            Ok(socket) => socket,
+                            Err(e) => {
+                                tracing::error!("take-over failed: {e}");
+                                quit.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let handlers = control::Handlers {
+                    answer: &|line| ctl.answer(line),
+                    hand_over: &|stream| holder.hand_over(stream),
+                };
+                control::serve(&listener, access, stop_ref, &handlers)
             })
             .expect("spawn the operator thread");
         let result = eal.run_on_all_lcores(&|index| {
@@ -278,12 +378,73 @@ fn run_on(
         result
     });
     drop(registration);
-    let _ = std::fs::remove_file(&config.socket);
     result?;
     let last = snapshot();
     drop(ports);
     drop(pool);
     Ok(last)
+}
+
+/// The operator socket, bound; or, for a successor, the hand-over it completes
+/// before it binds the socket.
+enum Operator {
+    Bound(control::OperatorSocket),
+    AfterTakeOver(Successor),
+}
+
+/// Opens the config's socket ports (DPDK ports are started before the table).
+fn start_sockets(config: &Config, ports: &PortTable, pool: &Mempool) -> Result<(), ApplianceError> {
+    for (i, p) in config.topology.ports.iter().enumerate() {
+        let Some(device) = p.device.as_deref() else {
+            continue;
+        };
+        if config::socket_netdev(device).is_some() {
+            ports
+                .start(i, device, pool)
+                .map_err(|source| ApplianceError::Port {
+                    port: p.name.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Joins the ports the holder offers, which must be the config's: every port
+/// with a device is a socket on the same netdev.
+fn join_ports(s: &mut Successor, config: &Config, ports: &PortTable) -> Result<(), ApplianceError> {
+    for (i, p) in config.topology.ports.iter().enumerate() {
+        let Some(device) = p.device.as_deref() else {
+            continue;
+        };
+        let offered = s.offer.ports.iter().find(|o| o.index == i);
+        if offered.map(|o| Some(o.iface.as_str())) != Some(config::socket_netdev(device)) {
+            return Err(UpgradeError::Mismatch(format!(
+                "port {} is {device} here, {} in the running vrfwd",
+                p.name,
+                offered.map_or("not a socket".to_owned(), |o| format!("socket:{}", o.iface))
+            ))
+            .into());
+        }
+    }
+    s.join(ports)?;
+    Ok(())
+}
+
+/// A successor's last steps: takes the ports over (`Successor::take_over`) and
+/// binds the operator socket the holder left.
+fn take_over(
+    successor: Successor,
+    clone_port: u16,
+    model: &Model,
+    ports: &PortTable,
+    socket: &std::path::Path,
+    access: control::Access,
+) -> Result<control::OperatorSocket, ApplianceError> {
+    successor.take_over(clone_port, model, ports)?;
+    let listener = control::bind(socket, access)?;
+    tracing::info!(socket = %socket.display(), "{}", upgrade::COMPLETE);
+    Ok(listener)
 }
 
 /// How often the reload thread looks for SIGHUP.
@@ -332,7 +493,7 @@ fn vr_status(dp: &Dataplane, sessions: &Sessions) -> Vec<crate::metrics::VrStatu
 /// sessions, migrations and the VR-state supervisor until shutdown.
 fn control_thread(
     sessions: Arc<Sessions>,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -340,11 +501,15 @@ fn control_thread(
         .build();
     let result = runtime.map(|rt| {
         rt.block_on(async {
-            listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(listener)?;
             let _ = sessions.runtime.set(tokio::runtime::Handle::current());
             tokio::spawn(Arc::clone(&sessions).supervise(shutdown.clone()));
-            sessions.serve(listener, shutdown).await;
+            let mut serving = tokio::task::JoinSet::new();
+            for listener in listeners {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serving.spawn(Arc::clone(&sessions).serve(listener, shutdown.clone()));
+            }
+            while serving.join_next().await.is_some() {}
             Ok::<(), std::io::Error>(())
         })
     });

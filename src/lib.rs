@@ -21,3 +21,4 @@ pub mod lpm;
 pub mod metrics;
 pub mod stats;
 pub mod telemetry;
+pub mod upgrade;

@@ -33,6 +33,22 @@ enum Command {
     Run {
         #[arg(short, long)]
         config: PathBuf,
+        /// Take over the vrfwd running on the config's operator socket (what
+        /// `vrfwd upgrade` starts): its ports, VRs and listeners, with no loss.
+        #[arg(long)]
+        take_over: bool,
+    },
+    /// Replace the running vrfwd by BINARY with no packet lost: starts
+    /// `BINARY run --take-over`, shows its progress, and returns once it holds
+    /// everything (docs/operating.md, "Upgrading").
+    Upgrade {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        binary: PathBuf,
+        /// Where the new vrfwd's log goes (appended).
+        #[arg(long, default_value = "/var/log/vrfwd.log")]
+        log: PathBuf,
     },
     /// Validate a configuration file and print the EAL arguments it yields.
     Check {
@@ -72,7 +88,7 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Json => log.json().init(),
     }
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, take_over } => {
             let cfg =
                 Config::load(&config).with_context(|| format!("config {}", config.display()))?;
             let quit = Arc::new(AtomicBool::new(false));
@@ -88,10 +104,19 @@ fn main() -> anyhow::Result<()> {
                 reload: &reload,
                 file: Some(std::fs::canonicalize(&config).unwrap_or(config.clone())),
             };
-            let last = vrfwd::appliance::run(&cfg, &signals).context("vrfwd")?;
+            let start = match take_over {
+                true => vrfwd::appliance::Start::TakeOver,
+                false => vrfwd::appliance::Start::Fresh,
+            };
+            let last = vrfwd::appliance::run(&cfg, &signals, start).context("vrfwd")?;
             tracing::info!("stopped");
             print!("{}", last.render());
         }
+        Command::Upgrade {
+            config,
+            binary,
+            log,
+        } => upgrade(&config, &binary, &log)?,
         Command::Check { config } => {
             let cfg =
                 Config::load(&config).with_context(|| format!("config {}", config.display()))?;
@@ -119,5 +144,51 @@ fn ctl_line(json: bool, command: &str) -> String {
     match json {
         true => format!("--json {command}"),
         false => command.to_owned(),
+    }
+}
+
+/// `vrfwd upgrade`: starts the successor in its own session (it outlives this
+/// command), its output appended to `log`, and echoes that output until the
+/// successor reports the take-over complete or exits.
+fn upgrade(
+    config: &std::path::Path,
+    binary: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, Seek};
+    use std::os::unix::process::CommandExt;
+    Config::load(config).with_context(|| format!("config {}", config.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("log {}", log.display()))?;
+    let from = file.seek(std::io::SeekFrom::End(0))?;
+    let mut child = std::process::Command::new(binary)
+        .args(["run", "--take-over", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(log)?);
+    reader.seek(std::io::SeekFrom::Start(from))?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? > 0 {
+            eprint!("{line}");
+            if line.contains(vrfwd::upgrade::COMPLETE) {
+                println!("vrfwd {} (pid {}) took over", binary.display(), child.id());
+                return Ok(());
+            }
+            continue;
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the new vrfwd exited ({status}); the running one forwards on");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -5,89 +5,23 @@
 //! still reconnects. Needs root.
 mod common;
 
+use common::guest::{Agent, AgentFiles};
 use common::*;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// The agent's configuration and credential for VR 1 of topology `t`, pointing at
-/// vrfwd's control port; removed on drop.
-struct AgentFiles {
-    dir: std::path::PathBuf,
-    config: std::path::PathBuf,
-}
-
-impl AgentFiles {
-    fn new(t: &Topology, port: u16, extra: &str) -> AgentFiles {
-        let dir = std::env::temp_dir().join(format!("vrfwd-{}-agent", t.prefix));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("credential"), "red-secret-for-tests\n").unwrap();
-        let config = dir.join("agent.toml");
-        let text = format!(
-            "host = \"10.255.0.1:{port}\"\nvr = 1\ncredential_file = \"{}\"\ninterfaces = [\"g0\", \"g1\"]\n{extra}",
-            dir.join("credential").display()
-        );
-        std::fs::write(&config, text).unwrap();
-        AgentFiles { dir, config }
-    }
-}
-
-impl Drop for AgentFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The agent process in the guest namespace; killed on drop.
-struct Agent(Child);
-
-impl Agent {
-    fn start(t: &Topology, config: &std::path::Path) -> Agent {
-        Agent::spawn(t, config, Command::new("ip"))
-    }
-
-    /// The agent under `clock`, its log (without colours) in `log`.
-    fn start_on_clock(
-        t: &Topology,
-        config: &std::path::Path,
-        clock: &SteppedClock,
-        log: &std::path::Path,
-    ) -> Agent {
-        let mut ip = Command::new("ip");
-        ip.envs(clock.env())
-            .env("NO_COLOR", "1")
-            .stderr(std::fs::File::create(log).unwrap());
-        Agent::spawn(t, config, ip)
-    }
-
-    fn spawn(t: &Topology, config: &std::path::Path, mut ip: Command) -> Agent {
-        // Built with the workspace, beside the vrfwd binary.
-        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_vrfwd")).with_file_name("vrfwd-agent");
-        assert!(
-            bin.exists(),
-            "{} is missing: build the workspace (cargo build --workspace)",
-            bin.display()
-        );
-        let child = ip
-            .args(["netns", "exec", &t.ns("g")])
-            .arg(bin)
-            .arg("-c")
-            .arg(config)
-            .spawn()
-            .expect("start vrfwd-agent");
-        Agent(child)
-    }
-
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The agent under `clock`, its log (without colours) in `log`.
+fn agent_on_clock(
+    t: &Topology,
+    config: &std::path::Path,
+    clock: &SteppedClock,
+    log: &std::path::Path,
+) -> Agent {
+    let mut ip = Command::new("ip");
+    ip.envs(clock.env())
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(log).unwrap());
+    Agent::spawn(t, config, ip)
 }
 
 /// The guest's wall clock as the agent sees it (libfaketime, package faketime):
@@ -586,7 +520,7 @@ fn agent_resyncs_after_a_host_restart_and_an_outage_across_a_clock_step() {
             "static",
         ],
     );
-    let _agent = Agent::start_on_clock(&t, &config, &clock, &log);
+    let _agent = agent_on_clock(&t, &config, &clock, &log);
     let routes = |t: &Topology| {
         t.try_stats()
             .map(|_| t.ctl(&["routes", "1"]))

@@ -12,8 +12,9 @@
 mod common;
 
 use common::client::{error_code, Client};
+use common::guest::{sent, Stream};
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vrfwd_proto::ErrorCode;
 
@@ -149,51 +150,6 @@ vif = "v5"
         true => format!("{segment}{}{vr}", vr3()),
         false => segment,
     }
-}
-
-/// A stream sender or receiver, interrupted (and reaped) on drop.
-struct Stream(Option<Child>);
-
-impl Stream {
-    fn start(t: &Topology, n: &str, args: &[&str]) -> Stream {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &t.ns(n)])
-            .arg(bin_dir().join("vrfwd-stream"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start vrfwd-stream");
-        Stream(Some(child))
-    }
-
-    /// Interrupts it and returns what it printed.
-    fn finish(mut self, interrupt: bool) -> String {
-        let child = self.0.take().expect("running");
-        if interrupt {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-        }
-        let out = child.wait_with_output().expect("vrfwd-stream output");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The count of a sender's `sent=N ...` line.
-fn sent(out: &str) -> u64 {
-    (out.split_whitespace().next())
-        .and_then(|w| w.strip_prefix("sent="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a sender's count: {out:?}"))
 }
 
 /// Whether `address` answers a ping from namespace `n` within `tries`

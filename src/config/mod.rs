@@ -141,6 +141,21 @@ fn default_socket() -> PathBuf {
 }
 
 impl Config {
+    /// This config as a successor taking over a running vrfwd runs it
+    /// (`crate::upgrade`): every VR starts in standby, for the running one's
+    /// clones to fill, and those clones come from the loopback address.
+    pub fn for_successor(&self) -> Config {
+        let mut c = self.clone();
+        for vr in &mut c.topology.vrs {
+            vr.standby = true;
+        }
+        let loopback = std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST);
+        if !c.control.peers.contains(&loopback) {
+            c.control.peers.push(loopback);
+        }
+        c
+    }
+
     /// The places for VRs, ports and segments: what `[limits]` asks, and never
     /// fewer than the file lists.
     pub fn slots(&self) -> Slots {

@@ -16,10 +16,10 @@ mod slots;
 pub mod writer;
 
 use crate::dpdk::{peer_cred, PeerCred};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ const POLL: Duration = Duration::from_millis(1);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(75);
 /// Operator connections answered at once; more wait their turn.
 const CONCURRENT: usize = 4;
+/// The longest command line read.
+const MAX_COMMAND: usize = 4096;
 
 /// An operator-socket failure.
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +105,35 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The bound operator socket: its listener, and its file, which drop removes
+/// while the file is still this socket's (a successor binds its own in its
+/// place before this vrfwd exits: `crate::upgrade`).
+pub struct OperatorSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    inode: u64,
+}
+
+impl std::ops::Deref for OperatorSocket {
+    type Target = UnixListener;
+
+    fn deref(&self) -> &UnixListener {
+        &self.listener
+    }
+}
+
+impl Drop for OperatorSocket {
+    fn drop(&mut self) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Binds the socket, replacing a stale file left by a dead instance. The socket
 /// is made in a private directory, given its mode and group there, and only then
 /// renamed into place, so it is never reachable with the umask's mode.
-pub fn bind(path: &Path, access: Access) -> Result<UnixListener, ControlError> {
+pub fn bind(path: &Path, access: Access) -> Result<OperatorSocket, ControlError> {
     let io = |source| ControlError::Io {
         path: path.display().to_string(),
         source,
@@ -115,7 +142,12 @@ pub fn bind(path: &Path, access: Access) -> Result<UnixListener, ControlError> {
         if UnixStream::connect(path).is_ok() {
             return Err(ControlError::InUse(path.display().to_string()));
         }
-        std::fs::remove_file(path).map_err(io)?;
+        // Gone already: its owner removed it on its way out.
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io(e));
+            }
+        }
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
@@ -129,25 +161,33 @@ pub fn bind(path: &Path, access: Access) -> Result<UnixListener, ControlError> {
     let made = UnixListener::bind(&staged).and_then(|listener| {
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(access.mode()))?;
         std::os::unix::fs::chown(&staged, None, access.group)?;
+        let inode = std::fs::metadata(&staged)?.ino();
         std::fs::rename(&staged, path)?;
         listener.set_nonblocking(true)?;
-        Ok(listener)
+        Ok(OperatorSocket {
+            listener,
+            path: path.to_owned(),
+            inode,
+        })
     });
     let _ = std::fs::remove_dir_all(&private);
     made.map_err(io)
 }
 
-/// Answers commands until `quit` is set. `answer` maps a command to its reply.
+/// What the operator socket does with a connection's first line: answer it
+/// (`answer` maps a command to its reply), or hand the connection to
+/// `hand_over` when it asks for a hand-over (`crate::upgrade`).
+pub struct Handlers<'a> {
+    pub answer: &'a (dyn Fn(&str) -> String + Sync),
+    pub hand_over: &'a (dyn Fn(UnixStream) + Sync),
+}
+
+/// Answers commands until `quit` is set.
 /// The listener does not block, so that `quit` is seen even if the socket file
 /// was removed; an idle loop sleeps [`POLL`], which bounds a command's wait. Each
 /// connection is answered on its own thread (up to [`CONCURRENT`] at once), so a
 /// slow command (a migration's clone) does not hold up `vrs` or `stats`.
-pub fn serve(
-    listener: &UnixListener,
-    access: Access,
-    quit: &AtomicBool,
-    answer: &(dyn Fn(&str) -> String + Sync),
-) {
+pub fn serve(listener: &UnixListener, access: Access, quit: &AtomicBool, handlers: &Handlers) {
     let busy = AtomicUsize::new(0);
     std::thread::scope(|s| {
         while !quit.load(Ordering::Relaxed) {
@@ -159,11 +199,11 @@ pub fn serve(
                     busy.fetch_add(1, Ordering::Relaxed);
                     let busy = &busy;
                     s.spawn(move || {
-                        answer_logged(stream, answer);
+                        answer_logged(stream, handlers);
                         busy.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
-                Ok((stream, _)) => answer_logged(stream, answer),
+                Ok((stream, _)) => answer_logged(stream, handlers),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
                 Err(e) => {
                     tracing::warn!("operator socket accept: {e}");
@@ -193,18 +233,32 @@ fn permitted(stream: &UnixStream, access: Access) -> bool {
     }
 }
 
-fn answer_logged(stream: UnixStream, answer: &dyn Fn(&str) -> String) {
-    if let Err(e) = reply(stream, answer) {
+fn answer_logged(stream: UnixStream, handlers: &Handlers) {
+    if let Err(e) = reply(stream, handlers) {
         tracing::debug!("operator connection: {e}");
     }
 }
 
-fn reply(stream: UnixStream, answer: &dyn Fn(&str) -> String) -> std::io::Result<()> {
+fn reply(stream: UnixStream, handlers: &Handlers) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let mut out = answer(line.trim());
+    // One byte at a time: what follows the line (a hand-over's messages) stays
+    // in the socket for whoever reads on.
+    for byte in std::io::Read::bytes(&stream) {
+        match byte? {
+            b'\n' => break,
+            b => line.push(char::from(b)),
+        }
+        if line.len() > MAX_COMMAND {
+            break;
+        }
+    }
+    if line.trim() == crate::upgrade::HANDOVER {
+        (handlers.hand_over)(stream);
+        return Ok(());
+    }
+    let mut out = (handlers.answer)(line.trim());
     out.push('\n');
     (&stream).write_all(out.as_bytes())
 }
@@ -237,6 +291,14 @@ pub fn request(path: &Path, command: &str) -> Result<String, ControlError> {
 mod tests {
     use super::*;
 
+    /// Handlers that answer with `answer` and close a hand-over at once.
+    fn handlers(answer: &(dyn Fn(&str) -> String + Sync)) -> Handlers<'_> {
+        Handlers {
+            answer,
+            hand_over: &drop,
+        }
+    }
+
     #[test]
     fn request_reply_and_stale_socket() {
         let dir = std::env::temp_dir().join(format!("vrfwd-ctl-{}", std::process::id()));
@@ -249,22 +311,32 @@ mod tests {
         ));
         std::thread::scope(|s| {
             s.spawn(|| {
-                serve(&listener, Access::new(None), &quit, &|c| match c {
+                let answer = |c: &str| match c {
                     "ping" => "pong".into(),
                     other => format!("error: unknown command {other:?}"),
-                })
+                };
+                serve(&listener, Access::new(None), &quit, &handlers(&answer))
             });
             assert_eq!(request(&path, "ping").unwrap().trim(), "pong");
             assert!(matches!(request(&path, "x"), Err(ControlError::Refused(_))));
             quit.store(true, Ordering::Relaxed);
         });
         drop(listener);
+        assert!(!path.exists(), "its file goes with the socket");
         assert!(matches!(
             request(&path, "ping"),
             Err(ControlError::NotRunning(_))
         ));
-        // The file is stale now: a new instance takes it over.
-        assert!(bind(&path, Access::new(None)).is_ok());
+        // A stale file (a dead instance's): a new instance takes it over, and
+        // the socket that replaced another's leaves the newer one's file alone.
+        drop(UnixListener::bind(&path).unwrap());
+        let first = bind(&path, Access::new(None)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let second = bind(&path, Access::new(None)).unwrap();
+        drop(first);
+        assert!(path.exists(), "the second socket's file stays");
+        drop(second);
+        assert!(!path.exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -288,7 +360,7 @@ mod tests {
             _ => "pong".to_owned(),
         };
         std::thread::scope(|s| {
-            s.spawn(|| serve(&listener, Access::new(None), &quit, &answer));
+            s.spawn(|| serve(&listener, Access::new(None), &quit, &handlers(&answer)));
             let slow = s.spawn(|| request(&path, "slow").unwrap());
             std::thread::sleep(Duration::from_millis(50)); // "slow" is being answered
             assert_eq!(request(&path, "ping").unwrap().trim(), "pong");

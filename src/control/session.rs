@@ -218,7 +218,7 @@ impl Sessions {
     }
 
     /// The current data-plane model.
-    pub(super) fn dp(&self) -> Arc<Dataplane> {
+    pub(crate) fn dp(&self) -> Arc<Dataplane> {
         self.model.current()
     }
 

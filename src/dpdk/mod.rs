@@ -23,9 +23,9 @@ pub use fanout::Member;
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST_SIZE};
 pub use memory::{AtomicArray, Backing};
 pub use mempool::Mempool;
-pub use os::{euid, peer_cred, set_thread_niceness, PeerCred};
+pub use os::{euid, peer_cred, recv_with_fds, send_with_fds, set_thread_niceness, PeerCred};
 pub use packet::{PacketError, PacketSocket, Poller, Ready, Received};
-pub use port::{AttachError, Port, PortStats, PortTable};
+pub use port::{AttachError, HandedPort, Port, PortStats, PortTable};
 pub use rcu::{Rcu, RcuCell, RcuReader, ReadSection};
 
 use std::ffi::CStr;

@@ -186,6 +186,18 @@ impl PacketSocket {
         Ok(vrfwd_wire::MacAddr(mac))
     }
 
+    /// Whether frames wait to be read (looks, never waits).
+    pub fn readable(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, the count passed; no timeout.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n > 0 && fd.revents & libc::POLLIN != 0
+    }
+
     /// Frames dropped so far because they were larger than an mbuf.
     pub fn oversize(&self) -> u64 {
         self.oversize.load(Ordering::Relaxed)

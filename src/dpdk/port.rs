@@ -3,8 +3,8 @@
 //! in and out at run time; and the [`PortTable`] through which lcores reach ports
 //! that may be detached while they run.
 use super::{
-    check, DpdkError, Mempool, PacketError, PacketSocket, Poller, Rcu, RcuCell, ReadSection, Ready,
-    TxBuffer,
+    check, fanout::Member, DpdkError, Mempool, PacketError, PacketSocket, Poller, Rcu, RcuCell,
+    ReadSection, Ready, TxBuffer,
 };
 use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -340,6 +340,20 @@ pub enum AttachError {
     Socket(#[from] PacketError),
     #[error("epoll: {0}")]
     Poller(std::io::Error),
+    #[error("port {0} is a DPDK device ({1}): only socket ports can be handed over")]
+    NotShared(usize, String),
+    #[error("{0} has {1} handover groups, this vrfwd {2} queues")]
+    Queues(String, usize, u16),
+}
+
+/// A socket port as its holder hands it to a successor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandedPort {
+    pub index: usize,
+    pub iface: String,
+    /// The netdev of a run-time attach; none for a port from the config.
+    pub netdev: Option<String>,
+    pub groups: Vec<u16>,
 }
 
 impl PortTable {
@@ -555,9 +569,45 @@ impl PortTable {
         iface: &str,
         netdev: Option<String>,
     ) -> Result<(), AttachError> {
+        self.install(index, iface, netdev, || {
+            PacketSocket::open_queues(iface, VIF_RCVBUF, self.queues)
+        })
+    }
+
+    /// Opens slot `index` as the successor of the port a predecessor holds
+    /// on `iface` (its queues' handover groups `groups`), attached at run time
+    /// to `netdev` or from the config: its sockets receive nothing until
+    /// [`PortTable::steer`] names them.
+    pub fn join(
+        &self,
+        index: usize,
+        iface: &str,
+        netdev: Option<String>,
+        groups: &[u16],
+    ) -> Result<(), AttachError> {
+        if groups.len() != usize::from(self.queues.max(1)) {
+            return Err(AttachError::Queues(
+                iface.to_owned(),
+                groups.len(),
+                self.queues,
+            ));
+        }
+        self.install(index, iface, netdev, || {
+            PacketSocket::join_queues(iface, VIF_RCVBUF, groups)
+        })
+    }
+
+    /// Makes the sockets `open` opens on `iface` slot `index`.
+    fn install(
+        &self,
+        index: usize,
+        iface: &str,
+        netdev: Option<String>,
+        open: impl FnOnce() -> Result<Vec<PacketSocket>, PacketError>,
+    ) -> Result<(), AttachError> {
         let mut owned = self.lock();
         Self::vacant(&owned, index)?;
-        let sockets = PacketSocket::open_queues(iface, VIF_RCVBUF, self.queues)?;
+        let sockets = open()?;
         let mac = sockets[0].mac().map_err(|source| PacketError::Sys {
             call: "getsockname",
             iface: iface.into(),
@@ -584,6 +634,59 @@ impl PortTable {
         let _ = self.slots[index].replace(Arc::new(Slot::Socket(sockets)));
         self.socket_slots.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// What a successor needs to take every port over: per occupied slot, its
+    /// netdev, the netdev it was attached to at run time (none: from the
+    /// config), and its queues' handover groups. Refused while any slot is a
+    /// DPDK port, which cannot be shared.
+    pub fn handover(&self) -> Result<Vec<HandedPort>, AttachError> {
+        let owned = self.lock();
+        let mut handed = Vec::new();
+        for (index, o) in owned.iter().enumerate() {
+            let Some(o) = o else { continue };
+            match &o.device {
+                Device::Port(port) => {
+                    return Err(AttachError::NotShared(index, port.name().to_owned()))
+                }
+                Device::Sockets { sockets, iface, .. } => handed.push(HandedPort {
+                    index,
+                    iface: iface.clone(),
+                    netdev: o.netdev.clone(),
+                    groups: sockets
+                        .iter()
+                        .map(PacketSocket::group)
+                        .collect::<Result<_, _>>()
+                        .map_err(|source| PacketError::Sys {
+                            call: "PACKET_FANOUT",
+                            iface: iface.clone(),
+                            source,
+                        })?,
+                }),
+            }
+        }
+        Ok(handed)
+    }
+
+    /// Points every socket slot's handover groups at `member`; returns once no
+    /// frame reaches another member.
+    pub fn steer(&self, member: Member) -> std::io::Result<()> {
+        for o in self.lock().iter().flatten() {
+            if let Device::Sockets { sockets, .. } = &o.device {
+                for s in sockets.iter() {
+                    s.steer(member)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any socket slot has frames waiting to be read.
+    pub fn waiting(&self) -> bool {
+        self.lock().iter().flatten().any(|o| match &o.device {
+            Device::Sockets { sockets, .. } => sockets.iter().any(PacketSocket::readable),
+            Device::Port(_) => false,
+        })
     }
 
     fn vacant(owned: &[Option<Owned>], index: usize) -> Result<(), AttachError> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 pub mod client;
+pub mod guest;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
