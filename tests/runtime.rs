@@ -12,7 +12,7 @@
 mod common;
 
 use common::client::{error_code, Client};
-use common::guest::{sent, Stream};
+use common::guest::{sent, stream_receivers, stream_senders};
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -289,34 +289,8 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
         &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"],
     );
 
-    let receivers = [
-        Stream::start(&t, "r", &["receive", "--port", "5000", "--seconds", "600"]),
-        Stream::start(&t, "q", &["receive", "--port", "5001", "--seconds", "600"]),
-    ];
-    // Bound before the first packet arrives (or it is lost to the test).
-    for (n, port) in [("r", "5000"), ("q", "5001")] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !t.exec(n, &["ss", "-Huln"]).contains(&format!(":{port} ")) {
-            assert!(
-                Instant::now() < deadline,
-                "the receiver in {n} did not bind"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let long = ["--pps", PPS, "--seconds", "600"];
-    let senders = [
-        Stream::start(
-            &t,
-            "s",
-            &[&["send", "--to", "10.0.2.2:5000"][..], &long].concat(),
-        ),
-        Stream::start(
-            &t,
-            "t",
-            &[&["send", "--to", "10.0.2.2:5001"][..], &long].concat(),
-        ),
-    ];
+    let receivers = stream_receivers(&t);
+    let senders = stream_senders(&t, PPS);
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = t.rss_kib();
     let started = Instant::now();

@@ -11,7 +11,7 @@
 //! Needs root.
 mod common;
 
-use common::guest::{sent, Agent, AgentFiles, Stream};
+use common::guest::{sent, stream_receivers, stream_senders, Agent, AgentFiles, Stream};
 use common::*;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,32 +87,6 @@ fn brief(counts: &serde_json::Value) -> String {
         .join(" ")
 }
 
-/// Receivers on r:5000 (VR 1) and q:5001 (VR 2), bound before they return.
-fn start_receivers(t: &Topology) -> [Stream; 2] {
-    let receivers = [
-        Stream::start(t, "r", &["receive", "--port", "5000", "--seconds", "600"]),
-        Stream::start(t, "q", &["receive", "--port", "5001", "--seconds", "600"]),
-    ];
-    for (n, port) in [("r", "5000"), ("q", "5001")] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !t.exec(n, &["ss", "-Huln"]).contains(&format!(":{port} ")) {
-            assert!(
-                Instant::now() < deadline,
-                "the receiver in {n} did not bind"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    receivers
-}
-
-/// Senders through VR 1 (s) and VR 2 (t), `pps` each.
-fn start_senders(t: &Topology, pps: &str) -> [Stream; 2] {
-    let long = ["--pps", pps, "--seconds", "600"];
-    [("s", "10.0.2.2:5000"), ("t", "10.0.2.2:5001")]
-        .map(|(n, to)| Stream::start(t, n, &[&["send", "--to", to][..], &long].concat()))
-}
-
 /// Stops the senders and returns (sent, receiver counts) per VR.
 fn finish(senders: [Stream; 2], receivers: [Stream; 2]) -> [(u64, serde_json::Value); 2] {
     let sent = senders.map(|s| sent(&s.finish(true)));
@@ -181,8 +155,8 @@ fn ten_hand_overs_lose_and_repeat_nothing() {
         t.exec(n, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"]);
     }
 
-    let receivers = start_receivers(&t);
-    let senders = start_senders(&t, "2000");
+    let receivers = stream_receivers(&t);
+    let senders = stream_senders(&t, "2000");
     std::thread::sleep(Duration::from_secs(1));
     let churning = AtomicBool::new(true);
     let mut took = Vec::new();
@@ -267,8 +241,8 @@ fn a_refused_clone_leaves_the_running_vrfwd_forwarding(t: &Topology, instances: 
     }
     let without_vr2 = std::env::temp_dir().join(format!("vrfwd-{PREFIX}-one-vr.toml"));
     std::fs::write(&without_vr2, one_vr).expect("the second config");
-    let receivers = start_receivers(t);
-    let senders = start_senders(t, "2000");
+    let receivers = stream_receivers(t);
+    let senders = stream_senders(t, "2000");
     std::thread::sleep(Duration::from_secs(1));
     let refused = instances.upgrade(&without_vr2.display().to_string());
     let _ = std::fs::remove_file(&without_vr2);
@@ -313,8 +287,8 @@ fn a_second_instance_without_hand_over_duplicates_and_a_restart_loses(
         ),
     )
     .expect("the twin's config");
-    let receivers = start_receivers(t);
-    let senders = start_senders(t, "1000");
+    let receivers = stream_receivers(t);
+    let senders = stream_senders(t, "1000");
     let mut twin_vrfwd = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
         .args(["run", "--config"])
         .arg(&twin)
@@ -332,8 +306,8 @@ fn a_second_instance_without_hand_over_duplicates_and_a_restart_loses(
         "duplicates seen: {r1}"
     );
 
-    let receivers = start_receivers(t);
-    let senders = start_senders(t, "1000");
+    let receivers = stream_receivers(t);
+    let senders = stream_senders(t, "1000");
     std::thread::sleep(Duration::from_secs(1));
     // The running vrfwd is a successor: stop it by its socket's owner.
     let _ = Command::new("pkill")

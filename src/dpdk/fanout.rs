@@ -50,18 +50,7 @@ impl PacketSocket {
         queue: u16,
         queues: u16,
     ) -> Result<PacketSocket, PacketError> {
-        let s = PacketSocket::open_filtered(iface, rcvbuf, &Program::ret(0))?;
-        let sys = |call| sys_error(call, iface);
-        s.set(
-            libc::SOL_PACKET,
-            libc::PACKET_FANOUT,
-            &((FANOUT_CBPF | FANOUT_FLAG_UNIQUEID) << 16),
-        )
-        .map_err(sys("PACKET_FANOUT"))?;
-        s.steer(Member::Holder).map_err(sys("PACKET_FANOUT_DATA"))?;
-        s.filter(&Program::share(queue, queues))
-            .map_err(sys("SO_ATTACH_FILTER"))?;
-        Ok(s)
+        PacketSocket::open_in(iface, rcvbuf, None, queue, queues)
     }
 
     /// Opens queue `queue` of a port's `queues` on `iface` as the successor in
@@ -74,14 +63,29 @@ impl PacketSocket {
         queue: u16,
         queues: u16,
     ) -> Result<PacketSocket, PacketError> {
+        PacketSocket::open_in(iface, rcvbuf, Some(group), queue, queues)
+    }
+
+    /// Opens queue `queue` of `queues` on `iface` in handover group `group`, or
+    /// (none) alone in a new one that steers to it.
+    fn open_in(
+        iface: &str,
+        rcvbuf: usize,
+        group: Option<u16>,
+        queue: u16,
+        queues: u16,
+    ) -> Result<PacketSocket, PacketError> {
         let s = PacketSocket::open_filtered(iface, rcvbuf, &Program::ret(0))?;
         let sys = |call| sys_error(call, iface);
-        s.set(
-            libc::SOL_PACKET,
-            libc::PACKET_FANOUT,
-            &(u32::from(group) | (FANOUT_CBPF << 16)),
-        )
-        .map_err(sys("PACKET_FANOUT"))?;
+        let fanout = match group {
+            None => (FANOUT_CBPF | FANOUT_FLAG_UNIQUEID) << 16,
+            Some(id) => u32::from(id) | (FANOUT_CBPF << 16),
+        };
+        s.set(libc::SOL_PACKET, libc::PACKET_FANOUT, &fanout)
+            .map_err(sys("PACKET_FANOUT"))?;
+        if group.is_none() {
+            s.steer(Member::Holder).map_err(sys("PACKET_FANOUT_DATA"))?;
+        }
         s.filter(&Program::share(queue, queues))
             .map_err(sys("SO_ATTACH_FILTER"))?;
         Ok(s)

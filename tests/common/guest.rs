@@ -3,6 +3,7 @@
 //! stopped on drop.
 use super::{bin_dir, Topology};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The agent's configuration and credential for VR 1 of topology `t`, pointing at
 /// vrfwd's control port; removed on drop.
@@ -114,4 +115,31 @@ pub fn sent(out: &str) -> u64 {
         .and_then(|w| w.strip_prefix("sent="))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("a sender's count: {out:?}"))
+}
+
+/// Receivers on r:5000 (VR 1's stream) and q:5001 (VR 2's), bound before they
+/// return (a packet that arrives before is lost to the test).
+pub fn stream_receivers(t: &Topology) -> [Stream; 2] {
+    let receivers = [
+        Stream::start(t, "r", &["receive", "--port", "5000", "--seconds", "600"]),
+        Stream::start(t, "q", &["receive", "--port", "5001", "--seconds", "600"]),
+    ];
+    for (n, port) in [("r", "5000"), ("q", "5001")] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !t.exec(n, &["ss", "-Huln"]).contains(&format!(":{port} ")) {
+            assert!(
+                Instant::now() < deadline,
+                "the receiver in {n} did not bind"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    receivers
+}
+
+/// Senders through VR 1 (s) and VR 2 (t), `pps` each.
+pub fn stream_senders(t: &Topology, pps: &str) -> [Stream; 2] {
+    let long = ["--pps", pps, "--seconds", "600"];
+    [("s", "10.0.2.2:5000"), ("t", "10.0.2.2:5001")]
+        .map(|(n, to)| Stream::start(t, n, &[&["send", "--to", to][..], &long].concat()))
 }
