@@ -189,8 +189,10 @@ fn run_on(
     let writer = RouteWriter::new(&dp, routes, budget(config));
     let model = Arc::new(Model::new(dp, Arc::clone(&rcu)));
     let access = control::Access::new(config.socket_gid()?);
+    // A successor's counters go on from its holder's final ones.
+    let inherited = std::sync::OnceLock::<Snapshot>::new();
     let snapshot = || {
-        Snapshot::collect(
+        let mut now = Snapshot::collect(
             &counters,
             &model.current(),
             &|p| ports.stats(p),
@@ -199,7 +201,11 @@ fn run_on(
                 in_use: pool.in_use(),
             },
             model.current().clock.seconds(dpdk::tsc()),
-        )
+        );
+        if let Some(earlier) = inherited.get() {
+            now.carry(earlier);
+        }
+        now
     };
     tracing::info!(
         lcores,
@@ -266,6 +272,7 @@ fn run_on(
         Some(s) => Operator::AfterTakeOver(s),
     };
     let (model, snapshot, stop_ref, sessions_ref) = (&*model, &snapshot, &stop, &sessions);
+    let inherited_ref = &inherited;
     let (ports_ref, pool_ref) = (&ports, &pool);
     let reconfigure = Reconfigure {
         model,
@@ -347,12 +354,17 @@ fn run_on(
                     control: shared_control.as_ref(),
                     metrics: shared_metrics.as_ref(),
                     quit,
+                    stopped: stop_ref,
+                    counters: snapshot,
                 };
                 let listener = match operator {
                     Operator::Bound(socket) => socket,
                     Operator::AfterTakeOver(s) => {
                         match take_over(s, clone_port, model, ports_ref, &config.socket, access) {
-                            Ok(socket) => socket,
+                            Ok((socket, earlier)) => {
+                                let _ = inherited_ref.set(earlier);
+                                socket
+                            }
                             Err(e) => {
                                 tracing::error!("take-over failed: {e}");
                                 quit.store(true, Ordering::Relaxed);
@@ -440,11 +452,11 @@ fn take_over(
     ports: &PortTable,
     socket: &std::path::Path,
     access: control::Access,
-) -> Result<control::OperatorSocket, ApplianceError> {
-    successor.take_over(clone_port, model, ports)?;
+) -> Result<(control::OperatorSocket, Snapshot), ApplianceError> {
+    let earlier = successor.take_over(clone_port, model, ports)?;
     let listener = control::bind(socket, access)?;
     tracing::info!(socket = %socket.display(), "{}", upgrade::COMPLETE);
-    Ok(listener)
+    Ok((listener, earlier))
 }
 
 /// How often the reload thread looks for SIGHUP.

@@ -303,6 +303,12 @@ fn sum<'a>(it: impl Iterator<Item = &'a Counter>) -> u64 {
     it.map(Counter::get).sum()
 }
 
+fn add_reasons(to: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (reason, n) in from {
+        *to.entry(reason.clone()).or_default() += n;
+    }
+}
+
 fn by_reason<R: Copy>(
     all: &[R],
     label: impl Fn(R) -> &'static str,
@@ -382,6 +388,44 @@ impl Snapshot {
         }
     }
 
+    /// Adds a predecessor's final counters (`crate::upgrade`), so that counts
+    /// and rates go on across a hand-over: port by name, VR by id, segment by
+    /// name, lcore by index; what is no longer here is left out, and the
+    /// gauges (routes, neighbours, the pool) stay this process's.
+    pub fn carry(&mut self, earlier: &Snapshot) {
+        for (now, then) in self.lcores.iter_mut().zip(&earlier.lcores) {
+            now.polls += then.polls;
+            now.busy_polls += then.busy_polls;
+            now.sleeps += then.sleeps;
+        }
+        for p in &mut self.ports {
+            if let Some(e) = earlier.ports.iter().find(|e| e.name == p.name) {
+                p.rx += e.rx;
+                p.tx += e.tx;
+                p.tx_dropped += e.tx_dropped;
+                p.spoofed += e.spoofed;
+                p.flood_limited += e.flood_limited;
+            }
+        }
+        for v in &mut self.vrs {
+            if let Some(e) = earlier.vrs.iter().find(|e| e.id == v.id) {
+                v.rx += e.rx;
+                v.forwarded += e.forwarded;
+                v.arp_answered += e.arp_answered;
+                v.ndp_answered += e.ndp_answered;
+                v.announcements_ignored += e.announcements_ignored;
+                add_reasons(&mut v.punted, &e.punted);
+            }
+        }
+        for g in &mut self.segments {
+            if let Some(e) = earlier.segments.iter().find(|e| e.name == g.name) {
+                g.unicast += e.unicast;
+                g.flooded += e.flooded;
+                add_reasons(&mut g.dropped, &e.dropped);
+            }
+        }
+    }
+
     /// Human-readable table.
     pub fn render(&self) -> String {
         use std::fmt::Write;
@@ -450,5 +494,56 @@ impl Snapshot {
             );
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(port: &str, vr: u32, n: u64) -> Snapshot {
+        Snapshot {
+            lcores: vec![LcoreSnapshot {
+                polls: n,
+                ..LcoreSnapshot::default()
+            }],
+            ports: vec![PortSnapshot {
+                name: port.into(),
+                rx: n,
+                tx: n,
+                ..PortSnapshot::default()
+            }],
+            vrs: vec![VrSnapshot {
+                id: vr,
+                forwarded: n,
+                punted: [("no_route".to_owned(), n)].into(),
+                routes: 7,
+                ..VrSnapshot::default()
+            }],
+            segments: vec![SegmentSnapshot {
+                name: "lan0".into(),
+                flooded: n,
+                ..SegmentSnapshot::default()
+            }],
+            mempool: MempoolSnapshot::default(),
+        }
+    }
+
+    #[test]
+    fn a_predecessors_counts_add_to_the_same_ports_vrs_and_segments() {
+        let mut now = snapshot("u0", 1, 5);
+        now.carry(&snapshot("u0", 1, 100));
+        assert_eq!(
+            (now.lcores[0].polls, now.ports[0].rx, now.ports[0].tx),
+            (105, 105, 105)
+        );
+        assert_eq!(now.vrs[0].forwarded, 105);
+        assert_eq!(now.vrs[0].punted["no_route"], 105);
+        assert_eq!(now.vrs[0].routes, 7, "a gauge is this process's");
+        assert_eq!(now.segments[0].flooded, 105);
+        // A port or VR the predecessor did not have, or no longer here: no sum.
+        now.carry(&snapshot("u9", 2, 1000));
+        assert_eq!((now.ports[0].rx, now.vrs[0].forwarded), (105, 105));
+        assert_eq!(now.segments[0].flooded, 1105);
     }
 }

@@ -28,6 +28,7 @@ use crate::dataplane::{Model, VrState};
 use crate::dpdk::{
     peer_cred, recv_with_fds, send_with_fds, AttachError, HandedPort, Member, PortTable,
 };
+use crate::stats::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -55,7 +56,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 const MAX_LINE: usize = 1 << 20;
 
 /// One step of the hand-over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Message {
     /// Holder → successor, with its listeners' descriptors (control first).
@@ -66,6 +67,9 @@ pub enum Message {
     Cloned { vrs: Vec<u32> },
     /// Successor → holder: every port's groups name the successor.
     Switched,
+    /// Holder → successor, its lcores stopped: its final counters, which the
+    /// successor's go on from.
+    Counters { counters: Box<Snapshot> },
     /// Either side: the hand-over is off, and why.
     Refused { why: String },
 }
@@ -106,6 +110,8 @@ pub enum UpgradeError {
     Mismatch(String),
     #[error("the holder (pid {0}) still runs {HOLDER_EXIT:?} after the switch")]
     HolderStays(i32),
+    #[error("the lcores still run {0:?} after the switch")]
+    LcoresRun(Duration),
 }
 
 /// One end of the hand-over connection: JSON lines, descriptors alongside.
@@ -210,6 +216,9 @@ pub struct Holder<'a> {
     pub metrics: Option<&'a TcpListener>,
     /// Set to stop this vrfwd once it has drained.
     pub quit: &'a AtomicBool,
+    /// Set once its lcores have stopped; then `counters` are final.
+    pub stopped: &'a AtomicBool,
+    pub counters: &'a (dyn Fn() -> Snapshot + Sync),
 }
 
 impl Holder<'_> {
@@ -226,6 +235,9 @@ impl Holder<'_> {
             Ok(()) => {
                 tracing::info!("hand-over: drained; the successor holds every port");
                 self.quit.store(true, Ordering::Relaxed);
+                if let Err(e) = self.hand_counters(&mut channel) {
+                    tracing::warn!("hand-over: the counters stay here: {e}");
+                }
             }
             Err(e) => {
                 tracing::warn!("hand-over abandoned, forwarding on: {e}");
@@ -288,6 +300,21 @@ impl Holder<'_> {
         // and send what they forward by the next: a few periods suffice.
         std::thread::sleep(Duration::from_millis(20));
         Ok(())
+    }
+}
+
+impl Holder<'_> {
+    /// Once the lcores have stopped, sends the final counters.
+    fn hand_counters(&self, channel: &mut Channel) -> Result<(), UpgradeError> {
+        let start = Instant::now();
+        while !self.stopped.load(Ordering::Relaxed) {
+            if start.elapsed() > HOLDER_EXIT {
+                return Err(UpgradeError::LcoresRun(HOLDER_EXIT));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let counters = Box::new((self.counters)());
+        channel.send(&Message::Counters { counters }, &[])
     }
 }
 
@@ -358,27 +385,31 @@ impl Successor {
     }
 
     /// Steps 2 to 5, once this vrfwd forwards (every VR in standby) and its
-    /// sessions accept clones on loopback port `clone_port`: returns once the
-    /// holder is gone and the ports are this vrfwd's alone.
+    /// sessions accept clones on loopback port `clone_port`: returns the
+    /// holder's final counters once it is gone and the ports are this vrfwd's
+    /// alone.
     pub fn take_over(
         mut self,
         clone_port: u16,
         model: &Model,
         ports: &PortTable,
-    ) -> Result<(), UpgradeError> {
-        let result = self.switch(clone_port, model, ports);
-        if let Err(e) = &result {
-            self.channel.refuse(e);
+    ) -> Result<Snapshot, UpgradeError> {
+        if let Err(e) = self.switch(clone_port, model, ports) {
+            self.channel.refuse(&e);
             // Never close a socket the selector names.
             let _ = ports.steer(Member::Holder);
-            return result;
+            return Err(e);
         }
+        let counters = match self.channel.recv()?.0 {
+            Message::Counters { counters } => *counters,
+            m => return Err(unexpected("counters", &m)),
+        };
         self.channel.closed()?;
         // Its connection closes before its sockets do: re-pointed while it is
         // still a member, the selector would name the holder's socket again.
         self.holder_exited()?;
         ports.steer(Member::Holder)?;
-        Ok(())
+        Ok(counters)
     }
 
     /// Waits until the holder's process has exited (its descriptors, its
@@ -475,10 +506,11 @@ mod tests {
         holder.send(&offer, &[&listener]).unwrap();
         holder.send(&Message::Switched, &[]).unwrap();
         let (got, fds) = successor.recv().unwrap();
-        assert_eq!((got, fds.len()), (offer, 1));
+        let json = |m: &Message| serde_json::to_string(m).unwrap();
+        assert_eq!((json(&got), fds.len()), (json(&offer), 1));
         let shared = TcpListener::from(fds.into_iter().next().unwrap());
         assert_eq!(shared.local_addr().unwrap(), listener.local_addr().unwrap());
-        assert_eq!(successor.recv().unwrap().0, Message::Switched);
+        assert!(matches!(successor.recv().unwrap().0, Message::Switched));
         holder.refuse(&UpgradeError::Closed);
         assert!(matches!(successor.recv(), Err(UpgradeError::Refused(_))));
         drop(holder);

@@ -290,7 +290,7 @@ fn a_vr_added_and_removed_twenty_times_costs_the_others_nothing() {
     );
 
     let receivers = stream_receivers(&t);
-    let senders = stream_senders(&t, PPS);
+    let senders = stream_senders(&t, PPS, "10.0.2.2:5000");
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = t.rss_kib();
     let started = Instant::now();

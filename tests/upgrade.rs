@@ -2,8 +2,9 @@
 //! with every port a socket, VR 1 and VR 2 each forwarding a numbered stream,
 //! and VR 1's guest agent churning a route, `vrfwd upgrade` hands everything
 //! from one vrfwd to the next ten times: neither stream loses or repeats a
-//! packet, every route and neighbour is still there, and the agent's session
-//! comes back each time. A hand-over whose successor gives up half-way (it has
+//! packet (VR 1's follows one of the agent's routes), every route and
+//! neighbour is still there, the agent's session comes back each time, and
+//! the counters go on from one vrfwd to the next. A hand-over whose successor gives up half-way (it has
 //! joined the ports and taken a VR's clone when the next VR's clone is
 //! refused) leaves the running vrfwd forwarding. Two negative controls show
 //! the streams' counts see both failures: a second vrfwd on the same ports
@@ -22,6 +23,8 @@ const CONTROL_PORT: u16 = 17741;
 const HAND_OVERS: usize = 10;
 /// Routes the guest holds throughout, which every successor must hold too.
 const KEPT: usize = 10;
+/// An address of r's inside the first kept route.
+const KEPT_ADDRESS: &str = "10.78.0.1";
 /// The route the guest adds and removes while the hand-overs run.
 const CHURNED: &str = "10.77.0.0/24";
 
@@ -155,8 +158,12 @@ fn ten_hand_overs_lose_and_repeat_nothing() {
         t.exec(n, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.2.2"]);
     }
 
+    // VR 1's stream follows a route of the agent's: withdrawn for a moment,
+    // as a resync after a reconnect might, it would lose packets.
+    t.exec("r", &["ip", "addr", "add", KEPT_ADDRESS, "dev", "lo"]);
+    let forwarded_before = t.vr(1).forwarded;
     let receivers = stream_receivers(&t);
-    let senders = stream_senders(&t, "2000");
+    let senders = stream_senders(&t, "2000", &format!("{KEPT_ADDRESS}:5000"));
     std::thread::sleep(Duration::from_secs(1));
     let churning = AtomicBool::new(true);
     let mut took = Vec::new();
@@ -210,6 +217,11 @@ fn ten_hand_overs_lose_and_repeat_nothing() {
         );
     }
     assert!(kept_on_host(&t), "every kept route is still there");
+    let forwarded = t.vr(1).forwarded - forwarded_before;
+    assert!(
+        forwarded >= s1,
+        "VR 1's counters go on across hand-overs: {forwarded} forwarded of {s1} sent"
+    );
     let guest_has_churned = !churned.is_multiple_of(2);
     eventually(
         "the churned route as the guest has it",
@@ -242,7 +254,7 @@ fn a_refused_clone_leaves_the_running_vrfwd_forwarding(t: &Topology, instances: 
     let without_vr2 = std::env::temp_dir().join(format!("vrfwd-{PREFIX}-one-vr.toml"));
     std::fs::write(&without_vr2, one_vr).expect("the second config");
     let receivers = stream_receivers(t);
-    let senders = stream_senders(t, "2000");
+    let senders = stream_senders(t, "2000", "10.0.2.2:5000");
     std::thread::sleep(Duration::from_secs(1));
     let refused = instances.upgrade(&without_vr2.display().to_string());
     let _ = std::fs::remove_file(&without_vr2);
@@ -288,7 +300,7 @@ fn a_second_instance_without_hand_over_duplicates_and_a_restart_loses(
     )
     .expect("the twin's config");
     let receivers = stream_receivers(t);
-    let senders = stream_senders(t, "1000");
+    let senders = stream_senders(t, "1000", "10.0.2.2:5000");
     let mut twin_vrfwd = Command::new(env!("CARGO_BIN_EXE_vrfwd"))
         .args(["run", "--config"])
         .arg(&twin)
@@ -307,7 +319,7 @@ fn a_second_instance_without_hand_over_duplicates_and_a_restart_loses(
     );
 
     let receivers = stream_receivers(t);
-    let senders = stream_senders(t, "1000");
+    let senders = stream_senders(t, "1000", "10.0.2.2:5000");
     std::thread::sleep(Duration::from_secs(1));
     // The running vrfwd is a successor: stop it by its socket's owner.
     let _ = Command::new("pkill")

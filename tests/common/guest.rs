@@ -137,9 +137,10 @@ pub fn stream_receivers(t: &Topology) -> [Stream; 2] {
     receivers
 }
 
-/// Senders through VR 1 (s) and VR 2 (t), `pps` each.
-pub fn stream_senders(t: &Topology, pps: &str) -> [Stream; 2] {
+/// Senders through VR 1 (s, to `vr1_to`) and VR 2 (t, to q's receiver),
+/// `pps` each.
+pub fn stream_senders(t: &Topology, pps: &str, vr1_to: &str) -> [Stream; 2] {
     let long = ["--pps", pps, "--seconds", "600"];
-    [("s", "10.0.2.2:5000"), ("t", "10.0.2.2:5001")]
+    [("s", vr1_to), ("t", "10.0.2.2:5001")]
         .map(|(n, to)| Stream::start(t, n, &[&["send", "--to", to][..], &long].concat()))
 }
