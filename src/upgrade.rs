@@ -301,9 +301,7 @@ impl Holder<'_> {
         std::thread::sleep(Duration::from_millis(20));
         Ok(())
     }
-}
 
-impl Holder<'_> {
     /// Once the lcores have stopped, sends the final counters.
     fn hand_counters(&self, channel: &mut Channel) -> Result<(), UpgradeError> {
         let start = Instant::now();
