@@ -346,6 +346,9 @@ pub enum AttachError {
     Queues(String, usize, u16),
 }
 
+/// Threads that steer a table's sockets at once ([`PortTable::steer`]).
+const STEERERS: usize = 16;
+
 /// A socket port as its holder hands it to a successor.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HandedPort {
@@ -669,16 +672,30 @@ impl PortTable {
     }
 
     /// Points every socket slot's handover groups at `member`; returns once no
-    /// frame reaches another member.
+    /// frame reaches another member. Each swap waits for the kernel's
+    /// `synchronize_net`, so [`STEERERS`] threads swap at once: the waits
+    /// overlap, and a host's switch takes about one of them, not one a port.
     pub fn steer(&self, member: Member) -> std::io::Result<()> {
-        for o in self.lock().iter().flatten() {
-            if let Device::Sockets { sockets, .. } = &o.device {
-                for s in sockets.iter() {
-                    s.steer(member)?;
-                }
-            }
-        }
-        Ok(())
+        let owned = self.lock();
+        let sockets: Vec<&PacketSocket> = owned
+            .iter()
+            .flatten()
+            .filter_map(|o| match &o.device {
+                Device::Sockets { sockets, .. } => Some(sockets.iter()),
+                Device::Port(_) => None,
+            })
+            .flatten()
+            .collect();
+        let share = sockets.len().div_ceil(STEERERS).max(1);
+        std::thread::scope(|s| {
+            let steerers: Vec<_> = sockets
+                .chunks(share)
+                .map(|chunk| s.spawn(move || chunk.iter().try_for_each(|k| k.steer(member))))
+                .collect();
+            steerers
+                .into_iter()
+                .try_for_each(|t| t.join().expect("a steering thread"))
+        })
     }
 
     /// Whether any socket slot has frames waiting to be read.
