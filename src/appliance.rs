@@ -219,34 +219,18 @@ fn run_on(
     let (to_writer, commands) = crossbeam_channel::unbounded();
     let sessions = Sessions::new(Arc::clone(&model), to_writer.clone(), config);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
-    let control_listener = match successor.as_mut() {
-        Some(s) => s.control.take(),
-        None => config
-            .control
-            .listen
-            .map(|addr| {
-                std::net::TcpListener::bind(addr)
-                    .map_err(|source| ApplianceError::Listen { addr, source })
-            })
-            .transpose()?,
-    };
-    let metrics_listener = match successor.as_mut() {
-        Some(s) => s.metrics.take(),
-        None => config
-            .metrics
-            .address()
-            .map(|addr| {
-                std::net::TcpListener::bind(addr)
-                    .map_err(|source| ApplianceError::Metrics { addr, source })
-            })
-            .transpose()?,
-    };
+    let control_listener = listen(
+        successor.as_mut().map(|s| s.control.take()),
+        config.control.listen,
+        |addr, source| ApplianceError::Listen { addr, source },
+    )?;
+    let metrics_listener = listen(
+        successor.as_mut().map(|s| s.metrics.take()),
+        config.metrics.address(),
+        |addr, source| ApplianceError::Metrics { addr, source },
+    )?;
     if let Some(l) = &metrics_listener {
-        l.set_nonblocking(true)
-            .map_err(|source| ApplianceError::Metrics {
-                addr: l.local_addr().unwrap_or(([0, 0, 0, 0], 0).into()),
-                source,
-            })?;
+        l.set_nonblocking(true).map_err(ApplianceError::Listeners)?;
     }
     // A successor's sessions take the holder's clones on a loopback port.
     let clone_listener = successor
@@ -404,6 +388,21 @@ enum Operator {
     AfterTakeOver(Successor),
 }
 
+/// The listener a holder handed over (`handed`: a successor's, which may be
+/// none), or one bound at the config's `addr`.
+fn listen(
+    handed: Option<Option<std::net::TcpListener>>,
+    addr: Option<std::net::SocketAddr>,
+    error: fn(std::net::SocketAddr, std::io::Error) -> ApplianceError,
+) -> Result<Option<std::net::TcpListener>, ApplianceError> {
+    match handed {
+        Some(listener) => Ok(listener),
+        None => addr
+            .map(|a| std::net::TcpListener::bind(a).map_err(|e| error(a, e)))
+            .transpose(),
+    }
+}
+
 /// Opens the config's socket ports (DPDK ports are started before the table).
 fn start_sockets(config: &Config, ports: &PortTable, pool: &Mempool) -> Result<(), ApplianceError> {
     for (i, p) in config.topology.ports.iter().enumerate() {
@@ -430,7 +429,8 @@ fn join_ports(s: &mut Successor, config: &Config, ports: &PortTable) -> Result<(
             continue;
         };
         let offered = s.offer.ports.iter().find(|o| o.index == i);
-        if offered.map(|o| Some(o.iface.as_str())) != Some(config::socket_netdev(device)) {
+        let same = offered.is_some_and(|o| config::socket_netdev(device) == Some(&o.iface));
+        if !same {
             return Err(UpgradeError::Mismatch(format!(
                 "port {} is {device} here, {} in the running vrfwd",
                 p.name,

@@ -242,18 +242,20 @@ fn answer_logged(stream: UnixStream, handlers: &Handlers) {
 fn reply(stream: UnixStream, handlers: &Handlers) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     // One byte at a time: what follows the line (a hand-over's messages) stays
     // in the socket for whoever reads on.
     for byte in std::io::Read::bytes(&stream) {
         match byte? {
             b'\n' => break,
-            b => line.push(char::from(b)),
+            b => bytes.push(b),
         }
-        if line.len() > MAX_COMMAND {
+        if bytes.len() > MAX_COMMAND {
             break;
         }
     }
+    let line = String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     if line.trim() == crate::upgrade::HANDOVER {
         (handlers.hand_over)(stream);
         return Ok(());

@@ -19,9 +19,8 @@
 //! what this host sends (a group, unlike a lone socket, sees it). A socket
 //! is opened with a filter that drops everything, so that between its bind and
 //! its join it takes no copy of a frame the group delivers too.
-use super::packet::{PacketError, PacketSocket};
+use super::packet::{sys_error, PacketError, PacketSocket};
 use std::io;
-use std::os::fd::AsRawFd;
 
 /// A member of a handover group, by its index in the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,20 +93,7 @@ impl PacketSocket {
     /// The id of this socket's handover group (unique in its network namespace).
     pub fn group(&self) -> io::Result<u16> {
         let mut arg = 0u32;
-        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
-        // SAFETY: `arg` and `len` are valid for writes of the size passed.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_FANOUT,
-                (&mut arg as *mut u32).cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.get(libc::SOL_PACKET, libc::PACKET_FANOUT, &mut arg)?;
         if arg == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -127,15 +113,6 @@ impl PacketSocket {
     /// Replaces the socket's filter with `program`.
     pub(super) fn filter(&self, program: &Program) -> io::Result<()> {
         self.set(libc::SOL_SOCKET, SO_ATTACH_FILTER, &program.fprog())
-    }
-}
-
-fn sys_error(call: &'static str, iface: &str) -> impl Fn(io::Error) -> PacketError {
-    let iface = iface.to_owned();
-    move |source| PacketError::Sys {
-        call,
-        iface: iface.clone(),
-        source,
     }
 }
 

@@ -72,14 +72,7 @@ impl PacketSocket {
         rcvbuf: usize,
         filter: Option<&Program>,
     ) -> Result<PacketSocket, PacketError> {
-        let sys = |call| {
-            let iface = iface.to_owned();
-            move |source| PacketError::Sys {
-                call,
-                iface,
-                source,
-            }
-        };
+        let sys = |call| sys_error(call, iface);
         let name = CString::new(iface).map_err(|_| PacketError::NoInterface(iface.into()))?;
         // SAFETY: a valid C string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -210,21 +203,30 @@ impl PacketSocket {
             tp_packets: 0,
             tp_drops: 0,
         };
-        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: `st` and `len` are valid for writes of the size passed.
+        self.get(libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut st)?;
+        Ok(u64::from(st.tp_drops))
+    }
+
+    /// Reads socket option `name` at `level` into `value`, a plain-data type the
+    /// option fills.
+    pub(super) fn get<T: Copy>(&self, level: i32, name: i32, value: &mut T) -> io::Result<()> {
+        let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are valid for writes of size_of::<T>() bytes,
+        // the size passed; the callers pass integers or C structs of integers,
+        // for which any bytes the kernel writes are a valid value.
         let rc = unsafe {
             libc::getsockopt(
                 self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats).cast(),
+                level,
+                name,
+                (value as *mut T).cast(),
                 &mut len,
             )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(u64::from(st.tp_drops))
+        Ok(())
     }
 
     pub(super) fn set<T>(&self, level: i32, name: i32, value: &T) -> io::Result<()> {
@@ -349,6 +351,16 @@ impl PacketSocket {
             }
             sent as u16
         })
+    }
+}
+
+/// How a failed call `call` on interface `iface` is reported.
+pub(super) fn sys_error(call: &'static str, iface: &str) -> impl Fn(io::Error) -> PacketError {
+    let iface = iface.to_owned();
+    move |source| PacketError::Sys {
+        call,
+        iface: iface.clone(),
+        source,
     }
 }
 

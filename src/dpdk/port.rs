@@ -3,8 +3,8 @@
 //! in and out at run time; and the [`PortTable`] through which lcores reach ports
 //! that may be detached while they run.
 use super::{
-    check, fanout::Member, DpdkError, Mempool, PacketError, PacketSocket, Poller, Rcu, RcuCell,
-    ReadSection, Ready, TxBuffer,
+    check, fanout::Member, packet::sys_error, DpdkError, Mempool, PacketError, PacketSocket,
+    Poller, Rcu, RcuCell, ReadSection, Ready, TxBuffer,
 };
 use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -611,11 +611,7 @@ impl PortTable {
         let mut owned = self.lock();
         Self::vacant(&owned, index)?;
         let sockets = open()?;
-        let mac = sockets[0].mac().map_err(|source| PacketError::Sys {
-            call: "getsockname",
-            iface: iface.into(),
-            source,
-        })?;
+        let mac = sockets[0].mac().map_err(sys_error("getsockname", iface))?;
         for (poller, socket) in self.pollers.iter().zip(&sockets) {
             if let Err(e) = poller.add(socket, index as u64) {
                 for (p, s) in self.pollers.iter().zip(&sockets) {
@@ -660,11 +656,7 @@ impl PortTable {
                         .iter()
                         .map(PacketSocket::group)
                         .collect::<Result<_, _>>()
-                        .map_err(|source| PacketError::Sys {
-                            call: "PACKET_FANOUT",
-                            iface: iface.clone(),
-                            source,
-                        })?,
+                        .map_err(sys_error("PACKET_FANOUT", iface))?,
                 }),
             }
         }
